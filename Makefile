@@ -1,0 +1,42 @@
+# Developer entry points. Everything runs from the project's own .venv.
+PYTHON3 ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+PY      := $(BIN)/python
+# Re-install whenever pyproject.toml changes (new dependency, new entry point).
+STAMP   := $(VENV)/.installed-stamp
+OUT     ?= build/lenet300_100.dcz
+
+.PHONY: venv run test lint samples bench clean
+
+venv: $(STAMP)
+
+$(PY):
+	$(PYTHON3) -m venv $(VENV)
+
+# torch is pinned to 2.13.0 in pyproject.toml: that is the CPU wheel these machines provide.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.[test,bench,samples]'
+	touch $(STAMP)
+
+# Placeholder until the desktop app exists; the lead finalises the exact run line.
+run: venv
+	mkdir -p $(dir $(OUT))
+	$(BIN)/inspector compress sample_models/lenet300_100.pt -o $(OUT)
+	$(BIN)/inspector info $(OUT)
+
+test: venv
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+
+lint: venv
+	$(BIN)/ruff check inspector tests scripts
+	$(BIN)/lint-imports
+
+samples: venv
+	$(PY) scripts/build_samples.py
+
+bench: venv
+	$(PY) scripts/bench.py
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

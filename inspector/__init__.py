@@ -1,0 +1,3 @@
+"""inspector: see and tune Deep Compression (prune, quantize, Huffman) of trained networks."""
+
+__version__ = "0.1.0"

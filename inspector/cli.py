@@ -1,0 +1,236 @@
+"""Command line: ``inspector info|compress|decompress``; the app calls the same tasks.
+
+Errors are one line on stderr and exit code 2 (bad input or settings); never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from inspector import __version__
+from inspector.errors import InspectorError
+
+EXIT_BAD_INPUT = 2
+T = TypeVar("T")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``inspector`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except InspectorError as exc:
+        print(f"inspector: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("inspector: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: still one line for the user, never a traceback
+        print(f"inspector: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="inspector",
+        description="Deep Compression of trained networks: prune, quantize, Huffman-code.",
+    )
+    p.add_argument("--version", action="version", version=f"inspector {__version__}")
+    sub = p.add_subparsers(title="commands")
+
+    info = sub.add_parser("info", help="list a model's layers, or a compressed file's table")
+    info.add_argument("model", type=Path)
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=_cmd_info)
+
+    comp = sub.add_parser("compress", help="compress a model into a .dcz file")
+    comp.add_argument("model", type=Path)
+    comp.add_argument("-o", "--output", type=Path, required=True)
+    prune = comp.add_mutually_exclusive_group()
+    prune.add_argument("--sparsity", type=float, metavar="F", help="prune this fraction")
+    prune.add_argument("--std-q", type=float, metavar="Q", help="prune |w| <= Q x std")
+    prune.add_argument("--threshold", type=float, metavar="T", help="prune |w| <= T")
+    comp.add_argument("--bits", type=int, metavar="N", help="cluster bits, all layers")
+    comp.add_argument("--conv-bits", type=int, metavar="N", help="cluster bits of conv layers")
+    comp.add_argument("--fc-bits", type=int, metavar="N", help="cluster bits of fc layers")
+    comp.add_argument("--index-bits", type=int, metavar="N", help="relative-index bits")
+    comp.add_argument("--init", choices=("optimal", "linear", "density", "random"))
+    comp.add_argument("--no-huffman", action="store_true", help="fixed-width codes only")
+    comp.add_argument("--config", type=Path, metavar="SETTINGS.json")
+    comp.add_argument("--save-config", type=Path, metavar="SETTINGS.json",
+                      help="also write the settings used")
+    comp.add_argument("--json", action="store_true", help="print JSON")
+    comp.set_defaults(func=_cmd_compress)
+
+    dec = sub.add_parser("decompress", help="decode a .dcz file to .pt, .safetensors or .npz")
+    dec.add_argument("compressed", type=Path)
+    dec.add_argument("-o", "--output", type=Path, required=True)
+    dec.set_defaults(func=_cmd_decompress)
+    return p
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from inspector.format import container
+
+    if _is_container(args.model):
+        from inspector.tasks import report
+
+        box = container.open_container(args.model)
+        rows = _decode_errors(args.model, lambda: report.rows_of_container(box))
+        return _print_table(rows, box.nbytes, args.json)
+    from inspector.io import read_model
+
+    model = read_model(args.model)
+    layers = [
+        {"name": i.name, "kind": i.kind, "shape": list(i.shape), "dtype": i.dtype,
+         "params": i.size, "bytes": i.nbytes}
+        for i in model.infos
+    ]
+    if args.json:
+        _print_json({"path": str(args.model), "format": model.format, "layers": layers,
+                     "params": model.param_count, "bytes": model.nbytes})
+        return 0
+    print(f"{args.model} ({model.format}): {len(layers)} tensors, "
+          f"{model.param_count:,} parameters, {model.nbytes:,} bytes")
+    print(f"{'name':<40} {'kind':<9} {'shape':<20} {'dtype':<9} {'params':>12} {'bytes':>12}")
+    for la in layers:
+        shape = "x".join(map(str, la["shape"])) or "scalar"
+        print(f"{la['name'][:40]:<40} {la['kind']:<9} {shape[:20]:<20} {la['dtype']:<9} "
+              f"{la['params']:>12,} {la['bytes']:>12,}")
+    return 0
+
+
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from inspector.io import read_model
+    from inspector.model.settings import ModelSettings, load_settings, save_settings
+    from inspector.tasks import report
+    from inspector.tasks.codec import ModelCodec, compress
+
+    settings = load_settings(args.config) if args.config else ModelSettings()
+    settings = _apply_flags(settings, args)
+    if args.output.suffix.lower() != ".dcz":
+        print(f"inspector: note: {args.output} does not end in .dcz", file=sys.stderr)
+    model = read_model(args.model)
+    codec = ModelCodec(model)
+    show = sys.stderr.isatty() and not args.json
+    estimate, nbytes = _run(compress(codec, settings, args.output), show)
+    if args.save_config:
+        save_settings(settings, args.save_config)
+    rows = report.rows_of_estimate(estimate)
+    if args.json:
+        total = report.totals(rows, nbytes)
+        _print_json({
+            "input": str(args.model), "output": str(args.output),
+            "original_nbytes": estimate.original_nbytes, "file_nbytes": nbytes,
+            "estimated_nbytes": estimate.file_nbytes, "container_nbytes": estimate.container_nbytes,
+            "ratio": total["ratio"], "totals": total, "settings": settings.to_json(),
+            "layers": [r.to_json() for r in rows],
+        })
+        return 0
+    print(report.format_table(rows, report.totals(rows, nbytes)))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _cmd_decompress(args: argparse.Namespace) -> int:
+    from inspector.format import container
+    from inspector.io import write_weights
+
+    box = container.open_container(args.compressed)
+    tensors = {r.name: box.read_layer(i) for i, r in enumerate(box.records)}
+    dtypes = {r.name: r.dtype for r in box.records}
+    write_weights(args.output, tensors, dtypes, protect=args.compressed)
+    print(f"wrote {args.output}: {len(tensors)} tensors")
+    return 0
+
+
+def _apply_flags(settings: Any, args: argparse.Namespace) -> Any:
+    changes: dict[str, Any] = {}
+    for flag, policy in (("sparsity", "sparsity"), ("std_q", "std"), ("threshold", "threshold")):
+        if getattr(args, flag) is not None:
+            changes.update(policy=policy, value=getattr(args, flag))
+    if args.init:
+        changes["init"] = args.init
+    if args.no_huffman:
+        changes["huffman"] = False
+    if args.index_bits is not None:
+        changes["index_bits"] = args.index_bits
+    if args.bits is not None:
+        changes["bits"] = args.bits
+    if changes:
+        settings = settings.with_defaults(**changes)
+        for kind in list(settings.kinds):  # flags beat the per-kind defaults they name
+            overridden = {k: v for k, v in changes.items() if k in settings.kinds[kind]}
+            if overridden:
+                settings = settings.with_kind(kind, **overridden)
+    for kind, value in (("conv", args.conv_bits), ("fc", args.fc_bits)):
+        if value is not None:
+            settings = settings.with_kind(kind, bits=value)
+    return settings
+
+
+def _run(gen: Generator[Any, None, T], show: bool) -> T:
+    """Drive a task generator, drawing a progress bar on stderr when asked."""
+    try:
+        while True:
+            step = next(gen)
+            if show:
+                width = 30
+                filled = width * step.done // max(step.total, 1)
+                bar = "#" * filled + "-" * (width - filled)
+                sys.stderr.write(f"\r[{bar}] {step.done}/{step.total} {step.label[:40]:<40}")
+                sys.stderr.flush()
+    except StopIteration as stop:
+        if show:
+            sys.stderr.write("\r" + " " * 80 + "\r")
+        return stop.value
+    finally:
+        gen.close()
+
+
+def _is_container(path: Path) -> bool:
+    from inspector.format import container
+
+    try:
+        with open(path, "rb") as f:
+            return container.sniff(f.read(8))
+    except OSError:
+        return False
+
+
+def _decode_errors(path: Path, func: Any) -> Any:
+    try:
+        return func()
+    except ValueError as exc:
+        raise InspectorError(f"cannot decode: {exc}", path) from exc
+
+
+def _print_table(rows: list[Any], nbytes: int, as_json: bool) -> int:
+    from inspector.tasks import report
+
+    total = report.totals(rows, nbytes)
+    if as_json:
+        _print_json({"totals": total, "layers": [r.to_json() for r in rows]})
+    else:
+        print(report.format_table(rows, total))
+    return 0
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Per-layer compression settings: a frozen, JSON-safe value the whole pipeline keys on."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+from inspector.errors import SettingsError
+
+Policy = Literal["std", "sparsity", "threshold"]
+Init = Literal["optimal", "linear", "density", "random"]
+StdOf = Literal["all", "nonzero"]
+
+POLICIES: tuple[str, ...] = ("std", "sparsity", "threshold")
+INITS: tuple[str, ...] = ("optimal", "linear", "density", "random")
+STD_OF: tuple[str, ...] = ("all", "nonzero")
+MIN_BITS, MAX_BITS = 1, 8
+MIN_INDEX_BITS, MAX_INDEX_BITS = 1, 16
+
+
+@dataclass(frozen=True, slots=True)
+class LayerSettings:
+    """How one layer is compressed.
+
+    Parameters
+    ----------
+    policy
+        ``"std"``: prune ``|w| <= value * std`` (Han's rule); ``"sparsity"``: prune exactly
+        ``round(value * n)`` weights, smallest magnitude first, ties by position;
+        ``"threshold"``: prune ``|w| <= value``.
+    value
+        The policy's parameter (q, fraction in [0, 1], or absolute threshold).
+    bits
+        Cluster bits: the codebook has up to ``2**bits`` shared centroids.
+    init
+        k-means: ``"optimal"`` (exact 1-D dynamic programming), or Lloyd from the paper's
+        ``"linear"``, ``"density"`` or ``"random"`` initialisation.
+    index_bits
+        Width b of a relative-index code; gaps above ``2**b`` insert filler entries.
+    huffman
+        Huffman-code the weight-index and gap streams (each falls back to fixed width if smaller).
+    excluded
+        Store the layer losslessly instead.
+    std_of
+        Whether the std of ``"std"`` is over all weights or the nonzero ones (already pruned).
+    seed
+        Seed of the ``"random"`` initialisation.
+    """
+
+    policy: Policy = "sparsity"
+    value: float = 0.9
+    bits: int = 5
+    init: Init = "optimal"
+    index_bits: int = 5
+    huffman: bool = True
+    excluded: bool = False
+    std_of: StdOf = "all"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("policy", self.policy, POLICIES)
+        _check_choice("init", self.init, INITS)
+        _check_choice("std_of", self.std_of, STD_OF)
+        _check_int("bits", self.bits, MIN_BITS, MAX_BITS)
+        _check_int("index_bits", self.index_bits, MIN_INDEX_BITS, MAX_INDEX_BITS)
+        _check_int("seed", self.seed, 0, 2**32 - 1)
+        if isinstance(self.value, bool) or not isinstance(self.value, int | float):
+            raise SettingsError(f"value must be a number, got {self.value!r}")
+        if not math.isfinite(self.value) or self.value < 0:
+            raise SettingsError(f"value must be a finite number >= 0, got {self.value!r}")
+        if self.policy == "sparsity" and self.value > 1:
+            raise SettingsError(f"sparsity must be between 0 and 1, got {self.value!r}")
+        for name in ("huffman", "excluded"):
+            if not isinstance(getattr(self, name), bool):
+                raise SettingsError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    @property
+    def clusters(self) -> int:
+        """Codebook size K = 2**bits."""
+        return 1 << self.bits
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], base: LayerSettings | None = None) -> LayerSettings:
+        """Settings from a (possibly partial) dict; missing fields come from ``base``."""
+        if not isinstance(data, dict):
+            raise SettingsError(f"layer settings must be an object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SettingsError(f"unknown setting(s) {', '.join(unknown)}")
+        try:
+            return replace(base or cls(), **data)
+        except TypeError as exc:  # pragma: no cover - replace() only fails on unknown names
+            raise SettingsError(str(exc)) from exc
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_int(name: str, value: object, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise SettingsError(f"{name} must be an integer from {lo} to {hi}, got {value!r}")

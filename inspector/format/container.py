@@ -1,0 +1,156 @@
+"""The compressed file: write atomically, open and decode with every byte checked.
+
+Layout: ``MAGIC | version u8 | flags u8 | header length u32 | header | header CRC32 u32 |
+payload of layer 0 | payload of layer 1 | ...`` (little-endian; see docs/format.md).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inspector.core.layer import decode_payload
+from inspector.errors import InputError
+from inspector.format import dtypes, spec
+from inspector.format.header import LayerRecord, decode_header, encode_header
+
+
+def file_nbytes(records: Sequence[LayerRecord]) -> int:
+    """Exact size of the file ``write`` would produce for ``records`` (CRC values irrelevant)."""
+    header = len(encode_header(records))
+    return spec.PREFIX_NBYTES + header + spec.CRC_NBYTES + sum(r.payload_nbytes for r in records)
+
+
+def container_nbytes(records: Sequence[LayerRecord]) -> int:
+    """Bytes of prefix, header and header CRC: the container's own overhead."""
+    return spec.PREFIX_NBYTES + len(encode_header(records)) + spec.CRC_NBYTES
+
+
+def write(
+    path: str | Path,
+    records: Sequence[LayerRecord],
+    payloads: Iterable[bytes],
+    protect: Iterable[str | Path] = (),
+) -> int:
+    """Write the container atomically (temp file + rename); return its size in bytes.
+
+    Refuses to write over any path in ``protect`` (the source model).
+    """
+    path = Path(path)
+    for p in protect:
+        if path.exists() and Path(p).exists() and path.resolve() == Path(p).resolve():
+            raise InputError("refusing to overwrite the input model", path)
+    header = encode_header(records)
+    prefix = spec.MAGIC + bytes([spec.VERSION, 0]) + struct.pack("<I", len(header))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(prefix + header + struct.pack("<I", zlib.crc32(header)))
+            for record, payload in zip(records, payloads, strict=True):
+                if len(payload) != record.payload_nbytes:
+                    raise AssertionError(f"payload of {record.name} has the wrong size")
+                f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an output is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path.stat().st_size
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def crc(payload: bytes) -> int:
+    """The CRC32 a record stores for ``payload``."""
+    return zlib.crc32(payload)
+
+
+def sniff(head: bytes) -> bool:
+    """Whether ``head`` starts like one of our files."""
+    return head.startswith(spec.MAGIC)
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """An opened compressed file: its records and where each payload starts."""
+
+    path: str
+    version: int
+    records: tuple[LayerRecord, ...]
+    offsets: tuple[int, ...]
+    nbytes: int
+
+    def read_layer(self, index: int) -> np.ndarray:
+        """Decode layer ``index`` to its dtype and shape (CRC checked)."""
+        rec = self.records[index]
+        with open(self.path, "rb") as f:
+            f.seek(self.offsets[index])
+            payload = f.read(rec.payload_nbytes)
+        if len(payload) != rec.payload_nbytes:
+            raise InputError(f"layer {rec.name!r} is truncated", self.path)
+        if zlib.crc32(payload) != rec.crc:
+            raise InputError(f"layer {rec.name!r} is damaged (checksum mismatch)", self.path)
+        if rec.deep is None:
+            return dtypes.from_bytes(payload, rec.dtype, rec.shape)
+        try:
+            flat = decode_payload(payload, rec.deep.layout)
+        except ValueError as exc:
+            raise InputError(f"layer {rec.name!r} cannot be decoded: {exc}", self.path) from exc
+        return dtypes.cast(flat, rec.dtype).reshape(rec.shape)
+
+    def read_all(self) -> dict[str, np.ndarray]:
+        """Every layer, decoded, by name."""
+        return {r.name: self.read_layer(i) for i, r in enumerate(self.records)}
+
+
+def open_container(path: str | Path) -> Container:
+    """Read and check the header of a compressed file (payloads are read on demand)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            prefix = f.read(spec.PREFIX_NBYTES)
+            records, start = _read_header(f, prefix, size)
+    except OSError as exc:
+        raise InputError(exc.strerror or str(exc), path) from exc
+    except ValueError as exc:
+        raise InputError(str(exc), path) from exc
+    offsets, pos = [], start
+    for r in records:
+        offsets.append(pos)
+        pos += r.payload_nbytes
+    if pos != size:
+        problem = "is truncated" if pos > size else f"has {size - pos} unexpected trailing bytes"
+        raise InputError(f"file {problem}", path)
+    return Container(str(path), spec.VERSION, tuple(records), tuple(offsets), size)
+
+
+def _read_header(f, prefix: bytes, size: int) -> tuple[list[LayerRecord], int]:  # noqa: ANN001
+    if len(prefix) < spec.PREFIX_NBYTES or not prefix.startswith(spec.MAGIC):
+        raise ValueError("not an inspector compressed file (bad magic bytes)")
+    version = prefix[4]
+    if version != spec.VERSION:
+        raise ValueError(
+            f"format version {version} is not supported (this inspector reads {spec.VERSION})"
+        )
+    (hlen,) = struct.unpack("<I", prefix[6:10])
+    if spec.PREFIX_NBYTES + hlen + spec.CRC_NBYTES > size:
+        raise ValueError("header is truncated")
+    header = f.read(hlen)
+    (stored,) = struct.unpack("<I", f.read(4))
+    if zlib.crc32(header) != stored:
+        raise ValueError("header is damaged (checksum mismatch)")
+    return decode_header(header), spec.PREFIX_NBYTES + hlen + spec.CRC_NBYTES

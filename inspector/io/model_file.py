@@ -1,0 +1,122 @@
+"""What a model reader returns: the tensors of one file plus a description of each."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from inspector.io.kinds import layer_kind
+
+# Bytes per element of dtypes numpy cannot hold; they are widened on reading, but sizes are
+# reported for the dtype stored in the file.
+_EXTRA_ITEMSIZE: dict[str, int] = {
+    "bfloat16": 2,
+    "float8_e4m3fn": 1,
+    "float8_e4m3fnuz": 1,
+    "float8_e5m2": 1,
+    "float8_e5m2fnuz": 1,
+    "float8_e8m0fnu": 1,
+    "complex32": 4,
+}
+
+
+def dtype_itemsize(dtype: str) -> int:
+    """Bytes per element of a dtype name such as ``"float32"`` or ``"bfloat16"``.
+
+    Raises
+    ------
+    TypeError
+        If neither numpy nor the extra table knows the name.
+    """
+    if dtype in _EXTRA_ITEMSIZE:
+        return _EXTRA_ITEMSIZE[dtype]
+    return int(np.dtype(dtype).itemsize)
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    """Name, role and original storage type of one tensor."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the tensor takes in its original dtype."""
+        return self.size * dtype_itemsize(self.dtype)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """All tensors of one model file.
+
+    ``tensors`` keeps the file's order. Arrays whose dtype numpy lacks (bfloat16, float8) are
+    widened to float32; ``infos[i].dtype`` keeps the dtype stored in the file.
+    """
+
+    path: str
+    format: str
+    tensors: dict[str, np.ndarray]
+    infos: tuple[TensorInfo, ...]
+    metadata: dict[str, str]
+
+    @property
+    def nbytes(self) -> int:
+        """Size of all tensors in their original dtypes (bfloat16 counts 2 bytes)."""
+        return sum(info.nbytes for info in self.infos)
+
+    @property
+    def param_count(self) -> int:
+        """Total number of elements over all tensors."""
+        return sum(info.size for info in self.infos)
+
+    @property
+    def dtypes(self) -> dict[str, str]:
+        """Original dtype name of every tensor, e.g. for :func:`write_weights`."""
+        return {info.name: info.dtype for info in self.infos}
+
+    def info(self, name: str) -> TensorInfo:
+        """The :class:`TensorInfo` of tensor ``name`` (``KeyError`` if absent)."""
+        for info in self.infos:
+            if info.name == name:
+                return info
+        raise KeyError(name)
+
+    @classmethod
+    def build(
+        cls,
+        path: str,
+        format: str,
+        tensors: dict[str, np.ndarray],
+        dtypes: Mapping[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> LoadedModel:
+        """Describe ``tensors`` and wrap them.
+
+        Parameters
+        ----------
+        path, format : str
+            Source file and reader name.
+        tensors : dict of str to ndarray
+            Arrays in file order.
+        dtypes : mapping of str to str, optional
+            Original dtype of tensors that were widened on reading; others use ``arr.dtype``.
+        metadata : mapping of str to str, optional
+            Free-form string metadata from the file.
+        """
+        dtypes = dtypes or {}
+        infos = []
+        for name, arr in tensors.items():
+            dtype = dtypes.get(name, arr.dtype.name)
+            shape = tuple(int(n) for n in arr.shape)
+            infos.append(TensorInfo(name, layer_kind(name, shape, dtype), shape, dtype))
+        return cls(str(path), format, tensors, tuple(infos), dict(metadata or {}))

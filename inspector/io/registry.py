@@ -1,0 +1,263 @@
+"""Registry of model-file readers and writers.
+
+Formats register themselves with the :func:`reader` and :func:`writer` decorators. Readers are
+chosen by sniffing the first bytes of the file, then by extension, so a misnamed file still opens.
+The built-in format modules are imported on first use; they import their heavy libraries
+(torch, safetensors) only inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inspector.errors import InputError
+from inspector.io.model_file import LoadedModel
+
+#: How many leading bytes a sniffer is shown.
+SNIFF_BYTES = 1024
+
+ReadFunc = Callable[[Path], LoadedModel]
+# (path, tensors, dtypes, metadata) -> None; the path is a temporary file in the target folder.
+WriteFunc = Callable[[Path, Mapping[str, np.ndarray], Mapping[str, str], Mapping[str, str]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderSpec:
+    """A registered reader."""
+
+    name: str
+    extensions: tuple[str, ...]
+    sniff: Callable[[bytes], bool]
+    read: ReadFunc
+
+
+@dataclass(frozen=True, slots=True)
+class WriterSpec:
+    """A registered writer."""
+
+    name: str
+    extensions: tuple[str, ...]
+    write: WriteFunc
+
+
+# The one piece of module state: filled by decorators at import time, never mutated afterwards.
+_READERS: dict[str, ReaderSpec] = {}
+_WRITERS: dict[str, WriterSpec] = {}
+_BUILTIN_MODULES = ("inspector.io.pytorch", "inspector.io.safetensors_file", "inspector.io.npz")
+
+
+def _normalise_extensions(extensions: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
+
+
+def reader(
+    *, name: str, extensions: tuple[str, ...], sniff: Callable[[bytes], bool]
+) -> Callable[[ReadFunc], ReadFunc]:
+    """Register ``func(path) -> LoadedModel`` as the reader of a format.
+
+    Parameters
+    ----------
+    name : str
+        Format name shown to users, e.g. ``"pytorch"``.
+    extensions : tuple of str
+        File extensions including the dot, e.g. ``(".pt", ".pth")``.
+    sniff : callable
+        ``sniff(first_bytes) -> bool``; true when the leading bytes belong to this format.
+        It must be cheap and must not claim other registered formats' files.
+    """
+
+    def register(func: ReadFunc) -> ReadFunc:
+        _READERS[name] = ReaderSpec(name, _normalise_extensions(extensions), sniff, func)
+        return func
+
+    return register
+
+
+def writer(*, name: str, extensions: tuple[str, ...]) -> Callable[[WriteFunc], WriteFunc]:
+    """Register ``func(path, tensors, dtypes, metadata)`` as the writer of a format.
+
+    The function writes to ``path`` (a temporary file) and may restore the original dtypes
+    in ``dtypes`` where its format supports them.
+    """
+
+    def register(func: WriteFunc) -> WriteFunc:
+        _WRITERS[name] = WriterSpec(name, _normalise_extensions(extensions), func)
+        return func
+
+    return register
+
+
+def _load_builtins() -> None:
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+def reader_formats() -> tuple[ReaderSpec, ...]:
+    """All registered readers, built-in ones included."""
+    _load_builtins()
+    return tuple(_READERS.values())
+
+
+def writer_formats() -> tuple[WriterSpec, ...]:
+    """All registered writers, built-in ones included."""
+    _load_builtins()
+    return tuple(_WRITERS.values())
+
+
+def _describe(specs: tuple[ReaderSpec, ...] | tuple[WriterSpec, ...]) -> str:
+    return ", ".join(f"{s.name} ({' '.join(s.extensions)})" for s in specs)
+
+
+def _head(path: Path) -> bytes:
+    """First bytes of ``path``, turning every way of not being a readable file into InputError."""
+    try:
+        if path.is_dir():
+            raise InputError("is a directory, not a model file", path)
+        with path.open("rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except FileNotFoundError:
+        raise InputError("no such file", path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
+    if not head:
+        raise InputError("empty file", path)
+    return head
+
+
+def _choose_reader(path: Path, head: bytes) -> ReaderSpec:
+    specs = reader_formats()
+    for spec in specs:
+        if spec.sniff(head):
+            return spec
+    suffix = path.suffix.lower()
+    for spec in specs:
+        if suffix in spec.extensions:
+            return spec
+    raise InputError(f"unrecognised model format; supported: {_describe(specs)}", path)
+
+
+def read_model(path: str | os.PathLike[str]) -> LoadedModel:
+    """Read every tensor of a model file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The model file. Its format is sniffed from the content first, the extension second.
+
+    Returns
+    -------
+    LoadedModel
+
+    Raises
+    ------
+    InputError
+        Missing, empty, truncated, corrupt, hostile or unsupported file; one line naming it.
+    """
+    path = Path(path)
+    spec = _choose_reader(path, _head(path))
+    try:
+        return spec.read(path)
+    except InputError:
+        raise
+    except MemoryError:
+        raise InputError(f"not enough memory to read this {spec.name} file", path) from None
+    except Exception as exc:  # a corrupt file can make a library fail in any way
+        problem = f"corrupt or unreadable {spec.name} file ({_one_line(exc)})"
+        raise InputError(problem, path) from exc
+
+
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _choose_writer(path: Path) -> WriterSpec:
+    specs = writer_formats()
+    suffix = path.suffix.lower()
+    for spec in specs:
+        if suffix in spec.extensions:
+            return spec
+    raise InputError(f"cannot write this file type; supported: {_describe(specs)}", path)
+
+
+def _check_arrays(path: Path, tensors: Mapping[str, np.ndarray]) -> None:
+    if not tensors:
+        raise InputError("nothing to write: no tensors", path)
+    for name, arr in tensors.items():
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biufc":
+            kind = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
+            raise InputError(f"tensor {name!r} is not a numeric array ({kind})", path)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    # samefile sees through hard links and symlinks; resolve() covers a target not yet written.
+    with contextlib.suppress(OSError):
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def write_weights(
+    path: str | os.PathLike[str],
+    tensors: Mapping[str, np.ndarray],
+    dtypes: Mapping[str, str] | None = None,
+    *,
+    protect: str | os.PathLike[str] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> None:
+    """Write tensors to a model file atomically, in the format its extension names.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Target; ``.pt``/``.pth``, ``.safetensors`` or ``.npz`` (plus any registered writer).
+    tensors : mapping of str to ndarray
+        Arrays to store, in the order to store them.
+    dtypes : mapping of str to str, optional
+        Original dtypes (e.g. ``"bfloat16"``) to restore where the format supports them.
+    protect : str or path-like, optional
+        A file that must never be overwritten, typically the source model.
+    metadata : mapping of str to str, optional
+        String metadata for formats that store it (safetensors).
+
+    Raises
+    ------
+    InputError
+        Unsupported extension, protected or unwritable target, or a dtype the format lacks.
+    """
+    path = Path(path)
+    spec = _choose_writer(path)
+    _check_arrays(path, tensors)
+    if protect is not None and _same_file(path, Path(protect)):
+        raise InputError("refusing to overwrite the source model", path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError("folder does not exist", path)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        try:
+            spec.write(tmp, tensors, dtypes or {}, metadata or {})
+        except InputError as exc:
+            # Writers may raise without a path; the user needs to know which file failed.
+            raise exc if exc.path else InputError(exc.problem, path) from None
+        # mkstemp makes 0600 files; a model file should be readable like any other output.
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()

@@ -1,0 +1,141 @@
+"""safetensors files: an 8-byte header length, a JSON header, then raw tensor data.
+
+The header is checked against the file size before the library parses it, so a hostile
+header length cannot trigger a huge allocation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inspector.errors import InputError
+from inspector.io.model_file import LoadedModel
+from inspector.io.registry import reader, writer
+
+# The safetensors library refuses headers above 100 MB; so do we, before reading them.
+MAX_HEADER_BYTES = 100_000_000
+# Dtypes the library can hand over as numpy arrays; others (BF16, F8_*) go through torch.
+_NUMPY_DTYPES = frozenset(
+    {"BOOL", "U8", "I8", "I16", "U16", "F16", "I32", "U32", "F32", "F64", "I64", "U64"}
+)
+
+
+def sniff_safetensors(head: bytes) -> bool:
+    """True when byte 8 opens the JSON header, as in every safetensors file."""
+    return len(head) > 8 and head[8:9] == b"{"
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """Parse and sanity-check the JSON header of a safetensors file.
+
+    Raises
+    ------
+    InputError
+        Claimed header longer than the file or than :data:`MAX_HEADER_BYTES`, malformed JSON,
+        or tensor data running past the end of the file.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise InputError("truncated safetensors file (no header length)", path)
+        length = int.from_bytes(prefix, "little")
+        if length > size - 8 or length > MAX_HEADER_BYTES:
+            raise InputError(
+                f"safetensors header claims {length} bytes but the file holds {size - 8} after "
+                "the length field; truncated or not a safetensors file",
+                path,
+            )
+        raw = f.read(length)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"malformed safetensors header ({exc})", path) from None
+    if not isinstance(header, dict):
+        raise InputError("malformed safetensors header (not a JSON object)", path)
+    _check_entries(path, header, size - 8 - length)
+    return header
+
+
+def _check_entries(path: Path, header: dict[str, Any], data_bytes: int) -> None:
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2):
+            raise InputError(f"malformed safetensors header entry {name!r}", path)
+        if not all(isinstance(o, int) for o in offsets) or offsets[1] > data_bytes:
+            raise InputError(
+                f"truncated safetensors file: tensor {name!r} ends at byte {offsets[1]} of "
+                f"{data_bytes} data bytes",
+                path,
+            )
+
+
+@reader(name="safetensors", extensions=(".safetensors",), sniff=sniff_safetensors)
+def read_safetensors(path: Path) -> LoadedModel:
+    """Read every tensor of a safetensors file, in data order, with its ``__metadata__``.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+
+    Returns
+    -------
+    LoadedModel
+        bfloat16/float8 tensors are widened to float32 with their original dtype recorded.
+    """
+    from safetensors import safe_open
+
+    header = read_header(path)
+    entries = sorted(
+        (item for item in header.items() if item[0] != "__metadata__"),
+        key=lambda item: item[1]["data_offsets"][0],
+    )
+    names = [name for name, _ in entries]
+    # Only load torch when numpy cannot represent a dtype in the file.
+    framework = "numpy" if all(e.get("dtype") in _NUMPY_DTYPES for _, e in entries) else "pt"
+    tensors: dict[str, np.ndarray] = {}
+    dtypes: dict[str, str] = {}
+    with safe_open(str(path), framework=framework) as f:
+        metadata = dict(f.metadata() or {})
+        for name in names:
+            value = f.get_tensor(name)
+            if framework == "pt":
+                from inspector.io._torch import tensor_to_numpy
+
+                tensors[name], dtypes[name] = tensor_to_numpy(value)
+            else:
+                tensors[name] = value
+    return LoadedModel.build(str(path), "safetensors", tensors, dtypes, metadata)
+
+
+@writer(name="safetensors", extensions=(".safetensors",))
+def write_safetensors(
+    path: Path,
+    tensors: Mapping[str, np.ndarray],
+    dtypes: Mapping[str, str],
+    metadata: Mapping[str, str],
+) -> None:
+    """Write ``tensors`` with their original dtypes restored and ``metadata`` as strings."""
+    from safetensors.torch import save_file
+
+    from inspector.io._torch import numpy_to_tensor
+
+    state = {}
+    seen: set[int] = set()
+    for name, arr in tensors.items():
+        tensor = numpy_to_tensor(arr, dtypes.get(name))
+        # safetensors refuses tensors sharing memory (tied weights): store a copy instead.
+        ptr = tensor.untyped_storage().data_ptr()
+        if ptr in seen and tensor.numel():
+            tensor = tensor.clone()
+        seen.add(ptr)
+        state[name] = tensor
+    save_file(state, str(path), metadata={str(k): str(v) for k, v in metadata.items()} or None)

@@ -1,0 +1,173 @@
+"""The paper's per-layer table (Deep Compression, Table 2-5 columns) from plans or from a file."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from inspector.core.layer import LayerPlan, decode_symbols
+from inspector.core.streams import fixed_width, plan_stream
+from inspector.format.container import Container
+from inspector.format.header import LayerRecord
+from inspector.io.kinds import layer_kind
+from inspector.tasks.codec import ModelEstimate
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One layer of the table. Bits are per surviving weight; rates are compressed/original."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    dtype: str
+    params: int
+    original_nbytes: int
+    method: str
+    kept: float
+    clusters: int
+    weight_bits_pq: float
+    weight_bits_pqh: float
+    index_bits_pq: float
+    index_bits_pqh: float
+    weight_code_nbytes: int
+    index_code_nbytes: int
+    codebook_nbytes: int
+    table_nbytes: int
+    raw_nbytes: int
+    compressed_nbytes: int
+    rate_pq: float
+    rate_pqh: float
+    sqnr_db: float
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def row(
+    name: str, kind: str, record: LayerRecord, original_nbytes: int, plan: LayerPlan | None
+) -> Row:
+    """The table row of one layer (``plan`` None: stored losslessly)."""
+    size = record.size
+    if plan is None:
+        bits = 8.0 * record.itemsize
+        return Row(
+            name, kind, record.shape, record.dtype, size, original_nbytes, "raw", 1.0, 0,
+            bits, bits, 0.0, 0.0, 0, 0, 0, 0, record.payload_nbytes, record.payload_nbytes,
+            _rate(record.payload_nbytes, original_nbytes), _rate(record.payload_nbytes, original_nbytes),
+            math.inf,
+        )
+    surv = max(plan.survivors, 1)
+    entries = plan.survivors + plan.fillers
+    w, g = plan.weights, plan.gaps
+    pq_nbytes = plan.codebook_nbytes + (w.width * entries + 7) // 8 + (g.width * entries + 7) // 8
+    return Row(
+        name, kind, record.shape, record.dtype, size, original_nbytes, "deep",
+        plan.survivors / size if size else 0.0,
+        int(plan.codebook.size),
+        w.width * entries / surv,
+        w.huffman_nbits / surv,
+        g.width * entries / surv,
+        g.huffman_nbits / surv,
+        w.code_nbytes,
+        g.code_nbytes,
+        plan.codebook_nbytes,
+        plan.table_nbytes,
+        0,
+        plan.payload_nbytes,
+        _rate(pq_nbytes, original_nbytes),
+        _rate(plan.payload_nbytes, original_nbytes),
+        plan.sqnr_db,
+    )
+
+
+def rows_of_estimate(est: ModelEstimate) -> list[Row]:
+    """Table rows of an in-memory estimate."""
+    return [row(r.info.name, r.info.kind, r.record, r.original_nbytes, r.plan) for r in est.layers]
+
+
+def rows_of_container(box: Container) -> list[Row]:
+    """Table rows of a compressed file, its streams decoded to recount every column exactly."""
+    rows = []
+    for i, rec in enumerate(box.records):
+        original = rec.size * rec.itemsize
+        kind = layer_kind(rec.name, rec.shape, rec.dtype)
+        plan = None if rec.deep is None else _plan_of(box, i)
+        rows.append(row(rec.name, kind, rec, original, plan))
+    return rows
+
+
+def _plan_of(box: Container, index: int) -> LayerPlan:
+    rec = box.records[index]
+    deep = rec.deep
+    assert deep is not None
+    lay = deep.layout
+    with open(box.path, "rb") as f:
+        f.seek(box.offsets[index])
+        payload = f.read(rec.payload_nbytes)
+    codebook, wsym, gsym = decode_symbols(payload, lay)
+    walpha = lay.codebook_size + lay.has_filler
+    wcounts = np.bincount(wsym, minlength=walpha).astype(np.int64)
+    gcounts = np.bincount(gsym, minlength=1 << lay.index_bits).astype(np.int64)
+    weights = plan_stream(wcounts, fixed_width(walpha), lay.weight_huffman)
+    gaps = plan_stream(gcounts, lay.index_bits, lay.gap_huffman)
+    return LayerPlan(
+        deep.settings, lay.size, deep.mask, deep.survivors, lay.entries - deep.survivors,
+        codebook, weights, gaps, math.nan, math.nan, math.nan,
+    )
+
+
+def totals(rows: list[Row], file_nbytes: int) -> dict[str, Any]:
+    """Whole-model figures: weights kept, bytes before and after, ratio."""
+    deep = [r for r in rows if r.method == "deep"]
+    params = sum(r.params for r in deep)
+    kept = sum(r.kept * r.params for r in deep) / params if params else 1.0
+    original = sum(r.original_nbytes for r in rows)
+    return {
+        "original_nbytes": original,
+        "file_nbytes": file_nbytes,
+        "ratio": original / file_nbytes if file_nbytes else None,
+        "rate": file_nbytes / original if original else None,
+        "compressed_params": params,
+        "kept": kept,
+    }
+
+
+def format_table(rows: list[Row], total: dict[str, Any]) -> str:
+    """The table as aligned text for a terminal."""
+    head = (
+        f"{'layer':<28} {'kind':<6} {'params':>10} {'kept':>7} {'K':>4} "
+        f"{'wbits P+Q':>9} {'+H':>5} {'ibits P+Q':>9} {'+H':>5} {'bytes':>10} {'rate':>7} {'SQNR':>7}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        sqnr = f"{r.sqnr_db:6.1f} dB" if math.isfinite(r.sqnr_db) else "      -  "
+        if r.method == "raw":
+            lines.append(
+                f"{r.name[:28]:<28} {r.kind[:6]:<6} {r.params:>10,} {'raw':>7} {'':>4} "
+                f"{'':>9} {'':>5} {'':>9} {'':>5} {r.compressed_nbytes:>10,} "
+                f"{100 * r.rate_pqh:>6.1f}% {'':>7}"
+            )
+            continue
+        lines.append(
+            f"{r.name[:28]:<28} {r.kind[:6]:<6} {r.params:>10,} {100 * r.kept:>6.2f}% "
+            f"{r.clusters:>4} {r.weight_bits_pq:>9.2f} {r.weight_bits_pqh:>5.2f} "
+            f"{r.index_bits_pq:>9.2f} {r.index_bits_pqh:>5.2f} {r.compressed_nbytes:>10,} "
+            f"{100 * r.rate_pqh:>6.2f}% {sqnr}"
+        )
+    lines.append("-" * len(head))
+    lines.append(
+        f"original {total['original_nbytes']:,} bytes -> file {total['file_nbytes']:,} bytes: "
+        f"{total['ratio']:.1f}x smaller ({100 * total['rate']:.2f}%); "
+        f"{100 * total['kept']:.2f}% of compressed layers' weights kept"
+    )
+    return "\n".join(lines)
+
+
+def _rate(compressed: int, original: int) -> float:
+    return compressed / original if original else math.nan
