@@ -19,18 +19,18 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -e '.[test,bench,samples]'
 	touch $(STAMP)
 
-# Placeholder until the desktop app exists; the lead finalises the exact run line.
+# Until the desktop app exists: compress the bundled sample with the paper's settings.
 run: venv
 	mkdir -p $(dir $(OUT))
-	$(BIN)/inspector compress sample_models/lenet300_100.pt -o $(OUT)
-	$(BIN)/inspector info $(OUT)
+	$(BIN)/inspector compress sample_models/lenet300_100.pt -o $(OUT) \
+		--config sample_models/lenet300_100_paper.json
 
 test: venv
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
 lint: venv
 	$(BIN)/ruff check inspector tests scripts
-	$(BIN)/lint-imports
+	$(BIN)/lint-imports --no-cache
 
 samples: venv
 	$(PY) scripts/build_samples.py

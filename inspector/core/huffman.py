@@ -178,23 +178,23 @@ def _package_merge(weights: np.ndarray, max_len: int) -> np.ndarray:
     inf = np.int64(1) << 62  # sentinels end both inputs; real weights stay below (see caller)
     leaves = np.full(n + 1, inf)
     leaves[:n] = weights
-    pkgs = np.empty(n, dtype=np.int64)
-    prev = np.empty(cap, dtype=np.int64)
-    cur = np.empty(cap, dtype=np.int64)
+    prev = np.empty(cap + 2, dtype=np.int64)
+    cur = np.empty(cap + 2, dtype=np.int64)
     is_leaf = np.zeros((levels, cap), dtype=np.uint8)
     prev[:n] = weights
     is_leaf[levels - 1, :n] = 1
     prev_n = n
     for lvl in range(levels - 2, -1, -1):
         npk = prev_n // 2
-        for k in range(npk):
-            pkgs[k] = prev[2 * k] + prev[2 * k + 1]
-        pkgs[npk] = inf
+        prev[2 * npk] = inf  # a sentinel package (drops an unpaired last item)
+        prev[2 * npk + 1] = 0
         row = is_leaf[lvl]
         i = k = 0
-        for m in range(n + npk):  # branch-free merge; a leaf wins ties
-            t = np.int64(leaves[i] <= pkgs[k])
-            cur[m] = pkgs[k] + t * (leaves[i] - pkgs[k])
+        for m in range(n + npk):  # branch-free merge, a leaf wins ties: choices are random
+            leaf = leaves[i]
+            pkg = prev[2 * k] + prev[2 * k + 1]
+            t = np.int64(leaf <= pkg)
+            cur[m] = pkg + t * (leaf - pkg)
             row[m] = t
             i += t
             k += 1 - t
@@ -477,7 +477,7 @@ def _decode_kernel(buf: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> tup
 def _decode_ref(buf: bytes | np.ndarray, count: int, lengths: np.ndarray) -> np.ndarray:
     """Twin of :func:`_decode_kernel`: bit by bit against a dict of (length, code)."""
     codes = _canonical_codes_ref(lengths)
-    table = {(int(n), int(c)): s for s, (n, c) in enumerate(zip(lengths, codes)) if n}
+    table = {(int(n), int(c)): s for s, (n, c) in enumerate(zip(lengths, codes, strict=True)) if n}
     max_len = max((int(n) for n in lengths), default=0)
     bits = "".join(f"{b:08b}" for b in as_uint8(buf).tolist())
     out, pos = [], 0

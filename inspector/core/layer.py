@@ -21,7 +21,13 @@ from inspector.core import huffman, kernels
 from inspector.core.cluster import Clustering, Points, kmeans
 from inspector.core.prune import Mask, Profile, profile, resolve_mask
 from inspector.core.settings import LayerSettings
-from inspector.core.streams import StreamPlan, decode_stream, encode_stream, fixed_width, plan_stream
+from inspector.core.streams import (
+    StreamPlan,
+    decode_stream,
+    encode_stream,
+    fixed_width,
+    plan_stream,
+)
 from inspector.errors import SettingsError
 
 GRID_BINS = 1 << 16
@@ -193,12 +199,12 @@ class LayerCodec:
         parts = [plan.codebook.astype("<f4").tobytes()]
         wtable, wcode = encode_stream(wsym, plan.weights)
         gtable, gcode = encode_stream(gsym, plan.gaps)
-        payload = b"".join(parts + [wtable, gtable, wcode, gcode])
+        payload = b"".join([*parts, wtable, gtable, wcode, gcode])
         assert len(payload) == plan.payload_nbytes, "size accounting disagrees with the writer"
         return plan, payload
 
     def quantized(self, settings: LayerSettings) -> np.ndarray:
-        """The pruned and quantized weights (float32, this layer's shape), as a decoder sees them."""
+        """The pruned and quantized weights (float32, layer shape), exactly as decoded."""
         plan = self.plan(settings)
         wsym, gsym = self._symbols(plan)
         filler = plan.codebook.size if plan.fillers else -1
@@ -289,8 +295,8 @@ class LayerCodec:
         wsym = np.empty(n, dtype=np.uint32)
         gsym = np.empty(n, dtype=np.uint32)
         kernels.entry_symbols(
-            self.weights, surv.gaps, self._tail(surv), lut, cuts, self._lo, self._inv_width, s.index_bits,
-            plan.codebook.size, wsym, gsym,
+            self.weights, surv.gaps, self._tail(surv), lut, cuts, self._lo, self._inv_width,
+            s.index_bits, plan.codebook.size, wsym, gsym,
         )
         return wsym, gsym
 

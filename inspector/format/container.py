@@ -138,7 +138,7 @@ def open_container(path: str | Path) -> Container:
     return Container(str(path), spec.VERSION, tuple(records), tuple(offsets), size)
 
 
-def _read_header(f, prefix: bytes, size: int) -> tuple[list[LayerRecord], int]:  # noqa: ANN001
+def _read_header(f, prefix: bytes, size: int) -> tuple[list[LayerRecord], int]:
     if len(prefix) < spec.PREFIX_NBYTES or not prefix.startswith(spec.MAGIC):
         raise ValueError("not an inspector compressed file (bad magic bytes)")
     version = prefix[4]

@@ -20,8 +20,9 @@ from inspector.io.model_file import LoadedModel
 from inspector.io.registry import reader, writer
 from inspector.io.sniff import zip_first_name
 
-# A legacy (non-zip) torch.save file starts with its magic number, pickled with protocol 2.
-_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
+# A legacy (non-zip) torch.save file opens with its magic number, pickled as a 10-byte long;
+# protocols 4 and 5 put a 9-byte frame header before it.
+_LEGACY_MAGIC = b"\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
 
 # Training checkpoints nest the weights under one of these keys, tried in this order.
 _STATE_DICT_KEYS = (
@@ -38,6 +39,10 @@ _STATE_DICT_KEYS = (
 _SKIP_PREFIXES = ("optimizer", "optim", "scheduler", "lr_scheduler", "scaler", "grad_scaler")
 _MAX_METADATA_CHARS = 200
 
+_PROTOCOL_4 = (
+    "saved with pickle protocol 4 or 5, which torch's safe (weights_only) loader cannot read; "
+    "re-save it with torch.save's default protocol"
+)
 _REFUSED = (
     "needs arbitrary Python objects to load{detail}, and inspector refuses to run code from "
     "model files; re-save just the weights with torch.save(model.state_dict(), path)"
@@ -46,7 +51,7 @@ _REFUSED = (
 
 def sniff_pytorch(head: bytes) -> bool:
     """True for a torch.save zip archive (first member ``<archive>/...``) or a legacy file."""
-    if head.startswith(_LEGACY_MAGIC):
+    if head[:1] == b"\x80" and _LEGACY_MAGIC in head[:32]:
         return True
     name = zip_first_name(head)
     return name is not None and "/" in name and not name.endswith(".npy")
@@ -70,6 +75,8 @@ def _refusal(exc: pickle.UnpicklingError) -> str | None:
 def _corruption(exc: BaseException) -> str:
     """A short reason from torch's multi-paragraph errors."""
     text = str(exc)
+    if "Unsupported operand 149" in text:  # FRAME: pickle protocol 4+, valid but unsupported
+        return _PROTOCOL_4
     if "WeightsUnpickler error:" in text:
         text = text.split("WeightsUnpickler error:", 1)[1]
     paragraphs = [p for p in text.split("\n\n") if p.strip()] or ["unexpected end of file"]

@@ -46,7 +46,7 @@ class Row:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["shape"] = list(self.shape)
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+        return {k: _json_number(v) for k, v in d.items()}
 
 
 def row(
@@ -59,7 +59,7 @@ def row(
         return Row(
             name, kind, record.shape, record.dtype, size, original_nbytes, "raw", 1.0, 0,
             bits, bits, 0.0, 0.0, 0, 0, 0, 0, record.payload_nbytes, record.payload_nbytes,
-            _rate(record.payload_nbytes, original_nbytes), _rate(record.payload_nbytes, original_nbytes),
+            *(2 * [_rate(record.payload_nbytes, original_nbytes)]),
             math.inf,
         )
     surv = max(plan.survivors, 1)
@@ -142,7 +142,8 @@ def format_table(rows: list[Row], total: dict[str, Any]) -> str:
     """The table as aligned text for a terminal."""
     head = (
         f"{'layer':<28} {'kind':<6} {'params':>10} {'kept':>7} {'K':>4} "
-        f"{'wbits P+Q':>9} {'+H':>5} {'ibits P+Q':>9} {'+H':>5} {'bytes':>10} {'rate':>7} {'SQNR':>7}"
+        f"{'wbits P+Q':>9} {'+H':>5} {'ibits P+Q':>9} {'+H':>5} {'bytes':>10} {'rate':>7} "
+        f"{'SQNR':>7}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -171,3 +172,8 @@ def format_table(rows: list[Row], total: dict[str, Any]) -> str:
 
 def _rate(compressed: int, original: int) -> float:
     return compressed / original if original else math.nan
+
+
+def _json_number(v: Any) -> Any:
+    """JSON has no inf or nan: they become null."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v

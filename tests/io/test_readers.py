@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from safetensors.torch import save_file
 
 from inspector.errors import InputError
@@ -180,12 +183,25 @@ def test_safetensors_without_torch_only_dtypes(tmp_path: Path) -> None:
     np.testing.assert_array_equal(model.tensors["a"], np.arange(4))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_content_wins_over_extension(tmp_path: Path) -> None:
     assert read_model(save_safetensors(tmp_path / "really_safetensors.pt")).format == "safetensors"
     assert read_model(save_zip(tmp_path / "really_torch.npz", make_state())).format == "pytorch"
     assert read_model(save_npz(tmp_path / "really_numpy.bin")).format == "numpy"
-    legacy = save_legacy(tmp_path / "no_extension", make_state())
-    assert read_model(legacy).format == "pytorch"
+    for protocol in (2, 3):
+        legacy = tmp_path / f"legacy_protocol_{protocol}"
+        torch.save(
+            make_state(), legacy, _use_new_zipfile_serialization=False, pickle_protocol=protocol
+        )
+        assert read_model(legacy).format == "pytorch"
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
+@pytest.mark.parametrize("zipped", [True, False])
+def test_pickle_protocol_4_is_explained(tmp_path: Path, zipped: bool) -> None:
+    path = tmp_path / "p4.pt"
+    torch.save(make_state(), path, _use_new_zipfile_serialization=zipped, pickle_protocol=4)
+    assert "pickle protocol 4" in str(_assert_one_line_error(path))
 
 
 # -------------------------------------------------------------------------------------- npz
@@ -384,3 +400,62 @@ def test_write_errors(tmp_path: Path, name: str, tensors: dict, match: str) -> N
     with pytest.raises(InputError, match=match):
         write_weights(tmp_path / name, tensors)
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------ properties
+
+FUZZ = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@FUZZ
+@given(
+    prefix=st.sampled_from([b"", b"PK\x03\x04", b"\x80\x02", b"\x10\x00\x00\x00\x00\x00\x00\x00{"]),
+    body=st.binary(max_size=600),
+    suffix=st.sampled_from([".pt", ".safetensors", ".npz", ".bin", ""]),
+)
+def test_arbitrary_bytes_give_input_error(
+    tmp_path: Path, prefix: bytes, body: bytes, suffix: str
+) -> None:
+    path = tmp_path / f"fuzz{suffix}"
+    path.write_bytes(prefix + body)
+    try:
+        read_model(path)
+    except InputError as err:
+        assert "\n" not in str(err)
+
+
+@FUZZ
+@given(
+    arr=hnp.arrays(
+        dtype=st.sampled_from([np.float32, np.float16, np.float64, np.int64, np.uint8, np.bool_]),
+        shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5),
+    ),
+    suffix=st.sampled_from([".pt", ".safetensors", ".npz"]),
+)
+def test_any_array_round_trips_exactly(tmp_path: Path, arr: np.ndarray, suffix: str) -> None:
+    path = tmp_path / f"prop{suffix}"
+    write_weights(path, {"w": arr})
+    back = read_model(path).tensors["w"]
+    assert back.dtype == arr.dtype
+    np.testing.assert_array_equal(back, arr)
+
+
+@FUZZ
+@given(
+    kind=st.sampled_from(FORMATS),
+    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=4),
+)
+def test_damaged_files_give_input_error(
+    tmp_path: Path, kind: str, edits: list[tuple[float, int]]
+) -> None:
+    data = bytearray(_fixture_bytes(tmp_path, kind))
+    for where, value in edits:
+        data[int(where * len(data))] = value
+    path = tmp_path / f"damaged_{kind}"
+    path.write_bytes(bytes(data))
+    try:
+        read_model(path)
+    except InputError as err:
+        assert "\n" not in str(err)
