@@ -36,7 +36,7 @@ samples: venv
 	$(PY) scripts/build_samples.py
 
 bench: venv
-	$(PY) scripts/bench.py
+	$(PY) benchmarks/run.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -119,8 +119,6 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config) if args.config else ModelSettings()
     settings = _apply_flags(settings, args)
-    if args.output.suffix.lower() != ".dcz":
-        print(f"inspector: note: {args.output} does not end in .dcz", file=sys.stderr)
     model = read_model(args.model)
     codec = ModelCodec(model)
     show = sys.stderr.isatty() and not args.json

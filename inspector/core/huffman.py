@@ -4,15 +4,7 @@ Lengths are optimal under the limit (Huffman, falling back to package-merge when
 binds), codes are canonical as in DEFLATE, and streams are MSB-first like
 :mod:`inspector.core.bitpack` (first bit = top bit of byte 0, last byte zero-padded).
 
-Table format (:func:`encode_table`) -- the file stores code lengths, never codes:
-
-1. ``A`` as a minimal unsigned LEB128 varint, ``A`` = last symbol with a non-zero length + 1
-   (0 if none), at most ``MAX_TABLE_ALPHABET`` = 2**20.
-2. MSB-first 5-bit fields giving the lengths of symbols 0..A-1 in order. ``0..24``: the next
-   symbol's length (0 = unused). ``31``: a run of ``r >= 2`` unused symbols, followed by a 5-bit
-   ``n`` (0..19) and ``n`` bits ``v``; ``r = ((1 << n) | v) + 1``. ``25..30`` are reserved.
-   The writer emits a run for ``r >= 3`` and single 0 fields otherwise.
-3. Zero bits up to the next byte boundary.
+The code-length table the file stores lives in :mod:`inspector.core.huffman_table`.
 
 Each kernel has a plain-Python twin (suffix ``_ref``); the tests check that the two agree.
 Kernels here call only kernels in this module, because numba's cache does not notice edits
@@ -21,40 +13,26 @@ to other modules.
 
 from __future__ import annotations
 
-import math
 import operator
 
 import numba
 import numpy as np
 
-from inspector.core.bitpack import as_uint8, read_uvarint, uvarint
+from inspector.core.bitpack import as_uint8
 
 __all__ = [
     "MAX_CODE_LENGTH",
-    "MAX_TABLE_ALPHABET",
     "canonical_codes",
     "code_lengths",
     "decode",
-    "decode_table",
     "encode",
-    "encode_table",
     "encoded_nbits",
     "entropy_nbits",
-    "table_nbytes",
 ]
 
 MAX_CODE_LENGTH = 24
-MAX_TABLE_ALPHABET = 1 << 20
+_PAIR_ALPHABET = 64  # pair table of at most 4096 entries: stays in L1
 _PRIMARY_BITS = 11  # 2**11-entry decode table: stays in L1, covers all but rare symbols
-_RUN = 31
-_MAX_RUN_BITS = 19  # runs are shorter than 2**20, so r - 1 has at most 20 bits, top one implicit
-_TABLE_ERRORS = {
-    1: "truncated code-length table",
-    2: "code length field out of range in table",
-    3: "zero run passes the end of the alphabet in table",
-    4: "zero-run width out of range in table",
-    5: "non-zero padding bits in table",
-}
 
 
 # ------------------------------------------------------------------------------- code lengths
@@ -96,12 +74,10 @@ def code_lengths(counts: np.ndarray, max_len: int = MAX_CODE_LENGTH) -> np.ndarr
     # Node and package weights stay below max_len * total: keep that under 2**62.
     if int(w.max()) * n * max_len >= 1 << 62:
         raise ValueError("counts too large")
-    # Ascending by (count, symbol): one unstable sort of packed keys beats a stable argsort.
+    # Ascending by (count, symbol): sorting packed keys is ~10x faster than a stable argsort.
+    # They fit in int64: the check above gives max(w) < 2**62 / n <= 2**(63 - bits).
     bits = n.bit_length()
-    if int(w.max()) < 1 << (62 - bits):
-        order = np.sort((w << bits) | np.arange(n)) & ((1 << bits) - 1)
-    else:
-        order = np.argsort(w, kind="stable")
+    order = np.sort((w << bits) | np.arange(n)) & ((1 << bits) - 1)
     lengths = _huffman_lengths(w[order])
     if lengths[0] > max_len:  # the smallest count has the longest code
         lengths = _package_merge(w[order], max_len)
@@ -342,8 +318,23 @@ def encode(symbols: np.ndarray, lengths: np.ndarray) -> tuple[bytes, int]:
     if raw.dtype.itemsize > 4 and raw.size and not 0 <= int(raw.min()) <= int(raw.max()) < 2**32:
         raise ValueError("symbols outside the alphabet")
     syms = np.ascontiguousarray(raw, dtype=np.uint32)
-    words = np.empty(syms.size * int(lens.max(initial=0)) // 64 + 1, dtype=np.int64)
-    nbits, acc = _encode_kernel(syms, _canonical_codes_kernel(lens), lens, words)
+    if syms.size and int(syms.max()) >= lens.size:
+        i = int(np.argmax(syms >= lens.size))
+        raise ValueError(f"symbol {raw[i]} at position {i} has no code (alphabet {lens.size})")
+    # One table of (code << 6 | length): a single load per symbol in the hot loop. Small
+    # alphabets code symbol pairs from a pair table, halving the loop's dependency chain.
+    codes = _canonical_codes_kernel(lens).astype(np.int64)
+    widths = lens.astype(np.int64)
+    table = (codes << 6) | widths
+    words = np.empty(syms.size * int(lens.max(initial=0)) // 64 + 2, dtype=np.int64)
+    if lens.size <= _PAIR_ALPHABET and syms.size >= 2 * lens.size * lens.size:
+        pair_codes = (codes[:, None] << widths[None, :]) | codes[None, :]
+        pair_widths = widths[:, None] + widths[None, :]
+        pair_widths[(widths == 0)[:, None] | (widths == 0)[None, :]] = 0
+        pairs = ((pair_codes << 6) | pair_widths).reshape(-1)
+        nbits, acc = _encode_pairs_kernel(syms, pairs, table, lens.size, words)
+    else:
+        nbits, acc = _encode_kernel(syms, table, words)
     if nbits < 0:
         i = -1 - nbits
         raise ValueError(f"symbol {raw[i]} at position {i} has no code (alphabet {lens.size})")
@@ -353,27 +344,51 @@ def encode(symbols: np.ndarray, lengths: np.ndarray) -> tuple[bytes, int]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _encode_kernel(
-    symbols: np.ndarray, codes: np.ndarray, lengths: np.ndarray, words: np.ndarray
-) -> tuple[int, int]:
+def _put(words: np.ndarray, k: int, acc: int, nacc: int, e: int) -> tuple[int, int, int]:
+    """Append the code of table entry ``e`` (code << 6 | length, length <= 48)."""
+    n = e & 63
+    c = e >> 6
+    nacc += n
+    if nacc < 64:
+        return k, (acc << n) | c, nacc
+    nacc -= 64  # bits of c that spill into the next word
+    words[k] = (acc << (n - nacc)) | (c >> nacc)
+    return k + 1, c & ((1 << nacc) - 1), nacc
+
+
+@numba.njit(cache=True, nogil=True)
+def _encode_kernel(symbols: np.ndarray, table: np.ndarray, words: np.ndarray) -> tuple[int, int]:
     # Fills 64-bit words (host order, caller makes them big-endian) and returns (bits, the
-    # last partial word), or (-1 - i, 0) for a bad symbol at i. A flush per 64 bits rather
-    # than per byte keeps the loop nearly branch-free; acc never holds more than 63 bits.
+    # last partial word), or (-1 - i, 0) for a symbol at i without a code. Symbols are known
+    # to be inside the table. A flush per 64 bits rather than per byte keeps the loop nearly
+    # branch-free; acc never holds more than 63 bits.
     acc = nacc = k = 0
     for i in range(symbols.size):
-        s = symbols[i]
-        if s >= lengths.size or lengths[s] == 0:
+        e = table[symbols[i]]
+        if e & 63 == 0:
             return -1 - i, 0
-        n = np.int64(lengths[s])
-        c = np.int64(codes[s])
-        nacc += n
-        if nacc < 64:
-            acc = (acc << n) | c
-        else:
-            nacc -= 64  # bits of c that spill into the next word
-            words[k] = (acc << (n - nacc)) | (c >> nacc)
-            k += 1
-            acc = c & ((1 << nacc) - 1)
+        k, acc, nacc = _put(words, k, acc, nacc, e)
+    return 64 * k + nacc, acc
+
+
+@numba.njit(cache=True, nogil=True)
+def _encode_pairs_kernel(
+    symbols: np.ndarray, pairs: np.ndarray, table: np.ndarray, size: int, words: np.ndarray
+) -> tuple[int, int]:
+    # As _encode_kernel, two symbols per step through the pair table.
+    acc = nacc = k = 0
+    half = symbols.size // 2
+    for j in range(half):
+        e = pairs[symbols[2 * j] * size + symbols[2 * j + 1]]
+        if e & 63 == 0:
+            bad = 2 * j if table[symbols[2 * j]] & 63 == 0 else 2 * j + 1
+            return -1 - bad, 0
+        k, acc, nacc = _put(words, k, acc, nacc, e)
+    if symbols.size % 2:
+        e = table[symbols[symbols.size - 1]]
+        if e & 63 == 0:
+            return -symbols.size, 0
+        k, acc, nacc = _put(words, k, acc, nacc, e)
     return 64 * k + nacc, acc
 
 
@@ -496,181 +511,3 @@ def _decode_ref(buf: bytes | np.ndarray, count: int, lengths: np.ndarray) -> np.
 def _bits_to_bytes(bits: str) -> bytes:
     bits += "0" * (-len(bits) % 8)
     return int(bits, 2).to_bytes(len(bits) // 8, "big") if bits else b""
-
-
-# ---------------------------------------------------------------------------------- tables
-
-
-def encode_table(lengths: np.ndarray) -> bytes:
-    """Serialise code lengths in the compact format of the module docstring."""
-    lens = _check_lengths(lengths)
-    used = np.flatnonzero(lens)
-    size = int(used[-1]) + 1 if used.size else 0
-    if size > MAX_TABLE_ALPHABET:
-        raise ValueError(f"alphabet of {size} symbols exceeds {MAX_TABLE_ALPHABET}")
-    out = np.empty((5 * size + 7) // 8, dtype=np.uint8)  # a run never costs more than 5r bits
-    return uvarint(size) + out[: _table_encode_kernel(lens[:size], out)].tobytes()
-
-
-def table_nbytes(lengths: np.ndarray) -> int:
-    """Exact size in bytes of :func:`encode_table` for these lengths."""
-    return len(encode_table(lengths))
-
-
-def decode_table(
-    buf: bytes | memoryview | np.ndarray, offset: int = 0, *, alphabet_size: int | None = None
-) -> tuple[np.ndarray, int]:
-    """Read code lengths written by :func:`encode_table`.
-
-    Parameters
-    ----------
-    buf : bytes, memoryview or numpy.ndarray
-        Data holding the table at byte ``offset``.
-    offset : int
-        Byte offset of the table in ``buf``.
-    alphabet_size : int, optional
-        Pad the result with unused symbols to this size (the table omits trailing ones).
-
-    Returns
-    -------
-    tuple of (numpy.ndarray, int)
-        uint8 lengths and the offset just past the table.
-
-    Raises
-    ------
-    ValueError
-        If the table is truncated, malformed, too large or not a valid prefix code.
-    """
-    data = as_uint8(buf)
-    size, pos = read_uvarint(data, offset, MAX_TABLE_ALPHABET)
-    if alphabet_size is not None and size > alphabet_size:
-        raise ValueError(f"table alphabet size {size} exceeds expected {alphabet_size}")
-    lens = np.zeros(size if alphabet_size is None else alphabet_size, dtype=np.uint8)
-    status, end = _table_decode_kernel(data, 8 * pos, lens[:size])
-    if status:
-        raise ValueError(_TABLE_ERRORS[status])
-    return _check_lengths(lens), end // 8
-
-
-@numba.njit(cache=True, nogil=True)
-def _put_bits(out: np.ndarray, j: int, acc: int, nacc: int, value: int, width: int) -> tuple:
-    acc = (acc << width) | value
-    nacc += width
-    while nacc >= 8:
-        nacc -= 8
-        out[j] = (acc >> nacc) & 0xFF
-        j += 1
-    return j, acc & ((1 << nacc) - 1), nacc
-
-
-@numba.njit(cache=True, nogil=True)
-def _get_bits(buf: np.ndarray, pos: int, width: int) -> int:
-    # Caller checks pos + width <= 8 * buf.size; width <= 24 spans at most 4 bytes.
-    end = pos + width
-    value = 0
-    for b in range(pos >> 3, (end + 7) >> 3):
-        value = ((value << 8) | np.int64(buf[b])) & 0xFFFFFFFF
-    return (value >> (-end % 8)) & ((1 << width) - 1)
-
-
-@numba.njit(cache=True, nogil=True)
-def _table_encode_kernel(lengths: np.ndarray, out: np.ndarray) -> int:
-    j = acc = nacc = s = 0
-    while s < lengths.size:
-        r = 0
-        while s + r < lengths.size and lengths[s + r] == 0:
-            r += 1
-        if r >= 3:
-            nb = 0
-            while (r - 1) >> (nb + 1):
-                nb += 1
-            j, acc, nacc = _put_bits(out, j, acc, nacc, _RUN, 5)
-            j, acc, nacc = _put_bits(out, j, acc, nacc, nb, 5)
-            j, acc, nacc = _put_bits(out, j, acc, nacc, (r - 1) & ((1 << nb) - 1), nb)
-            s += r
-        else:
-            j, acc, nacc = _put_bits(out, j, acc, nacc, np.int64(lengths[s]), 5)
-            s += 1
-    if nacc:
-        out[j] = (acc << (8 - nacc)) & 0xFF
-        j += 1
-    return j
-
-
-@numba.njit(cache=True, nogil=True)
-def _table_decode_kernel(buf: np.ndarray, pos: int, out: np.ndarray) -> tuple[int, int]:
-    # Fills the zeroed `out` from bit `pos`; returns (status, bit position past the padding),
-    # status keying _TABLE_ERRORS. Every read is bounds-checked before it happens.
-    nbits = 8 * buf.size
-    s = 0
-    while s < out.size:
-        if pos + 5 > nbits:
-            return 1, pos
-        f = _get_bits(buf, pos, 5)
-        pos += 5
-        if f <= MAX_CODE_LENGTH:
-            out[s] = f
-            s += 1
-            continue
-        if f != _RUN:
-            return 2, pos
-        if pos + 5 > nbits:
-            return 1, pos
-        nb = _get_bits(buf, pos, 5)
-        if nb > _MAX_RUN_BITS:
-            return 4, pos
-        if pos + 5 + nb > nbits:
-            return 1, pos
-        r = ((1 << nb) | _get_bits(buf, pos + 5, nb)) + 1
-        pos += 5 + nb
-        if r > out.size - s:
-            return 3, pos
-        s += r
-    pad = -pos % 8
-    if pad and _get_bits(buf, pos, pad):
-        return 5, pos
-    return 0, pos + pad
-
-
-def _encode_table_ref(lengths: np.ndarray) -> bytes:
-    """Twin of :func:`encode_table`, on bit strings."""
-    lens = [int(n) for n in lengths]
-    while lens and not lens[-1]:
-        lens.pop()
-    fields, s = [], 0
-    while s < len(lens):
-        r = next((k for k in range(s, len(lens)) if lens[k]), len(lens)) - s
-        if r >= 3:
-            fields.append(f"{_RUN:05b}{(r - 1).bit_length() - 1:05b}" + bin(r - 1)[3:])
-            s += r
-        else:
-            fields.append(f"{lens[s]:05b}")
-            s += 1
-    return uvarint(len(lens)) + _bits_to_bytes("".join(fields))
-
-
-def _decode_table_ref(buf: bytes, offset: int = 0) -> tuple[np.ndarray, int]:
-    """Twin of :func:`decode_table` (without padding to an alphabet size), on bit strings."""
-    size, pos = read_uvarint(buf, offset, MAX_TABLE_ALPHABET)
-    bits = "".join(f"{b:08b}" for b in bytes(buf[pos:]))
-    lens: list[int] = []
-    at = 0
-
-    def take(width: int) -> int:
-        nonlocal at
-        if at + width > len(bits):
-            raise ValueError("truncated code-length table")
-        at += width
-        return int(bits[at - width : at] or "0", 2)
-
-    while len(lens) < size:
-        f = take(5)
-        if f <= MAX_CODE_LENGTH:
-            lens.append(f)
-        elif f == _RUN and (nb := take(5)) <= _MAX_RUN_BITS:
-            lens += [0] * (((1 << nb) | take(nb)) + 1)
-        else:
-            raise ValueError("bad field in code-length table")
-    if len(lens) > size or int(bits[at : 8 * math.ceil(at / 8)] or "0", 2):
-        raise ValueError("bad zero run or padding in code-length table")
-    return _check_lengths(np.array(lens, dtype=np.uint8)), pos + math.ceil(at / 8)

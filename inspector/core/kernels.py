@@ -21,12 +21,15 @@ _JIT = {"cache": True, "nogil": True}
 @numba.njit(inline="always", **_JIT)
 def grid_bin(x: float, lo: float, inv_width: float, nbins: int) -> int:
     """The fine-histogram bin of value ``x`` (clipped to the grid)."""
-    b = int((x - lo) * inv_width)
-    if b < 0:
+    v = (x - lo) * inv_width
+    # Clip before converting: int() of a value past the int64 range wraps to the lowest int64
+    # (a threshold far outside a float64 layer's tiny span would land in bin 0, not the last).
+    # NaN (0 * inf when the span is subnormal) goes to bin 0.
+    if not v >= 0.0:
         return 0
-    if b >= nbins:
+    if v >= nbins:
         return nbins - 1
-    return b
+    return int(v)
 
 
 @numba.njit(**_JIT)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.core import huffman, kernels
+from inspector.core import huffman_table, kernels
 from inspector.core.cluster import Clustering, Points, kmeans
 from inspector.core.prune import Mask, Profile, profile, resolve_mask
 from inspector.core.settings import LayerSettings
@@ -237,7 +237,10 @@ class LayerCodec:
             points = Points(counts.astype(np.int64), values * counts, values * values * counts)
             return Survivors(gaps, points, None, values)
         cnt, s1, s2 = (a.copy() for a in self._full)
-        if t >= 0:  # bins strictly between those of -t and t hold only pruned weights
+        # Bins strictly between those of -t and t hold only pruned weights. A threshold that
+        # prunes nothing by value (all weights above t, or all below -t) is clipped to an end
+        # bin full of survivors that ``part`` never summed: leave the histogram alone then.
+        if t >= max(0.0, self._lo) and -t <= self.profile.hi:
             lo, hi = int(edge[0]), int(edge[1])
             for a, p in zip((cnt, s1, s2), part, strict=True):
                 a[lo : hi + 1] = 0
@@ -314,11 +317,11 @@ def decode_symbols(
     walpha = k + layout.has_filler
     wlengths = glengths = None
     if layout.weight_huffman:
-        wlengths, offset = huffman.decode_table(buf, offset)
+        wlengths, offset = huffman_table.decode_table(buf, offset)
         if wlengths.size > walpha:
             raise ValueError("weight code table is larger than the codebook")
     if layout.gap_huffman:
-        glengths, offset = huffman.decode_table(buf, offset)
+        glengths, offset = huffman_table.decode_table(buf, offset)
         if glengths.size > (1 << layout.index_bits):
             raise ValueError("gap code table is larger than the index alphabet")
     gap_offset = offset + layout.weight_nbytes

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inspector.core import bitpack, huffman
+from inspector.core import bitpack, huffman, huffman_table
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ def plan_stream(counts: np.ndarray, width: int, use_huffman: bool) -> StreamPlan
         return StreamPlan(counts.size, count, width, None, fixed_nbits, 0, fixed_nbits)
     lengths = huffman.code_lengths(counts)
     hbits = huffman.encoded_nbits(counts, lengths)
-    table = huffman.table_nbytes(lengths)
+    table = huffman_table.table_nbytes(lengths)
     if use_huffman and (hbits + 7) // 8 + table < (fixed_nbits + 7) // 8:
         return StreamPlan(counts.size, count, width, lengths, hbits, table, hbits)
     return StreamPlan(counts.size, count, width, None, fixed_nbits, 0, hbits)
@@ -66,7 +66,7 @@ def encode_stream(symbols: np.ndarray, plan: StreamPlan) -> tuple[bytes, bytes]:
     if plan.lengths is not None:
         code, nbits = huffman.encode(symbols, plan.lengths)
         assert nbits == plan.nbits
-        return huffman.encode_table(plan.lengths), code
+        return huffman_table.encode_table(plan.lengths), code
     if plan.width == 0:
         return b"", b""
     return b"", bitpack.pack_fixed(symbols, plan.width)

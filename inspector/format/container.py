@@ -146,6 +146,8 @@ def _read_header(f, prefix: bytes, size: int) -> tuple[list[LayerRecord], int]:
         raise ValueError(
             f"format version {version} is not supported (this inspector reads {spec.VERSION})"
         )
+    if prefix[5] != 0:  # reserved: a file using a flag this reader does not know is refused
+        raise ValueError(f"unknown file flags {prefix[5]:#04x} (damaged, or a newer writer)")
     (hlen,) = struct.unpack("<I", prefix[6:10])
     if spec.PREFIX_NBYTES + hlen + spec.CRC_NBYTES > size:
         raise ValueError("header is truncated")

@@ -128,6 +128,8 @@ def _decode_deep(r: Reader, name: str, rec: LayerRecord) -> Deep:
     value, threshold = struct.unpack("<dd", r.take(16))
     ties, seed = r.varint(), r.varint(limit=2**32 - 1)
     k, entries, survivors, weight_nbytes = (r.varint() for _ in range(4))
+    if flags >= 2 * spec.F_FILLER:
+        raise ValueError(f"layer {name!r} has unknown flag bits {flags:#x}")
     if policy not in _POLICY_NAMES or init not in _INIT_NAMES:
         raise ValueError(f"layer {name!r} has unknown settings codes")
     try:

@@ -42,7 +42,8 @@ def numpy_to_tensor(array: np.ndarray, dtype: str | None = None) -> torch.Tensor
     InputError
         If ``dtype`` is not a torch dtype name, or torch cannot hold the array's dtype.
     """
-    array = np.ascontiguousarray(array)
+    # ascontiguousarray turns a 0-d array into shape (1,); keep scalars (num_batches_tracked) 0-d
+    array = np.ascontiguousarray(array).reshape(np.shape(array))
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
     if not array.flags.writeable:

@@ -46,7 +46,19 @@ class ModelSettings:
         for kind in self.kinds:
             self.resolve("", kind)
         for name in self.layers:
-            LayerSettings.from_json(self.layers[name], self.resolve("", "fc"))
+            self._check_layer(name)
+
+    def _check_layer(self, name: str) -> None:
+        """An override must be valid on top of some kind's settings (its kind is not known
+        here: a conv layer whose kind prunes by threshold may set a value above 1)."""
+        problem = None
+        for kind in (*self.kinds, ""):
+            try:
+                LayerSettings.from_json(self.layers[name], self.resolve("", kind))
+                return
+            except SettingsError as exc:
+                problem = problem or exc
+        raise SettingsError(f"layer {name}: {problem.problem}") from problem
 
     def resolve(self, name: str, kind: str) -> LayerSettings:
         """The settings of layer ``name`` of ``kind``."""

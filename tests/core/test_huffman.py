@@ -13,13 +13,10 @@ from hypothesis import strategies as st
 
 from inspector.core.huffman import (
     MAX_CODE_LENGTH,
-    MAX_TABLE_ALPHABET,
     _canonical_codes_kernel,
     _canonical_codes_ref,
     _decode_ref,
-    _decode_table_ref,
     _encode_ref,
-    _encode_table_ref,
     _huffman_lengths,
     _huffman_lengths_ref,
     _package_merge,
@@ -27,11 +24,16 @@ from inspector.core.huffman import (
     canonical_codes,
     code_lengths,
     decode,
-    decode_table,
     encode,
-    encode_table,
     encoded_nbits,
     entropy_nbits,
+)
+from inspector.core.huffman_table import (
+    MAX_TABLE_ALPHABET,
+    _decode_table_ref,
+    _encode_table_ref,
+    decode_table,
+    encode_table,
     table_nbytes,
 )
 
@@ -90,15 +92,19 @@ def counts_arrays(draw: st.DrawFn, max_size: int = 300) -> np.ndarray:
 # ------------------------------------------------------------------------------- code lengths
 
 
+# Small weights make ties, where the kernels and twins must still agree exactly.
+WEIGHTS = st.one_of(st.integers(1, 6), st.integers(1, 10**9))
+
+
 @SLOW
-@given(st.lists(st.integers(1, 10**9), min_size=2, max_size=200))
+@given(st.lists(WEIGHTS, min_size=2, max_size=200))
 def test_huffman_kernel_matches_ref(weights: list[int]) -> None:
     w = np.sort(np.array(weights, dtype=np.int64))
     np.testing.assert_array_equal(_huffman_lengths(w), _huffman_lengths_ref(w))
 
 
 @SLOW
-@given(st.lists(st.integers(1, 10**9), min_size=2, max_size=80), st.integers(1, 24))
+@given(st.lists(WEIGHTS, min_size=2, max_size=80), st.integers(1, 24))
 def test_package_merge_kernel_matches_ref(weights: list[int], max_len: int) -> None:
     assume(len(weights) <= 2**max_len)
     w = np.sort(np.array(weights, dtype=np.int64))
@@ -176,6 +182,24 @@ def test_ties_are_broken_by_symbol_index() -> None:
     np.testing.assert_array_equal(code_lengths(np.array([1, 1, 1])), [2, 2, 1])
     counts = np.array([5, 5, 5, 5, 5, 0, 5])
     np.testing.assert_array_equal(code_lengths(counts), code_lengths(counts.copy()))
+
+
+@SLOW
+@given(st.lists(st.integers(0, 4), min_size=1, max_size=2000), st.integers(1, MAX_CODE_LENGTH))
+def test_ties_match_stable_reference_pipeline(counts: list[int], max_len: int) -> None:
+    c = np.array(counts, dtype=np.int64)
+    used = np.flatnonzero(c)
+    assume(2 <= used.size <= 2**max_len)
+    order = used[np.argsort(c[used], kind="stable")]  # by (count, symbol)
+    expected = np.zeros(c.size, dtype=np.uint8)
+    expected[order] = _huffman_lengths_ref(c[order])
+    if expected.max() > max_len:
+        expected[order] = _package_merge(c[order], max_len)
+    lengths = code_lengths(c, max_len)
+    np.testing.assert_array_equal(lengths, expected)
+    # Fewer or equal counts, or equal counts and a lower index, never get a shorter code.
+    ranked = lengths[order]
+    assert np.all(ranked[:-1] >= ranked[1:])
 
 
 @SLOW
@@ -453,3 +477,24 @@ def test_decode_table_random_bytes_only_raises_value_error(data: bytes) -> None:
     ref, end_ref = _decode_table_ref(data)
     np.testing.assert_array_equal(lengths, ref)
     assert end == end_ref <= len(data)
+
+
+@pytest.mark.parametrize("alphabet", [2, 33, 64])
+@pytest.mark.parametrize("count", [20_000, 20_001])
+def test_pair_table_encoder_matches_reference(alphabet: int, count: int) -> None:
+    # Long streams over small alphabets take the two-symbols-per-step pair path.
+    rng = np.random.default_rng(alphabet + count)
+    counts = rng.integers(1, 1000, alphabet)
+    lengths = code_lengths(counts)
+    symbols = rng.choice(alphabet, size=count, p=counts / counts.sum()).astype(np.uint32)
+    assert encode(symbols, lengths) == _encode_ref(symbols, lengths)
+    np.testing.assert_array_equal(decode(encode(symbols, lengths)[0], count, lengths), symbols)
+
+
+@pytest.mark.parametrize("position", [0, 9_999, 10_000, 19_999, 20_000])
+def test_pair_table_encoder_reports_a_symbol_without_code(position: int) -> None:
+    lengths = code_lengths(np.array([5, 3, 0, 2]))
+    symbols = np.zeros(20_001, dtype=np.uint32)
+    symbols[position] = 2
+    with pytest.raises(ValueError, match=f"position {position} "):
+        encode(symbols, lengths)
