@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,15 @@ from inspector.errors import SettingsError
 
 GRID_BINS = 1 << 16
 EXACT_SURVIVORS = 4096  # at or below this, k-means runs on the exact distinct values
+PARALLEL_SIZE = 1 << 21  # layers this large select candidates on two threads
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The two worker threads of large layers' candidate passes, made on first use."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(2, thread_name_prefix="inspector-kernel"))
+    return _POOL[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +165,9 @@ class LayerCodec:
         self._full = [np.zeros(GRID_BINS, np.int64), np.zeros(GRID_BINS), np.zeros(GRID_BINS)]
         if not self.profile.nonfinite:
             kernels.grid_histogram(self.weights, self._lo, self._inv_width, *self._full)
+        # Weights within ``band`` of a threshold take the exact path of survivor_gaps.
+        self._band = 3.0 / self._inv_width if self._inv_width > 0 else np.inf
+        self._cached_candidates: tuple[float, np.ndarray, int] | None = None
         self._survivors = _Lru(2)
         self._clusters = _Lru(4)
         self._gap_counts = _Lru(4)
@@ -162,7 +175,38 @@ class LayerCodec:
     def mask(self, settings: LayerSettings) -> Mask:
         """The exact mask rule of ``settings`` for this layer."""
         self._check_finite()
-        return resolve_mask(self.weights, self.profile, settings)
+        return resolve_mask(self.weights, self.profile, settings, self._above)
+
+    def _above(self, floor: float) -> np.ndarray:
+        idx, n = self._candidates(floor - self._band)
+        return idx[:n]
+
+    def _candidates(self, floor: float) -> tuple[np.ndarray, int]:
+        """Positions with ``|w| >= floor``, or the cached ones for a slightly lower floor.
+
+        A sparsity slider asks for the candidates of its bin and then selects the survivors
+        from the same list, so one compaction pass serves both. Large layers are split over
+        two threads (the kernel releases the GIL).
+        """
+        cached = self._cached_candidates
+        slack = 2 * self._band + (2 / self.profile.abs_scale if self.profile.abs_scale else 0)
+        if cached is not None and cached[0] <= floor <= cached[0] + slack:
+            return cached[1], cached[2]
+        w = self.weights
+        idx = np.empty(w.size, dtype=np.int32 if w.size < 2**31 else np.int64)
+        if w.size < PARALLEL_SIZE:
+            n = int(kernels.candidates(w, floor, idx))
+        else:
+            half = w.size // 2
+            parts = list(_pool().map(
+                lambda lo_hi: kernels.candidates(w[slice(*lo_hi)], floor, idx[slice(*lo_hi)]),
+                [(0, half), (half, w.size)],
+            ))
+            n0, n1 = int(parts[0]), int(parts[1])
+            idx[n0 : n0 + n1] = idx[half : half + n1] + half
+            n = n0 + n1
+        self._cached_candidates = (floor, idx, n)
+        return idx, n
 
     def plan(self, settings: LayerSettings) -> LayerPlan:
         """Exact sizes of this layer under ``settings`` (nothing is encoded)."""
@@ -222,15 +266,15 @@ class LayerCodec:
     def _select(self, mask: Mask) -> Survivors:
         w = self.weights
         t = mask.threshold
-        band = 3.0 / self._inv_width if self._inv_width > 0 else np.inf
-        idx = np.empty(w.size, dtype=np.int32 if w.size < 2**31 else np.int64)
-        n = kernels.candidates(w, t - band, idx)
+        band = self._band
+        idx, n = self._candidates(t - band)
         edge = np.array([self._bin(-t), self._bin(t)], dtype=np.int64)
         part = [np.zeros(2, np.int64), np.zeros(2), np.zeros(2)]
+        gaps = idx[:n].copy()  # the kernel overwrites candidates with gaps; keep the cache
         ns = kernels.survivor_gaps(
-            w, idx, n, t, mask.ties, t + band, self._lo, self._inv_width, GRID_BINS, edge, *part
+            w, gaps, n, t, mask.ties, t + band, self._lo, self._inv_width, GRID_BINS, edge, *part
         )
-        gaps = idx[:ns].copy()
+        gaps = gaps[:ns]
         if ns <= EXACT_SURVIVORS:
             pos = np.cumsum(gaps, dtype=np.int64) - 1
             values, counts = np.unique(w[pos].astype(np.float64), return_counts=True)

@@ -7,6 +7,7 @@ policy prunes exactly the requested count. Counts are int64 throughout.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ from inspector.core.settings import LayerSettings
 from inspector.errors import SettingsError
 
 ABS_BINS = 1 << 16
+Above = Callable[[float], np.ndarray]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +79,21 @@ def profile(w: np.ndarray) -> Profile:
     )
 
 
-def resolve_mask(w: np.ndarray, prof: Profile, settings: LayerSettings) -> Mask:
-    """The exact mask rule of ``settings`` for the weights ``w`` profiled as ``prof``."""
+def resolve_mask(
+    w: np.ndarray, prof: Profile, settings: LayerSettings, above: Above | None = None
+) -> Mask:
+    """The exact mask rule of ``settings`` for the weights ``w`` profiled as ``prof``.
+
+    ``above(floor)``, if given, returns positions (any order) including every one with
+    ``|w| >= floor``: a cached shortcut for the sparsity policy, which otherwise reads all ``w``.
+    """
     if settings.policy == "threshold":
         return Mask(float(settings.value), kernels.TIES_ALL)
     if settings.policy == "std":
         std = prof.std if settings.std_of == "all" else prof.std_nonzero
         return Mask(float(settings.value) * std, kernels.TIES_ALL)
     if settings.policy == "sparsity":
-        return sparsity_mask(w, prof, pruned_count(prof.size, settings.value))
+        return sparsity_mask(w, prof, pruned_count(prof.size, settings.value), above)
     raise SettingsError(f"unknown prune policy {settings.policy!r}")
 
 
@@ -94,7 +102,7 @@ def pruned_count(size: int, fraction: float) -> int:
     return min(size, max(0, round(fraction * size)))
 
 
-def sparsity_mask(w: np.ndarray, prof: Profile, k: int) -> Mask:
+def sparsity_mask(w: np.ndarray, prof: Profile, k: int, above: Above | None = None) -> Mask:
     """The mask pruning exactly the ``k`` smallest magnitudes, earlier positions first on ties."""
     if k <= 0:
         return Mask(-1.0, 0)
@@ -104,7 +112,11 @@ def sparsity_mask(w: np.ndarray, prof: Profile, k: int) -> Mask:
     b = int(np.searchsorted(cum, k))  # first bin whose cumulative count reaches k
     before = int(cum[b - 1]) if b else 0
     vals = np.empty(int(cum[b]) - before, dtype=np.float64)
-    found = kernels.abs_in_bin(w, prof.abs_scale, cum.size, b, vals)
+    if above is not None and prof.abs_scale > 0:
+        idx = above(max(b - 1, 0) / prof.abs_scale)  # bin b starts above the bin below it
+        found = kernels.abs_in_bin_at(w, idx, prof.abs_scale, cum.size, b, vals)
+    else:
+        found = kernels.abs_in_bin(w, prof.abs_scale, cum.size, b, vals)
     vals = np.sort(vals[:found])
     t = float(vals[k - before - 1])
     less = before + int(np.searchsorted(vals, t, side="left"))
