@@ -205,6 +205,7 @@ class LayerCodec:
             n0, n1 = int(parts[0]), int(parts[1])
             idx[n0 : n0 + n1] = idx[half : half + n1] + half
             n = n0 + n1
+        idx = idx[:n].copy()  # keep a survivor-sized list, not a layer-sized buffer
         self._cached_candidates = (floor, idx, n)
         return idx, n
 
