@@ -72,6 +72,7 @@ class LayerPlan:
     survivors: int
     fillers: int
     codebook: np.ndarray
+    cluster_counts: np.ndarray
     weights: StreamPlan
     gaps: StreamPlan
     sse: float
@@ -172,6 +173,13 @@ class LayerCodec:
         self._clusters = _Lru(4)
         self._gap_counts = _Lru(4)
 
+    def histogram(self, nbins: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """Bin edges and counts of all weights on ``nbins`` (a divisor of the fine grid)."""
+        counts = self._full[0].reshape(nbins, -1).sum(axis=1)
+        span = self.profile.hi - self.profile.lo
+        edges = self.profile.lo + span * np.arange(nbins + 1) / nbins
+        return edges, counts
+
     def mask(self, settings: LayerSettings) -> Mask:
         """The exact mask rule of ``settings`` for this layer."""
         self._check_finite()
@@ -230,6 +238,7 @@ class LayerCodec:
             survivors=int(surv.gaps.size),
             fillers=fillers,
             codebook=clustering.codebook,
+            cluster_counts=weight_counts[:k],
             weights=weights,
             gaps=gaps,
             sse=clustering.sse,

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.core.layer import LayerCodec, LayerPlan
+from inspector.core.layer import LayerCodec
 from inspector.errors import InspectorError, SettingsError
 from inspector.format import container, dtypes
 from inspector.format.header import Deep, LayerRecord
 from inspector.format.spec import DTYPES
 from inspector.io.model_file import LoadedModel, TensorInfo
+from inspector.model.estimate import LayerEstimate, ModelEstimate
 from inspector.model.settings import ModelSettings
 
 
@@ -28,37 +29,6 @@ class Progress:
     done: int
     total: int
     label: str
-
-
-@dataclass(frozen=True, slots=True)
-class LayerEstimate:
-    """One layer's exact share of the file. ``plan`` is None for a layer stored losslessly."""
-
-    info: TensorInfo
-    plan: LayerPlan | None
-    record: LayerRecord
-
-    @property
-    def original_nbytes(self) -> int:
-        return self.info.nbytes
-
-    @property
-    def payload_nbytes(self) -> int:
-        return self.record.payload_nbytes
-
-
-@dataclass(frozen=True, slots=True)
-class ModelEstimate:
-    """Every layer's estimate and the exact size of the whole file."""
-
-    layers: tuple[LayerEstimate, ...]
-    file_nbytes: int
-    container_nbytes: int
-    original_nbytes: int
-
-    @property
-    def ratio(self) -> float:
-        return self.original_nbytes / self.file_nbytes if self.file_nbytes else float("inf")
 
 
 class ModelCodec:

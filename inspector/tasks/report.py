@@ -118,7 +118,7 @@ def _plan_of(box: Container, index: int) -> LayerPlan:
     gaps = plan_stream(gcounts, lay.index_bits, lay.gap_huffman)
     return LayerPlan(
         deep.settings, lay.size, deep.mask, deep.survivors, lay.entries - deep.survivors,
-        codebook, weights, gaps, math.nan, math.nan, math.nan,
+        codebook, wcounts[: lay.codebook_size], weights, gaps, math.nan, math.nan, math.nan,
     )
 
 

@@ -1,0 +1,165 @@
+"""The app's single source of truth: model, settings (with undo), selection, latest results.
+
+Plain Python with psygnal events, no Qt. Only the main thread changes a session; workers
+return results that the main thread stores here (see ``inspector.gui.controller``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from psygnal import Signal
+
+from inspector.core.settings import LayerSettings
+from inspector.io.model_file import LoadedModel, TensorInfo
+from inspector.model.estimate import ModelEstimate
+from inspector.model.settings import COMPRESSIBLE_KINDS, PAPER_KINDS, ModelSettings
+from inspector.model.stats import LayerStats
+
+UNDO_LIMIT = 200
+
+
+class Session:
+    """One open model and everything the user chose for it."""
+
+    model_changed = Signal()
+    settings_changed = Signal()
+    selection_changed = Signal()
+    estimate_changed = Signal()
+    undo_changed = Signal()
+
+    def __init__(self) -> None:
+        self.model: LoadedModel | None = None
+        self.stats: dict[str, LayerStats] = {}
+        self.settings = ModelSettings()
+        self.selection: tuple[str, ...] = ()
+        self.estimate: ModelEstimate | None = None
+        self.settings_path: str | None = None
+        self._undo: list[tuple[str, ModelSettings]] = []
+        self._redo: list[tuple[str, ModelSettings]] = []
+
+    # ------------------------------------------------------------------ model
+    def open(
+        self,
+        model: LoadedModel,
+        stats: dict[str, LayerStats],
+        settings: ModelSettings | None = None,
+    ) -> None:
+        """Show ``model``; the first compressible layer is selected."""
+        self.model = model
+        self.stats = stats
+        self.settings = settings or ModelSettings()
+        self.estimate = None
+        self._undo.clear()
+        self._redo.clear()
+        first = next((i.name for i in model.infos if self.is_compressible(i)), None)
+        self.selection = (first,) if first else ()
+        self.model_changed.emit()
+        self.settings_changed.emit()
+        self.selection_changed.emit()
+        self.estimate_changed.emit()
+        self.undo_changed.emit()
+
+    @property
+    def infos(self) -> tuple[TensorInfo, ...]:
+        return self.model.infos if self.model else ()
+
+    def info(self, name: str) -> TensorInfo:
+        return next(i for i in self.infos if i.name == name)
+
+    @staticmethod
+    def is_compressible(info: TensorInfo) -> bool:
+        """Whether a layer's kind can be compressed at all (conv, fc, embedding weights)."""
+        return info.kind in COMPRESSIBLE_KINDS
+
+    # --------------------------------------------------------------- settings
+    def layer_settings(self, name: str) -> LayerSettings:
+        """The resolved settings of layer ``name``."""
+        return self.settings.resolve(name, self.info(name).kind)
+
+    def set_settings(
+        self, settings: ModelSettings, label: str = "change settings", merge: bool = False
+    ) -> None:
+        """Replace the settings (undoable).
+
+        ``merge``: fold into the previous undo step if it has the same label (a slider drag is
+        one step, not one per pixel).
+        """
+        if settings == self.settings:
+            return
+        if not (merge and self._undo and self._undo[-1][0] == label and not self._redo):
+            self._undo.append((label, self.settings))
+            del self._undo[:-UNDO_LIMIT]
+        self._redo.clear()
+        self.settings = settings
+        self.settings_changed.emit()
+        self.undo_changed.emit()
+
+    def set_layers(
+        self, names: tuple[str, ...] | list[str], label: str, merge: bool = False, **changes: Any
+    ) -> None:
+        """Apply ``changes`` (LayerSettings fields) to each layer in ``names`` (undoable).
+
+        Changes that would make a layer's settings invalid (e.g. a sparsity above 1 after a
+        switch of policy) raise SettingsError and change nothing.
+        """
+        new = self.settings
+        for name in names:
+            new = new.with_layer(name, **changes)
+            new.resolve(name, self.info(name).kind)  # validates
+        self.set_settings(new, label, merge)
+
+    def replace_layer(self, name: str, settings: LayerSettings, label: str) -> None:
+        """Set every field of layer ``name`` (undoable)."""
+        self.set_layers((name,), label, **settings.to_json())
+
+    def apply_paper_defaults(self) -> None:
+        """Deep Compression's bits (conv 8, fc 5) for every layer, keeping prune settings."""
+        kinds = {**self.settings.kinds, **PAPER_KINDS}
+        layers = {
+            n: {k: v for k, v in d.items() if k not in ("bits", "index_bits")}
+            for n, d in self.settings.layers.items()
+        }
+        self.set_settings(replace(self.settings, kinds=kinds, layers=layers), "paper defaults")
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def undo_label(self) -> str:
+        return self._undo[-1][0] if self._undo else ""
+
+    def redo_label(self) -> str:
+        return self._redo[-1][0] if self._redo else ""
+
+    def undo(self) -> None:
+        if self._undo:
+            label, previous = self._undo.pop()
+            self._redo.append((label, self.settings))
+            self.settings = previous
+            self.settings_changed.emit()
+            self.undo_changed.emit()
+
+    def redo(self) -> None:
+        if self._redo:
+            label, following = self._redo.pop()
+            self._undo.append((label, self.settings))
+            self.settings = following
+            self.settings_changed.emit()
+            self.undo_changed.emit()
+
+    # -------------------------------------------------------- selection, results
+    def select(self, names: tuple[str, ...] | list[str]) -> None:
+        names = tuple(names)
+        if names != self.selection:
+            self.selection = names
+            self.selection_changed.emit()
+
+    def set_estimate(self, estimate: ModelEstimate | None) -> None:
+        self.estimate = estimate
+        self.estimate_changed.emit()

@@ -1,0 +1,61 @@
+"""Open a model for the app: read it, profile every layer, report progress, cancellable."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inspector.core.layer import LayerCodec
+from inspector.io import read_model
+from inspector.io.model_file import LoadedModel
+from inspector.model.settings import COMPRESSIBLE_KINDS
+from inspector.model.stats import LayerStats
+from inspector.tasks.codec import ModelCodec, Progress
+
+HISTOGRAM_BINS = 512
+ABS_BINS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A loaded model, its per-layer codecs (profiled) and the stats the app draws."""
+
+    model: LoadedModel
+    codec: ModelCodec
+    stats: dict[str, LayerStats]
+
+
+def open_model(path: str | Path) -> Generator[Progress, None, Opened]:
+    """Read ``path`` and profile its compressible layers, yielding progress per layer."""
+    yield Progress(0, 1, f"reading {Path(path).name}")
+    model = read_model(path)
+    codec = ModelCodec(model)
+    names = [i.name for i in model.infos if i.kind in COMPRESSIBLE_KINDS]
+    stats = {}
+    for n, name in enumerate(names):
+        yield Progress(n, len(names), f"profiling {name}")
+        stats[name] = layer_stats(name, codec.codec(name))
+    yield Progress(len(names), len(names), "ready")
+    return Opened(model, codec, stats)
+
+
+def layer_stats(name: str, codec: LayerCodec) -> LayerStats:
+    """Display statistics of one profiled layer."""
+    prof = codec.profile
+    edges, counts = codec.histogram(HISTOGRAM_BINS)
+    step = prof.abs_cum.size // ABS_BINS
+    width = step / prof.abs_scale if prof.abs_scale else 0.0
+    return LayerStats(
+        name=name,
+        size=prof.size,
+        edges=edges,
+        counts=counts,
+        std=prof.std,
+        std_nonzero=prof.std_nonzero,
+        absmax=prof.absmax,
+        abs_edges=np.arange(ABS_BINS + 1) * width,
+        abs_cum=prof.abs_cum[step - 1 :: step].copy(),
+    )
