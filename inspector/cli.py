@@ -16,16 +16,17 @@ from inspector import __version__
 from inspector.errors import InspectorError
 
 EXIT_BAD_INPUT = 2
+COMMANDS = ("info", "compress", "decompress", "gui")
 T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``inspector`` console script."""
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and not argv[0].startswith("-")):
+        argv = ["gui", *argv]  # `inspector` and `inspector MODEL` open the app
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
     try:
         return int(args.func(args) or 0)
     except InspectorError as exc:
@@ -72,6 +73,14 @@ def _parser() -> argparse.ArgumentParser:
                       help="also write the settings used")
     comp.add_argument("--json", action="store_true", help="print JSON")
     comp.set_defaults(func=_cmd_compress)
+
+    gui = sub.add_parser("gui", help="open the desktop app (the default with no command)")
+    gui.add_argument("model", nargs="?", help="model to open")
+    gui.add_argument("--config", metavar="SETTINGS.json", help="settings to start from")
+    gui.add_argument("--screenshot", metavar="OUT.png",
+                     help="render the window offscreen after loading, save it and exit")
+    gui.add_argument("--select", metavar="LAYER", help="layer to show (with --screenshot)")
+    gui.set_defaults(func=_cmd_gui)
 
     dec = sub.add_parser("decompress", help="decode a .dcz file to .pt, .safetensors or .npz")
     dec.add_argument("compressed", type=Path)
@@ -139,6 +148,12 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     print(report.format_table(rows, report.totals(rows, nbytes)))
     print(f"wrote {args.output}")
     return 0
+
+
+def _cmd_gui(args: argparse.Namespace) -> int:
+    from inspector.gui.app import run
+
+    return run(args.model, args.config, args.screenshot, args.select)
 
 
 def _cmd_decompress(args: argparse.Namespace) -> int:

@@ -1,0 +1,124 @@
+"""Wires the session to background work: loading models and keeping the estimate current.
+
+Every settings change submits an estimate to one serial worker (the model's codecs are not
+thread-safe, and only the newest request matters); results of older generations are dropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from inspector.model.estimate import ModelEstimate
+from inspector.model.session import Session
+from inspector.model.settings import ModelSettings, load_settings
+from inspector.tasks.codec import ModelCodec, Progress
+from inspector.tasks.load import Opened, open_model
+
+from .workers import SerialWorker, Token, drive
+
+
+class Controller(QObject):
+    """Runs the session's background work and reports it for the status bar."""
+
+    status = Signal(str)  # a message for the status bar
+    progress = Signal(int, int, str)  # done, total, label of the running load
+    load_failed = Signal(str)  # one line naming the file and the problem
+    loaded = Signal(str)  # path of the model just opened
+    estimating = Signal(bool)
+
+    def __init__(self, session: Session, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.codec: ModelCodec | None = None
+        self.loader = SerialWorker("load", self)
+        self.estimator = SerialWorker("estimate", self)
+        self._pending_settings: dict[int, ModelSettings | None] = {}
+        self.loader.progress.connect(self._on_loader_progress)
+        self.loader.finished.connect(self._on_loader_finished)
+        self.loader.failed.connect(self._on_loader_failed)
+        self.estimator.finished.connect(self._on_estimator_finished)
+        self.estimator.failed.connect(self._on_estimator_failed)
+        self.estimator.cancelled.connect(self._on_estimator_cancelled)
+        session.settings_changed.connect(self.request_estimate)
+
+    # ------------------------------------------------------------------ loading
+    def open_path(self, path: str | Path, settings_path: str | Path | None = None) -> int:
+        """Load ``path`` in the background (with settings from ``settings_path``)."""
+        path = str(path)
+        settings = None
+        if settings_path is not None:
+            try:
+                settings = load_settings(settings_path)
+            except Exception as exc:  # InspectorError: a bad settings file is one message
+                self.load_failed.emit(str(exc))
+                return 0
+        self.status.emit(f"Opening {path}…")
+
+        def job(token: Token) -> Opened:
+            return drive(open_model(path), token)
+
+        generation = self.loader.submit(job)
+        self._pending_settings[generation] = settings
+        return generation
+
+    def _on_loader_progress(self, generation: int, step: Progress) -> None:
+        if generation == self.loader.generation:
+            self.progress.emit(step.done, step.total, step.label)
+
+    def _on_loader_finished(self, generation: int, opened: Opened) -> None:
+        settings = self._pending_settings.pop(generation, None)
+        if generation != self.loader.generation:
+            return
+        self.estimator.cancel()
+        self.codec = opened.codec
+        self.session.open(opened.model, opened.stats, settings)
+        self.session.settings_path = None
+        self.progress.emit(1, 1, "")
+        self.loaded.emit(opened.model.path)
+        self.status.emit(
+            f"Opened {opened.model.path}: {len(opened.model.infos)} tensors, "
+            f"{opened.model.param_count:,} parameters"
+        )
+
+    def _on_loader_failed(self, generation: int, message: str) -> None:
+        self._pending_settings.pop(generation, None)
+        if generation == self.loader.generation:
+            self.progress.emit(1, 1, "")
+            self.load_failed.emit(message)
+            self.status.emit(message)
+
+    # --------------------------------------------------------------- estimating
+    def request_estimate(self) -> int:
+        """Estimate the current settings in the background; newer requests replace it."""
+        codec = self.codec
+        if codec is None or self.session.model is None:
+            return 0
+        settings = self.session.settings
+
+        def job(token: Token) -> ModelEstimate:
+            return codec.estimate(settings, progress=lambda _step: token.check())
+
+        self.estimating.emit(True)
+        return self.estimator.submit(job)
+
+    def _on_estimator_finished(self, generation: int, estimate: ModelEstimate) -> None:
+        if generation != self.estimator.generation:
+            return  # stale: a newer request is on its way
+        self.session.set_estimate(estimate)
+        self.estimating.emit(False)
+
+    def _on_estimator_failed(self, generation: int, message: str) -> None:
+        if generation == self.estimator.generation:
+            self.estimating.emit(False)
+            self.status.emit(f"Cannot estimate: {message}")
+
+    def _on_estimator_cancelled(self, generation: int) -> None:
+        if generation == self.estimator.generation:
+            self.estimating.emit(False)
+
+    def shutdown(self) -> None:
+        """Stop both workers (on window close)."""
+        self.loader.shutdown()
+        self.estimator.shutdown()

@@ -1,0 +1,313 @@
+"""The main window: composes the widgets, menus, toolbar and status bar; holds no logic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QUrl
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSplitter,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from inspector import __version__
+from inspector.errors import InspectorError
+from inspector.model.session import Session
+from inspector.model.settings import load_settings, save_settings
+
+from .controller import Controller
+from .controls import ControlsWidget
+from .histogram import HistogramWidget
+from .layer_table import LayerTableWidget
+from .model_bytes import ModelBytesWidget
+from .resources import icon
+from .summary import SummaryWidget
+
+MAX_RECENT = 10
+MODEL_FILTER = "Models (*.pt *.pth *.bin *.ckpt *.safetensors *.npz);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    """Inspector's window over one Session."""
+
+    def __init__(self, session: Session | None = None, settings: QSettings | None = None) -> None:
+        super().__init__()
+        self.session = session or Session()
+        self.qsettings = settings or QSettings("inspector", "inspector")
+        self.controller = Controller(self.session, self)
+        self.setWindowTitle("Inspector")
+        self.setWindowIcon(icon("inspector.svg"))
+        self.setAcceptDrops(True)
+        self._build_widgets()
+        self._build_actions()
+        self._build_status_bar()
+        self._connect()
+        self._restore_layout()
+        self._update_title()
+
+    # ----------------------------------------------------------------- building
+    def _build_widgets(self) -> None:
+        s = self.session
+        self.summary = SummaryWidget(s)
+        self.table = LayerTableWidget(s)
+        self.histogram = HistogramWidget(s)
+        self.model_bytes = ModelBytesWidget(s)
+        self.controls = ControlsWidget(s)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.histogram, "Layer weights")
+        self.tabs.addTab(self.model_bytes, "Model bytes")
+        self.right = QSplitter(Qt.Orientation.Vertical)
+        self.right.addWidget(self.tabs)
+        self.right.addWidget(self.controls)
+        self.right.setStretchFactor(0, 3)
+        self.right.setStretchFactor(1, 2)
+        self.split = QSplitter(Qt.Orientation.Horizontal)
+        self.split.addWidget(self.table)
+        self.split.addWidget(self.right)
+        self.split.setStretchFactor(0, 1)
+        self.split.setStretchFactor(1, 1)
+        work = QWidget()
+        layout = QVBoxLayout(work)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.split, 1)
+        self.empty = QLabel(
+            "Open a model to start: File ▸ Open (Ctrl+O), drop a file here, or run "
+            "<code>inspector MODEL</code>.<br>PyTorch (.pt, .pth), safetensors and NumPy "
+            ".npz state dicts are supported."
+        )
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setWordWrap(True)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.empty)
+        self.stack.addWidget(work)
+        self.setCentralWidget(self.stack)
+        self.resize(1400, 860)
+
+    def _action(self, text: str, slot: object, shortcut: object = None, icon_name: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(shortcut)
+        if icon_name:
+            action.setIcon(icon(icon_name))
+        action.triggered.connect(slot)
+        return action
+
+    def _build_actions(self) -> None:
+        k = QKeySequence.StandardKey
+        self.open_action = self._action("&Open…", self.choose_model, k.Open, "open.svg")
+        self.load_settings_action = self._action("&Load Settings…", self.choose_settings)
+        self.save_settings_action = self._action("&Save Settings", self.save_settings, k.Save, "save.svg")
+        self.save_as_action = self._action("Save Settings &As…", self.save_settings_as, k.SaveAs)
+        self.export_action = self._action("&Export…", self.export, "Ctrl+E", "export.svg")
+        self.quit_action = self._action("&Quit", self.close, k.Quit)
+        self.undo_action = self._action("&Undo", self.session.undo, k.Undo, "undo.svg")
+        self.redo_action = self._action("&Redo", self.session.redo, k.Redo, "redo.svg")
+        self.paper_action = self._action("&Paper Defaults (conv 8, fc 5 bits)", self.session.apply_paper_defaults)
+        self.about_action = self._action("&About Inspector", self.about)
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(self.open_action)
+        self.recent = file_menu.addMenu("Open &Recent")
+        file_menu.addSeparator()
+        for a in (self.load_settings_action, self.save_settings_action, self.save_as_action):
+            file_menu.addAction(a)
+        file_menu.addSeparator()
+        file_menu.addAction(self.export_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        edit = self.menuBar().addMenu("&Edit")
+        for a in (self.undo_action, self.redo_action):
+            edit.addAction(a)
+        edit.addSeparator()
+        edit.addAction(self.paper_action)
+        self.menuBar().addMenu("&Help").addAction(self.about_action)
+        bar = self.addToolBar("Main")
+        bar.setObjectName("main-toolbar")
+        for a in (self.open_action, self.save_settings_action, self.export_action):
+            bar.addAction(a)
+        bar.addSeparator()
+        bar.addAction(self.undo_action)
+        bar.addAction(self.redo_action)
+        self._fill_recent()
+
+    def _build_status_bar(self) -> None:
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(240)
+        self.progress.setTextVisible(False)
+        self.progress.hide()
+        self.statusBar().addPermanentWidget(self.progress)
+        self.statusBar().showMessage("Ready")
+
+    def _connect(self) -> None:
+        c, s = self.controller, self.session
+        c.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        c.progress.connect(self._on_controller_progress)
+        c.load_failed.connect(self._on_controller_load_failed)
+        c.loaded.connect(self._on_controller_loaded)
+        c.estimating.connect(self.summary.set_busy)
+        s.model_changed.connect(self._on_session_model_changed)
+        s.undo_changed.connect(self._on_session_undo_changed)
+        s.settings_changed.connect(self._update_title)
+        self._on_session_model_changed()
+        self._on_session_undo_changed()
+
+    # ----------------------------------------------------------------- commands
+    def open_model(self, path: str | Path, settings_path: str | Path | None = None) -> int:
+        """Open ``path`` in the background."""
+        return self.controller.open_path(path, settings_path)
+
+    def choose_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", self._last_dir(), MODEL_FILTER)
+        if path:
+            self.open_model(path)
+
+    def choose_settings(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Load settings", self._last_dir(), "Settings (*.json)"
+        )
+        if path:
+            self.load_settings(path)
+
+    def load_settings(self, path: str | Path) -> bool:
+        try:
+            settings = load_settings(path)
+        except InspectorError as exc:
+            QMessageBox.warning(self, "Cannot load settings", str(exc))
+            return False
+        self.session.set_settings(settings, "load settings")
+        self.session.settings_path = str(path)
+        self.statusBar().showMessage(f"Loaded settings from {path}", 8000)
+        return True
+
+    def save_settings(self) -> None:
+        if self.session.settings_path:
+            self._write_settings(self.session.settings_path)
+        else:
+            self.save_settings_as()
+
+    def save_settings_as(self) -> None:
+        default = str(Path(self._last_dir()) / "settings.json")
+        path, _ = QFileDialog.getSaveFileName(self, "Save settings", default, "Settings (*.json)")
+        if path:
+            self._write_settings(path)
+
+    def _write_settings(self, path: str) -> None:
+        try:
+            save_settings(self.session.settings, path)
+        except OSError as exc:
+            QMessageBox.warning(self, "Cannot save settings", f"{path}: {exc.strerror or exc}")
+            return
+        self.session.settings_path = path
+        self.statusBar().showMessage(f"Saved settings to {path}", 8000)
+
+    def export(self) -> None:
+        if self.session.model is None:
+            return
+        from .export_dialog import ExportDialog
+
+        dialog = ExportDialog(self.session, self)
+        dialog.exec()
+
+    def about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About Inspector",
+            f"<b>Inspector {__version__}</b><p>Deep Compression of trained networks: prune, "
+            "quantize with optimal 1-D k-means, Huffman-code, with the exact file size shown "
+            "live.</p><p>A smaller file is not a faster model: the paper's speed-ups were "
+            "measured on pruned fully connected layers at batch size 1.</p>",
+        )
+
+    # ------------------------------------------------------------- event slots
+    def _on_controller_progress(self, done: int, total: int, label: str) -> None:
+        busy = done < total
+        self.progress.setVisible(busy)
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        if busy and label:
+            self.statusBar().showMessage(label)
+
+    def _on_controller_load_failed(self, message: str) -> None:
+        QMessageBox.warning(self, "Cannot open model", message)
+
+    def _on_controller_loaded(self, path: str) -> None:
+        recent = [p for p in self._recent_files() if p != path]
+        self.qsettings.setValue("recent", [path, *recent][:MAX_RECENT])
+        self._fill_recent()
+
+    def _on_session_model_changed(self) -> None:
+        has_model = self.session.model is not None
+        self.stack.setCurrentIndex(1 if has_model else 0)
+        for action in (self.save_settings_action, self.save_as_action, self.export_action,
+                       self.paper_action):
+            action.setEnabled(has_model)
+        self._update_title()
+
+    def _on_session_undo_changed(self) -> None:
+        s = self.session
+        self.undo_action.setEnabled(s.can_undo)
+        self.redo_action.setEnabled(s.can_redo)
+        self.undo_action.setText(f"&Undo {s.undo_label()}".rstrip())
+        self.redo_action.setText(f"&Redo {s.redo_label()}".rstrip())
+
+    def _update_title(self) -> None:
+        model = self.session.model
+        self.setWindowTitle(f"{Path(model.path).name} — Inspector" if model else "Inspector")
+
+    # ------------------------------------------------------ recent files, layout
+    def _recent_files(self) -> list[str]:
+        value = self.qsettings.value("recent", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _fill_recent(self) -> None:
+        self.recent.clear()
+        for path in self._recent_files():
+            action = self.recent.addAction(path)
+            action.triggered.connect(lambda _=False, p=path: self.open_model(p))
+        self.recent.setEnabled(bool(self._recent_files()))
+
+    def _last_dir(self) -> str:
+        recent = self._recent_files()
+        return str(Path(recent[0]).parent) if recent else str(Path.home())
+
+    def _restore_layout(self) -> None:
+        geometry = self.qsettings.value("geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        state = self.qsettings.value("state")
+        if state is not None:
+            self.restoreState(state)
+        for name, splitter in (("split", self.split), ("right", self.right)):
+            value = self.qsettings.value(name)
+            if value is not None:
+                splitter.restoreState(value)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self.qsettings.setValue("geometry", self.saveGeometry())
+        self.qsettings.setValue("state", self.saveState())
+        self.qsettings.setValue("split", self.split.saveState())
+        self.qsettings.setValue("right", self.right.saveState())
+        self.controller.shutdown()
+        super().closeEvent(event)
+
+    # ------------------------------------------------------------ drag and drop
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        urls: list[QUrl] = event.mimeData().urls()
+        local = [u.toLocalFile() for u in urls if u.isLocalFile()]
+        if local:
+            self.open_model(local[0])
+            event.acceptProposedAction()

@@ -1,0 +1,72 @@
+"""Controller: loading in the background, estimates follow settings, stale ones are dropped."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from inspector.gui.controller import Controller
+from inspector.model.session import Session
+
+
+def saved_model(tmp_path) -> str:
+    rng = np.random.default_rng(1)
+    state = {
+        "fc.weight": torch.from_numpy(rng.normal(0, 0.1, (50, 80)).astype(np.float32)),
+        "fc.bias": torch.zeros(50),
+    }
+    path = tmp_path / "m.pt"
+    torch.save(state, path)
+    return str(path)
+
+
+def test_open_then_estimate_follows_settings(qtbot, tmp_path) -> None:
+    session = Session()
+    controller = Controller(session)
+    try:
+        with qtbot.waitSignal(controller.loaded, timeout=20000):
+            controller.open_path(saved_model(tmp_path))
+        qtbot.waitUntil(lambda: session.estimate is not None, timeout=20000)
+        first = session.estimate.file_nbytes
+        session.set_layers(["fc.weight"], "x", value=0.5)
+        qtbot.waitUntil(
+            lambda: session.estimate.layer("fc.weight").plan.settings.value == 0.5, timeout=20000
+        )
+        assert session.estimate.file_nbytes > first
+        assert session.estimate.file_nbytes == controller.codec.estimate(session.settings).file_nbytes
+    finally:
+        controller.shutdown()
+
+
+def test_only_the_newest_estimate_lands(qtbot, tmp_path) -> None:
+    session = Session()
+    controller = Controller(session)
+    try:
+        with qtbot.waitSignal(controller.loaded, timeout=20000):
+            controller.open_path(saved_model(tmp_path))
+        landed: list[float] = []
+        session.estimate_changed.connect(
+            lambda: landed.append(session.estimate.layer("fc.weight").plan.settings.value)
+        )
+        for v in (0.1, 0.2, 0.3, 0.4, 0.55):
+            session.set_layers(["fc.weight"], "drag", merge=True, value=v)
+        qtbot.waitUntil(lambda: bool(landed) and landed[-1] == 0.55, timeout=20000)
+        qtbot.wait(200)
+        assert landed[-1] == 0.55  # nothing older arrives after the newest
+        assert session.can_undo and session.undo_label() == "drag"
+    finally:
+        controller.shutdown()
+
+
+def test_a_bad_file_is_one_message_and_the_session_is_untouched(qtbot, tmp_path) -> None:
+    session = Session()
+    controller = Controller(session)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    try:
+        with qtbot.waitSignal(controller.load_failed, timeout=20000) as blocker:
+            controller.open_path(str(bad))
+        assert str(bad) in blocker.args[0] and "\n" not in blocker.args[0]
+        assert session.model is None
+    finally:
+        controller.shutdown()
