@@ -6,6 +6,7 @@ estimated, saves it and exits: for the README and for looking at the app from a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -32,10 +33,8 @@ def run(
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("Inspector")
     app.setOrganizationName("inspector")
-    try:
+    with contextlib.suppress(OSError):  # the app works without its stylesheet
         app.setStyleSheet(resource_path("style.qss").read_text(encoding="utf-8"))
-    except OSError:
-        pass
     qsettings = None
     if screenshot:  # reproducible pictures: no remembered layout or recent files
         ini = Path(tempfile.mkdtemp(prefix="inspector-")) / "settings.ini"

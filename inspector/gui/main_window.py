@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QUrl
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtCore import QSettings, Qt, QTimer, QUrl
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+)
 from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
@@ -65,16 +71,24 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(self.histogram, "Layer weights")
         self.tabs.addTab(self.model_bytes, "Model bytes")
-        self.right = QSplitter(Qt.Orientation.Vertical)
+        # top: the selected layer's plot beside its controls; bottom: every layer, full width
+        self.right = QSplitter(Qt.Orientation.Horizontal)
         self.right.addWidget(self.tabs)
-        self.right.addWidget(self.controls)
+        panel = QWidget()  # the controls keep their natural height; the panel fills the rest
+        column = QVBoxLayout(panel)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.controls)
+        column.addStretch(1)
+        self.right.addWidget(panel)
         self.right.setStretchFactor(0, 3)
-        self.right.setStretchFactor(1, 2)
-        self.split = QSplitter(Qt.Orientation.Horizontal)
-        self.split.addWidget(self.table)
+        self.right.setStretchFactor(1, 1)
+        self.right.setSizes([900, 480])
+        self.split = QSplitter(Qt.Orientation.Vertical)
         self.split.addWidget(self.right)
-        self.split.setStretchFactor(0, 1)
-        self.split.setStretchFactor(1, 1)
+        self.split.addWidget(self.table)
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 2)
+        self._sized = False
         work = QWidget()
         layout = QVBoxLayout(work)
         layout.addWidget(self.summary)
@@ -92,7 +106,9 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.stack)
         self.resize(1400, 860)
 
-    def _action(self, text: str, slot: object, shortcut: object = None, icon_name: str = "") -> QAction:
+    def _action(
+        self, text: str, slot: object, shortcut: object = None, icon_name: str = ""
+    ) -> QAction:
         action = QAction(text, self)
         if shortcut is not None:
             action.setShortcut(shortcut)
@@ -105,13 +121,17 @@ class MainWindow(QMainWindow):
         k = QKeySequence.StandardKey
         self.open_action = self._action("&Open…", self.choose_model, k.Open, "open.svg")
         self.load_settings_action = self._action("&Load Settings…", self.choose_settings)
-        self.save_settings_action = self._action("&Save Settings", self.save_settings, k.Save, "save.svg")
+        self.save_settings_action = self._action(
+            "&Save Settings", self.save_settings, k.Save, "save.svg"
+        )
         self.save_as_action = self._action("Save Settings &As…", self.save_settings_as, k.SaveAs)
         self.export_action = self._action("&Export…", self.export, "Ctrl+E", "export.svg")
         self.quit_action = self._action("&Quit", self.close, k.Quit)
         self.undo_action = self._action("&Undo", self.session.undo, k.Undo, "undo.svg")
         self.redo_action = self._action("&Redo", self.session.redo, k.Redo, "redo.svg")
-        self.paper_action = self._action("&Paper Defaults (conv 8, fc 5 bits)", self.session.apply_paper_defaults)
+        self.paper_action = self._action(
+            "&Paper Defaults (conv 8, fc 5 bits)", self.session.apply_paper_defaults
+        )
         self.about_action = self._action("&About Inspector", self.about)
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction(self.open_action)
@@ -215,6 +235,7 @@ class MainWindow(QMainWindow):
 
         dialog = ExportDialog(self.session, self)
         dialog.exec()
+        dialog.deleteLater()
 
     def about(self) -> None:
         QMessageBox.about(
@@ -246,6 +267,8 @@ class MainWindow(QMainWindow):
     def _on_session_model_changed(self) -> None:
         has_model = self.session.model is not None
         self.stack.setCurrentIndex(1 if has_model else 0)
+        if has_model:
+            QTimer.singleShot(0, self._initial_sizes)  # once the page is laid out
         for action in (self.save_settings_action, self.save_as_action, self.export_action,
                        self.paper_action):
             action.setEnabled(has_model)
@@ -292,7 +315,15 @@ class MainWindow(QMainWindow):
             if value is not None:
                 splitter.restoreState(value)
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+    def _initial_sizes(self) -> None:
+        """First model of a first run: plot and controls over ~60% of the height."""
+        if not self._sized and self.qsettings.value("split") is None:
+            self._sized = True
+            # the split may not be laid out yet: size it from the window (less bars, summary)
+            height = max(self.split.height(), self.height() - 220, 400)
+            self.split.setSizes([int(height * 0.6), int(height * 0.4)])
+
+    def closeEvent(self, event: QCloseEvent) -> None:
         self.qsettings.setValue("geometry", self.saveGeometry())
         self.qsettings.setValue("state", self.saveState())
         self.qsettings.setValue("split", self.split.saveState())
@@ -301,11 +332,11 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
     # ------------------------------------------------------------ drag and drop
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+    def dropEvent(self, event: QDropEvent) -> None:
         urls: list[QUrl] = event.mimeData().urls()
         local = [u.toLocalFile() for u in urls if u.isLocalFile()]
         if local:

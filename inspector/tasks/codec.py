@@ -47,7 +47,7 @@ class ModelCodec:
     def layer(self, info: TensorInfo, settings: ModelSettings) -> LayerEstimate:
         """The exact estimate of one tensor under ``settings``."""
         s = settings.resolve(info.name, info.kind)
-        dtype = _stored_dtype(info)
+        dtype = stored_dtype(info)
         if s.excluded:
             record = LayerRecord(info.name, dtype, info.shape, _raw_nbytes(info, dtype), 0)
             return LayerEstimate(info, None, record)
@@ -82,7 +82,7 @@ class ModelCodec:
         """Tensor ``name`` as the compressed file will decode it."""
         info = next(i for i in self.model.infos if i.name == name)
         s = settings.resolve(name, info.kind)
-        dtype = _stored_dtype(info)
+        dtype = stored_dtype(info)
         if s.excluded:
             array = self.model.tensors[name]
             return dtypes.from_bytes(dtypes.to_bytes(array, dtype), dtype, info.shape)
@@ -137,7 +137,7 @@ def _with_crc(record: LayerRecord, payload: bytes) -> LayerRecord:
     )
 
 
-def _stored_dtype(info: TensorInfo) -> str:
+def stored_dtype(info: TensorInfo) -> str:
     """The container dtype of a tensor: its own where the format has it, else float32."""
     return info.dtype if info.dtype in DTYPES else "float32"
 

@@ -6,14 +6,14 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-from inspector.io.kinds import layer_kind  # noqa: E402
-from inspector.io.model_file import LoadedModel, TensorInfo  # noqa: E402
-from inspector.model.session import Session  # noqa: E402
-from inspector.tasks.codec import ModelCodec  # noqa: E402
-from inspector.tasks.load import layer_stats  # noqa: E402
+from inspector.io.kinds import layer_kind
+from inspector.io.model_file import LoadedModel, TensorInfo
+from inspector.model.session import Session
+from inspector.tasks.codec import ModelCodec
+from inspector.tasks.load import layer_stats
 
 
 def small_model() -> LoadedModel:

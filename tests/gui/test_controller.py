@@ -33,7 +33,8 @@ def test_open_then_estimate_follows_settings(qtbot, tmp_path) -> None:
             lambda: session.estimate.layer("fc.weight").plan.settings.value == 0.5, timeout=20000
         )
         assert session.estimate.file_nbytes > first
-        assert session.estimate.file_nbytes == controller.codec.estimate(session.settings).file_nbytes
+        expected = controller.codec.estimate(session.settings).file_nbytes
+        assert session.estimate.file_nbytes == expected
     finally:
         controller.shutdown()
 

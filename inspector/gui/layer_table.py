@@ -1,0 +1,389 @@
+"""The layer table: one row per tensor with the paper's per-layer columns, mirroring the session.
+
+The table model only formats what ``session.estimate`` already holds (no plan is ever computed
+here); the widget adds sorting, a name filter and a row selection kept in step with
+``session.selection``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QItemSelection,
+    QItemSelectionModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QSignalBlocker,
+    QSortFilterProxyModel,
+    Qt,
+)
+from PySide6.QtGui import QBrush, QGuiApplication, QPalette
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLineEdit,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from inspector.io.model_file import TensorInfo
+from inspector.model.estimate import LayerEstimate
+from inspector.model.session import Session
+from inspector.tasks import report
+
+Index = QModelIndex | QPersistentModelIndex
+SORT_ROLE = Qt.ItemDataRole.UserRole
+MISSING = -1.0  # sort key of a number a row does not have (raw layers, no estimate yet)
+
+# (title, header tooltip, numeric)
+COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("Layer", "Tensor name in the model file.", False),
+    ("Kind", "Role of the tensor: conv, fc, embedding are compressible; the rest stay raw.", False),
+    ("Shape", "Tensor shape.", False),
+    ("Params", "Number of weights.", True),
+    ("Share", "Share of the model's original bytes.", True),
+    ("Threshold", "Pruning threshold: weights with |w| below it are removed.", True),
+    ("Kept", "Weights surviving pruning; 'raw' = stored losslessly.", True),
+    ("Bits", "Cluster bits of the weight codes (K = codebook size actually used).", True),
+    ("Idx bits", "Index bits: width of the relative sparse-index (gap) codes.", True),
+    ("Bytes", "Estimated bytes of the layer in the compressed file.", True),
+    ("Ratio", "Original bytes / compressed bytes of the layer.", True),
+    (
+        "SQNR",
+        "Weight-space signal-to-noise ratio of the decoded layer (dB): a proxy for the damage "
+        "done to the weights, not a measure of accuracy.",
+        True,
+    ),
+)
+(NAME, KIND, SHAPE, PARAMS, SHARE, THRESHOLD, KEPT, BITS, INDEX_BITS, BYTES, RATIO, SQNR) = range(
+    len(COLUMNS)
+)
+ESTIMATED = (THRESHOLD, KEPT, BITS, INDEX_BITS, BYTES, RATIO, SQNR)
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """What one row displays: texts, sort keys and tooltips per column, and whether it is raw."""
+
+    texts: tuple[str, ...]
+    keys: tuple[Any, ...]
+    tips: tuple[str, ...]
+    raw: bool
+
+
+def _natural(name: str) -> str:
+    """A sort key putting ``layer2`` before ``layer10``."""
+    return re.sub(r"\d+", lambda m: m.group().zfill(12), name.lower())
+
+
+def _format_sqnr(db: float) -> str:
+    if math.isnan(db):
+        return "-"
+    return "∞ dB" if math.isinf(db) else f"{db:.1f} dB"
+
+
+def _estimated(layer: LayerEstimate) -> tuple[list[str], list[Any], list[str]]:
+    """Texts, sort keys and tooltips of the estimate columns of one layer."""
+    info, plan, record = layer.info, layer.plan, layer.record
+    r = report.row(info.name, info.kind, record, info.nbytes, plan)
+    nbytes = record.payload_nbytes
+    ratio = info.nbytes / nbytes if nbytes else math.inf
+    size_texts, size_keys = [f"{nbytes:,}", f"{ratio:.1f}x"], [float(nbytes), ratio]
+    if plan is None:  # raw: kept sorts above 100%, SQNR as lossless
+        texts = ["-", "raw", "-", "-", *size_texts, "-"]
+        keys = [MISSING, 1.5, MISSING, MISSING, *size_keys, math.inf]
+        return texts, keys, ["Stored losslessly."] * len(ESTIMATED)
+    k = int(plan.codebook.size)
+    texts = [
+        f"{plan.mask.threshold:.4g}",
+        f"{100 * r.kept:.2f}%",
+        f"{plan.settings.bits} (K={k})",
+        f"{plan.settings.index_bits}",
+        *size_texts,
+        _format_sqnr(plan.sqnr_db),
+    ]
+    sqnr_key = MISSING if math.isnan(plan.sqnr_db) else plan.sqnr_db
+    keys = [
+        plan.mask.threshold,
+        r.kept,
+        plan.settings.bits * 1000.0 + k,
+        float(plan.settings.index_bits),
+        *size_keys,
+        sqnr_key,
+    ]
+    tips = [
+        f"|w| < {plan.mask.threshold:.6g} pruned ({plan.mask.ties} ties at the threshold)",
+        f"{plan.survivors:,} of {info.size:,} weights kept",
+        f"weight codes: {r.weight_bits_pq:.2f} bits/weight fixed, "
+        f"{r.weight_bits_pqh:.2f} with Huffman",
+        f"index codes: {r.index_bits_pq:.2f} bits/weight fixed, "
+        f"{r.index_bits_pqh:.2f} with Huffman; {plan.fillers:,} filler entries",
+        f"codebook {plan.codebook_nbytes:,} B, Huffman tables {plan.table_nbytes:,} B, "
+        f"codes {plan.weights.code_nbytes + plan.gaps.code_nbytes:,} B",
+        f"{info.nbytes:,} B -> {nbytes:,} B",
+        f"relative weight error {plan.relative_error:.3g} (weight-space proxy, not accuracy)",
+    ]
+    return texts, keys, tips
+
+
+def _row(info: TensorInfo, total_nbytes: int, layer: LayerEstimate | None, raw: bool) -> _Row:
+    """Everything one row shows."""
+    share = info.nbytes / total_nbytes if total_nbytes else 0.0
+    pct = 100 * share
+    shape = "x".join(str(d) for d in info.shape) or "scalar"
+    texts = [info.name, info.kind, shape, f"{info.size:,}", f"{pct:.1f}%"]
+    if 0 < pct < 0.05:
+        texts[SHARE] = "<0.1%"
+    keys: list[Any] = [_natural(info.name), info.kind, float(info.size), float(info.size), share]
+    tips = [f"{info.name} ({info.dtype})", "", "", "", f"{info.nbytes:,} B"]
+    if layer is None:
+        texts += [""] * len(ESTIMATED)
+        keys += [MISSING] * len(ESTIMATED)
+        tips += ["No estimate yet."] * len(ESTIMATED)
+    else:
+        more = _estimated(layer)
+        texts, keys, tips = texts + more[0], keys + more[1], tips + more[2]
+        raw = raw or layer.plan is None
+    return _Row(tuple(texts), tuple(keys), tuple(tips), raw)
+
+
+class LayerTableModel(QAbstractTableModel):
+    """The session's tensors as table rows; reads ``session.estimate``, never computes it.
+
+    Parameters
+    ----------
+    session
+        The session to mirror.
+    parent
+        Optional Qt parent.
+    """
+
+    def __init__(self, session: Session, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self._rows: list[_Row] = []
+        self._rebuild()
+        _connect_session(
+            self,
+            [
+                (session.model_changed, self._on_session_model_changed),
+                (session.settings_changed, self._on_session_estimate_changed),
+                (session.estimate_changed, self._on_session_estimate_changed),
+            ],
+        )
+
+    # ------------------------------------------------------------ Qt model API
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        row, col = self._rows[index.row()], index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return row.texts[col]
+        if role == SORT_ROLE:
+            return row.keys[col]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return row.tips[col] or None
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return _alignment(col)
+        if role == Qt.ItemDataRole.ForegroundRole and row.raw:
+            return QBrush(QGuiApplication.palette().color(QPalette.ColorRole.PlaceholderText))
+        return None
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(COLUMNS):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section][0]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return COLUMNS[section][1]
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return _alignment(section)
+        return None
+
+    # ----------------------------------------------------------------- helpers
+    def name(self, row: int) -> str:
+        """Name of the tensor in source row ``row``."""
+        return self.session.infos[row].name
+
+    def row_of(self, name: str) -> int:
+        """Source row of tensor ``name`` (-1 if absent)."""
+        return next((i for i, info in enumerate(self.session.infos) if info.name == name), -1)
+
+    def _rebuild(self) -> None:
+        s = self.session
+        total = sum(i.nbytes for i in s.infos)
+        est = {r.info.name: r for r in s.estimate.layers} if s.estimate else {}
+        self._rows = [
+            _row(i, total, est.get(i.name), not s.is_compressible(i) or _excluded(s, i.name))
+            for i in s.infos
+        ]
+
+    def _on_session_model_changed(self) -> None:
+        self.beginResetModel()
+        self._rebuild()
+        self.endResetModel()
+
+    def _on_session_estimate_changed(self) -> None:
+        if len(self.session.infos) != len(self._rows):  # pragma: no cover - model_changed first
+            self._on_session_model_changed()
+            return
+        self._rebuild()
+        if self._rows:
+            last = self.index(len(self._rows) - 1, len(COLUMNS) - 1)
+            self.dataChanged.emit(self.index(0, 0), last)
+
+
+def _connect_session(obj: QObject, pairs: list[tuple[Any, Callable[[], None]]]) -> None:
+    """Connect psygnal ``(signal, slot)`` pairs, disconnecting them when ``obj`` is destroyed."""
+    for signal, slot in pairs:
+        signal.connect(slot)
+
+    def disconnect(*_: object) -> None:
+        for signal, slot in pairs:
+            signal.disconnect(slot, missing_ok=True)
+
+    obj.destroyed.connect(disconnect)
+
+
+def _excluded(session: Session, name: str) -> bool:
+    return session.layer_settings(name).excluded
+
+
+def _alignment(column: int) -> Qt.AlignmentFlag:
+    horizontal = Qt.AlignmentFlag.AlignRight if COLUMNS[column][2] else Qt.AlignmentFlag.AlignLeft
+    return horizontal | Qt.AlignmentFlag.AlignVCenter
+
+
+class LayerTableWidget(QWidget):
+    """A filterable, sortable table of the session's layers; its row selection is the session's.
+
+    Parameters
+    ----------
+    session
+        The session to mirror.
+    parent
+        Optional Qt parent.
+    """
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.table_model = LayerTableModel(session, self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.table_model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.proxy.setFilterKeyColumn(NAME)
+        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setPlaceholderText("filter layers…")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.view = QTableView()
+        self._sized_for_estimate = False
+        self._build_view()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        layout.addWidget(self.filter_edit)
+        layout.addWidget(self.view)
+        self.filter_edit.textChanged.connect(self._on_filter_text_changed)
+        self.view.selectionModel().selectionChanged.connect(self._on_view_selection_changed)
+        _connect_session(
+            self,
+            [
+                (session.model_changed, self._on_session_model_changed),
+                (session.selection_changed, self._on_session_selection_changed),
+                (session.estimate_changed, self._on_session_estimate_changed),
+            ],
+        )
+        self._on_session_model_changed()
+        self._on_session_selection_changed()
+
+    def _build_view(self) -> None:
+        v = self.view
+        v.setModel(self.proxy)
+        v.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        v.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        v.setAlternatingRowColors(True)
+        v.setWordWrap(False)
+        v.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        v.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        v.verticalHeader().hide()
+        v.verticalHeader().setDefaultSectionSize(v.fontMetrics().height() + 8)
+        header = v.horizontalHeader()
+        header.setStretchLastSection(False)
+        header.setHighlightSections(False)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setSortIndicatorClearable(True)  # third click: back to the file's order
+        header.setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        v.setSortingEnabled(True)
+
+    def selected_names(self) -> tuple[str, ...]:
+        """Names of the rows selected in the view, in view order."""
+        rows = sorted(i.row() for i in self.view.selectionModel().selectedRows())
+        return tuple(
+            self.table_model.name(self.proxy.mapToSource(self.proxy.index(r, NAME)).row())
+            for r in rows
+        )
+
+    # ---------------------------------------------------------------- handlers
+    def _on_view_selection_changed(self, *_: object) -> None:
+        self.session.select(self.selected_names())
+
+    def _on_filter_text_changed(self, text: str) -> None:
+        with QSignalBlocker(self.view.selectionModel()):
+            self.proxy.setFilterFixedString(text)
+        self._on_session_selection_changed()  # hidden rows leave the session's selection alone
+
+    def _fit_columns(self) -> None:
+        """Columns to their contents; the name column takes the room left over."""
+        self.view.resizeColumnsToContents()
+        if self.table_model.columnCount() > NAME:  # sections exist only once columns do
+            header = self.view.horizontalHeader()
+            # re-entering Stretch makes the header recompute it after the resize above
+            header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Interactive)
+            header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
+
+    def _on_session_model_changed(self) -> None:
+        self._fit_columns()
+        self._sized_for_estimate = False
+
+    def _on_session_estimate_changed(self) -> None:
+        # The estimate columns are empty until the first estimate: size them once it is in.
+        if self.session.estimate is not None and not self._sized_for_estimate:
+            self._sized_for_estimate = True
+            self._fit_columns()
+
+    def _on_session_selection_changed(self) -> None:
+        selection = QItemSelection()
+        first = QModelIndex()
+        for name in self.session.selection:
+            source = self.table_model.index(self.table_model.row_of(name), 0)
+            index = self.proxy.mapFromSource(source)
+            if index.isValid():
+                last = self.proxy.index(index.row(), len(COLUMNS) - 1)
+                selection.select(index, last)
+                first = first if first.isValid() else index
+        model = self.view.selectionModel()
+        with QSignalBlocker(model):
+            model.select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+            if first.isValid():
+                model.setCurrentIndex(first, QItemSelectionModel.SelectionFlag.NoUpdate)
+        self.view.viewport().update()
+        if first.isValid():
+            self.view.scrollTo(first)

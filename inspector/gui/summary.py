@@ -1,0 +1,216 @@
+"""The summary strip: original and compressed size, ratio, weights kept and accuracy.
+
+Shows what ``session.estimate`` holds; while a new estimate is being computed the previous
+figures stay visible, greyed, next to a small busy indicator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QSizePolicy, QWidget
+
+from inspector.model.session import Session
+from inspector.tasks import report
+
+DASH = "\N{EN DASH}"
+UNITS = ("B", "KB", "MB", "GB", "TB")
+PROXY_TIP = (
+    "Weight-space signal-to-noise ratio over the compressed layers: "
+    "10·log10(Σw² / Σ(w - ŵ)²). It says how much the weights changed, not how accurate "
+    "the compressed model is; that needs evaluation data."
+)
+
+
+def human_bytes(n: int) -> str:
+    """``n`` bytes with a decimal unit and 3 significant digits, e.g. ``"1.07 MB"``.
+
+    Parameters
+    ----------
+    n
+        A byte count.
+
+    Returns
+    -------
+    str
+        ``"512 B"``, ``"1.07 MB"``, ``"35.1 KB"``, ``"999 GB"``...
+    """
+    sign, value = ("-" if n < 0 else ""), float(abs(n))
+    if value < 1000:
+        return f"{sign}{int(value)} B"
+    for unit in UNITS[1:]:
+        value /= 1000.0
+        for digits in (2, 1, 0):
+            if value < 10 ** (3 - digits) - 0.5 * 10**-digits:
+                return f"{sign}{value:.{digits}f} {unit}"
+    return f"{sign}{value:.0f} {UNITS[-1]}"
+
+
+def exact_bytes(n: int) -> str:
+    """``"1.07 MB (1,066,440 B)"``; bytes below 1000 are shown once (``"512 B"``)."""
+    return human_bytes(n) if abs(n) < 1000 else f"{human_bytes(n)} ({n:,} B)"
+
+
+def proxy_accuracy(sqnr_db: float) -> str:
+    """The accuracy line when no evaluation data exists: the weight-space SQNR."""
+    if math.isnan(sqnr_db):
+        return f"SQNR {DASH} (no compressed layers)"
+    value = "∞ dB (lossless)" if math.isinf(sqnr_db) else f"{sqnr_db:.1f} dB"
+    return f"SQNR {value} — weight-space proxy (no evaluation data)"
+
+
+class SummaryWidget(QWidget):
+    """A compact panel of the whole model's figures.
+
+    Parameters
+    ----------
+    session
+        The session to mirror.
+    parent
+        Optional Qt parent.
+    """
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.accuracy_kind = "proxy"
+        self._measured: str | None = None
+        grid = QGridLayout(self)
+        grid.setContentsMargins(6, 4, 6, 4)
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(4)
+        self.original = self._add(grid, 0, 0, "Original")
+        self.compressed = self._add(grid, 0, 2, "Compressed")
+        self.ratio = self._add(grid, 0, 5, "Ratio")
+        self.kept = self._add(grid, 1, 0, "Weights kept")
+        self.accuracy = self._add(grid, 1, 2, "Accuracy", span=5)
+        self.accuracy.setMinimumWidth(1)  # a long accuracy line never widens the window
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setTextVisible(False)
+        self.busy.setFixedSize(60, 10)
+        self.busy.setToolTip("updating…")
+        policy = self.busy.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)  # showing it never moves the numbers
+        self.busy.setSizePolicy(policy)
+        self.busy.hide()
+        grid.addWidget(self.busy, 0, 4, Qt.AlignmentFlag.AlignVCenter)
+        grid.setColumnStretch(7, 1)
+        grid.setRowStretch(2, 1)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        _connect_session(
+            self,
+            [
+                (session.model_changed, self._on_session_model_changed),
+                (session.estimate_changed, self._on_session_estimate_changed),
+            ],
+        )
+        self._on_session_estimate_changed()
+
+    def _add(self, grid: QGridLayout, row: int, col: int, caption: str, span: int = 1) -> QLabel:
+        """A caption and its value label at ``(row, col)``; returns the value label."""
+        label = QLabel(caption + ":")
+        value = QLabel(DASH)
+        font = value.font()
+        font.setBold(True)
+        value.setFont(font)
+        value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        value.setObjectName(caption.lower().replace(" ", "_"))
+        grid.addWidget(label, row, col, Qt.AlignmentFlag.AlignRight)
+        grid.addWidget(value, row, col + 1, 1, span)
+        return value
+
+    @property
+    def values(self) -> tuple[QLabel, ...]:
+        """The value labels, in reading order."""
+        return (self.original, self.compressed, self.ratio, self.kept, self.accuracy)
+
+    # --------------------------------------------------------------- public API
+    def set_busy(self, busy: bool) -> None:
+        """Show (or hide) that a new estimate is on its way; the old figures stay, greyed."""
+        self.busy.setVisible(busy)
+        for label in self.values:
+            label.setEnabled(not busy)
+
+    def is_busy(self) -> bool:
+        return not self.busy.isHidden()
+
+    def set_accuracy(self, text: str, kind: str) -> None:
+        """Replace the accuracy line.
+
+        Parameters
+        ----------
+        text
+            What to show, e.g. ``"top-1 71.2% (ImageNet val, 1000 images)"``.
+        kind
+            ``"measured"`` (from evaluation data: kept until the model changes or
+            ``clear_accuracy`` is called) or ``"proxy"`` (shown until the next estimate).
+            The kind is added to the text unless the text already names it.
+        """
+        if kind not in ("measured", "proxy"):
+            raise ValueError(f"kind must be 'measured' or 'proxy', got {kind!r}")
+        self.accuracy_kind = kind
+        self._measured = text if kind == "measured" else None
+        shown = text if kind in text.lower() else f"{text} ({kind})"
+        self.accuracy.setText(shown)
+        self.accuracy.setToolTip(PROXY_TIP if kind == "proxy" else "Measured on evaluation data.")
+
+    def clear_accuracy(self) -> None:
+        """Go back to the weight-space proxy of the current estimate."""
+        self._measured = None
+        self._show_proxy()
+
+    # ---------------------------------------------------------------- handlers
+    def _on_session_model_changed(self) -> None:
+        self._measured = None
+        self._on_session_estimate_changed()
+
+    def _on_session_estimate_changed(self) -> None:
+        s, est = self.session, self.session.estimate
+        original = est.original_nbytes if est else (s.model.nbytes if s.model else None)
+        self.original.setText(DASH if original is None else exact_bytes(original))
+        if est is None:
+            for label in self.values[1:]:
+                label.setText(DASH)
+            self.accuracy.setToolTip("")
+            return
+        self.compressed.setText(exact_bytes(est.file_nbytes))
+        self.ratio.setText(_ratio_text(est.ratio))
+        total = report.totals(report.rows_of_estimate(est), est.file_nbytes)
+        params = total["compressed_params"]
+        self.kept.setText(f"{100 * total['kept']:.2f}% of {params:,}" if params else DASH)
+        self.kept.setToolTip(
+            f"Weights surviving pruning, over the {params:,} weights of the compressed layers"
+            if params
+            else "No layer is compressed."
+        )
+        if self._measured is None:
+            self._show_proxy()
+
+    def _show_proxy(self) -> None:
+        est = self.session.estimate
+        if est is None:
+            self.accuracy.setText(DASH)
+            return
+        self.set_accuracy(proxy_accuracy(est.sqnr_db), "proxy")
+
+
+def _ratio_text(ratio: float) -> str:
+    if math.isinf(ratio):
+        return DASH
+    return f"{ratio:.1f}x smaller" if ratio >= 1 else f"{1 / ratio:.2f}x larger"
+
+
+def _connect_session(obj: QObject, pairs: list[tuple[Any, Callable[[], None]]]) -> None:
+    """Connect psygnal ``(signal, slot)`` pairs, disconnecting them when ``obj`` is destroyed."""
+    for signal, slot in pairs:
+        signal.connect(slot)
+
+    def disconnect(*_: object) -> None:
+        for signal, slot in pairs:
+            signal.disconnect(slot, missing_ok=True)
+
+    obj.destroyed.connect(disconnect)

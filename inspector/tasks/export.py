@@ -1,0 +1,238 @@
+"""Export a model three ways: the compressed file, the weights it decodes to, or the settings.
+
+Each export is a generator over plain arguments that yields ``Progress`` and returns an
+``ExportResult``; the CLI drives it with a progress bar, the app in a ``SerialWorker``.
+
+Every export writes to a hidden temporary name beside ``output``, reads the file back and
+checks it, and only then renames it to ``output``. Verification is part of the job, so
+closing the generator at any step (cancel) removes the temporary file and leaves ``output``
+as it was: absent, or the old file untouched. A file that decodes differently from what the
+app shows is still written, and the result lists the layers that differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inspector.errors import InputError, InspectorError
+from inspector.format.container import Container, open_container
+from inspector.io import read_model, write_weights, writer_formats
+from inspector.io.model_file import LoadedModel
+from inspector.model.settings import ModelSettings, load_settings, save_settings
+from inspector.tasks.codec import ModelCodec, Progress, compress, stored_dtype
+
+COMPRESSED, DECOMPRESSED, SETTINGS = "compressed", "decompressed", "settings"
+KINDS = (COMPRESSED, DECOMPRESSED, SETTINGS)
+COMPRESSED_SUFFIX = ".dcz"
+SETTINGS_SUFFIX = ".json"
+
+Export = Generator[Progress, None, "ExportResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    """What an export wrote and whether the file reads back as intended.
+
+    ``estimated_nbytes`` is the size predicted before writing (compressed exports only);
+    ``mismatches`` has one line per layer that does not read back bit-exactly.
+    """
+
+    path: str
+    nbytes: int
+    estimated_nbytes: int | None = None
+    verified: bool = False
+    mismatches: tuple[str, ...] = ()
+
+
+def weight_extensions() -> tuple[str, ...]:
+    """Extensions a decompressed export can be written as (``.pt``, ``.safetensors``, ...)."""
+    return tuple(e for s in writer_formats() for e in s.extensions)
+
+
+def export_kind(path: str | Path) -> str | None:
+    """The kind of export a file name asks for, from its extension (None if unknown)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == COMPRESSED_SUFFIX:
+        return COMPRESSED
+    if suffix == SETTINGS_SUFFIX:
+        return SETTINGS
+    return DECOMPRESSED if suffix in weight_extensions() else None
+
+
+def export(kind: str, model: LoadedModel, settings: ModelSettings, output: str | Path) -> Export:
+    """The export generator of ``kind`` (one of ``KINDS``)."""
+    if kind == COMPRESSED:
+        return export_compressed(model, settings, output)
+    if kind == DECOMPRESSED:
+        return export_decompressed(model, settings, output)
+    if kind == SETTINGS:
+        return export_settings(settings, output, protect=model.path)
+    raise ValueError(f"unknown export kind {kind!r}")
+
+
+def export_compressed(model: LoadedModel, settings: ModelSettings, output: str | Path) -> Export:
+    """Write the compressed file, then check every layer decodes to ``ModelCodec.quantized``.
+
+    Uses its own ``ModelCodec``: the app's codec belongs to the estimating thread.
+    """
+    output = check_target(output, model.path)
+    codec = ModelCodec(model)
+    n = len(model.infos)
+    total = 3 * n + 1  # compress: plan n, encode n, write 1; then verify n
+    with _temporary(output) as tmp:
+        inner = compress(codec, settings, tmp)
+        try:
+            while True:
+                step = next(inner)
+                if step.done < step.total:
+                    yield Progress(step.done, total, step.label)
+        except StopIteration as stop:
+            estimate, nbytes = stop.value
+        finally:
+            inner.close()
+        box = open_container(tmp)
+        names = [r.name for r in box.records]
+        mismatches = _missing(names, model)
+        for i, name in enumerate(names):
+            yield Progress(2 * n + 1 + i, total, f"verifying {name}")
+            mismatches += _check_layer(box, i, codec, settings)
+        os.replace(tmp, output)
+    return ExportResult(str(output), nbytes, estimate.file_nbytes, not mismatches, mismatches)
+
+
+def export_decompressed(
+    model: LoadedModel, settings: ModelSettings, output: str | Path
+) -> Export:
+    """Write the weights the compressed file decodes to as ``.pt``/``.safetensors``/``.npz``.
+
+    Each tensor keeps the dtype the compressed file stores: its own (bfloat16, float16, ...)
+    wherever the container has it, float32 otherwise. The file is read back and compared.
+    """
+    output = check_target(output, model.path)
+    codec = ModelCodec(model)
+    n = len(model.infos)
+    total = 2 * n + 1
+    tensors = {}
+    for i, info in enumerate(model.infos):
+        yield Progress(i, total, f"decoding {info.name}")
+        tensors[info.name] = codec.quantized(info.name, settings)
+    dtypes = {i.name: stored_dtype(i) for i in model.infos}
+    with _temporary(output) as tmp:
+        yield Progress(n, total, "writing")
+        write_weights(tmp, tensors, dtypes, protect=model.path, metadata=model.metadata)
+        back = read_model(tmp).tensors
+        mismatches = _missing(list(back), model)
+        for i, name in enumerate(back):
+            yield Progress(n + 1 + i, total, f"verifying {name}")
+            mismatches += _mismatch(name, back[name], tensors.get(name))
+        os.replace(tmp, output)
+    return ExportResult(str(output), output.stat().st_size, None, not mismatches, mismatches)
+
+
+def export_settings(
+    settings: ModelSettings, output: str | Path, protect: str | Path | None = None
+) -> Export:
+    """Write SETTINGS.json (``save_settings``) and check it reads back equal."""
+    output = check_target(output, protect)
+    yield Progress(0, 1, "writing settings")
+    with _os_errors(output):
+        save_settings(settings, output)
+    verified = load_settings(output) == settings
+    mismatches = () if verified else ("settings: the file reads back differently",)
+    return ExportResult(str(output), output.stat().st_size, None, verified, mismatches)
+
+
+# ------------------------------------------------------------------------ files
+def check_target(output: str | Path, protect: str | Path | None = None) -> Path:
+    """``output`` as a Path, if it can be exported to: not ``protect``, not a folder, in one.
+
+    Raises
+    ------
+    InputError
+        One line naming ``output``.
+    """
+    output = Path(output)
+    if protect is not None and _same_file(output, Path(protect)):
+        raise InputError("refusing to overwrite the source model", output)
+    if output.is_dir():
+        raise InputError("is a folder, not a file name", output)
+    if not output.parent.is_dir():
+        raise InputError("folder does not exist", output)
+    return output
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    with contextlib.suppress(OSError):
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+@contextlib.contextmanager
+def _temporary(output: Path) -> Iterator[Path]:
+    """A fresh hidden name beside ``output`` (same extension), removed unless committed."""
+    name = f".{output.stem}.{secrets.token_hex(6)}.partial{output.suffix}"
+    tmp = output.with_name(name)
+    try:
+        with _os_errors(output):
+            yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _os_errors(path: Path) -> Iterator[None]:
+    """OS failures (read-only folder, disk full) as one-line InputErrors naming ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
+
+
+# ----------------------------------------------------------------- verification
+def _missing(names: list[str], model: LoadedModel) -> tuple[str, ...]:
+    """Layers of the model absent from the file, and tensors of the file absent from the model."""
+    written, expected = set(names), set(model.tensors)
+    lost = [f"{i.name}: missing from the file" for i in model.infos if i.name not in written]
+    extra = [f"{n}: in the file but not in the model" for n in names if n not in expected]
+    return tuple(lost + extra)
+
+
+def _check_layer(
+    box: Container, index: int, codec: ModelCodec, settings: ModelSettings
+) -> tuple[str, ...]:
+    """One line if layer ``index`` of ``box`` does not decode to what the app shows."""
+    name = box.records[index].name
+    if name not in codec.model.tensors:
+        return ()
+    try:
+        got = box.read_layer(index)
+    except InspectorError as exc:  # damaged payload: CRC or decode failure
+        return (f"{name}: {exc.problem}",)
+    return _mismatch(name, got, codec.quantized(name, settings))
+
+
+def _mismatch(name: str, got: np.ndarray, expected: np.ndarray | None) -> tuple[str, ...]:
+    """One line if ``got`` is not bit-for-bit ``expected`` (NaNs and -0.0 included)."""
+    if expected is None:
+        return ()
+    if got.dtype != expected.dtype:
+        return (f"{name}: reads back as {got.dtype}, expected {expected.dtype}",)
+    if got.shape != expected.shape:
+        return (f"{name}: reads back with shape {got.shape}, expected {expected.shape}",)
+    a, b = _bits(got), _bits(expected)
+    if np.array_equal(a, b):
+        return ()
+    differ = int(np.count_nonzero((a != b).reshape(got.size, -1).any(axis=1)))
+    return (f"{name}: {differ:,} of {got.size:,} values differ",)
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a).reshape(-1).view(np.uint8)

@@ -1,0 +1,209 @@
+"""Export dialog: exports in its worker, shows exact bytes and verification, cancels cleanly,
+reports errors in place, asks before replacing a file; and the shipped resources load."""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+import inspector.tasks.export as export_mod
+from inspector.errors import InputError
+from inspector.format.container import open_container
+from inspector.gui.export_dialog import (
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    IDLE,
+    ExportDialog,
+)
+from inspector.gui.resources import RESOURCES, icon, resource_path
+from inspector.model.settings import load_settings
+from inspector.tasks.export import COMPRESSED, DECOMPRESSED, SETTINGS
+
+WAIT_MS = 20000
+
+
+@pytest.fixture
+def dialog(qtbot, opened) -> ExportDialog:
+    session, _ = opened
+    d = ExportDialog(session)
+    qtbot.addWidget(d)
+    d.show()
+    return d
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    return folder
+
+
+def click(qtbot, button) -> None:
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def export_to(qtbot, dialog: ExportDialog, path: Path, state: str = FINISHED) -> None:
+    dialog.path_edit.setText(str(path))
+    click(qtbot, dialog.export_button)
+    qtbot.waitUntil(lambda: dialog.state == state, timeout=WAIT_MS)
+
+
+@pytest.fixture
+def gated(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """Hold the export after the compressed file is written, before it is verified."""
+    written, gate = threading.Event(), threading.Event()
+    real = export_mod.compress
+
+    def slow(codec, settings, output):
+        result = yield from real(codec, settings, output)
+        written.set()
+        gate.wait(10)
+        return result
+
+    monkeypatch.setattr(export_mod, "compress", slow)
+    return written, gate
+
+
+def test_export_shows_the_exact_bytes_and_the_verification(qtbot, dialog, opened, out) -> None:
+    session, _ = opened
+    estimated = session.estimate.file_nbytes
+    assert dialog.estimate_label.text() == f"{estimated:,} bytes"
+    export_to(qtbot, dialog, out / "m.dcz")
+    nbytes = (out / "m.dcz").stat().st_size
+    assert nbytes == estimated == dialog.result.nbytes
+    assert dialog.result_label.text() == (
+        f"Wrote {nbytes:,} bytes (estimated {nbytes:,} bytes, identical)."
+    )
+    assert dialog.verify_label.text() == "Verified: every layer decodes to the weights shown."
+    assert len(open_container(out / "m.dcz").records) == len(session.infos)
+    assert dialog.export_button.isEnabled() and dialog.cancel_button.text() == "Close"
+    assert dialog.grab().save(str(out.parent / "export_dialog.png"))
+    assert (out.parent / "export_dialog.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("name", "kind"), [("m.npz", DECOMPRESSED), ("s.json", SETTINGS)])
+def test_other_exports_follow_the_extension(qtbot, dialog, opened, out, name, kind) -> None:
+    export_to(qtbot, dialog, out / name)
+    assert dialog.kind() == kind
+    assert dialog.result.verified and dialog.result.estimated_nbytes is None
+    assert dialog.result_label.text() == f"Wrote {(out / name).stat().st_size:,} bytes."
+    if kind == SETTINGS:
+        assert load_settings(out / name) == opened[0].settings
+
+
+def test_the_kind_and_the_extension_stay_in_step(dialog, tmp_path) -> None:
+    dialog.path_edit.setText(str(tmp_path / "m.safetensors"))
+    assert dialog.kind() == DECOMPRESSED
+    dialog.kind_combo.setCurrentIndex(dialog.kind_combo.findData(SETTINGS))
+    assert dialog.path_edit.text() == str(tmp_path / "m.json")
+    dialog.kind_combo.setCurrentIndex(dialog.kind_combo.findData(DECOMPRESSED))
+    assert dialog.path_edit.text() == str(tmp_path / "m.pt")  # the model's own format
+    dialog.kind_combo.setCurrentIndex(dialog.kind_combo.findData(COMPRESSED))
+    assert dialog.path_edit.text() == str(tmp_path / "m.dcz")
+    assert dialog.estimate_label.text().endswith(" bytes")
+
+
+def test_switching_to_weights_never_proposes_the_source_model(dialog) -> None:
+    source = Path(dialog.model.path)
+    assert Path(dialog.path_edit.text()) == source.with_suffix(".dcz")  # the default
+    dialog.kind_combo.setCurrentIndex(dialog.kind_combo.findData(DECOMPRESSED))
+    assert Path(dialog.path_edit.text()).name == f"{source.stem}-decompressed{source.suffix}"
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_cancel_mid_export_leaves_no_file(qtbot, dialog, out, gated, existing) -> None:
+    written, gate = gated
+    target = out / "m.dcz"
+    if existing:
+        target.write_bytes(b"old")
+        dialog.confirm_overwrite = lambda path: True
+    dialog.path_edit.setText(str(target))
+    click(qtbot, dialog.export_button)
+    assert written.wait(10)
+    assert len(list(out.iterdir())) == 1 + existing  # the new file exists, not yet committed
+    assert dialog.cancel_button.text() == "Cancel"
+    click(qtbot, dialog.cancel_button)
+    gate.set()
+    qtbot.waitUntil(lambda: dialog.state == CANCELLED, timeout=WAIT_MS)
+    assert dialog.step_label.text() == "Cancelled: nothing was written."
+    assert [p.read_bytes() for p in out.iterdir()] == ([b"old"] if existing else [])
+    assert dialog.isVisible() and dialog.export_button.isEnabled()
+
+
+def test_closing_while_exporting_cancels(qtbot, dialog, out, gated) -> None:
+    written, gate = gated
+    dialog.path_edit.setText(str(out / "m.dcz"))
+    click(qtbot, dialog.export_button)
+    assert written.wait(10)
+    threading.Timer(0.2, gate.set).start()
+    dialog.reject()
+    assert not dialog.worker._thread.is_alive()
+    assert list(out.iterdir()) == []
+
+
+def test_a_bad_folder_is_shown_and_the_dialog_stays_usable(qtbot, dialog, out) -> None:
+    export_to(qtbot, dialog, out / "missing" / "m.dcz", FAILED)
+    assert dialog.step_label.text() == f"{out / 'missing' / 'm.dcz'}: folder does not exist"
+    assert dialog.export_button.isEnabled() and dialog.path_edit.isEnabled()
+    export_to(qtbot, dialog, out / "m.dcz")
+    assert dialog.result.verified
+
+
+def test_an_error_in_the_worker_is_one_line_and_leaves_no_file(
+    qtbot, dialog, out, monkeypatch
+) -> None:
+    def full_disk(codec, settings, output):
+        yield export_mod.Progress(0, 1, "planning")
+        raise InputError("cannot write: No space left on device", output)
+
+    monkeypatch.setattr(export_mod, "compress", full_disk)
+    export_to(qtbot, dialog, out / "m.dcz", FAILED)
+    assert dialog.step_label.text().endswith(": cannot write: No space left on device")
+    assert "\n" not in dialog.step_label.text()
+    assert list(out.iterdir()) == []
+    assert dialog.export_button.isEnabled()
+
+
+def test_declining_to_overwrite_writes_nothing(qtbot, dialog, out) -> None:
+    target = out / "m.dcz"
+    target.write_bytes(b"keep me")
+    asked: list[Path] = []
+    dialog.confirm_overwrite = lambda path: asked.append(path) or False
+    dialog.path_edit.setText(str(target))
+    click(qtbot, dialog.export_button)
+    assert asked == [target] and dialog.state == IDLE and not dialog.worker.busy
+    assert target.read_bytes() == b"keep me" and list(out.iterdir()) == [target]
+    dialog.confirm_overwrite = lambda path: True
+    export_to(qtbot, dialog, target)
+    assert open_container(target).nbytes == dialog.result.nbytes
+
+
+def test_the_source_model_is_refused_without_asking(qtbot, dialog, opened, tmp_path) -> None:
+    session, _ = opened
+    source = tmp_path / "small.pt"
+    source.write_bytes(b"the model")
+    session.model = replace(session.model, path=str(source))
+    dialog.model = session.model
+    dialog.confirm_overwrite = lambda path: pytest.fail("asked to overwrite the source")
+    export_to(qtbot, dialog, source, FAILED)
+    assert "refusing to overwrite the source model" in dialog.step_label.text()
+    assert source.read_bytes() == b"the model"
+
+
+def test_the_shipped_resources_load() -> None:
+    for name in ("inspector", "open", "save", "export", "undo", "redo"):
+        assert not icon(name).pixmap(64).isNull(), name
+    rules = resource_path("style.qss").read_text(encoding="utf-8").split("*/", 1)[1]
+    values = re.findall(r"color\s*:\s*([^;]+);", rules)
+    assert all(v.startswith("palette(") for v in values)  # the palette owns every colour
+    assert "#" not in rules and "rgb" not in rules
+    desktop = (RESOURCES / "inspector.desktop").read_text(encoding="utf-8")
+    assert "Exec=inspector %f" in desktop and "Icon=inspector" in desktop
+    with pytest.raises(FileNotFoundError, match=r"nothing\.svg"):
+        resource_path("icons/nothing.svg")

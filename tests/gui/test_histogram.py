@@ -1,0 +1,230 @@
+"""HistogramWidget (one layer's weights, draggable threshold) and ModelBytesWidget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+
+# isort: split
+import pyqtgraph as pg
+
+from inspector.gui.histogram import LOG_FLOOR, HistogramWidget
+from inspector.gui.model_bytes import PARTS, ModelBytesWidget, short_name
+from inspector.model.session import Session
+from inspector.tasks.codec import ModelCodec
+
+LAYER = "ip1.weight"
+
+
+@pytest.fixture
+def histogram(qtbot, opened) -> tuple[HistogramWidget, Session, ModelCodec]:
+    session, codec = opened
+    widget = HistogramWidget(session)
+    qtbot.addWidget(widget)
+    session.select((LAYER,))
+    return widget, session, codec
+
+
+def settle(session: Session, codec: ModelCodec) -> None:
+    session.set_estimate(codec.estimate(session.settings))
+
+
+def drag(line, positions: list[float]) -> None:
+    """What a mouse drag of ``line`` emits: moves, then one 'finished'."""
+    for x in positions:
+        line.setValue(x)
+    line.sigPositionChangeFinished.emit(line)
+
+
+def test_curve_is_the_layers_histogram(histogram) -> None:
+    w, session, _ = histogram
+    x, y = w.curve.getOriginalDataset()
+    stats = session.stats[LAYER]
+    np.testing.assert_array_equal(x, stats.edges)
+    np.testing.assert_array_equal(y, stats.counts)
+
+
+def test_band_and_lines_at_the_exact_threshold(histogram) -> None:
+    w, session, _ = histogram
+    t = session.estimate.layer(LAYER).plan.mask.threshold
+    assert w.band.getRegion() == pytest.approx((-t, t))
+    assert [line.value() for line in w.lines] == pytest.approx([-t, t])
+    assert w.band.isVisible()
+
+
+def test_centroids_and_quantized_bars(histogram) -> None:
+    w, session, _ = histogram
+    plan = session.estimate.layer(LAYER).plan
+    assert len(w.centroids.data) == plan.codebook.size
+    np.testing.assert_allclose(w.centroids.data["x"], plan.codebook)
+    np.testing.assert_allclose(w.quantized.opts["x"], plan.codebook)
+    np.testing.assert_allclose(w.quantized.opts["height"], plan.cluster_counts)
+
+
+def test_title(histogram) -> None:
+    w, session, _ = histogram
+    plan = session.estimate.layer(LAYER).plan
+    kept = 100 * plan.survivors / plan.size
+    shape = "64\N{MULTIPLICATION SIGN}200"
+    assert w.title.text() == f"{LAYER} — {shape}, kept {kept:.2f}%, K={plan.codebook.size}"
+
+
+def test_dragging_a_line_sets_the_value_in_one_undo_step(histogram) -> None:
+    w, session, codec = histogram
+    stats = session.stats[LAYER]
+    pos = w.lines[1]
+    pos.setValue(0.05)
+    assert w.lines[0].value() == pytest.approx(-0.05)  # mirrored at once
+    assert w.band.getRegion() == pytest.approx((-0.05, 0.05))
+    drag(pos, [0.06, 0.07])
+    s = session.layer_settings(LAYER)
+    assert s.policy == "sparsity"
+    assert s.value == pytest.approx(stats.value_of("sparsity", 0.07))
+    assert session.undo_label() == f"prune {LAYER}"
+    settle(session, codec)
+    t = session.estimate.layer(LAYER).plan.mask.threshold
+    assert t == pytest.approx(0.07, abs=2 * (stats.edges[1] - stats.edges[0]))
+    session.undo()
+    assert session.layer_settings(LAYER).value == 0.9
+    assert not session.can_undo
+
+
+def test_a_mouse_drag_is_one_undo_step(histogram, qtbot, monkeypatch) -> None:
+    w, session, _ = histogram
+    monkeypatch.setitem(pg.CONFIG_OPTIONS, "mouseRateLimit", 0)  # every move counts
+    w.resize(900, 400)
+    w.show()
+    qtbot.waitExposed(w)
+    view, port = w.plot.getPlotItem().getViewBox(), w.plot.viewport()
+
+    def at(x: float) -> QPoint:
+        y = sum(view.viewRange()[1]) / 2
+        return w.plot.mapFromScene(view.mapViewToScene(QPointF(x, y)))
+
+    start, end = at(w.lines[1].value()), at(0.05)
+    qtbot.mouseMove(port, start)
+    qtbot.mousePress(port, Qt.MouseButton.LeftButton, pos=start)
+    for i in range(1, 9):
+        qtbot.mouseMove(port, start + (end - start) * (i / 8))
+    qtbot.mouseRelease(port, Qt.MouseButton.LeftButton, pos=end)
+    t = w.lines[1].value()
+    assert t == pytest.approx(0.05, abs=0.002)
+    assert w.lines[0].value() == pytest.approx(-t)
+    value = session.stats[LAYER].value_of("sparsity", t)
+    assert session.layer_settings(LAYER).value == pytest.approx(value)
+    session.undo()
+    assert session.layer_settings(LAYER).value == 0.9 and not session.can_undo
+
+
+def test_dragging_the_negative_line_in_std_units(histogram) -> None:
+    w, session, _ = histogram
+    session.set_layers((LAYER,), "std", policy="std", value=1.0)
+    drag(w.lines[0], [-0.03, -0.04])
+    assert w.lines[1].value() == pytest.approx(0.04)
+    std = session.stats[LAYER].std
+    assert session.layer_settings(LAYER).value == pytest.approx(0.04 / std)
+
+
+def test_model_events_do_not_move_a_dragged_line(histogram) -> None:
+    w, session, codec = histogram
+    w.lines[1].setValue(0.05)  # the drag has begun
+    settle(session, codec)
+    session.set_layers((LAYER,), "elsewhere", bits=4)
+    assert w.lines[1].value() == pytest.approx(0.05)
+    assert w.band.getRegion() == pytest.approx((-0.05, 0.05))
+    w.lines[1].sigPositionChangeFinished.emit(w.lines[1])
+    session.set_layers((LAYER,), "code", value=0.5)  # after the drag the model moves it
+    t = session.stats[LAYER].threshold_of("sparsity", 0.5)
+    assert w.lines[1].value() == pytest.approx(t)
+
+
+def test_log_y(histogram) -> None:
+    w, session, _ = histogram
+    w.set_log_y(True)
+    assert w.plot.getPlotItem().ctrl.logYCheck.isChecked()
+    _, y = w.curve.getOriginalDataset()
+    assert y.min() == LOG_FLOOR  # empty bins drawn at the floor, not log(0)
+    np.testing.assert_array_equal(y[session.stats[LAYER].counts > 0], y[y > LOG_FLOOR])
+    plan = session.estimate.layer(LAYER).plan
+    assert len(w.centroids.data) == plan.codebook.size
+    np.testing.assert_allclose(
+        w.quantized.opts["height"], np.log10(plan.cluster_counts) - np.log10(LOG_FLOOR)
+    )
+    w.set_log_y(False)
+    np.testing.assert_array_equal(w.curve.getOriginalDataset()[1], session.stats[LAYER].counts)
+
+
+def test_excluded_and_lossless_layers(histogram) -> None:
+    w, session, codec = histogram
+    session.set_layers((LAYER,), "exclude", excluded=True)
+    settle(session, codec)
+    assert not w.band.isVisible() and not any(line.isVisible() for line in w.lines)
+    assert len(w.centroids.data) == 0
+    assert "stored losslessly" in w.title.text()
+    session.select(("conv1.bias",))
+    assert "not compressible" in w.title.text()
+    x, _ = w.curve.getOriginalDataset()
+    assert x is None or len(x) == 0
+
+
+def test_histogram_renders(histogram, tmp_path) -> None:
+    w, _, _ = histogram
+    w.resize(900, 400)
+    w.show()
+    assert w.grab().save(str(tmp_path / "histogram.png"))
+
+
+# ------------------------------------------------------------------ model bytes
+@pytest.fixture
+def model_bytes(qtbot, opened) -> tuple[ModelBytesWidget, Session, ModelCodec]:
+    session, codec = opened
+    widget = ModelBytesWidget(session)
+    qtbot.addWidget(widget)
+    return widget, session, codec
+
+
+def test_bars_sum_to_the_estimate(model_bytes) -> None:
+    w, session, codec = model_bytes
+    for _ in range(2):
+        est = session.estimate
+        assert w.names == tuple(r.info.name for r in est.layers)
+        np.testing.assert_array_equal(w.before, [r.original_nbytes for r in est.layers])
+        np.testing.assert_array_equal(w.after(), [r.payload_nbytes for r in est.layers])
+        assert int(w.after().sum()) + est.container_nbytes == est.file_nbytes
+        raw = [r.payload_nbytes if r.plan is None else 0 for r in est.layers]
+        np.testing.assert_array_equal(w.parts["raw"], raw)
+        session.set_layers(("ip1.weight",), "x", bits=3, huffman=False)
+        settle(session, codec)
+
+
+def test_drawn_bars_are_the_parts(model_bytes) -> None:
+    w, _, _ = model_bytes
+    w.set_log_y(False)
+    np.testing.assert_array_equal(w.before_bars.opts["height"], w.before)
+    bottom = np.zeros(len(w.names))
+    for part in PARTS:
+        np.testing.assert_array_equal(w.bars[part].opts["y0"], bottom)
+        np.testing.assert_array_equal(w.bars[part].opts["height"], w.parts[part])
+        bottom = bottom + w.parts[part]
+    np.testing.assert_array_equal(bottom, w.after())
+    w.set_log_y(True)
+    top = w.bars["raw"].opts["y0"] + w.bars["raw"].opts["height"]
+    np.testing.assert_allclose(top, np.log10(w.after()))
+
+
+def test_no_estimate_and_short_names(model_bytes) -> None:
+    w, session, _ = model_bytes
+    session.set_estimate(None)
+    assert w.names == () and w.title.text() == "No estimate yet"
+    assert short_name("features.0.weight") == "features.0"
+    assert short_name("encoder.layers.11.attn.q_proj.weight") == "e.l.11.a.q_proj"
+    assert short_name("encoder.layers.3.self_attn.q_proj.weight") == "e.l.3.s.q_proj"
+    assert short_name("a_very_long_module_name.weight") == "a_very_…ule_name"
+
+
+def test_model_bytes_renders(model_bytes, tmp_path) -> None:
+    w, _, _ = model_bytes
+    w.resize(900, 400)
+    w.show()
+    assert w.grab().save(str(tmp_path / "model_bytes.png"))
