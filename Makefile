@@ -7,7 +7,7 @@ PY      := $(BIN)/python
 STAMP   := $(VENV)/.installed-stamp
 OUT     ?= build/lenet300_100.dcz
 
-.PHONY: venv run test lint samples bench clean
+.PHONY: venv run demo screenshots test lint samples bench clean
 
 venv: $(STAMP)
 
@@ -19,11 +19,20 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -e '.[test,bench,samples]'
 	touch $(STAMP)
 
-# Until the desktop app exists: compress the bundled sample with the paper's settings.
+# The app on the bundled LeNet-300-100 with the paper's settings.
 run: venv
+	$(BIN)/inspector gui sample_models/lenet300_100.pt --config sample_models/lenet300_100_paper.json
+
+# The same without a display: compress the sample and print the paper's table.
+demo: venv
 	mkdir -p $(dir $(OUT))
 	$(BIN)/inspector compress sample_models/lenet300_100.pt -o $(OUT) \
 		--config sample_models/lenet300_100_paper.json
+
+screenshots: venv
+	QT_QPA_PLATFORM=offscreen $(BIN)/inspector gui sample_models/lenet300_100.pt \
+		--config sample_models/lenet300_100_paper.json --select ip1.weight \
+		--screenshot docs/screenshots/main.png
 
 test: venv
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
@@ -37,6 +46,7 @@ samples: venv
 
 bench: venv
 	$(PY) benchmarks/run.py
+	QT_QPA_PLATFORM=offscreen $(PY) benchmarks/gui_bench.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

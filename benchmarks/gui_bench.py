@@ -93,7 +93,7 @@ def drag_session(model: Path, moves: int) -> tuple[list[float], list[float]]:
         est = session.estimate
         layer = est.layer("big.weight") if est else None
         if layer is not None and layer.plan is not None:
-            v = layer.plan.settings.value
+            v = round(layer.plan.settings.value, 6)
             if v in sent:
                 lags.append(clock.elapsed() - sent.pop(v))
 
@@ -102,21 +102,28 @@ def drag_session(model: Path, moves: int) -> tuple[list[float], list[float]]:
     timer.setInterval(5)
     timer.timeout.connect(on_tick)
     timer.start()
-    for v in values:  # one move every ~16 ms, as a mouse drag delivers them
-        sent[v] = clock.elapsed()
-        session.set_layers(("big.weight",), "prune big.weight", merge=True, value=v)
+    histogram = window.histogram
+    line = histogram.lines[1]
+    stats = session.stats["big.weight"]
+    policy = session.layer_settings("big.weight").policy
+    for v in values:  # move the +t line every ~16 ms, as a mouse drag delivers moves
+        t = stats.threshold_of(policy, v)
+        sent_at = clock.elapsed()
+        line.setValue(t)  # emits sigPositionChanged: the widget redraws and throttles
+        sent[round(stats.value_of(policy, t), 6)] = sent_at
         end = clock.elapsed() + 16
         while clock.elapsed() < end:
             app.processEvents()
             time.sleep(0.001)
+    line.sigPositionChangeFinished.emit(line)
     end = clock.elapsed() + 2000
     while clock.elapsed() < end and window.controller.estimator.busy:
         app.processEvents()
         time.sleep(0.002)
     app.processEvents()
     timer.stop()
-    last = values[-1]
-    assert session.estimate.layer("big.weight").plan.settings.value == last
+    shown = session.estimate.layer("big.weight").plan.settings.value
+    assert shown == session.layer_settings("big.weight").value, "the last move must land"
     window.close()
     return latencies, lags
 

@@ -1,7 +1,8 @@
 """Start the app: ``inspector [MODEL]`` or ``inspector gui MODEL [--config S.json]``.
 
 ``--screenshot OUT.png`` renders the main window offscreen once the model is loaded and
-estimated, saves it and exits: for the README and for looking at the app from a script.
+estimated, saves it and exits: for the README and for looking at the app from a script. In that
+mode nothing waits for a click: an error is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import tempfile
 from pathlib import Path
 
 SCREENSHOT_SIZE = (1400, 860)
+# Harmless notices of Qt's offscreen platform that would bury the one line an error prints.
+OFFSCREEN_NOISE = ("This plugin does not support",)
 
 
 def run(
@@ -37,9 +40,10 @@ def run(
         app.setStyleSheet(resource_path("style.qss").read_text(encoding="utf-8"))
     qsettings = None
     if screenshot:  # reproducible pictures: no remembered layout or recent files
+        _quiet_offscreen_notices()
         ini = Path(tempfile.mkdtemp(prefix="inspector-")) / "settings.ini"
         qsettings = QSettings(str(ini), QSettings.Format.IniFormat)
-    window = MainWindow(settings=qsettings)
+    window = MainWindow(settings=qsettings, on_error=_fail if screenshot else None)
     if screenshot:
         window.resize(*SCREENSHOT_SIZE)
         _arm_screenshot(window, Path(screenshot), select)
@@ -51,15 +55,29 @@ def run(
     return app.exec()
 
 
-def _arm_screenshot(window: object, out: Path, select: str | None) -> None:
+def _fail(_title: str, message: str) -> None:
+    """Screenshot mode's errors: one line on stderr, then exit code 2 (no box to click)."""
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    session = window.session  # type: ignore[attr-defined]
-    controller = window.controller  # type: ignore[attr-defined]
+    print(f"inspector: error: {message}", file=sys.stderr)
+    # Deferred: an exit() before app.exec() has started (a bad --config) would be lost.
+    QTimer.singleShot(0, lambda: QApplication.exit(2))
 
-    def on_failed(message: str) -> None:
-        print(f"inspector: error: {message}", file=sys.stderr)
-        QApplication.exit(2)
+
+def _quiet_offscreen_notices() -> None:
+    """Drop ``OFFSCREEN_NOISE`` from Qt's messages; print the rest as Qt would."""
+    from PySide6.QtCore import qInstallMessageHandler
+
+    def handler(_mode: object, _context: object, message: str) -> None:
+        if not message.startswith(OFFSCREEN_NOISE):
+            print(message, file=sys.stderr)
+
+    qInstallMessageHandler(handler)
+
+
+def _arm_screenshot(window: object, out: Path, select: str | None) -> None:
+    session = window.session  # type: ignore[attr-defined]
 
     def on_estimate() -> None:
         if session.estimate is None:
@@ -67,12 +85,11 @@ def _arm_screenshot(window: object, out: Path, select: str | None) -> None:
         session.estimate_changed.disconnect(on_estimate)
         if select:
             if select not in {i.name for i in session.infos}:
-                on_failed(f"no layer named {select!r}")
+                _fail("", f"no layer named {select!r}")
                 return
             session.select((select,))
         _save_later(window, out)
 
-    controller.load_failed.connect(on_failed)
     session.estimate_changed.connect(on_estimate)
 
 

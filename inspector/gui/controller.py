@@ -35,6 +35,7 @@ class Controller(QObject):
         self.loader = SerialWorker("load", self)
         self.estimator = SerialWorker("estimate", self)
         self._pending_settings: dict[int, ModelSettings | None] = {}
+        self._shown = 0  # generation of the estimate on screen
         self.loader.progress.connect(self._on_loader_progress)
         self.loader.finished.connect(self._on_loader_finished)
         self.loader.failed.connect(self._on_loader_failed)
@@ -72,6 +73,7 @@ class Controller(QObject):
         if generation != self.loader.generation:
             return
         self.estimator.cancel()
+        self._shown = self.estimator.generation  # nothing from the previous model lands
         self.codec = opened.codec
         self.session.open(opened.model, opened.stats, settings)
         self.session.settings_path = None
@@ -101,13 +103,17 @@ class Controller(QObject):
             return codec.estimate(settings, progress=lambda _step: token.check())
 
         self.estimating.emit(True)
-        return self.estimator.submit(job)
+        return self.estimator.submit(job, cancel_running=False)
 
     def _on_estimator_finished(self, generation: int, estimate: ModelEstimate) -> None:
-        if generation != self.estimator.generation:
-            return  # stale: a newer request is on its way
+        # Results arrive in submission order; one older than what is shown is dropped, one
+        # newer is shown even if a still newer request is on its way (the size follows a drag).
+        if generation <= self._shown or self.session.model is None:
+            return
+        self._shown = generation
         self.session.set_estimate(estimate)
-        self.estimating.emit(False)
+        if generation == self.estimator.generation:
+            self.estimating.emit(False)
 
     def _on_estimator_failed(self, generation: int, message: str) -> None:
         if generation == self.estimator.generation:

@@ -8,11 +8,9 @@ nothing echoes back into the session. A slider drag is one undo step.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from PySide6.QtCore import QObject, QSignalBlocker, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -27,121 +25,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.core.layer import LayerPlan
 from inspector.core.settings import MAX_BITS, MAX_INDEX_BITS, MIN_BITS, MIN_INDEX_BITS
 from inspector.errors import SettingsError
 from inspector.model.session import Session
 from inspector.model.stats import LayerStats
 
-TIMES = "\N{MULTIPLICATION SIGN}"
-# policy -> (combo text, tooltip of the value)
-POLICIES: dict[str, tuple[str, str]] = {
-    "std": (
-        f"q {TIMES} std",
-        "Quality parameter q: prune |w| ≤ q·std, the std of the layer's weights (Han et al.'s "
-        "rule; q is found per layer by a sensitivity sweep).",
-    ),
-    "sparsity": (
-        "target sparsity",
-        "Fraction of the layer's weights to prune, smallest magnitudes first (the paper keeps "
-        "~8% of LeNet's fc weights: sparsity 0.92).",
-    ),
-    "threshold": ("absolute threshold", "Prune every weight with |w| ≤ t."),
-}
-INITS: dict[str, str] = {
-    "optimal": "optimal (default)",
-    "linear": "linear (paper)",
-    "density": "density",
-    "random": "random",
-}
-BITS_TIP = (
-    "Cluster bits b: k-means shares the surviving weights among K = 2^b centroids; each weight "
-    "is stored as a b-bit index into the codebook.\nPaper: conv 8, fc 5 bits; conv accuracy "
-    "falls below 4 bits, fc only at 2."
-)
-INDEX_TIP = (
-    "Index bits b: a survivor's position is stored as the gap to the previous one, coded as "
-    "gap-1 in b bits; a gap above 2^b inserts filler entries with weight zero.\nPaper text: "
-    "8 bits for conv, 5 for fc."
-)
-TIPS: dict[str, str] = {  # space-separated attribute names -> tooltip
-    "policy_combo": (
-        "How the pruning threshold is chosen. Pruning removes the connections whose |w| is "
-        "below a threshold; the survivors are stored sparsely.\n"
-        f"q {TIMES} std: threshold = q * the std of the layer's weights (Han et al.).\n"
-        "target sparsity: prune this fraction of the weights.\n"
-        "absolute threshold: prune |w| ≤ t."
-    ),
-    "bits_slider bits_spin clusters_label": BITS_TIP,
-    "init_combo": (
-        "How the codebook's centroids are found.\noptimal: exact 1-D k-means (dynamic "
-        "programming), never worse than the others.\nlinear: evenly spaced between min and "
-        "max, the paper's best Lloyd start; after pruning some centroids land in the empty "
-        "hole around zero and die.\ndensity: evenly spaced on the CDF.\nrandom: Forgy."
-    ),
-    "index_spin index_info": INDEX_TIP,
-    "huffman_check": (
-        "Huffman-code the weight-index and gap streams (the paper's last stage saves 20-30% "
-        "more); a stream keeps fixed-width codes when they are smaller."
-    ),
-    "exclude_check": (
-        "Keep this layer's weights as they are (no pruning, no quantization): for a "
-        "sensitive layer such as the first conv layer."
-    ),
-    "paper_button": (
-        "Deep Compression's bits for every layer: conv 8 cluster / 8 index bits, fc 5 / 5. "
-        "Prune settings are kept."
-    ),
-    "prune90_button": (
-        "Prune 90% of the selected layers' weights (target sparsity 0.9); with retraining "
-        "the paper keeps accuracy up to about this point."
-    ),
-}
+from .control_tips import INITS, POLICIES, TIPS
+from .util import bold_label, connect_session, signals_blocked
+
 STD_MAX, STD_STEP = 5.0, 0.01
 SPARSITY_MAX, SPARSITY_STEP = 0.999, 0.001
 THRESHOLD_STEPS = 1000
-
-
-# ---------------------------------------------------------------- shared helpers
-@contextmanager
-def signals_blocked(*objects: QObject) -> Iterator[None]:
-    """Block the Qt signals of ``objects`` for the ``with`` body."""
-    with ExitStack() as stack:
-        for obj in objects:
-            stack.enter_context(QSignalBlocker(obj))
-        yield
-
-
-def connect_session(widget: QWidget, pairs: list[tuple[Any, Callable[[], None]]]) -> None:
-    """Connect psygnal ``(signal, slot)`` pairs, disconnecting them when ``widget`` dies."""
-    for signal, slot in pairs:
-        signal.connect(slot)
-
-    def disconnect(*_: object) -> None:
-        for signal, slot in pairs:
-            signal.disconnect(slot, missing_ok=True)
-
-    widget.destroyed.connect(disconnect)
-
-
-def current_plan(session: Session, name: str) -> LayerPlan | None:
-    """The estimate's plan of ``name`` if it was made with the layer's current settings."""
-    layer = session.estimate.layer(name) if session.estimate else None
-    if layer is None or layer.plan is None:
-        return None
-    return layer.plan if layer.plan.settings == session.layer_settings(name) else None
-
-
-def current_threshold(session: Session, name: str) -> float:
-    """The magnitude threshold layer ``name`` prunes up to: exact if the estimate is current."""
-    plan = current_plan(session, name)
-    if plan is not None:
-        return float(plan.mask.threshold)
-    s = session.layer_settings(name)
-    stats = session.stats.get(name)
-    if stats is None:
-        return s.value if s.policy == "threshold" else 0.0
-    return stats.threshold_of(s.policy, s.value, s.std_of)
 
 
 def value_scale(policy: str, stats: LayerStats | None) -> tuple[float, float, int]:
@@ -176,11 +70,7 @@ class ControlsWidget(QWidget):
 
     # ----------------------------------------------------------------- building
     def _build(self) -> None:
-        self.title = QLabel()
-        font = self.title.font()
-        font.setBold(True)
-        self.title.setFont(font)
-        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.title = bold_label()
         self.policy_combo = QComboBox()
         for policy, (text, _) in POLICIES.items():
             self.policy_combo.addItem(text, policy)
@@ -352,7 +242,7 @@ class ControlsWidget(QWidget):
                 if old.policy == policy:
                     continue
                 stats = s.stats.get(name)
-                threshold = current_threshold(s, name)
+                threshold = s.threshold(name)
                 value = stats.value_of(policy, threshold, old.std_of) if stats else 0.0
                 new = new.with_layer(name, policy=policy, value=float(value))
                 new.resolve(name, s.info(name).kind)
@@ -478,9 +368,9 @@ class ControlsWidget(QWidget):
         if s.layer_settings(name).excluded or name not in s.stats:
             self.prune_info.setText("stored losslessly" if name in s.stats else "")
             return
-        plan = current_plan(s, name)
+        plan = s.current_plan(name)
         stats = s.stats[name]
-        t = current_threshold(s, name)
+        t = s.threshold(name)
         if plan is not None:
             pruned = 1.0 - plan.survivors / plan.size if plan.size else 0.0
             text = f"prunes |w| ≤ {t:.4g}: {100 * pruned:.2f}% of {plan.size:,} weights"

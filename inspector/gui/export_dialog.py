@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QSignalBlocker, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QComboBox,
@@ -44,6 +44,7 @@ from inspector.tasks.export import (
     weight_extensions,
 )
 
+from .util import signals_blocked
 from .workers import SerialWorker, Token, drive
 
 IDLE, RUNNING, FINISHED, FAILED, CANCELLED = "idle", "running", "finished", "failed", "cancelled"
@@ -154,7 +155,11 @@ class ExportDialog(QDialog):
         current = export_kind(self.output_path()) or self.kind()
         selected = next(f for f, ext in FILTERS.items() if export_kind(f"x{ext}") == current)
         path, chosen = QFileDialog.getSaveFileName(
-            self, "Export", self.path_edit.text(), ";;".join(FILTERS), selected,
+            self,
+            "Export",
+            self.path_edit.text(),
+            ";;".join(FILTERS),
+            selected,
             QFileDialog.Option.DontConfirmOverwrite,  # start() asks, once
         )
         if path:
@@ -201,12 +206,12 @@ class ExportDialog(QDialog):
     def _on_path_edit_text_changed(self, text: str) -> None:
         kind = export_kind(text.strip()) if text.strip() else None
         if kind is not None and kind != self.kind():
-            with QSignalBlocker(self.kind_combo):
+            with signals_blocked(self.kind_combo):
                 self.kind_combo.setCurrentIndex(self.kind_combo.findData(kind))
         self._update_estimate()
 
     def _on_kind_combo_changed(self, _index: int) -> None:
-        with QSignalBlocker(self.path_edit):
+        with signals_blocked(self.path_edit):
             self.path_edit.setText(str(self._path_for(self.kind())))
         self._update_estimate()
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-from PySide6.QtCore import QEvent, Qt, QTimer
-from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QWidget
 
-# isort: split
+import numpy as np
 import pyqtgraph as pg  # after PySide6, so pyqtgraph binds to it
 
 from inspector.core.layer import LayerPlan
@@ -24,7 +23,8 @@ from inspector.errors import SettingsError
 from inspector.model.session import Session
 from inspector.model.stats import LayerStats
 
-from .controls import TIMES, connect_session, current_plan, current_threshold, signals_blocked
+from .plot_panel import PlotPanelWidget
+from .util import TIMES, bold_label, connect_session, signals_blocked, theme_plot
 
 THROTTLE_MS = 30  # at most one settings change per this while a line is dragged
 LOG_FLOOR = 0.5  # empty bins are drawn at this count on a log axis
@@ -40,7 +40,7 @@ def shape_text(shape: tuple[int, ...]) -> str:
     return TIMES.join(str(d) for d in shape) or "scalar"
 
 
-class HistogramWidget(QWidget):
+class HistogramWidget(PlotPanelWidget):
     """The first selected layer's weights: histogram, pruned band, centroids, quantized bars.
 
     Parameters
@@ -52,8 +52,8 @@ class HistogramWidget(QWidget):
     """
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.session = session
+        tip = "Logarithmic count axis: shows the sparse tails."
+        super().__init__(session, bold_label(), tip, parent)
         self.name: str | None = None  # the layer shown
         self._dragging = False
         self._step_open = False  # the current drag has made its undo step
@@ -78,15 +78,6 @@ class HistogramWidget(QWidget):
 
     # ----------------------------------------------------------------- building
     def _build(self) -> None:
-        self.title = QLabel()
-        font = self.title.font()
-        font.setBold(True)
-        self.title.setFont(font)
-        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.log_check = QCheckBox("log y")
-        self.log_check.setToolTip("Logarithmic count axis: shows the sparse tails.")
-        self.log_check.toggled.connect(self._on_log_check_toggled)
-        self.plot = pg.PlotWidget()
         item = self.plot.getPlotItem()
         item.setLabel("bottom", "weight value")
         item.getAxis("bottom").enableAutoSIPrefix(False)
@@ -129,33 +120,15 @@ class HistogramWidget(QWidget):
         item.addItem(self.quantized)
         item.addItem(self.centroids)
         self.legend = item.addLegend(offset=(-8, 8))
-        top = QHBoxLayout()
-        top.addWidget(self.title, 1)
-        top.addWidget(self.log_check)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addLayout(top)
-        layout.addWidget(self.plot, 1)
 
     def _apply_palette(self) -> None:
         """pyqtgraph colours from the Qt palette: readable on light and dark themes."""
-        base = self.palette().color(QPalette.ColorRole.Base)
-        text = self.palette().color(QPalette.ColorRole.Text)
-        self.plot.setBackground(base)
-        for name in ("left", "bottom"):
-            axis = self.plot.getPlotItem().getAxis(name)
-            axis.setPen(text)
-            axis.setTextPen(text)
+        base, text = theme_plot(self, self.plot)
         self.legend.setLabelTextColor(text)
         for _, label in self.legend.items:  # labels drawn before keep their old colour
             label.setText(label.text, color=text)
         self.legend.setBrush(QColor(base.red(), base.green(), base.blue(), 200))
         self.legend.setPen(QColor(text.red(), text.green(), text.blue(), 80))
-
-    def changeEvent(self, event: QEvent) -> None:
-        if event.type() == QEvent.Type.PaletteChange:
-            self._apply_palette()
-        super().changeEvent(event)
 
     # --------------------------------------------------------------- public API
     @property
@@ -167,14 +140,6 @@ class HistogramWidget(QWidget):
     def threshold(self) -> float:
         """The threshold the lines show (the pruned band is ``[-threshold, threshold]``)."""
         return abs(self.lines[1].value())
-
-    @property
-    def log_y(self) -> bool:
-        return self.log_check.isChecked()
-
-    def set_log_y(self, on: bool) -> None:
-        """Show counts on a logarithmic axis."""
-        self.log_check.setChecked(on)
 
     # ---------------------------------------------------------------- handlers
     def _on_session_selection_changed(self) -> None:
@@ -200,7 +165,7 @@ class HistogramWidget(QWidget):
             self._show_title()
             return
         if not self._dragging:
-            self._show_band(current_threshold(self.session, name))
+            self._show_band(self.session.threshold(name))
         layer = self.session.estimate.layer(name) if self.session.estimate else None
         self._show_codebook(layer.plan if layer else None)
         self._show_title()
@@ -320,6 +285,11 @@ class HistogramWidget(QWidget):
         self._show_legend(plan is not None)
 
     def _show_legend(self, compressed: bool) -> None:
+        # Rebuilding a legend costs ~8 ms of text layout: only when its entries change.
+        key = (compressed, self.band.isVisible() or compressed)
+        if key == getattr(self, "_legend_key", None):
+            return
+        self._legend_key = key
         self.legend.clear()
         self.legend.addItem(self.curve, "original")
         if self.band.isVisible() or compressed:
@@ -339,12 +309,12 @@ class HistogramWidget(QWidget):
             why = "" if stats is not None else f" ({info.kind}: not compressible)"
             self.title.setText(f"{head}, stored losslessly{why}")
             return
-        plan = None if self._dragging else current_plan(s, name)
+        plan = None if self._dragging else s.current_plan(name)
         if plan is not None:
             kept = 100.0 * plan.survivors / plan.size if plan.size else 0.0
             self.title.setText(f"{head}, kept {kept:.2f}%, K={plan.codebook.size}")
             return
-        t = self.threshold if self._dragging else current_threshold(s, name)
+        t = self.threshold if self._dragging else s.threshold(name)
         kept = 100.0 * (1.0 - stats.sparsity_at(t))
         bits = s.layer_settings(name).bits
         self.title.setText(f"{head}, kept ≈{kept:.2f}%, K≤{1 << bits} (estimating…)")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,6 @@ from PySide6.QtCore import (
     QModelIndex,
     QObject,
     QPersistentModelIndex,
-    QSignalBlocker,
     QSortFilterProxyModel,
     Qt,
 )
@@ -38,6 +36,8 @@ from inspector.io.model_file import TensorInfo
 from inspector.model.estimate import LayerEstimate
 from inspector.model.session import Session
 from inspector.tasks import report
+
+from .util import connect_session, signals_blocked
 
 Index = QModelIndex | QPersistentModelIndex
 SORT_ROLE = Qt.ItemDataRole.UserRole
@@ -161,7 +161,7 @@ class LayerTableModel(QAbstractTableModel):
     Parameters
     ----------
     session
-        The session to mirror.
+        The session whose tensors and estimate the rows show.
     parent
         Optional Qt parent.
     """
@@ -171,7 +171,7 @@ class LayerTableModel(QAbstractTableModel):
         self.session = session
         self._rows: list[_Row] = []
         self._rebuild()
-        _connect_session(
+        connect_session(
             self,
             [
                 (session.model_changed, self._on_session_model_changed),
@@ -249,18 +249,6 @@ class LayerTableModel(QAbstractTableModel):
             self.dataChanged.emit(self.index(0, 0), last)
 
 
-def _connect_session(obj: QObject, pairs: list[tuple[Any, Callable[[], None]]]) -> None:
-    """Connect psygnal ``(signal, slot)`` pairs, disconnecting them when ``obj`` is destroyed."""
-    for signal, slot in pairs:
-        signal.connect(slot)
-
-    def disconnect(*_: object) -> None:
-        for signal, slot in pairs:
-            signal.disconnect(slot, missing_ok=True)
-
-    obj.destroyed.connect(disconnect)
-
-
 def _excluded(session: Session, name: str) -> bool:
     return session.layer_settings(name).excluded
 
@@ -276,7 +264,7 @@ class LayerTableWidget(QWidget):
     Parameters
     ----------
     session
-        The session to mirror.
+        The session to mirror; selecting rows selects its layers.
     parent
         Optional Qt parent.
     """
@@ -303,7 +291,7 @@ class LayerTableWidget(QWidget):
         layout.addWidget(self.view)
         self.filter_edit.textChanged.connect(self._on_filter_text_changed)
         self.view.selectionModel().selectionChanged.connect(self._on_view_selection_changed)
-        _connect_session(
+        connect_session(
             self,
             [
                 (session.model_changed, self._on_session_model_changed),
@@ -346,7 +334,7 @@ class LayerTableWidget(QWidget):
         self.session.select(self.selected_names())
 
     def _on_filter_text_changed(self, text: str) -> None:
-        with QSignalBlocker(self.view.selectionModel()):
+        with signals_blocked(self.view.selectionModel()):
             self.proxy.setFilterFixedString(text)
         self._on_session_selection_changed()  # hidden rows leave the session's selection alone
 
@@ -380,7 +368,7 @@ class LayerTableWidget(QWidget):
                 selection.select(index, last)
                 first = first if first.isValid() else index
         model = self.view.selectionModel()
-        with QSignalBlocker(model):
+        with signals_blocked(model):
             model.select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
             if first.isValid():
                 model.setCurrentIndex(first, QItemSelectionModel.SelectionFlag.NoUpdate)

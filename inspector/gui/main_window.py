@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, QUrl
@@ -43,12 +44,28 @@ MODEL_FILTER = "Models (*.pt *.pth *.bin *.ckpt *.safetensors *.npz);;All files 
 
 
 class MainWindow(QMainWindow):
-    """Inspector's window over one Session."""
+    """Inspector's window over one Session.
 
-    def __init__(self, session: Session | None = None, settings: QSettings | None = None) -> None:
+    Parameters
+    ----------
+    session
+        The session to show (a new one by default).
+    settings
+        Where the layout and recent files are remembered (the user's settings by default).
+    on_error
+        ``on_error(title, message)`` reports a failure; by default a warning box.
+    """
+
+    def __init__(
+        self,
+        session: Session | None = None,
+        settings: QSettings | None = None,
+        on_error: Callable[[str, str], None] | None = None,
+    ) -> None:
         super().__init__()
         self.session = session or Session()
         self.qsettings = settings or QSettings("inspector", "inspector")
+        self.on_error = on_error or self._warn
         self.controller = Controller(self.session, self)
         self.setWindowTitle("Inspector")
         self.setWindowIcon(icon("inspector.svg"))
@@ -200,7 +217,7 @@ class MainWindow(QMainWindow):
         try:
             settings = load_settings(path)
         except InspectorError as exc:
-            QMessageBox.warning(self, "Cannot load settings", str(exc))
+            self.on_error("Cannot load settings", str(exc))
             return False
         self.session.set_settings(settings, "load settings")
         self.session.settings_path = str(path)
@@ -223,7 +240,7 @@ class MainWindow(QMainWindow):
         try:
             save_settings(self.session.settings, path)
         except OSError as exc:
-            QMessageBox.warning(self, "Cannot save settings", f"{path}: {exc.strerror or exc}")
+            self.on_error("Cannot save settings", f"{path}: {exc.strerror or exc}")
             return
         self.session.settings_path = path
         self.statusBar().showMessage(f"Saved settings to {path}", 8000)
@@ -257,7 +274,10 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(label)
 
     def _on_controller_load_failed(self, message: str) -> None:
-        QMessageBox.warning(self, "Cannot open model", message)
+        self.on_error("Cannot open model", message)
+
+    def _warn(self, title: str, message: str) -> None:
+        QMessageBox.warning(self, title, message)
 
     def _on_controller_loaded(self, path: str) -> None:
         recent = [p for p in self._recent_files() if p != path]
@@ -269,8 +289,12 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentIndex(1 if has_model else 0)
         if has_model:
             QTimer.singleShot(0, self._initial_sizes)  # once the page is laid out
-        for action in (self.save_settings_action, self.save_as_action, self.export_action,
-                       self.paper_action):
+        for action in (
+            self.save_settings_action,
+            self.save_as_action,
+            self.export_action,
+            self.paper_action,
+        ):
             action.setEnabled(has_model)
         self._update_title()
 

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-from PySide6.QtCore import QEvent, QPointF, Qt
-from PySide6.QtGui import QColor, QPalette, QResizeEvent
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QToolTip, QVBoxLayout, QWidget
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QColor, QResizeEvent
+from PySide6.QtWidgets import QLabel, QToolTip, QWidget
 
-# isort: split
+import numpy as np
 import pyqtgraph as pg  # after PySide6, so pyqtgraph binds to it
 
 from inspector.model.estimate import LayerEstimate
 from inspector.model.session import Session
 
-from .controls import TIMES, connect_session
+from .plot_panel import PlotPanelWidget
+from .util import TIMES, connect_session, human_bytes
 
 # part -> (colour, legend text)
 PARTS: dict[str, tuple[QColor, str]] = {
@@ -66,16 +66,7 @@ def short_name(name: str, chars: int = NAME_CHARS) -> str:
     return f"{name[:half]}…{name[-(chars - 1 - half) :]}"
 
 
-def human_bytes(n: float) -> str:
-    """``1536`` as ``"1.5 KB"`` (powers of 1024)."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
-class ModelBytesWidget(QWidget):
+class ModelBytesWidget(PlotPanelWidget):
     """Bytes before and after compression for every tensor of the model.
 
     Parameters
@@ -96,8 +87,10 @@ class ModelBytesWidget(QWidget):
     """
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.session = session
+        title = QLabel()
+        title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        tip = "Logarithmic byte axis: small layers stay visible."
+        super().__init__(session, title, tip, parent)
         self.names: tuple[str, ...] = ()
         self.before = np.zeros(0, np.int64)
         self.parts: dict[str, np.ndarray] = {p: np.zeros(0, np.int64) for p in PARTS}
@@ -116,12 +109,6 @@ class ModelBytesWidget(QWidget):
 
     # ----------------------------------------------------------------- building
     def _build(self) -> None:
-        self.title = QLabel()
-        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.log_check = QCheckBox("log y")
-        self.log_check.setToolTip("Logarithmic byte axis: small layers stay visible.")
-        self.log_check.toggled.connect(self._on_log_check_toggled)
-        self.plot = pg.PlotWidget()
         item = self.plot.getPlotItem()
         item.setLabel("left", "bytes")
         item.showGrid(x=False, y=True, alpha=0.15)
@@ -148,39 +135,9 @@ class ModelBytesWidget(QWidget):
         )
         self.plot.scene().sigMouseClicked.connect(self._on_scene_clicked)
         self.plot.scene().sigMouseMoved.connect(self._on_scene_moved)
-        top = QHBoxLayout()
-        top.addWidget(self.title, 1)
-        top.addWidget(self.log_check)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addLayout(top)
-        layout.addWidget(self.legend)
-        layout.addWidget(self.plot, 1)
-
-    def _apply_palette(self) -> None:
-        """pyqtgraph colours from the Qt palette: readable on light and dark themes."""
-        base = self.palette().color(QPalette.ColorRole.Base)
-        text = self.palette().color(QPalette.ColorRole.Text)
-        self.plot.setBackground(base)
-        for name in ("left", "bottom"):
-            axis = self.plot.getPlotItem().getAxis(name)
-            axis.setPen(text)
-            axis.setTextPen(text)
-
-    def changeEvent(self, event: QEvent) -> None:
-        if event.type() == QEvent.Type.PaletteChange:
-            self._apply_palette()
-        super().changeEvent(event)
+        self.add_above_plot(self.legend)
 
     # --------------------------------------------------------------- public API
-    @property
-    def log_y(self) -> bool:
-        return self.log_check.isChecked()
-
-    def set_log_y(self, on: bool) -> None:
-        """Show bytes on a logarithmic axis."""
-        self.log_check.setChecked(on)
-
     def after(self) -> np.ndarray:
         """Bytes in the file per tensor (the stacked bars' tops)."""
         return sum(self.parts.values(), np.zeros(len(self.names), np.int64))

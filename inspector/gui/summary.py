@@ -7,46 +7,21 @@ figures stay visible, greyed, next to a small busy indicator.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
 
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QSizePolicy, QWidget
 
 from inspector.model.session import Session
 from inspector.tasks import report
 
+from .util import bold_label, connect_session, human_bytes
+
 DASH = "\N{EN DASH}"
-UNITS = ("B", "KB", "MB", "GB", "TB")
 PROXY_TIP = (
     "Weight-space signal-to-noise ratio over the compressed layers: "
     "10·log10(Σw² / Σ(w - ŵ)²). It says how much the weights changed, not how accurate "
     "the compressed model is; that needs evaluation data."
 )
-
-
-def human_bytes(n: int) -> str:
-    """``n`` bytes with a decimal unit and 3 significant digits, e.g. ``"1.07 MB"``.
-
-    Parameters
-    ----------
-    n
-        A byte count.
-
-    Returns
-    -------
-    str
-        ``"512 B"``, ``"1.07 MB"``, ``"35.1 KB"``, ``"999 GB"``...
-    """
-    sign, value = ("-" if n < 0 else ""), float(abs(n))
-    if value < 1000:
-        return f"{sign}{int(value)} B"
-    for unit in UNITS[1:]:
-        value /= 1000.0
-        for digits in (2, 1, 0):
-            if value < 10 ** (3 - digits) - 0.5 * 10**-digits:
-                return f"{sign}{value:.{digits}f} {unit}"
-    return f"{sign}{value:.0f} {UNITS[-1]}"
 
 
 def exact_bytes(n: int) -> str:
@@ -68,7 +43,7 @@ class SummaryWidget(QWidget):
     Parameters
     ----------
     session
-        The session to mirror.
+        The session whose model and estimate the panel shows.
     parent
         Optional Qt parent.
     """
@@ -101,7 +76,7 @@ class SummaryWidget(QWidget):
         grid.setColumnStretch(7, 1)
         grid.setRowStretch(2, 1)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
-        _connect_session(
+        connect_session(
             self,
             [
                 (session.model_changed, self._on_session_model_changed),
@@ -113,11 +88,7 @@ class SummaryWidget(QWidget):
     def _add(self, grid: QGridLayout, row: int, col: int, caption: str, span: int = 1) -> QLabel:
         """A caption and its value label at ``(row, col)``; returns the value label."""
         label = QLabel(caption + ":")
-        value = QLabel(DASH)
-        font = value.font()
-        font.setBold(True)
-        value.setFont(font)
-        value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        value = bold_label(DASH)
         value.setObjectName(caption.lower().replace(" ", "_"))
         grid.addWidget(label, row, col, Qt.AlignmentFlag.AlignRight)
         grid.addWidget(value, row, col + 1, 1, span)
@@ -202,15 +173,3 @@ def _ratio_text(ratio: float) -> str:
     if math.isinf(ratio):
         return DASH
     return f"{ratio:.1f}x smaller" if ratio >= 1 else f"{1 / ratio:.2f}x larger"
-
-
-def _connect_session(obj: QObject, pairs: list[tuple[Any, Callable[[], None]]]) -> None:
-    """Connect psygnal ``(signal, slot)`` pairs, disconnecting them when ``obj`` is destroyed."""
-    for signal, slot in pairs:
-        signal.connect(slot)
-
-    def disconnect(*_: object) -> None:
-        for signal, slot in pairs:
-            signal.disconnect(slot, missing_ok=True)
-
-    obj.destroyed.connect(disconnect)

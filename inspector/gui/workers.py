@@ -72,11 +72,15 @@ class SerialWorker(QObject):
         self._thread = threading.Thread(target=self._loop, name=f"inspector-{name}", daemon=True)
         self._thread.start()
 
-    def submit(self, job: Job) -> int:
-        """Queue ``job`` (cancelling older ones); return its generation."""
+    def submit(self, job: Job, cancel_running: bool = True) -> int:
+        """Queue ``job`` in place of any pending one; return its generation.
+
+        ``cancel_running=False`` lets the running job finish (its result is still delivered):
+        while a slider moves, a slightly older estimate on screen beats none at all.
+        """
         with self._lock:
             self.generation += 1
-            if self._running is not None:
+            if cancel_running and self._running is not None:
                 self._running.cancel()
             self._pending = (self.generation, job, Token(self, self.generation))
             self._lock.notify()

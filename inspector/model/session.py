@@ -11,6 +11,7 @@ from typing import Any
 
 from psygnal import Signal
 
+from inspector.core.layer import LayerPlan
 from inspector.core.settings import LayerSettings
 from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.estimate import ModelEstimate
@@ -36,6 +37,8 @@ class Session:
         self.selection: tuple[str, ...] = ()
         self.estimate: ModelEstimate | None = None
         self.settings_path: str | None = None
+        self._resolved: tuple[ModelSettings | None, dict[str, LayerSettings]] = (None, {})
+        self._infos: dict[str, TensorInfo] = {}
         self._undo: list[tuple[str, ModelSettings]] = []
         self._redo: list[tuple[str, ModelSettings]] = []
 
@@ -48,6 +51,7 @@ class Session:
     ) -> None:
         """Show ``model``; the first compressible layer is selected."""
         self.model = model
+        self._infos = {i.name: i for i in model.infos}
         self.stats = stats
         self.settings = settings or ModelSettings()
         self.estimate = None
@@ -66,7 +70,9 @@ class Session:
         return self.model.infos if self.model else ()
 
     def info(self, name: str) -> TensorInfo:
-        return next(i for i in self.infos if i.name == name)
+        if len(self._infos) != len(self.infos):
+            self._infos = {i.name: i for i in self.infos}
+        return self._infos[name]
 
     @staticmethod
     def is_compressible(info: TensorInfo) -> bool:
@@ -75,8 +81,13 @@ class Session:
 
     # --------------------------------------------------------------- settings
     def layer_settings(self, name: str) -> LayerSettings:
-        """The resolved settings of layer ``name``."""
-        return self.settings.resolve(name, self.info(name).kind)
+        """The resolved settings of layer ``name`` (memoised per settings object)."""
+        if self._resolved[0] is not self.settings:
+            self._resolved = (self.settings, {})
+        cache = self._resolved[1]
+        if name not in cache:
+            cache[name] = self.settings.resolve(name, self.info(name).kind)
+        return cache[name]
 
     def set_settings(
         self, settings: ModelSettings, label: str = "change settings", merge: bool = False
@@ -163,3 +174,32 @@ class Session:
     def set_estimate(self, estimate: ModelEstimate | None) -> None:
         self.estimate = estimate
         self.estimate_changed.emit()
+
+    def current_plan(self, name: str) -> LayerPlan | None:
+        """The estimate's plan of layer ``name``, if made with the layer's current settings.
+
+        Returns
+        -------
+        LayerPlan or None
+            None when there is no estimate yet, the layer is stored losslessly, or the
+            estimate is stale (the settings changed since it was requested).
+        """
+        layer = self.estimate.layer(name) if self.estimate else None
+        if layer is None or layer.plan is None:
+            return None
+        return layer.plan if layer.plan.settings == self.layer_settings(name) else None
+
+    def threshold(self, name: str) -> float:
+        """The magnitude threshold layer ``name`` prunes up to.
+
+        Exact (the plan's) when the estimate is current, else found from the layer's
+        histogram; with neither, the absolute-threshold value or 0.
+        """
+        plan = self.current_plan(name)
+        if plan is not None:
+            return float(plan.mask.threshold)
+        s = self.layer_settings(name)
+        stats = self.stats.get(name)
+        if stats is None:
+            return s.value if s.policy == "threshold" else 0.0
+        return stats.threshold_of(s.policy, s.value, s.std_of)

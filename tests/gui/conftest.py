@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Offscreen, on a 1920x1200 virtual screen: the default 800x800 one is narrower than the
+# main window's minimum width, so a remembered window size could not be restored on it.
+if os.environ.get("QT_QPA_PLATFORM", "offscreen") == "offscreen":
+    screen = Path(__file__).with_name("offscreen.json")
+    os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={screen}"
 
 import numpy as np
 import pytest
@@ -32,6 +38,26 @@ def small_model() -> LoadedModel:
         for n, a in arrays.items()
     )
     return LoadedModel("small.pt", "pytorch", arrays, infos, {})
+
+
+@pytest.fixture
+def save_model(tmp_path: Path) -> Callable[..., str]:
+    """``save_model(name="m.pt")`` writes a torch state dict (``fc.weight``, ``fc.bias``) in
+    ``tmp_path`` with ``torch.save`` and returns its path."""
+
+    def save(name: str = "m.pt", seed: int = 1) -> str:
+        import torch
+
+        rng = np.random.default_rng(seed)
+        state = {
+            "fc.weight": torch.from_numpy(rng.normal(0, 0.1, (50, 80)).astype(np.float32)),
+            "fc.bias": torch.zeros(50),
+        }
+        path = tmp_path / name
+        torch.save(state, path)
+        return str(path)
+
+    return save
 
 
 @pytest.fixture

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 from inspector.gui.controller import Controller
 from inspector.model.session import Session
 
 
-def saved_model(tmp_path) -> str:
-    rng = np.random.default_rng(1)
-    state = {
-        "fc.weight": torch.from_numpy(rng.normal(0, 0.1, (50, 80)).astype(np.float32)),
-        "fc.bias": torch.zeros(50),
-    }
-    path = tmp_path / "m.pt"
-    torch.save(state, path)
-    return str(path)
-
-
-def test_open_then_estimate_follows_settings(qtbot, tmp_path) -> None:
+def test_open_then_estimate_follows_settings(qtbot, save_model) -> None:
     session = Session()
     controller = Controller(session)
     try:
         with qtbot.waitSignal(controller.loaded, timeout=20000):
-            controller.open_path(saved_model(tmp_path))
+            controller.open_path(save_model())
         qtbot.waitUntil(lambda: session.estimate is not None, timeout=20000)
         first = session.estimate.file_nbytes
         session.set_layers(["fc.weight"], "x", value=0.5)
@@ -39,12 +25,12 @@ def test_open_then_estimate_follows_settings(qtbot, tmp_path) -> None:
         controller.shutdown()
 
 
-def test_only_the_newest_estimate_lands(qtbot, tmp_path) -> None:
+def test_only_the_newest_estimate_lands(qtbot, save_model) -> None:
     session = Session()
     controller = Controller(session)
     try:
         with qtbot.waitSignal(controller.loaded, timeout=20000):
-            controller.open_path(saved_model(tmp_path))
+            controller.open_path(save_model())
         landed: list[float] = []
         session.estimate_changed.connect(
             lambda: landed.append(session.estimate.layer("fc.weight").plan.settings.value)

@@ -8,8 +8,9 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 from PySide6.QtCore import Qt
+
+import pytest
 
 import inspector.tasks.export as export_mod
 from inspector.errors import InputError

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 
-# isort: split
+import numpy as np
 import pyqtgraph as pg
+import pytest
 
 from inspector.gui.histogram import LOG_FLOOR, HistogramWidget
 from inspector.gui.model_bytes import PARTS, ModelBytesWidget, short_name

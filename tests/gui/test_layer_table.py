@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtGui import QColor
+
+import pytest
 
 from inspector.gui.layer_table import (
     BYTES,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from inspector.gui.summary import DASH, SummaryWidget, human_bytes
+from inspector.gui.summary import DASH, SummaryWidget
+from inspector.gui.util import human_bytes
 from inspector.model.session import Session
 
 

@@ -9,6 +9,8 @@ from inspector.errors import SettingsError
 from inspector.io.kinds import layer_kind
 from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.session import Session
+from inspector.tasks.codec import ModelCodec
+from inspector.tasks.load import layer_stats
 
 
 def model() -> LoadedModel:
@@ -28,8 +30,13 @@ def model() -> LoadedModel:
 class Recorder:
     def __init__(self, session: Session) -> None:
         self.events: list[str] = []
-        for name in ("model_changed", "settings_changed", "selection_changed",
-                     "estimate_changed", "undo_changed"):
+        for name in (
+            "model_changed",
+            "settings_changed",
+            "selection_changed",
+            "estimate_changed",
+            "undo_changed",
+        ):
             getattr(session, name).connect(lambda *_, n=name: self.events.append(n))
 
 
@@ -108,3 +115,49 @@ def test_biases_are_never_compressible_and_select_emits_once() -> None:
     s.select(["b.weight"])
     s.select(["b.weight"])
     assert rec.events == ["selection_changed"]
+
+
+def estimated() -> tuple[Session, ModelCodec]:
+    """A session on ``model()`` with stats and an estimate of its current settings."""
+    m = model()
+    codec = ModelCodec(m)
+    stats = {
+        i.name: layer_stats(i.name, codec.codec(i.name))
+        for i in m.infos
+        if Session.is_compressible(i)
+    }
+    s = Session()
+    s.open(m, stats)
+    s.set_estimate(codec.estimate(s.settings))
+    return s, codec
+
+
+def test_current_plan_is_the_estimates_plan_while_the_settings_match() -> None:
+    s, _ = estimated()
+    plan = s.estimate.layer("a.weight").plan
+    assert s.current_plan("a.weight") is plan
+    assert s.threshold("a.weight") == float(plan.mask.threshold)
+    assert s.current_plan("a.bias") is None  # stored losslessly: no plan
+
+
+def test_a_stale_estimate_has_no_current_plan_and_the_threshold_comes_from_stats() -> None:
+    s, codec = estimated()
+    other = s.current_plan("b.weight")
+    s.set_layers(["a.weight"], "x", policy="std", value=0.5)
+    assert s.current_plan("a.weight") is None
+    a = s.layer_settings("a.weight")
+    assert s.threshold("a.weight") == s.stats["a.weight"].threshold_of("std", 0.5, a.std_of)
+    assert s.current_plan("b.weight") is other  # only the changed layer is stale
+    s.set_estimate(codec.estimate(s.settings))
+    plan = s.current_plan("a.weight")
+    assert plan is not None and plan.settings == a
+    assert s.threshold("a.weight") == float(plan.mask.threshold)
+
+
+def test_threshold_without_estimate_or_stats() -> None:
+    s = Session()
+    s.open(model(), {})
+    assert s.current_plan("a.weight") is None
+    assert s.threshold("a.weight") == 0.0  # sparsity policy, no histogram to convert it
+    s.set_layers(["a.weight"], "x", policy="threshold", value=0.25)
+    assert s.threshold("a.weight") == 0.25

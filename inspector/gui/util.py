@@ -1,0 +1,95 @@
+"""Small helpers every widget shares: signal blocking, session wiring, labels, byte counts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from PySide6.QtCore import QObject, QSignalBlocker, Qt
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QLabel, QWidget
+
+TIMES = "\N{MULTIPLICATION SIGN}"
+UNITS = ("B", "KB", "MB", "GB", "TB")
+
+
+@contextmanager
+def signals_blocked(*objects: QObject) -> Iterator[None]:
+    """Block the Qt signals of ``objects`` for the ``with`` body."""
+    with ExitStack() as stack:
+        for obj in objects:
+            stack.enter_context(QSignalBlocker(obj))
+        yield
+
+
+def connect_session(obj: QObject, pairs: list[tuple[Any, Callable[[], None]]]) -> None:
+    """Connect psygnal ``(signal, slot)`` pairs, disconnecting them when ``obj`` is destroyed.
+
+    Parameters
+    ----------
+    obj
+        The widget (or Qt model) whose slots these are.
+    pairs
+        ``(psygnal signal, slot)`` pairs, e.g. ``(session.model_changed, self._on_...)``.
+    """
+    for signal, slot in pairs:
+        signal.connect(slot)
+
+    def disconnect(*_: object) -> None:
+        for signal, slot in pairs:
+            signal.disconnect(slot, missing_ok=True)
+
+    obj.destroyed.connect(disconnect)
+
+
+def bold_label(text: str = "") -> QLabel:
+    """A bold label whose text the user can select (titles and values)."""
+    label = QLabel(text)
+    font = label.font()
+    font.setBold(True)
+    label.setFont(font)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
+
+
+def theme_plot(widget: QWidget, plot: Any) -> tuple[QColor, QColor]:
+    """Colour a ``pg.PlotWidget`` from ``widget``'s palette (light and dark themes alike).
+
+    Returns
+    -------
+    tuple of QColor
+        The palette's ``(base, text)`` colours, for any further items to match.
+    """
+    base = widget.palette().color(QPalette.ColorRole.Base)
+    text = widget.palette().color(QPalette.ColorRole.Text)
+    plot.setBackground(base)
+    for name in ("left", "bottom"):
+        axis = plot.getPlotItem().getAxis(name)
+        axis.setPen(text)
+        axis.setTextPen(text)
+    return base, text
+
+
+def human_bytes(n: int) -> str:
+    """``n`` bytes with a decimal unit and 3 significant digits, e.g. ``"1.07 MB"``.
+
+    Parameters
+    ----------
+    n
+        A byte count.
+
+    Returns
+    -------
+    str
+        ``"512 B"``, ``"1.07 MB"``, ``"35.1 KB"``, ``"999 GB"``...
+    """
+    sign, value = ("-" if n < 0 else ""), float(abs(n))
+    if value < 1000:
+        return f"{sign}{int(value)} B"
+    for unit in UNITS[1:]:
+        value /= 1000.0
+        for digits in (2, 1, 0):
+            if value < 10 ** (3 - digits) - 0.5 * 10**-digits:
+                return f"{sign}{value:.{digits}f} {unit}"
+    return f"{sign}{value:.0f} {UNITS[-1]}"
