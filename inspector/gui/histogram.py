@@ -80,7 +80,6 @@ class HistogramWidget(PlotPanelWidget):
     def _build(self) -> None:
         item = self.plot.getPlotItem()
         item.setLabel("bottom", "weight value")
-        item.getAxis("bottom").enableAutoSIPrefix(False)
         item.setLabel("left", "count per bin")
         item.showGrid(x=False, y=True, alpha=0.15)
         self.curve = pg.PlotDataItem(

@@ -40,6 +40,13 @@ class PlotPanelWidget(QWidget):
         self.log_check.setToolTip(log_tip)
         self.log_check.toggled.connect(self._on_log_check_toggled)
         self.plot = pg.PlotWidget()
+        # An axis that picks SI prefixes relabels itself on every resize; in a small plot the
+        # label width change resizes the view again, forever (seen hanging a test). Labels
+        # carry their own units here instead.
+        for name in ("left", "bottom"):
+            axis = self.plot.getPlotItem().getAxis(name)
+            axis.enableAutoSIPrefix(False)
+            axis.setSIPrefixEnableRanges(())  # this pyqtgraph ignores the flag above
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
         top.addWidget(self.log_check)
