@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -351,3 +352,14 @@ def test_subprocess(state_dict_file: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )
     one_line_error(bad.returncode, bad.stdout, bad.stderr)
+
+
+def test_gui_without_a_display_is_one_line_not_a_qt_abort(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    done = subprocess.run(
+        [sys.executable, "-m", "inspector.cli", "nosuch.pt"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "no display" in done.stderr

@@ -25,8 +25,17 @@ def run(
     select: str | None = None,
 ) -> int:
     """Show the main window (optionally opening ``model``); return the exit code."""
-    if screenshot and not os.environ.get("DISPLAY"):
+    headless = not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY"))
+    if screenshot and headless:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    elif headless and sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM"):
+        # Qt would abort with a page of plugin errors: say it in one line instead.
+        print(
+            "inspector: error: no display to open the app on (DISPLAY is not set); use "
+            "`inspector compress` (e.g. `make demo`) or `inspector gui MODEL --screenshot OUT.png`",
+            file=sys.stderr,
+        )
+        return 2
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
