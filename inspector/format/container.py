@@ -6,9 +6,7 @@ payload of layer 0 | payload of layer 1 | ...`` (little-endian; see docs/format.
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inspector.atomic import atomic_path
 from inspector.core.layer import decode_payload
 from inspector.errors import InputError
 from inspector.format import dtypes, spec
@@ -49,28 +48,13 @@ def write(
             raise InputError("refusing to overwrite the input model", path)
     header = encode_header(records)
     prefix = spec.MAGIC + bytes([spec.VERSION, 0]) + struct.pack("<I", len(header))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(prefix + header + struct.pack("<I", zlib.crc32(header)))
-            for record, payload in zip(records, payloads, strict=True):
-                if len(payload) != record.payload_nbytes:
-                    raise AssertionError(f"payload of {record.name} has the wrong size")
-                f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an output is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(prefix + header + struct.pack("<I", zlib.crc32(header)))
+        for record, payload in zip(records, payloads, strict=True):
+            if len(payload) != record.payload_nbytes:
+                raise AssertionError(f"payload of {record.name} has the wrong size")
+            f.write(payload)
     return path.stat().st_size
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def crc(payload: bytes) -> int:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from inspector.atomic import atomic_path
 from inspector.errors import InputError
 from inspector.io.model_file import LoadedModel
 
@@ -242,22 +242,11 @@ def write_weights(
     if not folder.is_dir():
         raise InputError("folder does not exist", path)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        with atomic_path(path) as tmp:
+            try:
+                spec.write(tmp, tensors, dtypes or {}, metadata or {})
+            except InputError as exc:
+                # Writers may raise without a path; the user needs to know which file failed.
+                raise exc if exc.path else InputError(exc.problem, path) from None
     except OSError as exc:
         raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        try:
-            spec.write(tmp, tensors, dtypes or {}, metadata or {})
-        except InputError as exc:
-            # Writers may raise without a path; the user needs to know which file failed.
-            raise exc if exc.path else InputError(exc.problem, path) from None
-        # mkstemp makes 0600 files; a model file should be readable like any other output.
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()

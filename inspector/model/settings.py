@@ -15,12 +15,11 @@ stored losslessly.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from inspector.atomic import atomic_path
 from inspector.core.settings import LayerSettings
 from inspector.errors import InputError, SettingsError
 
@@ -127,18 +126,5 @@ def save_settings(settings: ModelSettings, path: str | Path) -> None:
     """Write a SETTINGS.json file atomically."""
     path = Path(path)
     text = json.dumps(settings.to_json(), indent=2, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; settings are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -1,0 +1,43 @@
+"""Writing a file so it is either complete or untouched: a temp file beside it, then rename.
+
+Used by every writer (compressed files, model files, settings), outside the layers like
+``errors``: nothing is lost if a write fails or is cancelled half-way.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path, fsync: bool = True) -> Iterator[Path]:
+    """Yield a temporary path in ``path``'s folder; on success it replaces ``path``.
+
+    The new file gets the mode of the file it replaces, or the user's default (umask) for a
+    new one; on any exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        # mkstemp makes 0600 files; an output is an ordinary file like any other
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
