@@ -116,8 +116,12 @@ def drag_session(model: Path, moves: int) -> tuple[list[float], list[float]]:
             app.processEvents()
             time.sleep(0.001)
     line.sigPositionChangeFinished.emit(line)
-    end = clock.elapsed() + 2000
-    while clock.elapsed() < end and window.controller.estimator.busy:
+    def landed() -> bool:
+        est = session.estimate.layer("big.weight").plan
+        return est.settings.value == session.layer_settings("big.weight").value
+
+    end = clock.elapsed() + 3000
+    while clock.elapsed() < end and not landed():
         app.processEvents()
         time.sleep(0.002)
     app.processEvents()

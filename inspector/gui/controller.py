@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QElapsedTimer, QObject, QTimer, Signal
 
 from inspector.model.estimate import ModelEstimate
 from inspector.model.session import Session
@@ -17,6 +17,8 @@ from inspector.tasks.codec import ModelCodec, Progress
 from inspector.tasks.load import Opened, open_model
 
 from .workers import SerialWorker, Token, drive
+
+MIN_APPLY_MS = 80  # least time between two estimates shown (a drag makes many)
 
 
 class Controller(QObject):
@@ -36,6 +38,12 @@ class Controller(QObject):
         self.estimator = SerialWorker("estimate", self)
         self._pending_settings: dict[int, ModelSettings | None] = {}
         self._shown = 0  # generation of the estimate on screen
+        self._deferred: tuple[int, ModelEstimate] | None = None
+        self._since_apply = QElapsedTimer()
+        self._since_apply.start()
+        self._apply_timer = QTimer(self)
+        self._apply_timer.setSingleShot(True)
+        self._apply_timer.timeout.connect(self._on_apply_timer_timeout)
         self.loader.progress.connect(self._on_loader_progress)
         self.loader.finished.connect(self._on_loader_finished)
         self.loader.failed.connect(self._on_loader_failed)
@@ -74,6 +82,7 @@ class Controller(QObject):
             return
         self.estimator.cancel()
         self._shown = self.estimator.generation  # nothing from the previous model lands
+        self._deferred = None
         self.codec = opened.codec
         self.session.open(opened.model, opened.stats, settings)
         self.session.settings_path = None
@@ -107,13 +116,30 @@ class Controller(QObject):
 
     def _on_estimator_finished(self, generation: int, estimate: ModelEstimate) -> None:
         # Results arrive in submission order; one older than what is shown is dropped, one
-        # newer is shown even if a still newer request is on its way (the size follows a drag).
+        # newer is shown even if a still newer request is on its way (the size follows a
+        # drag), but at most one every MIN_APPLY_MS: redrawing every widget for each one
+        # starves the drag itself.
         if generation <= self._shown or self.session.model is None:
             return
+        wait = MIN_APPLY_MS - self._since_apply.elapsed()
+        if wait > 0:  # the timer shows the latest one soon; nothing is lost
+            self._deferred = (generation, estimate)
+            self._apply_timer.start(int(wait))
+            return
+        self._apply(generation, estimate)
+
+    def _apply(self, generation: int, estimate: ModelEstimate) -> None:
+        self._deferred = None
+        self._apply_timer.stop()
         self._shown = generation
+        self._since_apply.restart()
         self.session.set_estimate(estimate)
         if generation == self.estimator.generation:
             self.estimating.emit(False)
+
+    def _on_apply_timer_timeout(self) -> None:
+        if self._deferred is not None and self._deferred[0] > self._shown:
+            self._apply(*self._deferred)
 
     def _on_estimator_failed(self, generation: int, message: str) -> None:
         if generation == self.estimator.generation:
