@@ -6,6 +6,7 @@ Used by every writer (compressed files, model files, settings), outside the laye
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -35,6 +36,16 @@ def atomic_path(path: str | Path, fsync: bool = True) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether writing ``a`` would overwrite ``b`` (through links too, or not written yet)."""
+    a, b = Path(a), Path(b)
+    # samefile sees through hard links and symlinks; resolve() covers a target not yet written.
+    with contextlib.suppress(OSError):
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
 
 
 def _umask() -> int:

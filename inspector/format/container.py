@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.atomic import atomic_path
+from inspector.atomic import atomic_path, same_file
 from inspector.core.layer import decode_payload
 from inspector.errors import InputError
 from inspector.format import dtypes, spec
@@ -44,7 +44,7 @@ def write(
     """
     path = Path(path)
     for p in protect:
-        if path.exists() and Path(p).exists() and path.resolve() == Path(p).resolve():
+        if path.exists() and same_file(path, p):
             raise InputError("refusing to overwrite the input model", path)
     header = encode_header(records)
     prefix = spec.MAGIC + bytes([spec.VERSION, 0]) + struct.pack("<I", len(header))

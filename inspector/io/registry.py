@@ -8,7 +8,6 @@ The built-in format modules are imported on first use; they import their heavy l
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 from collections.abc import Callable, Mapping
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.atomic import atomic_path
+from inspector.atomic import atomic_path, same_file
 from inspector.errors import InputError
 from inspector.io.model_file import LoadedModel
 
@@ -197,14 +196,6 @@ def _check_arrays(path: Path, tensors: Mapping[str, np.ndarray]) -> None:
             raise InputError(f"tensor {name!r} is not a numeric array ({kind})", path)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    # samefile sees through hard links and symlinks; resolve() covers a target not yet written.
-    with contextlib.suppress(OSError):
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
-
-
 def write_weights(
     path: str | os.PathLike[str],
     tensors: Mapping[str, np.ndarray],
@@ -236,7 +227,7 @@ def write_weights(
     path = Path(path)
     spec = _choose_writer(path)
     _check_arrays(path, tensors)
-    if protect is not None and _same_file(path, Path(protect)):
+    if protect is not None and same_file(path, Path(protect)):
         raise InputError("refusing to overwrite the source model", path)
     folder = path.parent
     if not folder.is_dir():

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inspector.atomic import same_file
 from inspector.errors import InputError, InspectorError
 from inspector.format.container import Container, open_container
 from inspector.io import read_model, write_weights, writer_formats
@@ -159,20 +160,13 @@ def check_target(output: str | Path, protect: str | Path | None = None) -> Path:
         One line naming ``output``.
     """
     output = Path(output)
-    if protect is not None and _same_file(output, Path(protect)):
+    if protect is not None and same_file(output, Path(protect)):
         raise InputError("refusing to overwrite the source model", output)
     if output.is_dir():
         raise InputError("is a folder, not a file name", output)
     if not output.parent.is_dir():
         raise InputError("folder does not exist", output)
     return output
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    with contextlib.suppress(OSError):
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
 
 
 @contextlib.contextmanager
