@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     gui = sub.add_parser("gui", help="open the desktop app (the default with no command)")
     gui.add_argument("model", nargs="?", help="model to open")
     gui.add_argument("--config", metavar="SETTINGS.json", help="settings to start from")
+    gui.add_argument("--data", metavar="EVAL",
+                     help="evaluation file (.h5/.npz) to measure accuracy on (runnable models)")
     gui.add_argument("--screenshot", metavar="OUT.png",
                      help="render the window offscreen after loading, save it and exit")
     gui.add_argument("--select", metavar="LAYER", help="layer to show (with --screenshot)")
@@ -153,7 +155,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 def _cmd_gui(args: argparse.Namespace) -> int:
     from inspector.gui.app import run
 
-    return run(args.model, args.config, args.screenshot, args.select)
+    return run(args.model, args.config, args.screenshot, args.select, args.data)
 
 
 def _cmd_decompress(args: argparse.Namespace) -> int:

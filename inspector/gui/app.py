@@ -1,4 +1,4 @@
-"""Start the app: ``inspector [MODEL]`` or ``inspector gui MODEL [--config S.json]``.
+"""Start the app: ``inspector [MODEL]`` or ``inspector gui MODEL [--config S.json] [--data EVAL]``.
 
 ``--screenshot OUT.png`` renders the main window offscreen once the model is loaded and
 estimated, saves it and exits: for the README and for looking at the app from a script. In that
@@ -23,6 +23,7 @@ def run(
     config: str | None = None,
     screenshot: str | None = None,
     select: str | None = None,
+    data: str | None = None,
 ) -> int:
     """Show the main window (optionally opening ``model``); return the exit code."""
     headless = not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY"))
@@ -55,10 +56,10 @@ def run(
     window = MainWindow(settings=qsettings, on_error=_fail if screenshot else None)
     if screenshot:
         window.resize(*SCREENSHOT_SIZE)
-        _arm_screenshot(window, Path(screenshot), select)
+        _arm_screenshot(window, Path(screenshot), select, measured=data is not None)
     window.show()
     if model:
-        window.open_model(model, config)
+        window.open_model(model, config, data)
     elif screenshot:
         _save_later(window, Path(screenshot))
     return app.exec()
@@ -85,13 +86,20 @@ def _quiet_offscreen_notices() -> None:
     qInstallMessageHandler(handler)
 
 
-def _arm_screenshot(window: object, out: Path, select: str | None) -> None:
+def _arm_screenshot(window: object, out: Path, select: str | None, measured: bool) -> None:
+    """Save once the estimate (and, with evaluation data, the accuracy) has landed."""
     session = window.session  # type: ignore[attr-defined]
 
-    def on_estimate() -> None:
+    def ready() -> bool:
         if session.estimate is None:
+            return False
+        return not measured or session.accuracy_is_current or bool(session.accuracy_note)
+
+    def on_change() -> None:
+        if not ready():
             return
-        session.estimate_changed.disconnect(on_estimate)
+        session.estimate_changed.disconnect(on_change)
+        session.accuracy_changed.disconnect(on_change)
         if select:
             if select not in {i.name for i in session.infos}:
                 _fail("", f"no layer named {select!r}")
@@ -99,7 +107,8 @@ def _arm_screenshot(window: object, out: Path, select: str | None) -> None:
             session.select((select,))
         _save_later(window, out)
 
-    session.estimate_changed.connect(on_estimate)
+    session.estimate_changed.connect(on_change)
+    session.accuracy_changed.connect(on_change)
 
 
 def _save_later(window: object, out: Path) -> None:

@@ -16,6 +16,7 @@ from inspector.model.settings import ModelSettings, load_settings
 from inspector.tasks.codec import ModelCodec, Progress
 from inspector.tasks.load import Opened, open_model
 
+from .accuracy import AccuracyController
 from .workers import SerialWorker, Token, drive
 
 MIN_APPLY_MS = 80  # least time between two estimates shown (a drag makes many)
@@ -36,7 +37,9 @@ class Controller(QObject):
         self.codec: ModelCodec | None = None
         self.loader = SerialWorker("load", self)
         self.estimator = SerialWorker("estimate", self)
-        self._pending_settings: dict[int, ModelSettings | None] = {}
+        self.accuracy = AccuracyController(session, self)
+        self.accuracy.status.connect(self.status)
+        self._pending: dict[int, tuple[ModelSettings | None, str | None]] = {}
         self._shown = 0  # generation of the estimate on screen
         self._deferred: tuple[int, ModelEstimate] | None = None
         self._since_apply = QElapsedTimer()
@@ -53,8 +56,14 @@ class Controller(QObject):
         session.settings_changed.connect(self.request_estimate)
 
     # ------------------------------------------------------------------ loading
-    def open_path(self, path: str | Path, settings_path: str | Path | None = None) -> int:
-        """Load ``path`` in the background (with settings from ``settings_path``)."""
+    def open_path(
+        self,
+        path: str | Path,
+        settings_path: str | Path | None = None,
+        data_path: str | Path | None = None,
+    ) -> int:
+        """Load ``path`` in the background (with settings from ``settings_path``); with
+        ``data_path``, measure accuracy on that evaluation file."""
         path = str(path)
         settings = None
         if settings_path is not None:
@@ -69,7 +78,7 @@ class Controller(QObject):
             return drive(open_model(path), token)
 
         generation = self.loader.submit(job)
-        self._pending_settings[generation] = settings
+        self._pending[generation] = (settings, None if data_path is None else str(data_path))
         return generation
 
     def _on_loader_progress(self, generation: int, step: Progress) -> None:
@@ -77,13 +86,14 @@ class Controller(QObject):
             self.progress.emit(step.done, step.total, step.label)
 
     def _on_loader_finished(self, generation: int, opened: Opened) -> None:
-        settings = self._pending_settings.pop(generation, None)
+        settings, data_path = self._pending.pop(generation, (None, None))
         if generation != self.loader.generation:
             return
         self.estimator.cancel()
         self._shown = self.estimator.generation  # nothing from the previous model lands
         self._deferred = None
         self.codec = opened.codec
+        self.accuracy.open(opened.model, data_path)
         self.session.open(opened.model, opened.stats, settings)
         self.session.settings_path = None
         self.progress.emit(1, 1, "")
@@ -94,7 +104,7 @@ class Controller(QObject):
         )
 
     def _on_loader_failed(self, generation: int, message: str) -> None:
-        self._pending_settings.pop(generation, None)
+        self._pending.pop(generation, None)
         if generation == self.loader.generation:
             self.progress.emit(1, 1, "")
             self.load_failed.emit(message)
@@ -151,6 +161,7 @@ class Controller(QObject):
             self.estimating.emit(False)
 
     def shutdown(self) -> None:
-        """Stop both workers (on window close)."""
+        """Stop every worker (on window close)."""
         self.loader.shutdown()
         self.estimator.shutdown()
+        self.accuracy.shutdown()

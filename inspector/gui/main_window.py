@@ -40,7 +40,10 @@ from .resources import icon
 from .summary import SummaryWidget
 
 MAX_RECENT = 10
-MODEL_FILTER = "Models (*.pt *.pth *.bin *.ckpt *.safetensors *.npz);;All files (*)"
+MODEL_FILTER = (
+    "Models (*.pt *.pth *.bin *.ckpt *.safetensors *.npz *.onnx);;All files (*)"
+)
+DATA_FILTER = "Evaluation data (*.h5 *.hdf5 *.npz);;All files (*)"
 
 
 class MainWindow(QMainWindow):
@@ -137,6 +140,7 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         k = QKeySequence.StandardKey
         self.open_action = self._action("&Open…", self.choose_model, k.Open, "open.svg")
+        self.data_action = self._action("Open Evaluation &Data…", self.choose_data, "Ctrl+D")
         self.load_settings_action = self._action("&Load Settings…", self.choose_settings)
         self.save_settings_action = self._action(
             "&Save Settings", self.save_settings, k.Save, "save.svg"
@@ -153,6 +157,7 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction(self.open_action)
         self.recent = file_menu.addMenu("Open &Recent")
+        file_menu.addAction(self.data_action)
         file_menu.addSeparator()
         for a in (self.load_settings_action, self.save_settings_action, self.save_as_action):
             file_menu.addAction(a)
@@ -190,6 +195,7 @@ class MainWindow(QMainWindow):
         c.load_failed.connect(self._on_controller_load_failed)
         c.loaded.connect(self._on_controller_loaded)
         c.estimating.connect(self.summary.set_busy)
+        c.accuracy.busy.connect(self.summary.set_accuracy_busy)
         s.model_changed.connect(self._on_session_model_changed)
         s.undo_changed.connect(self._on_session_undo_changed)
         s.settings_changed.connect(self._update_title)
@@ -197,9 +203,30 @@ class MainWindow(QMainWindow):
         self._on_session_undo_changed()
 
     # ----------------------------------------------------------------- commands
-    def open_model(self, path: str | Path, settings_path: str | Path | None = None) -> int:
-        """Open ``path`` in the background."""
-        return self.controller.open_path(path, settings_path)
+    def open_model(
+        self,
+        path: str | Path,
+        settings_path: str | Path | None = None,
+        data_path: str | Path | None = None,
+    ) -> int:
+        """Open ``path`` in the background; keep measuring accuracy on ``data_path`` (by
+        default the evaluation file already chosen, if any)."""
+        data = data_path if data_path is not None else self.controller.accuracy.data_path
+        return self.controller.open_path(path, settings_path, data)
+
+    def choose_data(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open evaluation data", self._last_dir(), DATA_FILTER
+        )
+        if path:
+            self.open_data(path)
+
+    def open_data(self, path: str | Path) -> None:
+        """Measure accuracy on evaluation file ``path`` from now on."""
+        if self.session.model is not None:
+            self.controller.accuracy.open(self.session.model, path)
+        else:
+            self.controller.accuracy.data_path = str(path)
 
     def choose_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open model", self._last_dir(), MODEL_FILTER)
@@ -294,6 +321,7 @@ class MainWindow(QMainWindow):
             self.save_as_action,
             self.export_action,
             self.paper_action,
+            self.data_action,
         ):
             action.setEnabled(has_model)
         self._update_title()

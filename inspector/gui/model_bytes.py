@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QColor, QResizeEvent
+from PySide6.QtGui import QColor, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import QLabel, QToolTip, QWidget
 
 import numpy as np
@@ -92,6 +92,7 @@ class ModelBytesWidget(PlotPanelWidget):
         tip = "Logarithmic byte axis: small layers stay visible."
         super().__init__(session, title, tip, parent)
         self.names: tuple[str, ...] = ()
+        self._stale = False
         self.before = np.zeros(0, np.int64)
         self.parts: dict[str, np.ndarray] = {p: np.zeros(0, np.int64) for p in PARTS}
         self._build()
@@ -150,12 +151,23 @@ class ModelBytesWidget(PlotPanelWidget):
         self.before = np.array([r.original_nbytes for r in layers], np.int64)
         split = [layer_parts(r) for r in layers]
         self.parts = {p: np.array([d[p] for d in split], np.int64) for p in PARTS}
+        self._stale = not self.isVisible()
+        if not self._stale:  # a hidden tab draws when shown: a drag repaints less
+            self._redraw()
+
+    def _redraw(self) -> None:
+        self._stale = False
         self._show_title()
         self._draw()
         self._on_session_selection_changed()
         item = self.plot.getPlotItem()
         item.setXRange(-0.6, max(len(self.names), 1) - 0.4, padding=0)
         item.enableAutoRange(y=True)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self._redraw()
 
     def _on_session_selection_changed(self) -> None:
         """Shade the first selected tensor's bars."""

@@ -1,7 +1,8 @@
 """Files the app ships beside the package: icons, the stylesheet, the desktop entry.
 
 They live in the repository's ``resources/`` folder (``resources/icons/*.svg``,
-``resources/style.qss``), found relative to this file.
+``resources/style.qss``); an installed wheel carries the same files as ``inspector/_resources``
+(see ``pyproject.toml``). Both are found relative to this file.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ from pathlib import Path
 from PySide6.QtGui import QIcon
 
 log = logging.getLogger(__name__)
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+_PACKAGE = Path(__file__).resolve().parents[1]
+RESOURCES = next(
+    (p for p in (_PACKAGE / "_resources", _PACKAGE.parent / "resources") if p.is_dir()),
+    _PACKAGE.parent / "resources",
+)
 
 
 def resource_path(name: str) -> Path:
@@ -27,7 +32,7 @@ def resource_path(name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"inspector resource {name!r} not found in {RESOURCES} (is the resources/ folder "
-            "beside the inspector package?)"
+            "beside the inspector package, or inspector/_resources in an install?)"
         )
     return path
 

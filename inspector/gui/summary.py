@@ -11,6 +11,7 @@ import math
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QSizePolicy, QWidget
 
+from inspector.model.accuracy import Accuracy
 from inspector.model.session import Session
 from inspector.tasks import report
 
@@ -37,6 +38,16 @@ def proxy_accuracy(sqnr_db: float) -> str:
     return f"SQNR {value} — weight-space proxy (no evaluation data)"
 
 
+def measured_accuracy(acc: Accuracy, note: str) -> str:
+    """The accuracy line of a measurement: top-1, the drop, agreement and what it ran on."""
+    drop = acc.drop_points
+    change = f"{-drop:+.2f} pt" if abs(drop) >= 0.005 else "no change"
+    return (
+        f"top-1 {100 * acc.top1:.2f}% ({change} vs {100 * acc.baseline_top1:.2f}% "
+        f"uncompressed), agrees {100 * acc.agreement:.1f}% — measured on {note}"
+    )
+
+
 class SummaryWidget(QWidget):
     """A compact panel of the whole model's figures.
 
@@ -53,6 +64,8 @@ class SummaryWidget(QWidget):
         self.session = session
         self.accuracy_kind = "proxy"
         self._measured: str | None = None
+        self._accuracy_busy = False
+        self._estimating = False
         grid = QGridLayout(self)
         grid.setContentsMargins(6, 4, 6, 4)
         grid.setHorizontalSpacing(10)
@@ -81,6 +94,8 @@ class SummaryWidget(QWidget):
             [
                 (session.model_changed, self._on_session_model_changed),
                 (session.estimate_changed, self._on_session_estimate_changed),
+                (session.accuracy_changed, self._on_session_accuracy_changed),
+                (session.settings_changed, self._on_session_accuracy_changed),
             ],
         )
         self._on_session_estimate_changed()
@@ -102,12 +117,21 @@ class SummaryWidget(QWidget):
     # --------------------------------------------------------------- public API
     def set_busy(self, busy: bool) -> None:
         """Show (or hide) that a new estimate is on its way; the old figures stay, greyed."""
-        self.busy.setVisible(busy)
-        for label in self.values:
+        self._estimating = busy
+        self.busy.setVisible(busy or self._accuracy_busy)
+        for label in self.values[:-1]:
             label.setEnabled(not busy)
+        self._on_session_accuracy_changed()
 
     def is_busy(self) -> bool:
-        return not self.busy.isHidden()
+        """Whether the size estimate is being recomputed."""
+        return self._estimating
+
+    def set_accuracy_busy(self, busy: bool) -> None:
+        """Show that the accuracy is being measured; the last figure stays, greyed."""
+        self._accuracy_busy = busy
+        self.busy.setVisible(busy or self._estimating)
+        self._on_session_accuracy_changed()
 
     def set_accuracy(self, text: str, kind: str) -> None:
         """Replace the accuracy line.
@@ -138,6 +162,21 @@ class SummaryWidget(QWidget):
     def _on_session_model_changed(self) -> None:
         self._measured = None
         self._on_session_estimate_changed()
+
+    def _on_session_accuracy_changed(self) -> None:
+        s = self.session
+        if s.accuracy is None:
+            self.accuracy.setEnabled(not self._estimating)
+            if self._measured is not None:
+                self.clear_accuracy()
+            if s.accuracy_note and self.accuracy_kind == "proxy":
+                self.accuracy.setToolTip(f"{PROXY_TIP}\n\nNot measured: {s.accuracy_note}")
+            return
+        self.set_accuracy(measured_accuracy(s.accuracy, s.accuracy_note), "measured")
+        current = s.accuracy_is_current and not self._accuracy_busy
+        self.accuracy.setEnabled(current and not self._estimating)
+        if not current:
+            self.accuracy.setToolTip("Being measured again for the current settings…")
 
     def _on_session_estimate_changed(self) -> None:
         s, est = self.session, self.session.estimate

@@ -14,6 +14,7 @@ from psygnal import Signal
 from inspector.core.layer import LayerPlan
 from inspector.core.settings import LayerSettings
 from inspector.io.model_file import LoadedModel, TensorInfo
+from inspector.model.accuracy import Accuracy
 from inspector.model.estimate import ModelEstimate
 from inspector.model.settings import COMPRESSIBLE_KINDS, PAPER_KINDS, ModelSettings
 from inspector.model.stats import LayerStats
@@ -29,6 +30,7 @@ class Session:
     selection_changed = Signal()
     estimate_changed = Signal()
     undo_changed = Signal()
+    accuracy_changed = Signal()
 
     def __init__(self) -> None:
         self.model: LoadedModel | None = None
@@ -37,6 +39,11 @@ class Session:
         self.selection: tuple[str, ...] = ()
         self.estimate: ModelEstimate | None = None
         self.settings_path: str | None = None
+        #: Measured accuracy of the settings it was asked for (None: not measured).
+        self.accuracy: Accuracy | None = None
+        self.accuracy_settings: ModelSettings | None = None
+        #: Where the accuracy comes from ("1,000 examples of mnist_test.h5"), or why there is none.
+        self.accuracy_note = ""
         self._resolved: tuple[ModelSettings | None, dict[str, LayerSettings]] = (None, {})
         self._infos: dict[str, TensorInfo] = {}
         self._undo: list[tuple[str, ModelSettings]] = []
@@ -55,6 +62,7 @@ class Session:
         self.stats = stats
         self.settings = settings or ModelSettings()
         self.estimate = None
+        self.accuracy, self.accuracy_settings, self.accuracy_note = None, None, ""
         self._undo.clear()
         self._redo.clear()
         first = next((i.name for i in model.infos if self.is_compressible(i)), None)
@@ -64,6 +72,7 @@ class Session:
         self.selection_changed.emit()
         self.estimate_changed.emit()
         self.undo_changed.emit()
+        self.accuracy_changed.emit()
 
     @property
     def infos(self) -> tuple[TensorInfo, ...]:
@@ -174,6 +183,18 @@ class Session:
     def set_estimate(self, estimate: ModelEstimate | None) -> None:
         self.estimate = estimate
         self.estimate_changed.emit()
+
+    def set_accuracy(
+        self, accuracy: Accuracy | None, settings: ModelSettings | None, note: str
+    ) -> None:
+        """Store a measured accuracy of ``settings`` (or, with None, why there is none)."""
+        self.accuracy, self.accuracy_settings, self.accuracy_note = accuracy, settings, note
+        self.accuracy_changed.emit()
+
+    @property
+    def accuracy_is_current(self) -> bool:
+        """Whether the stored accuracy was measured with the settings now in force."""
+        return self.accuracy is not None and self.accuracy_settings == self.settings
 
     def current_plan(self, name: str) -> LayerPlan | None:
         """The estimate's plan of layer ``name``, if made with the layer's current settings.

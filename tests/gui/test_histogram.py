@@ -180,6 +180,7 @@ def model_bytes(qtbot, opened) -> tuple[ModelBytesWidget, Session, ModelCodec]:
     session, codec = opened
     widget = ModelBytesWidget(session)
     qtbot.addWidget(widget)
+    widget.show()
     return widget, session, codec
 
 
@@ -210,6 +211,19 @@ def test_drawn_bars_are_the_parts(model_bytes) -> None:
     w.set_log_y(True)
     top = w.bars["raw"].opts["y0"] + w.bars["raw"].opts["height"]
     np.testing.assert_allclose(top, np.log10(w.after()))
+
+
+def test_hidden_view_draws_when_shown(model_bytes) -> None:
+    w, session, codec = model_bytes
+    w.hide()
+    before = w.bars["weights"].opts["height"].copy()
+    session.set_layers(("ip1.weight",), "x", bits=2)
+    settle(session, codec)
+    assert w._stale  # a hidden tab does not redraw during a drag
+    np.testing.assert_array_equal(w.bars["weights"].opts["height"], before)
+    w.show()
+    assert not w._stale
+    assert not np.array_equal(w.bars["weights"].opts["height"], before)
 
 
 def test_no_estimate_and_short_names(model_bytes) -> None:

@@ -1,0 +1,120 @@
+"""Keeps a measured accuracy beside the size estimate when the model can run on data.
+
+The model is evaluated on the evaluation file in a worker of its own, with codecs of its own
+(a ``ModelCodec`` is not thread-safe and the estimator uses the app's). The size follows a
+slider while it moves; the accuracy is measured once the settings have been still for
+``SETTLE_MS`` (a drag's release), and a newer request cancels the one running.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from inspector.io.model_file import LoadedModel
+from inspector.model.session import Session
+from inspector.model.settings import ModelSettings
+from inspector.tasks.codec import ModelCodec
+
+from .workers import SerialWorker, Token, drive
+
+SETTLE_MS = 250  # settings unchanged this long = the user let go of the slider
+
+
+class AccuracyController(QObject):
+    """Measures the session's settings on evaluation data and stores the result in it."""
+
+    busy = Signal(bool)
+    status = Signal(str)
+
+    def __init__(self, session: Session, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.data_path: str | None = None
+        self._evaluator: Any = None  # tasks.accuracy.Evaluator, imported lazily (torch)
+        self._codec: ModelCodec | None = None
+        self._worker = SerialWorker("accuracy", self)
+        self._settle = QTimer(self)
+        self._settle.setSingleShot(True)
+        self._settle.setInterval(SETTLE_MS)
+        self._settle.timeout.connect(self.request)
+        self._worker.finished.connect(self._on_worker_finished)
+        self._worker.failed.connect(self._on_worker_failed)
+        self._worker.cancelled.connect(self._on_worker_cancelled)
+        session.settings_changed.connect(self._on_session_settings_changed)
+
+    @property
+    def ready(self) -> bool:
+        """Whether an evaluator is open (accuracy can be measured)."""
+        return self._evaluator is not None
+
+    def open(self, model: LoadedModel, data_path: str | Path | None) -> None:
+        """Prepare to evaluate ``model`` on ``data_path`` (None: no data, the proxy only)."""
+        self._evaluator, self._codec = None, None
+        self.data_path = None if data_path is None else str(data_path)
+        if self.data_path is None:
+            self._worker.cancel()
+            return
+        data = self.data_path
+        self.status.emit(f"Evaluating {Path(model.path).name} on {Path(data).name}…")
+        self.busy.emit(True)
+
+        def job(_token: Token) -> tuple[Any, ModelCodec]:
+            from inspector.tasks.accuracy import open_evaluator
+
+            evaluator = open_evaluator(model.path, data)
+            evaluator.baseline  # noqa: B018 - measured here, off the GUI thread
+            return evaluator, ModelCodec(model)
+
+        self._worker.submit(lambda token: ("opened", job(token)))
+
+    def request(self) -> int:
+        """Measure the current settings in the background; returns the request's generation."""
+        self._settle.stop()
+        evaluator, codec = self._evaluator, self._codec
+        if evaluator is None or codec is None or self.session.model is None:
+            return 0
+        settings = self.session.settings
+        self.busy.emit(True)
+
+        def job(token: Token) -> tuple[str, Any]:
+            accuracy = drive(evaluator.evaluate_settings(codec, settings), token)
+            return "measured", (accuracy, settings)
+
+        return self._worker.submit(job)
+
+    def shutdown(self) -> None:
+        self._settle.stop()
+        self._worker.shutdown()
+
+    # ---------------------------------------------------------------- handlers
+    def _on_session_settings_changed(self) -> None:
+        if self._evaluator is not None:
+            self._settle.start()  # restarted by every change of a drag
+
+    def _on_worker_finished(self, generation: int, result: tuple[str, Any]) -> None:
+        if generation != self._worker.generation:
+            return  # stale: a newer request is on its way
+        what, value = result
+        if what == "opened":
+            self._evaluator, self._codec = value
+            self.request()
+            return
+        accuracy, settings = value
+        count = f"{accuracy.count:,} examples of {Path(self.data_path or '').name}"
+        self.session.set_accuracy(accuracy, settings, count)
+        self.busy.emit(False)
+
+    def _on_worker_failed(self, generation: int, message: str) -> None:
+        if generation != self._worker.generation:
+            return
+        if self._evaluator is None:  # could not open: the proxy stays, with the reason
+            self.session.set_accuracy(None, None, message)
+        self.status.emit(f"Cannot measure accuracy: {message}")
+        self.busy.emit(False)
+
+    def _on_worker_cancelled(self, generation: int) -> None:
+        if generation == self._worker.generation:
+            self.busy.emit(False)
