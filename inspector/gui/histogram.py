@@ -116,7 +116,7 @@ class HistogramWidget(PlotPanelWidget):
             item.addItem(line, ignoreBounds=True)
         item.addItem(self.curve)
         item.addItem(self.band, ignoreBounds=True)
-        item.addItem(self.quantized)
+        item.addItem(self.quantized, ignoreBounds=True)  # _fit_y covers it
         item.addItem(self.centroids)
         self.legend = item.addLegend(offset=(-8, 8))
 
@@ -152,7 +152,7 @@ class HistogramWidget(PlotPanelWidget):
         if stats is not None:
             edges = stats.edges
             self.plot.getPlotItem().setXRange(float(edges[0]), float(edges[-1]), padding=0.02)
-            self.plot.getPlotItem().enableAutoRange(y=True)
+        self._fit_y(force=True)
 
     def _on_session_settings_changed(self) -> None:
         """Band, lines, centroids and title from the session (lines stay put while dragged)."""
@@ -175,7 +175,7 @@ class HistogramWidget(PlotPanelWidget):
         item.setLabel("left", "count per bin (log)" if on else "count per bin")
         self._show_histogram()
         self._on_session_settings_changed()
-        item.enableAutoRange(y=True)
+        self._fit_y(force=True)
 
     def _on_line_moved(self, line: pg.InfiniteLine) -> None:
         """A user drag (the widget's own moves are signal-blocked): mirror and redraw now."""
@@ -282,6 +282,27 @@ class HistogramWidget(PlotPanelWidget):
             width = 1.5 * float(stats.edges[1] - stats.edges[0])
             self.quantized.setOpts(x=x, height=heights, y0=base, width=width)
         self._show_legend(plan is not None)
+        self._fit_y()
+
+    def _fit_y(self, force: bool = False) -> None:
+        """Fit the y range to the histogram and the quantized bars, with slack.
+
+        The range changes only when a bar would be cut off or the bars have shrunk to under
+        half of it: a new y range re-lays out the axis (several ms), and a drag sends many
+        slightly different estimates.
+        """
+        stats = self.stats
+        if stats is None:
+            return
+        base = self._view_y(self._y(np.zeros(1))[1])
+        heights = self.quantized.opts.get("height")
+        tops = [self._view_y(float(np.max(stats.counts, initial=1)))]
+        if heights is not None and len(heights):
+            tops.append(base + float(np.max(heights)))
+        want = max(tops)
+        low, high = self.plot.getPlotItem().getViewBox().viewRange()[1]
+        if force or want > high or want - base < 0.5 * (high - base):
+            self.plot.getPlotItem().setYRange(base, want, padding=0.05)
 
     def _show_legend(self, compressed: bool) -> None:
         # Rebuilding a legend costs ~8 ms of text layout: only when its entries change.
