@@ -15,7 +15,6 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from inspector.io.model_file import LoadedModel
 from inspector.model.session import Session
-from inspector.model.settings import ModelSettings
 from inspector.tasks.codec import ModelCodec
 
 from .workers import SerialWorker, Token, drive

@@ -17,6 +17,7 @@ from inspector.tasks.codec import ModelCodec, Progress
 from inspector.tasks.load import Opened, open_model
 
 from .accuracy import AccuracyController
+from .tuning import TuningController
 from .workers import SerialWorker, Token, drive
 
 MIN_APPLY_MS = 80  # least time between two estimates shown (a drag makes many)
@@ -39,6 +40,8 @@ class Controller(QObject):
         self.estimator = SerialWorker("estimate", self)
         self.accuracy = AccuracyController(session, self)
         self.accuracy.status.connect(self.status)
+        self.tuning = TuningController(session, self.accuracy, self)
+        self.tuning.status.connect(self.status)
         self._pending: dict[int, tuple[ModelSettings | None, str | None]] = {}
         self._shown = 0  # generation of the estimate on screen
         self._deferred: tuple[int, ModelEstimate] | None = None
@@ -61,11 +64,11 @@ class Controller(QObject):
         path: str | Path,
         settings_path: str | Path | None = None,
         data_path: str | Path | None = None,
+        settings: ModelSettings | None = None,
     ) -> int:
-        """Load ``path`` in the background (with settings from ``settings_path``); with
-        ``data_path``, measure accuracy on that evaluation file."""
+        """Load ``path`` in the background with ``settings`` or those in ``settings_path``;
+        with ``data_path``, measure accuracy on that evaluation file."""
         path = str(path)
-        settings = None
         if settings_path is not None:
             try:
                 settings = load_settings(settings_path)
@@ -165,3 +168,4 @@ class Controller(QObject):
         self.loader.shutdown()
         self.estimator.shutdown()
         self.accuracy.shutdown()
+        self.tuning.shutdown()

@@ -300,7 +300,7 @@ class HistogramWidget(PlotPanelWidget):
         if heights is not None and len(heights):
             tops.append(base + float(np.max(heights)))
         want = max(tops)
-        low, high = self.plot.getPlotItem().getViewBox().viewRange()[1]
+        high = self.plot.getPlotItem().getViewBox().viewRange()[1][1]
         if force or want > high or want - base < 0.5 * (high - base):
             self.plot.getPlotItem().setYRange(base, want, padding=0.05)
 

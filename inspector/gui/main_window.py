@@ -15,6 +15,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QFileDialog,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -37,6 +38,7 @@ from .histogram import HistogramWidget
 from .layer_table import LayerTableWidget
 from .model_bytes import ModelBytesWidget
 from .resources import icon
+from .sensitivity_view import SensitivityWidget
 from .summary import SummaryWidget
 
 MAX_RECENT = 10
@@ -44,6 +46,7 @@ MODEL_FILTER = (
     "Models (*.pt *.pth *.bin *.ckpt *.safetensors *.npz *.onnx);;All files (*)"
 )
 DATA_FILTER = "Evaluation data (*.h5 *.hdf5 *.npz);;All files (*)"
+FINETUNE_EPOCHS = (4, 2)  # masked retraining, then trained quantization
 
 
 class MainWindow(QMainWindow):
@@ -88,9 +91,11 @@ class MainWindow(QMainWindow):
         self.histogram = HistogramWidget(s)
         self.model_bytes = ModelBytesWidget(s)
         self.controls = ControlsWidget(s)
+        self.sensitivity = SensitivityWidget(s)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.histogram, "Layer weights")
         self.tabs.addTab(self.model_bytes, "Model bytes")
+        self.tabs.addTab(self.sensitivity, "Sensitivity")
         # top: the selected layer's plot beside its controls; bottom: every layer, full width
         self.right = QSplitter(Qt.Orientation.Horizontal)
         self.right.addWidget(self.tabs)
@@ -154,6 +159,11 @@ class MainWindow(QMainWindow):
             "&Paper Defaults (conv 8, fc 5 bits)", self.session.apply_paper_defaults
         )
         self.about_action = self._action("&About Inspector", self.about)
+        self.sweep_action = self._action("Measure &Sensitivity", self.measure_sensitivity)
+        self.tune_action = self._action("&Auto-Tune…", self.auto_tune)
+        self.finetune_action = self._action("&Fine-Tune…", self.fine_tune)
+        self.cancel_action = self._action("&Cancel", self.controller.tuning.cancel, "Esc")
+        self.cancel_action.setEnabled(False)
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction(self.open_action)
         self.recent = file_menu.addMenu("Open &Recent")
@@ -170,6 +180,11 @@ class MainWindow(QMainWindow):
             edit.addAction(a)
         edit.addSeparator()
         edit.addAction(self.paper_action)
+        tune_menu = self.menuBar().addMenu("&Tune")
+        for a in (self.sweep_action, self.tune_action, self.finetune_action):
+            tune_menu.addAction(a)
+        tune_menu.addSeparator()
+        tune_menu.addAction(self.cancel_action)
         self.menuBar().addMenu("&Help").addAction(self.about_action)
         bar = self.addToolBar("Main")
         bar.setObjectName("main-toolbar")
@@ -196,6 +211,10 @@ class MainWindow(QMainWindow):
         c.loaded.connect(self._on_controller_loaded)
         c.estimating.connect(self.summary.set_busy)
         c.accuracy.busy.connect(self.summary.set_accuracy_busy)
+        c.tuning.progress.connect(self._on_controller_progress)
+        c.tuning.busy.connect(self._on_tuning_busy)
+        c.tuning.failed.connect(lambda message: self.on_error("Tuning failed", message))
+        c.tuning.fine_tuned.connect(self._on_tuning_fine_tuned)
         s.model_changed.connect(self._on_session_model_changed)
         s.undo_changed.connect(self._on_session_undo_changed)
         s.settings_changed.connect(self._update_title)
@@ -232,6 +251,35 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Open model", self._last_dir(), MODEL_FILTER)
         if path:
             self.open_model(path)
+
+    def measure_sensitivity(self) -> None:
+        self.tabs.setCurrentWidget(self.sensitivity)
+        self.controller.tuning.measure_sensitivity()
+
+    def auto_tune(self) -> None:
+        budget, ok = QInputDialog.getDouble(
+            self, "Auto-tune", "Largest top-1 accuracy drop (percentage points):",
+            0.5, 0.0, 100.0, 2,
+        )
+        if ok:
+            self.controller.tuning.auto_tune(budget)
+
+    def fine_tune(self) -> None:
+        model = self.session.model
+        if model is None:
+            return
+        train, _ = QFileDialog.getOpenFileName(
+            self, "Training data for fine-tuning", self._last_dir(), DATA_FILTER
+        )
+        if not train:
+            return
+        stem = Path(model.path).with_suffix("")
+        default = f"{stem}_finetuned.pt"
+        output, _ = QFileDialog.getSaveFileName(
+            self, "Save the fine-tuned model (TorchScript)", default, "TorchScript (*.pt)"
+        )
+        if output:
+            self.controller.tuning.fine_tune(train, output, FINETUNE_EPOCHS)
 
     def choose_settings(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -300,6 +348,17 @@ class MainWindow(QMainWindow):
         if busy and label:
             self.statusBar().showMessage(label)
 
+    def _on_tuning_busy(self, busy: bool) -> None:
+        self.cancel_action.setEnabled(busy)
+        for action in (self.sweep_action, self.tune_action, self.finetune_action):
+            action.setEnabled(not busy and self.session.model is not None)
+        if not busy:
+            self.progress.hide()
+
+    def _on_tuning_fine_tuned(self, path: str, settings: object) -> None:
+        self.controller.open_path(path, data_path=self.controller.accuracy.data_path,
+                                  settings=settings)
+
     def _on_controller_load_failed(self, message: str) -> None:
         self.on_error("Cannot open model", message)
 
@@ -322,6 +381,9 @@ class MainWindow(QMainWindow):
             self.export_action,
             self.paper_action,
             self.data_action,
+            self.sweep_action,
+            self.tune_action,
+            self.finetune_action,
         ):
             action.setEnabled(has_model)
         self._update_title()

@@ -1,0 +1,128 @@
+"""How much accuracy each layer loses when pruned or quantized alone (the sensitivity sweep).
+
+Two plots side by side, as in the pruning paper's sensitivity figure: top-1 accuracy against
+the fraction pruned, and against the cluster bits. Every swept layer is a thin line; the
+selected layers are drawn bold, and the uncompressed accuracy is a dashed line.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+import pyqtgraph as pg  # after PySide6, so pyqtgraph binds to it
+
+from inspector.model.sensitivity import Sensitivity, SweepPoint
+from inspector.model.session import Session
+
+from .util import connect_session, theme_plot
+
+OTHER = QColor(150, 150, 150, 140)
+SELECTED = QColor(31, 119, 180)
+BASELINE = QColor(200, 60, 60)
+EMPTY_TEXT = (
+    "No sensitivity sweep yet. With evaluation data open (File ▸ Open Evaluation Data), "
+    "Tune ▸ Measure Sensitivity prunes and quantizes each layer alone and plots the accuracy."
+)
+
+
+class SensitivityWidget(QWidget):
+    """Accuracy vs. fraction pruned and vs. bits, per layer, from ``settings.sensitivity``."""
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.title = QLabel()
+        self.title.setWordWrap(True)
+        self.prune_plot = self._plot("fraction pruned", "top-1 accuracy (%)")
+        self.bits_plot = self._plot("cluster bits", "top-1 accuracy (%)")
+        row = QHBoxLayout()
+        row.addWidget(self.prune_plot, 1)
+        row.addWidget(self.bits_plot, 1)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(4, 4, 4, 4)
+        column.addWidget(self.title)
+        column.addLayout(row, 1)
+        self._shown: tuple[Sensitivity | None, tuple[str, ...]] | None = None
+        connect_session(
+            self,
+            [
+                (session.settings_changed, self._refresh),
+                (session.selection_changed, self._refresh),
+                (session.model_changed, self._refresh),
+            ],
+        )
+        self._refresh()
+
+    def _plot(self, x_label: str, y_label: str) -> pg.PlotWidget:
+        plot = pg.PlotWidget()
+        item = plot.getPlotItem()
+        for name in ("left", "bottom"):
+            axis = item.getAxis(name)
+            axis.enableAutoSIPrefix(False)
+            axis.setSIPrefixEnableRanges(())  # see plot_panel: SI relabelling can loop
+        item.setLabel("bottom", x_label)
+        item.setLabel("left", y_label)
+        item.showGrid(x=True, y=True, alpha=0.15)
+        item.setMouseEnabled(x=False, y=True)
+        theme_plot(self, plot)
+        return plot
+
+    @property
+    def sensitivity(self) -> Sensitivity | None:
+        return self.session.settings.sensitivity
+
+    def _refresh(self) -> None:
+        sweep, selection = self.sensitivity, self.session.selection
+        key = (sweep, selection)
+        if key == self._shown:  # settings change often (drags); the sweep rarely
+            return
+        self._shown = key
+        for plot in (self.prune_plot, self.bits_plot):
+            plot.getPlotItem().clear()
+        if sweep is None:
+            self.title.setText(EMPTY_TEXT)
+            return
+        chosen = [la.name for la in sweep.layers if la.name in selection]
+        self.title.setText(
+            f"Each layer pruned or quantized alone, measured on {sweep.count:,} examples; "
+            f"uncompressed {100 * sweep.baseline_top1:.2f}%. Bold: "
+            + (", ".join(chosen) if chosen else "no swept layer selected")
+        )
+        for plot in (self.prune_plot, self.bits_plot):
+            line = pg.InfiniteLine(
+                100 * sweep.baseline_top1, angle=0,
+                pen=pg.mkPen(BASELINE, width=1, style=Qt.PenStyle.DashLine),
+            )
+            plot.getPlotItem().addItem(line)
+        for layer in sweep.layers:  # the selected ones last, on top
+            bold = layer.name in selection
+            if not bold:
+                self._draw(layer.prune, layer.bits, pg.mkPen(OTHER, width=1), layer.name)
+        for layer in sweep.layers:
+            if layer.name in selection:
+                self._draw(layer.prune, layer.bits, pg.mkPen(SELECTED, width=3), layer.name)
+
+    def _draw(
+        self,
+        prune: tuple[SweepPoint, ...],
+        bits: tuple[SweepPoint, ...],
+        pen: pg.QtGui.QPen,
+        name: str,
+    ) -> None:
+        for plot, points in ((self.prune_plot, prune), (self.bits_plot, bits)):
+            if not points:
+                continue
+            x = [p.at for p in points]
+            y = [100 * p.top1 for p in points]
+            curve = pg.PlotDataItem(x, y, pen=pen, symbol="o", symbolSize=4,
+                                    symbolBrush=pen.color(), symbolPen=None, name=name)
+            curve.setToolTip(name)
+            plot.getPlotItem().addItem(curve)
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.PaletteChange:
+            for plot in (self.prune_plot, self.bits_plot):
+                theme_plot(self, plot)
+        super().changeEvent(event)

@@ -1,0 +1,184 @@
+"""Long runs on evaluation data: the sensitivity sweep, auto-tune and fine-tuning.
+
+They run one at a time in a worker of their own, with an evaluator and codecs of their own
+(neither is thread-safe, and the accuracy worker keeps using its own), report progress and
+stop when cancelled. Results land in the session as one undoable settings change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from inspector.errors import InputError
+from inspector.model.session import Session
+from inspector.tasks.codec import ModelCodec, Progress
+
+from .accuracy import AccuracyController
+from .workers import SerialWorker, Token, drive
+
+
+class TuningController(QObject):
+    """Runs sweeps, tunes and fine-tunes for the session's model on one evaluation file."""
+
+    progress = Signal(int, int, str)  # done, total, label
+    busy = Signal(bool)
+    status = Signal(str)
+    failed = Signal(str)
+    fine_tuned = Signal(str, object)  # path of the written model, its ModelSettings
+
+    def __init__(
+        self, session: Session, accuracy: AccuracyController, parent: QObject | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.session = session
+        self._accuracy = accuracy  # whose evaluation file the runs use
+        self._tools: tuple[tuple[str, str], Any, ModelCodec] | None = None
+        self._worker = SerialWorker("tune", self)
+        self._worker.progress.connect(self._on_worker_progress)
+        self._worker.finished.connect(self._on_worker_finished)
+        self._worker.failed.connect(self._on_worker_failed)
+        self._worker.cancelled.connect(self._on_worker_cancelled)
+        session.model_changed.connect(self.cancel)
+
+    @property
+    def data_path(self) -> str | None:
+        """The evaluation file (the one the app measures accuracy on)."""
+        return self._accuracy.data_path
+
+    @property
+    def running(self) -> bool:
+        return self._worker.busy
+
+    def measure_sensitivity(self) -> int:
+        """Sweep every compressed layer's prune fraction and bits on the evaluation data."""
+        from inspector.tasks.sensitivity import sensitivity
+
+        settings = self.session.settings
+
+        def job(token: Token) -> tuple[str, Any]:
+            evaluator, codec = self._open(token)
+            sweep = drive(sensitivity(codec, evaluator, settings,
+                                      should_stop=lambda: token.cancelled), token)
+            token.check()
+            return "sensitivity", sweep
+
+        return self._start(job, "Measuring each layer's sensitivity…")
+
+    def auto_tune(self, max_drop_points: float) -> int:
+        """Choose per-layer sparsity and bits for the smallest file within the budget."""
+        from inspector.tasks.sensitivity import sensitivity
+        from inspector.tasks.tune import tune
+
+        settings = self.session.settings
+
+        def job(token: Token) -> tuple[str, Any]:
+            evaluator, codec = self._open(token)
+            sweep = settings.sensitivity
+            if sweep is None:
+                sweep = drive(sensitivity(codec, evaluator, settings,
+                                          should_stop=lambda: token.cancelled), token)
+                token.check()
+            result = drive(tune(codec, evaluator, sweep, max_drop_points, settings,
+                                should_stop=lambda: token.cancelled), token)
+            token.check()
+            return "tune", result
+
+        return self._start(job, f"Auto-tuning within {max_drop_points:g} points…")
+
+    def fine_tune(self, train_path: str, output: str, epochs: tuple[int, int]) -> int:
+        """Retrain the model (masked, then its centroids) and write it to ``output``."""
+        from inspector.io.eval_data import read_eval_data
+        from inspector.io.trainable import load_trainable, save_trainable
+        from inspector.tasks.finetune import FineTuneRequest, finetune
+
+        model, settings, data = self.session.model, self.session.settings, self.data_path
+        if model is None:
+            return 0
+
+        def job(token: Token) -> tuple[str, Any]:
+            train = read_eval_data(train_path)
+            val = read_eval_data(data) if data else None
+            trainable = load_trainable(model.path)
+            request = FineTuneRequest(
+                trainable.module, train.inputs, train.labels, settings,
+                val_inputs=None if val is None else val.inputs,
+                val_labels=None if val is None else val.labels,
+                prune_epochs=epochs[0], quant_epochs=epochs[1],
+            )
+            result = drive(finetune(request), token)
+            token.check()
+            save_trainable(trainable.module, output, result.tensors, protect=[model.path])
+            return "finetune", (output, result.settings)
+
+        return self._start(job, f"Fine-tuning {Path(model.path).name}…")
+
+    def cancel(self) -> None:
+        if self._worker.busy:
+            self._worker.cancel()
+            self.busy.emit(False)
+            self.status.emit("Cancelled")
+
+    def shutdown(self) -> None:
+        self._worker.shutdown()
+
+    # ---------------------------------------------------------------- helpers
+    def _start(self, job: Any, message: str) -> int:
+        if self.session.model is None:
+            return 0
+        if self.data_path is None:
+            self.failed.emit("Open evaluation data first (File ▸ Open Evaluation Data).")
+            return 0
+        self.busy.emit(True)
+        self.status.emit(message)
+        return self._worker.submit(job)
+
+    def _open(self, token: Token) -> tuple[Any, ModelCodec]:
+        """This worker's evaluator and codec for the current model and data (kept)."""
+        from inspector.tasks.accuracy import open_evaluator
+
+        model, data = self.session.model, self.data_path
+        if model is None or data is None:
+            raise InputError("no model or evaluation data")
+        key = (model.path, data)
+        if self._tools is None or self._tools[0] != key or self._tools[2].model is not model:
+            token.report(Progress(0, 1, "opening the evaluation data"))
+            self._tools = (key, open_evaluator(model.path, data), ModelCodec(model))
+        return self._tools[1], self._tools[2]
+
+    # ---------------------------------------------------------------- handlers
+    def _on_worker_progress(self, generation: int, step: Progress) -> None:
+        if generation == self._worker.generation:
+            self.progress.emit(step.done, step.total, step.label)
+
+    def _on_worker_finished(self, generation: int, result: tuple[str, Any]) -> None:
+        if generation != self._worker.generation:
+            return
+        self.busy.emit(False)
+        what, value = result
+        s = self.session
+        if what == "sensitivity":
+            s.set_settings(s.settings.with_sensitivity(value), "sensitivity sweep")
+            self.status.emit(f"Measured {len(value.layers)} layers on {value.count:,} examples")
+        elif what == "tune":
+            s.set_settings(value.settings, f"auto-tune ({value.max_drop_points:g} pt)")
+            acc = value.accuracy
+            self.status.emit(
+                f"Auto-tune: {value.ratio:.1f}x smaller, top-1 {100 * acc.top1:.2f}% "
+                f"({-acc.drop_points:+.2f} pt). {value.note}"
+            )
+        elif what == "finetune":
+            path, settings = value
+            self.status.emit(f"Fine-tuned model written to {path}")
+            self.fine_tuned.emit(path, settings)
+
+    def _on_worker_failed(self, generation: int, message: str) -> None:
+        if generation == self._worker.generation:
+            self.busy.emit(False)
+            self.failed.emit(message)
+
+    def _on_worker_cancelled(self, generation: int) -> None:
+        if generation == self._worker.generation:
+            self.busy.emit(False)
