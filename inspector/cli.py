@@ -1,4 +1,4 @@
-"""Command line: ``inspector info|compress|decompress``; the app calls the same tasks.
+"""Command line: ``inspector info|compress|decompress|eval``; the app calls the same tasks.
 
 Errors are one line on stderr and exit code 2 (bad input or settings); never a traceback.
 """
@@ -16,7 +16,7 @@ from inspector import __version__
 from inspector.errors import InspectorError
 
 EXIT_BAD_INPUT = 2
-COMMANDS = ("info", "compress", "decompress", "gui")
+COMMANDS = ("info", "compress", "decompress", "eval", "gui")
 T = TypeVar("T")
 
 
@@ -88,6 +88,20 @@ def _parser() -> argparse.ArgumentParser:
     dec.add_argument("compressed", type=Path)
     dec.add_argument("-o", "--output", type=Path, required=True)
     dec.set_defaults(func=_cmd_decompress)
+
+    ev = sub.add_parser("eval", help="measure top-1 accuracy of a runnable model on labelled data")
+    ev.add_argument("model", type=Path, help="TorchScript archive or ONNX model")
+    weights = ev.add_mutually_exclusive_group()
+    weights.add_argument("--compressed", type=Path, metavar="FILE.dcz",
+                         help="run with the weights decoded from this compressed file")
+    weights.add_argument("--config", type=Path, metavar="SETTINGS.json",
+                         help="run with the weights these settings would decode to")
+    ev.add_argument("--data", type=Path, metavar="EVAL", required=True,
+                    help="evaluation data: .h5/.hdf5 or .npz with inputs and labels")
+    ev.add_argument("--allow-pickle", action="store_true",
+                    help="allow a whole module saved with torch.save (runs code from the file)")
+    ev.add_argument("--json", action="store_true", help="print JSON")
+    ev.set_defaults(func=_cmd_eval)
     return p
 
 
@@ -167,6 +181,45 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     dtypes = {r.name: r.dtype for r in box.records}
     write_weights(args.output, tensors, dtypes, protect=args.compressed)
     print(f"wrote {args.output}: {len(tensors)} tensors")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from inspector.tasks.accuracy import open_evaluator
+
+    evaluator = open_evaluator(args.model, args.data, allow_pickle=args.allow_pickle)
+    show = sys.stderr.isatty() and not args.json
+    if args.compressed:
+        from inspector.format import container
+
+        box = container.open_container(args.compressed)
+        tensors = {r.name: box.read_layer(i) for i, r in enumerate(box.records)}
+        accuracy = evaluator.evaluate(tensors)
+        weights = "compressed"
+    elif args.config:
+        from inspector.model.settings import load_settings
+        from inspector.tasks.codec import ModelCodec
+
+        settings = load_settings(args.config)
+        codec = ModelCodec(evaluator.reference)
+        accuracy = _run(evaluator.evaluate_settings(codec, settings), show)
+        weights = "config"
+    else:
+        accuracy, weights = evaluator.baseline, "original"
+    assert accuracy is not None  # evaluate() returns None only when asked to stop
+    source = args.compressed or args.config
+    if args.json:
+        _print_json({"model": str(args.model), "data": str(args.data), "weights": weights,
+                     "weights_from": None if source is None else str(source),
+                     **accuracy.to_json()})
+        return 0
+    print(f"{args.model} on {args.data}, {weights} weights"
+          + (f" ({source})" if source is not None else ""))
+    print(f"top-1            {accuracy.top1:8.2%}")
+    print(f"baseline top-1   {accuracy.baseline_top1:8.2%}")
+    print(f"drop             {accuracy.drop_points:8.2f} points")
+    print(f"agreement        {accuracy.agreement:8.2%}")
+    print(f"examples         {accuracy.count:8,}")
     return 0
 
 

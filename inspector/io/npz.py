@@ -51,13 +51,18 @@ def read_npz(path: Path) -> LoadedModel:
 
 
 def _numpy_dtype(name: str | None) -> np.dtype | None:
-    """The numpy dtype called ``name``, or None when numpy has none (bfloat16, float8)."""
+    """The numpy dtype called ``name``, or None when numpy has none (bfloat16, float8).
+
+    Libraries such as onnx (via ml_dtypes) register "bfloat16" with numpy as a non-numeric
+    type that ``.npz`` readers (ours included) refuse: such a dtype counts as none.
+    """
     if name is None:
         return None
     try:
-        return np.dtype(name)
+        dtype = np.dtype(name)
     except TypeError:
         return None
+    return dtype if dtype.kind in "biufc" else None
 
 
 @writer(name="numpy", extensions=(".npz",))

@@ -19,6 +19,7 @@ from inspector.errors import InputError
 from inspector.io.model_file import LoadedModel
 from inspector.io.registry import reader, writer
 from inspector.io.sniff import zip_first_name
+from inspector.io.torchscript import is_torchscript_archive, read_torchscript, sniff_torchscript
 
 # A legacy (non-zip) torch.save file opens with its magic number, pickled as a 10-byte long;
 # protocols 4 and 5 put a 9-byte frame header before it.
@@ -50,16 +51,17 @@ _REFUSED = (
 
 
 def sniff_pytorch(head: bytes) -> bool:
-    """True for a torch.save zip archive (first member ``<archive>/...``) or a legacy file."""
+    """True for a torch.save zip archive (first member ``<archive>/...``) or a legacy file.
+
+    Archives that start like TorchScript are left to the TorchScript reader.
+    """
     if head[:1] == b"\x80" and _LEGACY_MAGIC in head[:32]:
         return True
     name = zip_first_name(head)
-    return name is not None and "/" in name and not name.endswith(".npy")
-
-
-def _is_torchscript(path: Path) -> bool:
-    with zipfile.ZipFile(path) as archive:
-        return any(n.endswith("/constants.pkl") or "/code/" in n for n in archive.namelist())
+    return (
+        name is not None and "/" in name and not name.endswith(".npy")
+        and not sniff_torchscript(head)
+    )
 
 
 def _refusal(exc: pickle.UnpicklingError) -> str | None:
@@ -88,11 +90,6 @@ def _load(path: Path) -> Any:
     import torch
 
     is_zip = zipfile.is_zipfile(path)
-    if is_zip and _is_torchscript(path):
-        raise InputError(
-            "is a TorchScript archive; save the weights with torch.save(model.state_dict(), path)",
-            path,
-        )
     try:
         # mmap keeps large checkpoints out of RAM until touched; legacy files cannot be mapped.
         return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
@@ -178,10 +175,13 @@ def read_pytorch(path: Path) -> LoadedModel:
     Raises
     ------
     InputError
-        Refused pickle, TorchScript archive, corrupt or truncated file, or no tensors.
+        Refused pickle, corrupt or truncated file, or no tensors.
     """
     from inspector.io._torch import tensor_to_numpy
 
+    if zipfile.is_zipfile(path) and is_torchscript_archive(path):
+        # A TorchScript archive without tensor data starts like a checkpoint: hand it over.
+        return read_torchscript(path)
     metadata: dict[str, str] = {}
     state, trail = _locate_state_dict(_load(path), metadata)
     raw: dict[str, Any] = {}

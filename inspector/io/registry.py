@@ -3,7 +3,7 @@
 Formats register themselves with the :func:`reader` and :func:`writer` decorators. Readers are
 chosen by sniffing the first bytes of the file, then by extension, so a misnamed file still opens.
 The built-in format modules are imported on first use; they import their heavy libraries
-(torch, safetensors) only inside the functions that need them.
+(torch, safetensors, onnx) only inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -50,7 +50,14 @@ class WriterSpec:
 # The one piece of module state: filled by decorators at import time, never mutated afterwards.
 _READERS: dict[str, ReaderSpec] = {}
 _WRITERS: dict[str, WriterSpec] = {}
-_BUILTIN_MODULES = ("inspector.io.pytorch", "inspector.io.safetensors_file", "inspector.io.npz")
+# Sniffed in this order: TorchScript archives are zips that the PyTorch sniffer would also claim.
+_BUILTIN_MODULES = (
+    "inspector.io.torchscript",
+    "inspector.io.pytorch",
+    "inspector.io.safetensors_file",
+    "inspector.io.npz",
+    "inspector.io.onnx_file",
+)
 
 
 def _normalise_extensions(extensions: tuple[str, ...]) -> tuple[str, ...]:

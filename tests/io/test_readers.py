@@ -149,11 +149,10 @@ def test_pickle_needing_code_is_refused(
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-def test_torchscript_is_refused(tmp_path: Path) -> None:
+def test_torchscript_reads_as_torchscript_not_as_a_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "script.pt"
     torch.jit.script(torch.nn.Linear(2, 3)).save(str(path))
-    with pytest.raises(InputError, match="TorchScript"):
-        read_model(path)
+    assert read_model(path).format == "torchscript"
 
 
 def test_checkpoint_without_tensors(tmp_path: Path) -> None:
@@ -269,8 +268,8 @@ def test_empty_and_random(tmp_path: Path, suffix: str) -> None:
 
 
 def test_unknown_format_lists_supported(tmp_path: Path) -> None:
-    path = tmp_path / "model.onnx"
-    path.write_bytes(b"\x08\x07\x12\x07pytorch" + bytes(100))
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(100))
     message = str(_assert_one_line_error(path))
     for spec in reader_formats():
         assert spec.name in message

@@ -1,0 +1,260 @@
+"""Labelled evaluation data: inputs and integer labels from HDF5 or ``.npz``.
+
+Layout: a dataset (or array) ``inputs`` of shape ``[N, ...]`` and ``labels`` of shape ``[N]``
+(``x``/``y`` are accepted too). An optional ``scale`` (HDF5 attribute of the file or of
+``inputs``; in an ``.npz`` an array named ``scale``) multiplies the inputs after their cast to
+float32, so uint8 pixels can be stored as they are and fed as 0..1.
+
+Every size is checked before anything is allocated: a dataset that claims more bytes than its
+file could hold is refused instead of being read into memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inspector.errors import InputError
+
+#: Largest float32 inputs array a data file may produce.
+MAX_INPUT_NBYTES = 4 << 30
+#: deflate cannot compress more than ~1032:1; other filters get the same allowance.
+MAX_COMPRESSION_RATIO = 1100
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_ZIP_MAGIC = b"PK\x03\x04"
+_NAMES = (("inputs", "labels"), ("x", "y"))
+
+
+@dataclass(frozen=True, slots=True)
+class EvalData:
+    """Labelled examples to measure top-1 accuracy on.
+
+    Attributes
+    ----------
+    inputs : ndarray
+        float32 ``[N, ...]``, already multiplied by the file's ``scale``.
+    labels : ndarray
+        int64 ``[N]``, every label >= 0.
+    path : str
+        The file they came from.
+    source : str
+        The file's own ``source`` description, or ``""``.
+    """
+
+    inputs: np.ndarray
+    labels: np.ndarray
+    path: str
+    source: str
+
+    @property
+    def count(self) -> int:
+        """Number of examples."""
+        return int(self.labels.shape[0])
+
+
+def read_eval_data(path: str | os.PathLike[str]) -> EvalData:
+    """Read labelled examples from an HDF5 (``.h5``/``.hdf5``) or ``.npz`` file.
+
+    Raises
+    ------
+    InputError
+        Unreadable file, missing arrays, labels that are not 1-D non-negative integers,
+        mismatched or zero counts, a size the file cannot hold, or a bad ``scale``.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except FileNotFoundError:
+        raise InputError("no such file", path) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not a data file", path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
+    suffix = path.suffix.lower()
+    if head.startswith(_ZIP_MAGIC) or (suffix == ".npz" and not head.startswith(_HDF5_MAGIC)):
+        return _read_npz(path)
+    if head.startswith(_HDF5_MAGIC) or suffix in (".h5", ".hdf5"):
+        return _read_hdf5(path)
+    raise InputError("unsupported evaluation data; expected HDF5 (.h5, .hdf5) or .npz", path)
+
+
+# ---------------------------------------------------------------------------------- checks
+
+
+def _check_size(path: Path, name: str, shape: tuple[int, ...], stored: int, limit: int) -> None:
+    """Refuse an array of ``shape`` whose float32 copy is too big or whose claimed ``stored``
+    bytes exceed ``limit`` (what its file can hold)."""
+    count = math.prod(shape)
+    if count * 4 > MAX_INPUT_NBYTES:
+        raise InputError(
+            f"{name!r} holds {count:,} values, more than inspector evaluates at once "
+            f"({MAX_INPUT_NBYTES >> 30} GiB as float32)",
+            path,
+        )
+    if stored > limit:
+        raise InputError(
+            f"{name!r} claims {stored:,} bytes but the file can hold only {limit:,} "
+            "(truncated or damaged)",
+            path,
+        )
+
+
+def _check_dtypes(path: Path, names: tuple[str, str], inputs: np.dtype, labels: np.dtype) -> None:
+    if inputs.kind not in "biuf":
+        raise InputError(f"{names[0]!r} must be numeric, not {inputs}", path)
+    if labels.kind not in "iu":
+        raise InputError(f"{names[1]!r} must hold integer class labels, not {labels}", path)
+
+
+def _check_shapes(path: Path, names: tuple[str, str], inputs: tuple, labels: tuple) -> None:
+    if len(labels) != 1:
+        raise InputError(f"{names[1]!r} must be 1-D, got shape {list(labels)}", path)
+    if len(inputs) < 2:
+        raise InputError(f"{names[0]!r} must be [N, ...] with N examples, got {list(inputs)}", path)
+    if inputs[0] != labels[0]:
+        raise InputError(
+            f"{inputs[0]:,} inputs but {labels[0]:,} labels; they must match", path
+        )
+    if labels[0] < 1:
+        raise InputError("holds no examples", path)
+
+
+def _scale(path: Path, value: Any) -> np.float32 | None:
+    if value is None:
+        return None
+    array = np.asarray(value)
+    if array.size != 1 or array.dtype.kind not in "biuf" or not np.isfinite(array).all():
+        raise InputError(f"scale must be one finite number, got {value!r}", path)
+    return np.float32(array.reshape(()))
+
+
+def _finish(
+    path: Path, inputs: np.ndarray, labels: np.ndarray, scale: np.float32 | None, source: str
+) -> EvalData:
+    if scale is not None:
+        inputs *= scale  # in place: inputs is our own float32 copy
+    labels = labels.astype(np.int64, copy=False)
+    if labels.min() < 0:
+        raise InputError(f"labels must be >= 0, found {int(labels.min())}", path)
+    return EvalData(inputs, labels, str(path), source)
+
+
+# ---------------------------------------------------------------------------------- HDF5
+
+
+def _read_hdf5(path: Path) -> EvalData:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return _from_hdf5(path, f)
+    except InputError:
+        raise
+    except MemoryError:
+        raise InputError("not enough memory to read this data file", path) from None
+    except Exception as exc:  # h5py raises OSError, KeyError, ValueError for damaged files
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise InputError(f"not a readable HDF5 file ({reason})", path) from None
+
+
+def _from_hdf5(path: Path, f: Any) -> EvalData:
+    import h5py
+
+    # Only datasets stored in this file: an external link, external raw storage or a virtual
+    # dataset would read other files, whose size no check here bounds.
+    def local(name: str) -> bool:
+        return isinstance(f.get(name, getlink=True), h5py.HardLink | h5py.SoftLink)
+
+    names = next((n for n in _NAMES if all(isinstance(f.get(k), h5py.Dataset) for k in n)), None)
+    if names is None:
+        found = ", ".join(sorted(f.keys())) or "nothing"
+        problem = f"needs datasets 'inputs' and 'labels' (or 'x' and 'y'); found {found}"
+        raise InputError(problem, path)
+    x, y = f[names[0]], f[names[1]]
+    for name, ds in zip(names, (x, y), strict=True):
+        if not local(name) or ds.is_virtual or ds.external:
+            raise InputError(f"{name!r} keeps its data in another file; store it in this one", path)
+    _check_dtypes(path, names, x.dtype, y.dtype)
+    _check_shapes(path, names, x.shape, y.shape)
+    file_nbytes = path.stat().st_size
+    for name, ds in zip(names, (x, y), strict=True):
+        filtered = ds.id.get_create_plist().get_nfilters() > 0
+        limit = file_nbytes * (MAX_COMPRESSION_RATIO if filtered else 1)
+        _check_size(path, name, ds.shape, ds.size * ds.dtype.itemsize, limit)
+    inputs = np.empty(x.shape, dtype=np.float32)
+    if inputs.size:
+        x.read_direct(inputs)  # HDF5 converts to float32 while reading: one copy, not two
+    labels = np.asarray(y[()])
+    scale = _scale(path, x.attrs.get("scale", f.attrs.get("scale")))
+    return _finish(path, inputs, labels, scale, _text(f.attrs.get("source")))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value if isinstance(value, str) else ""
+
+
+# ---------------------------------------------------------------------------------- npz
+
+
+def _read_npz(path: Path) -> EvalData:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return _from_npz(path, archive)
+    except InputError:
+        raise
+    except MemoryError:
+        raise InputError("not enough memory to read this data file", path) from None
+    except Exception as exc:  # BadZipFile, a bad .npy header, a truncated member...
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise InputError(f"not a readable .npz archive ({reason})", path) from None
+
+
+def _from_npz(path: Path, archive: zipfile.ZipFile) -> EvalData:
+    members = {n.removesuffix(".npy"): n for n in archive.namelist() if n.endswith(".npy")}
+    names = next((n for n in _NAMES if all(k in members for k in n)), None)
+    if names is None:
+        found = ", ".join(sorted(members)) or "nothing"
+        problem = f"needs arrays 'inputs' and 'labels' (or 'x' and 'y'); found {found}"
+        raise InputError(problem, path)
+    (x_shape, x_dtype), (y_shape, y_dtype) = (_npy_header(archive, members[k]) for k in names)
+    _check_dtypes(path, names, x_dtype, y_dtype)
+    _check_shapes(path, names, x_shape, y_shape)
+    for name, shape, dtype in ((names[0], x_shape, x_dtype), (names[1], y_shape, y_dtype)):
+        info = archive.getinfo(members[name])
+        limit = info.file_size
+        if info.compress_type != zipfile.ZIP_STORED:
+            limit = min(limit, info.compress_size * MAX_COMPRESSION_RATIO)
+        _check_size(path, name, shape, math.prod(shape) * dtype.itemsize, limit)
+    read = _npy_reader(archive, members)
+    inputs = read(names[0]).astype(np.float32)
+    scale = _scale(path, read("scale")) if "scale" in members else None
+    source = _text(read("source").item()) if "source" in members else ""
+    return _finish(path, inputs, read(names[1]), scale, source)
+
+
+def _npy_header(archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype]:
+    with archive.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    return tuple(int(n) for n in shape), dtype
+
+
+def _npy_reader(archive: zipfile.ZipFile, members: dict[str, str]) -> Callable[[str], np.ndarray]:
+    def read(name: str) -> np.ndarray:
+        with archive.open(members[name]) as f:
+            return np.lib.format.read_array(f, allow_pickle=False)
+
+    return read

@@ -1,0 +1,221 @@
+"""Runnable models: TorchScript and ONNX compute the network's logits, weights can be swapped
+in and out, and everything that cannot run says so in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from inspector.errors import InputError
+from inspector.io import read_model
+from inspector.io.runnable import Runnable, open_runnable
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:`torch.jit.(script|save|load)` is deprecated:DeprecationWarning"
+)
+FEATURES, HIDDEN, CLASSES = 20, 32, 5
+
+
+class Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = torch.nn.Linear(FEATURES, HIDDEN)
+        self.fc2 = torch.nn.Linear(HIDDEN, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+@pytest.fixture(scope="module")
+def net() -> Net:
+    torch.manual_seed(0)
+    return Net().eval()
+
+
+def save_onnx(net: Net, path: Path, batch: int | str = "N") -> Path:
+    """The same network written with the onnx library: Gemm(transB) - Relu - Gemm."""
+    inits = [numpy_helper.from_array(t.detach().numpy(), n) for n, t in net.state_dict().items()]
+    nodes = [
+        helper.make_node("Gemm", ["x", "fc1.weight", "fc1.bias"], ["h"], transB=1),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Gemm", ["r", "fc2.weight", "fc2.bias"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "net",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, FEATURES])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, CLASSES])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(net: Net, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("runnable")
+    torch.jit.script(net).save(str(folder / "net_scripted.pt"))
+    save_onnx(net, folder / "net.onnx")
+    save_onnx(net, folder / "fixed.onnx", batch=7)
+    torch.save(net, folder / "whole.pt")
+    torch.save(net.state_dict(), folder / "state.pt")
+    return {p.name: p for p in folder.iterdir()}
+
+
+def inputs(n: int = 50) -> np.ndarray:
+    return np.random.default_rng(1).normal(size=(n, FEATURES)).astype(np.float32)
+
+
+def torch_logits(net: Net, x: np.ndarray, **replace: np.ndarray) -> np.ndarray:
+    """The reference: plain torch on a copy of the network."""
+    copy = Net()
+    copy.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        for name, value in replace.items():
+            copy.get_parameter(name).copy_(torch.from_numpy(value))
+        return copy(torch.from_numpy(x)).numpy()
+
+
+@pytest.mark.parametrize("name", ["net_scripted.pt", "net.onnx", "fixed.onnx"])
+def test_logits_match_torch(net: Net, files: dict[str, Path], name: str) -> None:
+    runnable = open_runnable(files[name])
+    assert isinstance(runnable, Runnable)
+    x = inputs()
+    logits = runnable.run(x, {})
+    assert logits.shape == (50, CLASSES) and logits.dtype == np.float32
+    np.testing.assert_allclose(logits, torch_logits(net, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["net_scripted.pt", "net.onnx"])
+def test_names_are_the_readers(files: dict[str, Path], name: str) -> None:
+    runnable = open_runnable(files[name])
+    model = read_model(files[name])
+    assert runnable.names == tuple(model.tensors)
+    reference = runnable.reference()
+    assert list(reference.tensors) == list(model.tensors)
+    for key, array in model.tensors.items():
+        np.testing.assert_array_equal(reference.tensors[key], array)
+
+
+@pytest.mark.parametrize("name", ["net_scripted.pt", "net.onnx", "fixed.onnx"])
+def test_substitution_changes_outputs_then_restores(
+    net: Net, files: dict[str, Path], name: str
+) -> None:
+    runnable = open_runnable(files[name])
+    x = inputs()
+    changed = np.random.default_rng(2).normal(size=(HIDDEN, FEATURES)).astype(np.float32)
+    logits = runnable.run(x, {"fc1.weight": changed})
+    np.testing.assert_allclose(
+        logits, torch_logits(net, x, **{"fc1.weight": changed}), rtol=1e-5, atol=1e-5
+    )
+    assert not np.allclose(logits, torch_logits(net, x), atol=1e-3)
+    np.testing.assert_allclose(runnable.run(x, {}), torch_logits(net, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(
+        runnable.reference().tensors["fc1.weight"], net.fc1.weight.detach().numpy()
+    )
+
+
+def test_failure_inside_substitution_restores(net: Net, files: dict[str, Path]) -> None:
+    runnable = open_runnable(files["net_scripted.pt"])
+    zeros = np.zeros((HIDDEN, FEATURES), np.float32)
+    with pytest.raises(RuntimeError), runnable.substituted({"fc1.weight": zeros}):
+        raise RuntimeError("interrupted")
+    x = inputs()
+    np.testing.assert_allclose(runnable.run(x, {}), torch_logits(net, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["net_scripted.pt", "net.onnx"])
+def test_bad_weights_name_the_tensor(files: dict[str, Path], name: str) -> None:
+    runnable = open_runnable(files[name])
+    with pytest.raises(InputError, match=r"no tensor named 'conv9\.weight'"):
+        runnable.run(inputs(), {"conv9.weight": np.zeros(3, np.float32)})
+    with pytest.raises(InputError, match=r"'fc1\.weight' has shape \[3\]"):
+        runnable.run(inputs(), {"fc1.weight": np.zeros(3, np.float32)})
+
+
+@pytest.mark.parametrize("name", ["net_scripted.pt", "net.onnx"])
+def test_data_the_model_cannot_take(files: dict[str, Path], name: str) -> None:
+    runnable = open_runnable(files[name])
+    wrong = np.zeros((4, FEATURES + 1), np.float32)
+    with pytest.raises(InputError, match=r"cannot run on inputs of shape \[4, 21\]") as info:
+        runnable.run(wrong, {})
+    message = str(info.value)
+    assert message.startswith(f"{files[name]}: ") and "\n" not in message
+
+
+def test_pickled_module_needs_opt_in(net: Net, files: dict[str, Path]) -> None:
+    path = files["whole.pt"]
+    with pytest.raises(InputError, match="allow_pickle=True") as info:
+        open_runnable(path)
+    assert str(info.value).startswith(f"{path}: cannot run this file: ")
+    runnable = open_runnable(path, allow_pickle=True)
+    x = inputs()
+    np.testing.assert_allclose(runnable.run(x, {}), torch_logits(net, x), rtol=1e-5, atol=1e-5)
+    assert runnable.names == tuple(net.state_dict())
+
+
+def test_files_that_cannot_run(files: dict[str, Path], tmp_path: Path) -> None:
+    npz = tmp_path / "w.npz"
+    np.savez(npz, w=np.ones(3))
+    garbage = tmp_path / "g.onnx"
+    garbage.write_bytes(b"definitely not onnx")
+    cases = {
+        files["state.pt"]: "cannot run this file: it holds only weights",
+        npz: "cannot run this file: only TorchScript",
+        garbage: "not a readable ONNX model",
+        tmp_path / "missing.onnx": "no such file",
+    }
+    for path, match in cases.items():
+        for allow_pickle in (False, True):
+            with pytest.raises(InputError, match=match) as info:
+                open_runnable(path, allow_pickle=allow_pickle)
+            message = str(info.value)
+            assert message.startswith(f"{path}: ") and "\n" not in message
+
+
+def test_onnx_with_two_inputs(net: Net, tmp_path: Path) -> None:
+    path = save_onnx(net, tmp_path / "two.onnx")
+    model = onnx.load(path)
+    model.graph.input.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1]))
+    onnx.save(model, path)
+    with pytest.raises(InputError, match=r"takes 2 inputs \(x, mask\)"):
+        open_runnable(path)
+
+
+@pytest.mark.parametrize("dtype", [TensorProto.FLOAT16, TensorProto.BFLOAT16])
+def test_onnx_half_weights_are_replaced_in_their_dtype(
+    net: Net, tmp_path: Path, dtype: int
+) -> None:
+    """fc1.weight stored as float16/bfloat16 (cast to float in the graph) takes float32 arrays."""
+    path = save_onnx(net, tmp_path / "half.onnx")
+    model = onnx.load(path)
+    init = next(t for t in model.graph.initializer if t.name == "fc1.weight")
+    narrow = helper.tensor_dtype_to_np_dtype(dtype)
+    stored = net.fc1.weight.detach().numpy().astype(narrow)
+    init.CopyFrom(numpy_helper.from_array(stored, "fc1.weight"))
+    model.graph.node[0].input[1] = "fc1.weight.float"
+    model.graph.node.insert(
+        0, helper.make_node("Cast", ["fc1.weight"], ["fc1.weight.float"], to=TensorProto.FLOAT)
+    )
+    onnx.save(model, path)
+    runnable = open_runnable(path)
+    assert read_model(path).dtypes["fc1.weight"] == np.dtype(narrow).name
+    x = inputs()
+    as_stored = stored.astype(np.float32)
+    np.testing.assert_allclose(
+        runnable.run(x, {}), torch_logits(net, x, **{"fc1.weight": as_stored}), atol=1e-5
+    )
+    changed = np.random.default_rng(3).normal(size=(HIDDEN, FEATURES)).astype(np.float32)
+    rounded = changed.astype(narrow).astype(np.float32)
+    np.testing.assert_allclose(
+        runnable.run(x, {"fc1.weight": changed}),
+        torch_logits(net, x, **{"fc1.weight": rounded}),
+        atol=1e-5,
+    )
