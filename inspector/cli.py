@@ -12,11 +12,11 @@ from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from inspector import __version__
+from inspector import __version__, cli_tune
 from inspector.errors import InspectorError
 
 EXIT_BAD_INPUT = 2
-COMMANDS = ("info", "compress", "decompress", "eval", "gui")
+COMMANDS = ("info", "compress", "decompress", "eval", "gui", *cli_tune.COMMANDS)
 T = TypeVar("T")
 
 
@@ -102,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="allow a whole module saved with torch.save (runs code from the file)")
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.set_defaults(func=_cmd_eval)
+    cli_tune.add_parsers(sub)
     return p
 
 

@@ -5,11 +5,14 @@ The app and the CLI read and write the same file::
     {"version": 1,
      "defaults": {"policy": "sparsity", "value": 0.9, "huffman": true},
      "kinds": {"conv": {"bits": 8, "index_bits": 8}, "fc": {"bits": 5, "index_bits": 5}},
-     "layers": {"ip3.weight": {"value": 0.74}, "ip1.weight": {"excluded": true}}}
+     "layers": {"ip3.weight": {"value": 0.74}, "ip1.weight": {"excluded": true}},
+     "sensitivity": {...}}
 
 A layer's settings are ``LayerSettings()`` updated by ``defaults``, then by its kind's entry,
 then by its own entry. Kinds that are not compressible (biases, norms, buffers) are always
-stored losslessly.
+stored losslessly. ``"sensitivity"`` (optional, omitted when there is none) is the last
+sensitivity sweep of the model (:mod:`inspector.model.sensitivity`), kept with the settings it
+informs.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 from inspector.atomic import atomic_path
 from inspector.core.settings import LayerSettings
 from inspector.errors import InputError, SettingsError
+from inspector.model.sensitivity import Sensitivity
 
 SETTINGS_VERSION = 1
 COMPRESSIBLE_KINDS = frozenset({"conv", "fc", "embedding"})
@@ -34,13 +38,19 @@ PAPER_KINDS: dict[str, dict[str, Any]] = {  # Deep Compression: conv 8 bits, fc 
 
 @dataclass(frozen=True, slots=True)
 class ModelSettings:
-    """Defaults, per-kind defaults and per-layer overrides, all as partial setting dicts."""
+    """Defaults, per-kind defaults and per-layer overrides, all as partial setting dicts.
+
+    ``sensitivity`` is the model's last sweep, if any; the ``with_*`` copies keep it.
+    """
 
     defaults: dict[str, Any] = field(default_factory=dict)
     kinds: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(PAPER_KINDS))
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sensitivity: Sensitivity | None = None
 
     def __post_init__(self) -> None:
+        if self.sensitivity is not None and not isinstance(self.sensitivity, Sensitivity):
+            raise SettingsError("sensitivity must be a sensitivity sweep")
         self.resolve("", "fc")  # validates defaults and the fc entry early
         for kind in self.kinds:
             self.resolve("", kind)
@@ -82,19 +92,26 @@ class ModelSettings:
         layers = {**self.layers, name: {**self.layers.get(name, {}), **changes}}
         return replace(self, layers=layers)
 
+    def with_sensitivity(self, sensitivity: Sensitivity | None) -> ModelSettings:
+        """A copy that carries ``sensitivity`` (None: drops the sweep)."""
+        return replace(self, sensitivity=sensitivity)
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "version": SETTINGS_VERSION,
             "defaults": self.defaults,
             "kinds": self.kinds,
             "layers": self.layers,
         }
+        if self.sensitivity is not None:
+            data["sensitivity"] = self.sensitivity.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> ModelSettings:
         if not isinstance(data, dict):
             raise SettingsError("settings must be a JSON object")
-        unknown = sorted(set(data) - {"version", "defaults", "kinds", "layers"})
+        unknown = sorted(set(data) - {"version", "defaults", "kinds", "layers", "sensitivity"})
         if unknown:
             raise SettingsError(f"unknown top-level key(s) {', '.join(unknown)}")
         version = data.get("version", SETTINGS_VERSION)
@@ -105,7 +122,9 @@ class ModelSettings:
             if not isinstance(value, dict):
                 raise SettingsError(f'"{key}" must be an object')
         kinds = {**PAPER_KINDS, **parts["kinds"]} if "kinds" not in data else parts["kinds"]
-        return cls(parts["defaults"], kinds, parts["layers"])
+        sweep = data.get("sensitivity")
+        sensitivity = None if sweep is None else Sensitivity.from_json(sweep)
+        return cls(parts["defaults"], kinds, parts["layers"], sensitivity)
 
 
 def load_settings(path: str | Path) -> ModelSettings:
