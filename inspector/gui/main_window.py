@@ -43,7 +43,8 @@ from .summary import SummaryWidget
 
 MAX_RECENT = 10
 MODEL_FILTER = (
-    "Models (*.pt *.pth *.bin *.ckpt *.safetensors *.npz *.onnx);;All files (*)"
+    "Models (*.pt *.pth *.bin *.ckpt *.safetensors *.npz *.onnx *.keras *.h5 *.hdf5 "
+    "*.caffemodel *.dcz);;All files (*)"
 )
 DATA_FILTER = "Evaluation data (*.h5 *.hdf5 *.npz);;All files (*)"
 FINETUNE_EPOCHS = (4, 2)  # masked retraining, then trained quantization
@@ -120,8 +121,9 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.split, 1)
         self.empty = QLabel(
             "Open a model to start: File ▸ Open (Ctrl+O), drop a file here, or run "
-            "<code>inspector MODEL</code>.<br>PyTorch (.pt, .pth), safetensors and NumPy "
-            ".npz state dicts are supported."
+            "<code>inspector MODEL</code>.<br>PyTorch (.pt, .pth, TorchScript), safetensors, "
+            "NumPy .npz, ONNX, Keras (.keras, .h5), Caffe (.caffemodel) and inspector's own "
+            ".dcz files are supported."
         )
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setWordWrap(True)

@@ -18,7 +18,10 @@ COMPRESSIBLE_KINDS: frozenset[str] = frozenset({"conv", "fc", "embedding"})
 ALL_KINDS: tuple[str, ...] = ("conv", "fc", "embedding", "norm", "bias", "buffer", "other")
 
 # Counters and running statistics live in the state dict but are not learned weights.
-_BUFFER_LEAVES = frozenset({"running_mean", "running_var", "num_batches_tracked"})
+# (Keras calls BatchNorm's running statistics moving_mean / moving_variance.)
+_BUFFER_LEAVES = frozenset(
+    {"running_mean", "running_var", "num_batches_tracked", "moving_mean", "moving_variance"}
+)
 _INTEGER_PREFIXES = ("int", "uint", "bool", "qint", "quint")
 _WEIGHT_LEAF = re.compile(r"(weight|kernel|filter)s?(_orig)?$|^w$", re.IGNORECASE)
 # GPT-2 names its token/position tables wte/wpe; most others say "embed".
@@ -62,7 +65,9 @@ def _is_bias(t: _Tensor) -> bool:
 
 
 def _is_norm(t: _Tensor) -> bool:
-    return t.ndim == 1 and any(_NORM_TOKEN.search(p) for p in t.parts)
+    # Keras names a norm layer's scale and shift gamma and beta, whatever the layer is called.
+    named = t.leaf in ("gamma", "beta") or any(_NORM_TOKEN.search(p) for p in t.parts)
+    return t.ndim == 1 and named
 
 
 _RULES: tuple[tuple[str, Callable[[_Tensor], bool]], ...] = (

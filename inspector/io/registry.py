@@ -57,6 +57,9 @@ _BUILTIN_MODULES = (
     "inspector.io.safetensors_file",
     "inspector.io.npz",
     "inspector.io.onnx_file",
+    "inspector.io.dcz_file",
+    "inspector.io.keras_file",
+    "inspector.io.caffe",  # protobuf has no magic number: its sniffer goes last
 )
 
 

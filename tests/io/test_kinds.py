@@ -17,6 +17,9 @@ CASES = [
     ("bn1.bias", (64,), "float32", "bias"),
     ("bn1.running_mean", (64,), "float32", "buffer"),
     ("bn1.running_var", (64,), "float32", "buffer"),
+    ("batch_normalization.moving_variance", (64,), "float32", "buffer"),
+    ("scaler.gamma", (64,), "float32", "norm"),
+    ("scaler.beta", (64,), "float32", "norm"),
     ("bn1.num_batches_tracked", (), "int64", "buffer"),
     ("fc.weight", (1000, 512), "float32", "fc"),
     # 1-D and 3-D convolutions
