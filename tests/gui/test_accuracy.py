@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import shiboken6
 from PySide6.QtCore import QEvent, QSettings
 from PySide6.QtWidgets import QApplication
 
 import h5py
 import numpy as np
 import pytest
-import shiboken6
 
 from inspector.gui.main_window import MainWindow
 from inspector.io import read_model
