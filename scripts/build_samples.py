@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 from safetensors.torch import save_file
@@ -48,7 +49,7 @@ class Sample:
 
     name: str
     net: Callable[[], nn.Module]
-    data: str  # "mnist" or "digits8"
+    data: Literal["mnist", "digits8"]
     recipe: Recipe
     description: str
     safetensors: bool = False
@@ -102,6 +103,7 @@ def files_of(sample: Sample) -> dict[str, str]:
 
 
 def write_data(out: Path, splits: dict[str, data.Split]) -> None:
+    """Write ``<key>_train.h5`` and ``<key>_test.h5`` for every split."""
     for key, split in splits.items():
         for part, x, y, source in (
             ("train", split.x_train, split.y_train, split.source_train),
@@ -161,6 +163,7 @@ def save_keras(out: Path, sample: Sample) -> None:
 
 
 def manifest_entry(out: Path, sample: Sample, net: nn.Module) -> dict[str, object]:
+    """The manifest's record of a saved sample; its accuracies are measured on the files."""
     files = files_of(sample)
     measured: dict[str, Measured] = {}
     for part in ("test", "train"):
@@ -183,6 +186,7 @@ def manifest_entry(out: Path, sample: Sample, net: nn.Module) -> dict[str, objec
 
 
 def data_entry(split: data.Split, part: str) -> dict[str, object]:
+    """The manifest's record of one data file."""
     x = split.x_train if part == "train" else split.x_test
     return {
         "examples": len(x),

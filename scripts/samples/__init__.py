@@ -1,0 +1,1 @@
+"""Helpers of ``scripts/build_samples.py``: data, networks, training, exporters, manifest."""
