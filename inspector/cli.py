@@ -12,11 +12,11 @@ from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from inspector import __version__, cli_tune
+from inspector import __version__, cli_finetune, cli_tune
 from inspector.errors import InspectorError
 
 EXIT_BAD_INPUT = 2
-COMMANDS = ("info", "compress", "decompress", "eval", "gui", *cli_tune.COMMANDS)
+COMMANDS = ("info", "compress", "decompress", "eval", "gui", "finetune", *cli_tune.COMMANDS)
 T = TypeVar("T")
 
 
@@ -103,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.set_defaults(func=_cmd_eval)
     cli_tune.add_parsers(sub)
+    cli_finetune.add_parser(sub)
     return p
 
 

@@ -47,7 +47,6 @@ MODEL_FILTER = (
     "*.caffemodel *.dcz);;All files (*)"
 )
 DATA_FILTER = "Evaluation data (*.h5 *.hdf5 *.npz);;All files (*)"
-FINETUNE_EPOCHS = (4, 2)  # masked retraining, then trained quantization
 
 
 class MainWindow(QMainWindow):
@@ -281,7 +280,7 @@ class MainWindow(QMainWindow):
             self, "Save the fine-tuned model (TorchScript)", default, "TorchScript (*.pt)"
         )
         if output:
-            self.controller.tuning.fine_tune(train, output, FINETUNE_EPOCHS)
+            self.controller.tuning.fine_tune(train, output)
 
     def choose_settings(self) -> None:
         path, _ = QFileDialog.getOpenFileName(

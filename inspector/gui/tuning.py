@@ -88,7 +88,9 @@ class TuningController(QObject):
 
         return self._start(job, f"Auto-tuning within {max_drop_points:g} points…")
 
-    def fine_tune(self, train_path: str, output: str, epochs: tuple[int, int]) -> int:
+    def fine_tune(
+        self, train_path: str, output: str, epochs: tuple[int, int] | None = None
+    ) -> int:
         """Retrain the model (masked, then its centroids) and write it to ``output``."""
         from inspector.io.eval_data import read_eval_data
         from inspector.io.trainable import load_trainable, save_trainable
@@ -106,7 +108,8 @@ class TuningController(QObject):
                 trainable.module, train.inputs, train.labels, settings,
                 val_inputs=None if val is None else val.inputs,
                 val_labels=None if val is None else val.labels,
-                prune_epochs=epochs[0], quant_epochs=epochs[1],
+                **({} if epochs is None else {"prune_epochs": epochs[0],
+                                               "quant_epochs": epochs[1]}),
             )
             result = drive(finetune(request), token)
             token.check()

@@ -19,6 +19,9 @@ from inspector.io.trainable import (
     state_arrays,
 )
 
+# TorchScript is the point here; torch 2.13 flags torch.jit.save/load as deprecated.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+
 
 def make_net() -> nn.Module:
     torch.manual_seed(0)

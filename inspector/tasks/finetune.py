@@ -1,0 +1,709 @@
+"""Deep Compression's retraining: masked retraining after pruning, then trained quantization.
+
+Stage 1 (``"pruned"``) keeps the mask the compressor would use under the user's settings and
+retrains the network with it fixed: gradients of pruned weights are zeroed before, and the mask
+re-applied after, every optimizer step, so pruned weights stay exactly 0.
+
+Stage 2 (``"quantized"``) re-plans every compressed layer on the retrained weights (the same
+codec as the compressor, keeping exactly the nonzero weights), which gives a codebook and each
+survivor's centroid. The weight is then ``codebook[assignment] * mask``: autograd through that
+expression gives centroid k the **sum** of its members' gradients (the paper's rule; the mean is
+a known bug of earlier ports), and the centroids are updated by SGD.
+
+Biases and layers stored losslessly train normally with the compressed layers, or stay frozen
+(``train_others=False``). The result's settings make ``inspector compress`` reproduce the
+trained tensors: every layer keeps exactly its nonzero weights (threshold 0) and has at most K
+distinct values, which exact k-means (``init="optimal"``) finds again as its codebook. Above
+4096 survivors the codec clusters a fine histogram, where two centroids closer than one bin
+would merge; the last step snaps centroids to the decoded values so the match is exact.
+
+Options beyond the paper, off by default: gradual pruning (``prune_steps``) and distillation
+from the original model (``distill``), both of which help when the training set is small.
+
+torch is imported inside the functions only (house rule: nothing in tasks imports it at start-up).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from inspector.core import kernels
+from inspector.core.layer import LayerCodec
+from inspector.core.prune import Mask
+from inspector.core.settings import LayerSettings
+from inspector.errors import InputError, SettingsError
+from inspector.io.model_file import LoadedModel
+from inspector.io.trainable import assign_state, clone_module, named_tensors, state_arrays
+from inspector.model.settings import ModelSettings
+from inspector.tasks.codec import ModelCodec, Progress
+
+Stage = Literal["pruned", "quantized"]
+Optimizer = Literal["sgd", "adam"]
+EVAL_BATCH = 1024
+# Prunes |w| <= 0: keeps exactly the nonzero weights, i.e. the mask fixed by stage 1.
+KEEP_NONZERO: dict[str, Any] = {"policy": "threshold", "value": 0.0}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FineTuneRequest:
+    """Everything one fine-tuning run needs; the module itself is never modified.
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        The trainable model (``io.trainable.load_trainable``); training runs on a copy.
+    train_inputs, train_labels : ndarray
+        float32 ``[N, ...]`` inputs and int64 ``[N]`` class labels.
+    settings : ModelSettings
+        The compression settings whose masks and bit widths are trained for.
+    val_inputs, val_labels : ndarray, optional
+        Validation data for the per-epoch top-1 accuracy.
+    prune_epochs, quant_epochs : int
+        Epochs of masked retraining and of centroid training.
+    prune_lr, quant_lr : float
+        Learning rates of the two stages (``quant_lr`` drives the centroids' SGD).
+    optimizer : {"sgd", "adam"}
+        Stage 1's optimizer; stage 2 always uses SGD, as the paper does.
+    momentum : float
+        SGD momentum (both stages).
+    cosine : bool
+        Decay stage 1's learning rate to 0 along a cosine (else constant).
+    weight_decay : float
+        L2 penalty added to the weights' gradients (in stage 2, to the members' gradients
+        before they are summed into their centroid).
+    batch_size, seed, threads : int
+        Minibatch size; seed of the shuffling and of torch; torch's CPU threads.
+    train_others : bool
+        Whether tensors that are not pruned and quantized (biases, excluded layers) train too.
+    prune_steps : int
+        1: the compressor's mask on the original weights, fixed from the start. More: prune
+        gradually in that many steps, each on the retrained weights, to the same count per
+        layer (see :func:`prune_schedule`).
+    distill, temperature : float
+        Weight in [0, 1] of distillation from the original model's outputs (softened by
+        ``temperature``) in the loss, against ``1 - distill`` of cross-entropy on the labels.
+        Helps when the training set is small.
+    """
+
+    module: Any
+    train_inputs: np.ndarray
+    train_labels: np.ndarray
+    settings: ModelSettings = field(default_factory=ModelSettings)
+    val_inputs: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
+    prune_epochs: int = 10
+    quant_epochs: int = 3
+    prune_lr: float = 0.05
+    quant_lr: float = 1e-4
+    optimizer: Optimizer = "sgd"
+    momentum: float = 0.9
+    cosine: bool = True
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    seed: int = 0
+    threads: int = 2
+    train_others: bool = True
+    prune_steps: int = 1
+    distill: float = 0.0
+    temperature: float = 4.0
+
+    def __post_init__(self) -> None:
+        for name in ("prune_epochs", "quant_epochs", "seed"):
+            _check_int(name, getattr(self, name), 0)
+        for name in ("batch_size", "threads", "prune_steps"):
+            _check_int(name, getattr(self, name), 1)
+        for name in ("prune_lr", "quant_lr", "temperature"):
+            _check_number(name, getattr(self, name), positive=True)
+        for name in ("momentum", "weight_decay", "distill"):
+            _check_number(name, getattr(self, name), positive=False)
+        if self.distill > 1:
+            raise SettingsError(f"distill must be between 0 and 1, got {self.distill!r}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise SettingsError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
+        _check_data("training", self.train_inputs, self.train_labels)
+        if (self.val_inputs is None) != (self.val_labels is None):
+            raise InputError("validation inputs and labels must be given together")
+        if self.val_inputs is not None:
+            _check_data("validation", self.val_inputs, self.val_labels)
+
+
+@dataclass(frozen=True, slots=True)
+class EpochStats:
+    """One row of the training history.
+
+    ``epoch`` 0 is the state a stage starts from (pruned, or freshly quantized), before any
+    training. ``loss`` is the mean training loss of the epoch (nan for epoch 0); ``top1`` the
+    validation accuracy of the weights as they are then (None without validation data).
+    """
+
+    stage: Stage
+    epoch: int
+    loss: float
+    top1: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class FineTuned:
+    """The result of a fine-tuning run.
+
+    Attributes
+    ----------
+    tensors : dict of str to ndarray
+        Every tensor of the trained module's state dict.
+    settings : ModelSettings
+        Settings under which ``compress`` reproduces ``tensors`` (threshold 0, optimal k-means
+        on each compressed layer; everything else as requested).
+    compressed : tuple of str
+        The layers that were pruned and quantized.
+    history : tuple of EpochStats
+        Per-epoch loss and validation accuracy of both stages.
+    baseline_top1, compressed_top1 : float or None
+        Validation top-1 of the original model, and of the requested settings applied to it
+        without retraining (None without validation data).
+    reproduction_error : float
+        Largest ``|decode(compress(tensors, settings)) - tensors|`` over the compressed layers,
+        measured on the result (0.0 when the compressed file reproduces the weights exactly).
+    """
+
+    tensors: dict[str, np.ndarray]
+    settings: ModelSettings
+    compressed: tuple[str, ...]
+    history: tuple[EpochStats, ...]
+    baseline_top1: float | None
+    compressed_top1: float | None
+    reproduction_error: float
+
+    @property
+    def top1(self) -> float | None:
+        """Validation top-1 of the final (quantized) weights."""
+        return self.history[-1].top1 if self.history else None
+
+
+@dataclass(slots=True)
+class _Layer:
+    """One compressed layer during training: its live tensor and fixed mask (flat, 0/1)."""
+
+    name: str
+    tensor: Any
+    keep: Any
+    codebook: Any = None
+    assignment: Any = None
+
+
+def centroid_grad(codebook: Any, assignment: Any, keep: Any, weight_grad: Any) -> Any:
+    """The gradient of each centroid from the gradient of the weights it makes up.
+
+    The weight is ``codebook[assignment] * keep``; autograd through that expression gives
+    centroid k the **sum** of ``weight_grad`` over the unpruned weights assigned to k.
+
+    Parameters
+    ----------
+    codebook : torch.Tensor
+        ``[K]`` centroids.
+    assignment : torch.Tensor
+        ``[n]`` int64 centroid of every weight (any value where ``keep`` is 0).
+    keep : torch.Tensor
+        ``[n]`` 1.0 for kept weights, 0.0 for pruned ones.
+    weight_grad : torch.Tensor
+        ``[n]`` dL/dw of every weight.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[K]`` dL/dc.
+    """
+    import torch
+
+    c = codebook.detach().requires_grad_(True)
+    with torch.enable_grad():
+        w = c[assignment] * keep
+        (grad,) = torch.autograd.grad(w, c, grad_outputs=weight_grad.reshape(w.shape))
+    return grad
+
+
+def finetune(request: FineTuneRequest) -> Generator[Progress, None, FineTuned]:
+    """Masked retraining, then trained quantization; yields progress per minibatch.
+
+    Closing the generator stops the run: the request's module is never modified and nothing
+    is written. Deterministic for a given seed and thread count.
+
+    Raises
+    ------
+    InputError
+        The model cannot run on the data, or its outputs are not ``[N, classes]`` logits.
+    SettingsError
+        Settings that cannot compress a layer (e.g. non-finite weights).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(request.threads)
+    try:
+        return (yield from _run(request))
+    finally:
+        torch.set_num_threads(threads)
+
+
+@dataclass(slots=True)
+class _Run:
+    """The state of one run: the module being trained and its data, as torch tensors."""
+
+    req: FineTuneRequest
+    module: Any
+    x: Any
+    y: Any
+    teacher: Any
+    val: tuple[Any, Any] | None
+    rng: np.random.Generator
+    nbatches: int
+    total: int
+    layers: list[_Layer] = field(default_factory=list)
+    trained: list[Any] = field(default_factory=list)
+    history: list[EpochStats] = field(default_factory=list)
+
+    def batches(self) -> Generator[tuple[int, tuple[Any, Any, Any]], None, None]:
+        """Shuffled minibatches ``(index, (inputs, labels, teacher logits or None))``."""
+        perm = self.rng.permutation(len(self.y))
+        for i, lo in enumerate(range(0, len(perm), self.req.batch_size)):
+            rows = perm[lo : lo + self.req.batch_size]
+            soft = None if self.teacher is None else self.teacher[rows]
+            yield i, (self.x[rows], self.y[rows], soft)
+
+    def record(self, stage: Stage, epoch: int, losses: list[float]) -> None:
+        loss = float(np.mean(losses)) if losses else math.nan
+        self.history.append(EpochStats(stage, epoch, loss, _top1(self.module, self.val)))
+
+
+def _run(req: FineTuneRequest) -> Generator[Progress, None, FineTuned]:
+    import torch
+
+    torch.manual_seed(req.seed)
+    module = clone_module(req.module)
+    x = torch.from_numpy(np.ascontiguousarray(req.train_inputs, np.float32))
+    y = torch.from_numpy(np.ascontiguousarray(req.train_labels, np.int64))
+    _check_outputs(module, x, y)
+    nbatches = math.ceil(len(y) / req.batch_size)
+    run = _Run(
+        req, module, x, y, _logits(module, x) if req.distill else None, _val_tensors(req),
+        np.random.default_rng(req.seed), nbatches,
+        (req.prune_epochs + req.quant_epochs) * nbatches,
+    )
+    original = state_arrays(module)
+    codec = ModelCodec(LoadedModel.build("<fine-tuning>", "torch", original))
+    names = _compressed_names(codec.model, req.settings)
+    run.layers = _masked_layers(module, codec, names, req.settings)
+    baseline = _top1(module, run.val)
+    assign_state(module, {n: codec.quantized(n, req.settings) for n in names})
+    compressed_top1 = _top1(module, run.val)
+    assign_state(module, original)
+    run.trained = _others(module, names, req.train_others)
+    if not names and not run.trained:
+        raise SettingsError("nothing to train: no layer is compressed and the others are frozen")
+
+    yield from _prune_stage(run)
+    settings = _with_layers(req.settings, names, **KEEP_NONZERO, init="optimal")
+    yield from _quant_stage(run, _with_layers(req.settings, names, **KEEP_NONZERO), settings)
+    yield Progress(run.total, run.total, "checking the compressed weights")
+    tensors = state_arrays(module)
+    return FineTuned(
+        tensors=tensors,
+        settings=settings,
+        compressed=tuple(names),
+        history=tuple(run.history),
+        baseline_top1=baseline,
+        compressed_top1=compressed_top1,
+        reproduction_error=reproduction_error(tensors, settings, names),
+    )
+
+
+def _prune_stage(run: _Run) -> Generator[Progress, None, None]:
+    """Masked retraining: pruned weights stay exactly 0 after every step."""
+    req = run.req
+    schedule = prune_schedule(req.prune_epochs, req.prune_steps)
+    final_pruned = [int(la.keep.numel() - la.keep.sum()) for la in run.layers]
+    if len(schedule) > 1:
+        _tighten(run.layers, final_pruned, schedule[0])
+    else:
+        _apply_masks(run.layers)  # the compressor's mask on the original weights
+    run.record("pruned", 0, [])
+    opt = _stage1_optimizer(req, [la.tensor for la in run.layers] + run.trained)
+    decay = _cosine(opt, req.prune_epochs * run.nbatches) if req.cosine else None
+    for epoch in range(1, req.prune_epochs + 1):
+        if epoch > 1 and epoch - 1 in schedule:
+            _tighten(run.layers, final_pruned, schedule[epoch - 1])
+        label = f"retraining pruned weights, epoch {epoch}/{req.prune_epochs}"
+        losses = []
+        for i, batch in run.batches():
+            yield Progress((epoch - 1) * run.nbatches + i, run.total, label)
+            losses.append(_masked_step(run, opt, batch))
+            if decay is not None:
+                decay.step()
+        run.record("pruned", epoch, losses)
+
+
+def _quant_stage(
+    run: _Run, replan: ModelSettings, final: ModelSettings
+) -> Generator[Progress, None, None]:
+    """Trained quantization: fixed assignments, centroids updated by SGD on summed gradients."""
+    import torch
+
+    req = run.req
+    _quantize_layers(run.module, run.layers, replan)
+    centroids = [la.codebook for la in run.layers]
+    groups = [{"params": centroids}, {"params": run.trained}]
+    opt = torch.optim.SGD(groups, lr=req.quant_lr, momentum=req.momentum)
+    if req.quant_epochs == 0:
+        _snap(run.module, run.layers, final)
+    run.record("quantized", 0, [])
+    done = req.prune_epochs * run.nbatches
+    for epoch in range(1, req.quant_epochs + 1):
+        label = f"training centroids, epoch {epoch}/{req.quant_epochs}"
+        losses = []
+        for i, batch in run.batches():
+            yield Progress(done + (epoch - 1) * run.nbatches + i, run.total, label)
+            losses.append(_centroid_step(run, opt, batch))
+        _write_quantized(run.layers)
+        if epoch == req.quant_epochs:
+            _snap(run.module, run.layers, final)
+        run.record("quantized", epoch, losses)
+
+
+def reproduction_error(
+    tensors: dict[str, np.ndarray], settings: ModelSettings, names: list[str] | tuple[str, ...]
+) -> float:
+    """Largest ``|decode(compress(tensors)) - tensors|`` over the layers ``names``."""
+    codec = ModelCodec(LoadedModel.build("<fine-tuned>", "torch", tensors))
+    err = 0.0
+    for name in names:
+        decoded = codec.quantized(name, settings).astype(np.float64)
+        err = max(err, float(np.max(np.abs(decoded - tensors[name]), initial=0.0)))
+    return err
+
+
+def _compressed_names(model: LoadedModel, settings: ModelSettings) -> list[str]:
+    """Tensors the settings prune and quantize (``resolve`` marks every other kind excluded)."""
+    names = [i.name for i in model.infos if not settings.resolve(i.name, i.kind).excluded]
+    for name in names:
+        if model.tensors[name].dtype.kind != "f":
+            raise SettingsError(f"layer {name}: only floating-point tensors can be fine-tuned")
+    return names
+
+
+def keep_mask(w: np.ndarray, mask: Mask) -> np.ndarray:
+    """The boolean keep-array of a mask rule: ``|w| > t``, plus ties past the first ``ties``.
+
+    Compares in float64 like the codec's kernels, so it keeps exactly the codec's survivors.
+    """
+    a = np.abs(np.asarray(w, dtype=np.float64).reshape(-1))
+    keep = a > mask.threshold
+    if mask.ties != kernels.TIES_ALL:
+        keep[np.flatnonzero(a == mask.threshold)[mask.ties :]] = True
+    return keep
+
+
+def _masked_layers(
+    module: Any, codec: ModelCodec, names: list[str], settings: ModelSettings
+) -> list[_Layer]:
+    import torch
+
+    live = named_tensors(module)
+    layers = []
+    for name in names:
+        info = codec.model.info(name)
+        s = settings.resolve(name, info.kind)
+        try:
+            plan = codec.codec(name).plan(s)
+        except SettingsError as exc:
+            raise SettingsError(f"layer {name}: {exc.problem}") from exc
+        keep = keep_mask(codec.model.tensors[name], plan.mask)
+        if int(keep.sum()) != plan.survivors:  # the mask rule and the codec must agree
+            raise SettingsError(f"layer {name}: internal error: mask disagrees with the codec")
+        tensor = live[name]
+        layers.append(_Layer(name, tensor, torch.from_numpy(keep).to(tensor.dtype)))
+    return layers
+
+
+def _others(module: Any, names: list[str], train: bool) -> list[Any]:
+    """The parameters that are not compressed: trained as usual, or frozen."""
+    compressed = set(names)
+    params = dict(module.named_parameters())
+    others = [p for n, p in params.items() if n not in compressed and p.requires_grad]
+    if not train:
+        for p in others:
+            p.requires_grad_(False)
+        return []
+    return others
+
+
+def _stage1_optimizer(req: FineTuneRequest, params: list[Any]) -> Any:
+    import torch
+
+    params = [p for p in params if p.requires_grad]
+    if req.optimizer == "adam":
+        return torch.optim.Adam(params, lr=req.prune_lr)
+    return torch.optim.SGD(params, lr=req.prune_lr, momentum=req.momentum)
+
+
+def prune_schedule(epochs: int, steps: int) -> dict[int, float]:
+    """Epoch (0-based) -> fraction of the final pruned count to reach before it.
+
+    One step prunes everything at once, with the compressor's mask on the original weights.
+    More steps prune gradually, on the retrained weights, along Zhu & Gupta's cubic schedule
+    ``1 - (1 - j / steps) ** 3``, spread evenly over the epochs ([LW]: iterating pruning and
+    retraining prunes further at the same accuracy).
+    """
+    steps = max(1, min(steps, epochs))
+    return {(j * epochs) // steps: 1 - (1 - (j + 1) / steps) ** 3 for j in range(steps)}
+
+
+def _tighten(layers: list[_Layer], final_pruned: list[int], fraction: float) -> None:
+    """Prune each layer's smallest current weights up to ``fraction`` of its final count.
+
+    Already pruned weights are 0, so they stay pruned; the mask is the codec's sparsity rule.
+    """
+    import torch
+
+    for la, pruned in zip(layers, final_pruned, strict=True):
+        w = la.tensor.detach().numpy().reshape(-1)
+        count = round(fraction * pruned)
+        rule = LayerCodec(w).mask(LayerSettings(policy="sparsity", value=count / max(w.size, 1)))
+        la.keep = torch.from_numpy(keep_mask(w, rule)).to(la.tensor.dtype)
+    _apply_masks(layers)
+
+
+def _cosine(opt: Any, steps: int) -> Any:
+    """Cosine decay of the learning rate to 0 over ``steps`` minibatches."""
+    import torch
+
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / max(steps, 1)))
+    )
+
+
+def _apply_masks(layers: list[_Layer]) -> None:
+    import torch
+
+    with torch.no_grad():
+        for la in layers:
+            la.tensor.mul_(la.keep.view_as(la.tensor))
+
+
+def _loss(module: Any, batch: tuple[Any, Any, Any], req: FineTuneRequest) -> Any:
+    """Cross-entropy on the labels, blended with distillation from the original model."""
+    import torch.nn.functional as F
+
+    xb, yb, teacher = batch
+    logits = module(xb)
+    loss = F.cross_entropy(logits, yb)
+    if teacher is None:
+        return loss
+    t = req.temperature
+    soft = F.kl_div(
+        F.log_softmax(logits / t, 1), F.log_softmax(teacher / t, 1), reduction="batchmean",
+        log_target=True,
+    )
+    return (1 - req.distill) * loss + req.distill * t * t * soft
+
+
+def _masked_step(run: _Run, opt: Any, batch: tuple[Any, Any, Any]) -> float:
+    import torch
+
+    req, layers = run.req, run.layers
+    opt.zero_grad(set_to_none=True)
+    loss = _loss(run.module, batch, req)
+    loss.backward()
+    with torch.no_grad():
+        for p in [la.tensor for la in layers] + run.trained:
+            if p.grad is not None and req.weight_decay:
+                p.grad.add_(p, alpha=req.weight_decay)
+        for la in layers:
+            if la.tensor.grad is not None:
+                la.tensor.grad.mul_(la.keep.view_as(la.tensor))
+    opt.step()
+    _apply_masks(layers)  # momentum or Adam's state must never revive a pruned weight
+    return float(loss.detach())
+
+
+def _with_layers(settings: ModelSettings, names: list[str], **changes: Any) -> ModelSettings:
+    for name in names:
+        settings = settings.with_layer(name, **changes)
+    return settings
+
+
+def _quantize_layers(module: Any, layers: list[_Layer], settings: ModelSettings) -> None:
+    """Re-plan each layer on its retrained weights: codebook and per-weight centroid.
+
+    ``settings`` keep exactly the nonzero weights (the fixed mask) with the user's bits and
+    k-means init, so the starting codebook is the one the paper's pipeline would pick.
+    """
+    import torch
+
+    codec = ModelCodec(LoadedModel.build("<retrained>", "torch", state_arrays(module)))
+    for la in layers:
+        s = settings.resolve(la.name, codec.model.info(la.name).kind)
+        plan = codec.codec(la.name).plan(s)
+        q = codec.codec(la.name).quantized(s).reshape(-1)
+        # The codec's survivors: the nonzero weights, i.e. stage 1's mask (less any weight
+        # that trained to exactly 0, which is pruned from here on).
+        keep = keep_mask(codec.model.tensors[la.name], plan.mask)
+        la.keep = torch.from_numpy(keep).to(la.tensor.dtype)
+        codebook = np.asarray(plan.codebook, np.float32)
+        assignment = np.zeros(q.size, np.int64)
+        assignment[keep] = _labels(codebook, q[keep])
+        la.codebook = torch.from_numpy(codebook.copy()).requires_grad_(True)
+        la.assignment = torch.from_numpy(assignment)
+    _write_quantized(layers)
+
+
+def _labels(codebook: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The codebook entry of every decoded value (the first of equal entries)."""
+    order = np.argsort(codebook, kind="stable")
+    pos = np.searchsorted(codebook[order], values)
+    labels = order[np.minimum(pos, codebook.size - 1)]
+    if values.size and not np.array_equal(codebook[labels], values):
+        raise SettingsError("internal error: decoded weights are not codebook values")
+    return labels
+
+
+def _write_quantized(layers: list[_Layer]) -> None:
+    """Set every compressed weight to ``codebook[assignment] * keep``."""
+    import torch
+
+    with torch.no_grad():
+        for la in layers:
+            w = la.codebook[la.assignment] * la.keep.to(la.codebook.dtype)
+            la.tensor.copy_(w.view(la.tensor.shape).to(la.tensor.dtype))
+
+
+def _centroid_step(run: _Run, opt: Any, batch: tuple[Any, Any, Any]) -> float:
+    import torch
+
+    req, layers = run.req, run.layers
+    _write_quantized(layers)
+    opt.zero_grad(set_to_none=True)
+    for la in layers:
+        la.tensor.grad = None
+    loss = _loss(run.module, batch, req)
+    loss.backward()
+    with torch.no_grad():
+        for p in run.trained:
+            if p.grad is not None and req.weight_decay:
+                p.grad.add_(p, alpha=req.weight_decay)
+        for la in layers:
+            g = la.tensor.grad
+            g = torch.zeros_like(la.tensor) if g is None else g
+            if req.weight_decay:
+                g = g + req.weight_decay * la.tensor
+            keep = la.keep.to(la.codebook.dtype)
+            la.codebook.grad = centroid_grad(la.codebook, la.assignment, keep, g.reshape(-1))
+    opt.step()
+    return float(loss.detach())
+
+
+def _snap(module: Any, layers: list[_Layer], settings: ModelSettings) -> None:
+    """Move each centroid onto the value the compressed file decodes its members to.
+
+    Centroids closer than the codec's fine histogram bin (1/65536 of the layer's range) would
+    decode as one value; adopting the decoded values makes the result a fixed point of
+    compression. Usually nothing moves.
+    """
+    import torch
+
+    _write_quantized(layers)
+    codec = ModelCodec(LoadedModel.build("<snap>", "torch", state_arrays(module)))
+    with torch.no_grad():
+        for la in layers:
+            decoded = codec.quantized(la.name, settings).reshape(-1).astype(np.float32)
+            keep = la.keep.numpy().astype(bool)
+            members = la.assignment.numpy()[keep]
+            first = np.full(la.codebook.numel(), -1, np.int64)
+            idx = np.flatnonzero(keep)
+            first[members[::-1]] = idx[::-1]  # the first member of each centroid
+            used = first >= 0
+            new = la.codebook.detach().numpy().copy()
+            new[used] = decoded[first[used]]
+            la.codebook.copy_(torch.from_numpy(new))
+    _write_quantized(layers)
+
+
+def _val_tensors(req: FineTuneRequest) -> tuple[Any, Any] | None:
+    import torch
+
+    if req.val_inputs is None or req.val_labels is None:
+        return None
+    x = torch.from_numpy(np.ascontiguousarray(req.val_inputs, np.float32))
+    return x, torch.from_numpy(np.ascontiguousarray(req.val_labels, np.int64))
+
+
+def _top1(module: Any, val: tuple[Any, Any] | None) -> float | None:
+    """Validation top-1 in eval mode (dropout off, batch-norm statistics frozen)."""
+    import torch
+
+    if val is None:
+        return None
+    x, y = val
+    module.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(y), EVAL_BATCH):
+            correct += int((module(x[i : i + EVAL_BATCH]).argmax(1) == y[i : i + EVAL_BATCH]).sum())
+    module.train()
+    return correct / len(y)
+
+
+def _logits(module: Any, x: Any) -> Any:
+    """The model's outputs on all of ``x``, in eval mode."""
+    import torch
+
+    module.eval()
+    with torch.no_grad():
+        out = torch.cat([module(x[i : i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
+    module.train()
+    return out
+
+
+def _check_outputs(module: Any, x: Any, y: Any) -> None:
+    """The model must map a batch of inputs to ``[batch, classes]`` logits covering the labels."""
+    import torch
+
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(x[:2])
+    except Exception as exc:  # TorchScript raises RuntimeError with a long trace
+        text = " ".join(str(exc).split())[:160]
+        raise InputError(f"the model cannot run on the training inputs ({text})") from None
+    finally:
+        module.train()
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != min(2, len(x)):
+        raise InputError("the model's output is not a [batch, classes] tensor of logits")
+    if int(y.max()) >= out.shape[1]:
+        raise InputError(f"label {int(y.max())} is out of range for {out.shape[1]} classes")
+
+
+def _check_data(what: str, inputs: Any, labels: Any) -> None:
+    if not isinstance(inputs, np.ndarray) or inputs.ndim < 1 or inputs.dtype.kind != "f":
+        raise InputError(f"{what} inputs must be a floating-point array [N, ...]")
+    if not isinstance(labels, np.ndarray) or labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise InputError(f"{what} labels must be an integer array [N]")
+    if len(inputs) != len(labels) or len(labels) == 0:
+        raise InputError(f"{what} data: {len(inputs)} inputs but {len(labels)} labels")
+    if labels.min() < 0:
+        raise InputError(f"{what} labels must be >= 0")
+
+
+def _check_int(name: str, value: object, lo: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise SettingsError(f"{name} must be an integer >= {lo}, got {value!r}")
+
+
+def _check_number(name: str, value: object, positive: bool) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise SettingsError(f"{name} must be a finite number {bound}, got {value!r}")
