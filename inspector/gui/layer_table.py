@@ -351,8 +351,11 @@ class LayerTableWidget(QWidget):
             header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
 
     def _on_session_model_changed(self) -> None:
-        self._fit_columns()
+        # Sized once its first estimate is in (below): sizing costs ~10 ms of text layout,
+        # and opening a model is the moment the GUI thread is busiest.
         self._sized_for_estimate = False
+        if self.session.estimate is not None or self.session.model is None:
+            self._on_session_estimate_changed()
 
     def _on_session_estimate_changed(self) -> None:
         # The estimate columns are empty until the first estimate: size them once it is in.
