@@ -170,7 +170,7 @@ class TuningController(QObject):
             acc = value.accuracy
             self.status.emit(
                 f"Auto-tune: {value.ratio:.1f}x smaller, top-1 {100 * acc.top1:.2f}% "
-                f"({-acc.drop_points:+.2f} pt). {value.note}"
+                f"({-acc.drop_points:+.2f} pt): {value.note}"
             )
         elif what == "finetune":
             path, settings = value
