@@ -110,10 +110,9 @@ def _seq_kinds(model: LoadedModel) -> None:
     assert kinds["conv.kernel"] == "conv"  # HWIO, 4-D
     assert kinds["fc1.kernel"] == kinds["fc2.kernel"] == "fc"  # [in, out]
     assert kinds["conv.bias"] == kinds["fc1.bias"] == "bias"
-    # kinds.py knows no moving_mean/moving_variance leaf: the layer name makes all four "norm".
-    assert {kinds[f"bn.{v}"] for v in ("gamma", "beta", "moving_mean", "moving_variance")} == {
-        "norm"
-    }
+    # BatchNorm: scale and shift are norm weights, the moving statistics are buffers.
+    assert {kinds[f"bn.{v}"] for v in ("gamma", "beta")} == {"norm"}
+    assert {kinds[f"bn.{v}"] for v in ("moving_mean", "moving_variance")} == {"buffer"}
 
 
 @pytest.mark.parametrize("name", ["seq.keras", "seq.h5"])
