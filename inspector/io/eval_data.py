@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from inspector.errors import InputError
+from inspector.io.isolated import read_isolated
+from inspector.io.model_file import LoadedModel
 
 #: Largest float32 inputs array a data file may produce.
 MAX_INPUT_NBYTES = 4 << 30
@@ -151,6 +153,20 @@ def _finish(
 
 
 def _read_hdf5(path: Path) -> EvalData:
+    """In a child process: the HDF5 library can crash on a damaged file (see isolated)."""
+    model = read_isolated(hdf5_as_model, path, library="HDF5")
+    inputs, labels = model.tensors["inputs"], model.tensors["labels"]
+    return EvalData(inputs, labels, str(path), model.metadata.get("source", ""))
+
+
+def hdf5_as_model(path: Path) -> LoadedModel:
+    """The child's side of :func:`_read_hdf5`: the data as a two-tensor model."""
+    data = _read_hdf5_here(path)
+    tensors = {"inputs": data.inputs, "labels": data.labels}
+    return LoadedModel.build(str(path), "eval-data", tensors, metadata={"source": data.source})
+
+
+def _read_hdf5_here(path: Path) -> EvalData:
     import h5py
 
     try:

@@ -194,3 +194,25 @@ def test_bad_files(tmp_path: Path, name: str, make: Callable[[Path], Path], matc
 
 def test_missing_file(tmp_path: Path) -> None:
     expect_error(tmp_path / "nowhere.h5", "no such file")
+
+
+def test_damaged_hdf5_is_one_error_or_a_read_never_a_crash(tmp_path: Path) -> None:
+    """The HDF5 library is read in a child process: flips in its metadata cannot take the
+    reader (or the app) down."""
+    good = tmp_path / "good.h5"
+    with h5py.File(good, "w") as f:
+        f.create_dataset("inputs", data=np.arange(60, dtype=np.uint8).reshape(20, 3))
+        f.create_dataset("labels", data=np.arange(20) % 3)
+    raw = good.read_bytes()
+    rng = np.random.default_rng(0)
+    for offset in sorted(rng.choice(min(len(raw), 2048), 8, replace=False)):
+        bad = bytearray(raw)
+        bad[offset] ^= 0xFF
+        path = tmp_path / f"flip{offset}.h5"
+        path.write_bytes(bytes(bad))
+        try:
+            data = read_eval_data(path)
+        except InputError as exc:
+            assert str(path) in str(exc) and "\n" not in str(exc)
+        else:
+            assert data.count == 20
