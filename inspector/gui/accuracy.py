@@ -17,7 +17,7 @@ from inspector.io.model_file import LoadedModel
 from inspector.model.session import Session
 from inspector.tasks.codec import ModelCodec
 
-from .workers import SerialWorker, Token, drive
+from .workers import COLLECTOR, SerialWorker, Token, drive
 
 SETTLE_MS = 250  # settings unchanged this long = the user let go of the slider
 
@@ -63,8 +63,9 @@ class AccuracyController(QObject):
         def job(_token: Token) -> tuple[Any, ModelCodec]:
             from inspector.tasks.accuracy import open_evaluator
 
-            evaluator = open_evaluator(model.path, data)
-            evaluator.baseline  # noqa: B018 - measured here, off the GUI thread
+            with COLLECTOR.paused():
+                evaluator = open_evaluator(model.path, data)
+                evaluator.baseline  # noqa: B018 - measured here, off the GUI thread
             return evaluator, ModelCodec(model)
 
         self._worker.submit(lambda token: ("opened", job(token)))

@@ -8,6 +8,7 @@ mode nothing waits for a click: an error is one line on stderr and exit code 2.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 import tempfile
@@ -58,6 +59,7 @@ def run(
         window.resize(*SCREENSHOT_SIZE)
         _arm_screenshot(window, Path(screenshot), select, measured=data is not None)
     window.show()
+    gc.freeze()  # Qt's and pyqtgraph's objects live as long as the app (see workers.COLLECTOR)
     if model:
         window.open_model(model, config, data)
     elif screenshot:

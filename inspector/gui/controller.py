@@ -18,7 +18,7 @@ from inspector.tasks.load import Opened, open_model
 
 from .accuracy import AccuracyController
 from .tuning import TuningController
-from .workers import SerialWorker, Token, drive
+from .workers import COLLECTOR, SerialWorker, Token, drive
 
 MIN_APPLY_MS = 50  # least time between two estimates shown (a drag makes many)
 
@@ -78,7 +78,8 @@ class Controller(QObject):
         self.status.emit(f"Opening {path}…")
 
         def job(token: Token) -> Opened:
-            return drive(open_model(path), token)
+            with COLLECTOR.paused():
+                return drive(open_model(path), token)
 
         generation = self.loader.submit(job)
         self._pending[generation] = (settings, None if data_path is None else str(data_path))

@@ -17,7 +17,7 @@ from inspector.model.session import Session
 from inspector.tasks.codec import ModelCodec, Progress
 
 from .accuracy import AccuracyController
-from .workers import SerialWorker, Token, drive
+from .workers import COLLECTOR, SerialWorker, Token, drive
 
 
 class TuningController(QObject):
@@ -148,7 +148,8 @@ class TuningController(QObject):
         key = (model.path, data)
         if self._tools is None or self._tools[0] != key or self._tools[2].model is not model:
             token.report(Progress(0, 1, "opening the evaluation data"))
-            self._tools = (key, open_evaluator(model.path, data), ModelCodec(model))
+            with COLLECTOR.paused():
+                self._tools = (key, open_evaluator(model.path, data), ModelCodec(model))
         return self._tools[1], self._tools[2]
 
     # ---------------------------------------------------------------- handlers
