@@ -90,3 +90,19 @@ def test_drive_reports_progress_and_closes_the_generator_on_cancel(qtbot, worker
     gate.set()
     assert closed.wait(5)
     assert not worker.busy or qtbot.waitUntil(lambda: not worker.busy) is None
+
+
+def test_the_collector_pause_is_shared_and_freezes_survivors() -> None:
+    import gc
+
+    from inspector.gui.workers import COLLECTOR
+
+    assert gc.isenabled()
+    with COLLECTOR.paused():
+        survivor = [object() for _ in range(10)]
+        with COLLECTOR.paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer job still runs
+    assert gc.isenabled()
+    assert gc.get_freeze_count() >= len(survivor)
+    gc.unfreeze()
