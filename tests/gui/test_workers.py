@@ -98,8 +98,10 @@ def test_the_collector_pause_is_shared_and_freezes_survivors() -> None:
     from inspector.gui.workers import COLLECTOR
 
     assert gc.isenabled()
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
     with COLLECTOR.paused():
-        survivor = [object() for _ in range(10)]
+        survivor = [[i] for i in range(10)]  # lists: objects the collector tracks
         with COLLECTOR.paused():
             assert not gc.isenabled()
         assert not gc.isenabled()  # the outer job still runs
