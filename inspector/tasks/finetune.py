@@ -20,6 +20,11 @@ would merge; the last step snaps centroids to the decoded values so the match is
 Options beyond the paper, off by default: gradual pruning (``prune_steps``) and distillation
 from the original model (``distill``), both of which help when the training set is small.
 
+This module holds the request, the result, the run loop with its two stages and the argument
+checks: what happens in which order. What each step does to the tensors lives in
+:mod:`inspector.tasks.finetune_steps` (house rule: split past ~400 lines); its public names are
+re-exported here, so callers keep importing everything from ``inspector.tasks.finetune``.
+
 torch is imported inside the functions only (house rule: nothing in tasks imports it at start-up).
 """
 
@@ -32,19 +37,38 @@ from typing import Any, Literal
 
 import numpy as np
 
-from inspector.core import kernels
-from inspector.core.layer import LayerCodec
-from inspector.core.prune import Mask
-from inspector.core.settings import LayerSettings
 from inspector.errors import InputError, SettingsError
 from inspector.io.model_file import LoadedModel
-from inspector.io.trainable import assign_state, clone_module, named_tensors, state_arrays
+from inspector.io.trainable import assign_state, clone_module, state_arrays
 from inspector.model.settings import ModelSettings
 from inspector.tasks.codec import ModelCodec, Progress
 
+# What the loop calls; ``x as x`` re-exports the public names that moved (callers import them here).
+from inspector.tasks.finetune_steps import EVAL_BATCH as EVAL_BATCH
+from inspector.tasks.finetune_steps import (
+    _apply_masks,
+    _centroid_step,
+    _cosine,
+    _Layer,
+    _logits,
+    _masked_layers,
+    _masked_step,
+    _others,
+    _quantize_layers,
+    _snap,
+    _stage1_optimizer,
+    _stage2_optimizer,
+    _tighten,
+    _top1,
+    _val_tensors,
+    _write_quantized,
+)
+from inspector.tasks.finetune_steps import centroid_grad as centroid_grad
+from inspector.tasks.finetune_steps import keep_mask as keep_mask
+from inspector.tasks.finetune_steps import prune_schedule as prune_schedule
+
 Stage = Literal["pruned", "quantized"]
 Optimizer = Literal["sgd", "adam"]
-EVAL_BATCH = 1024
 # Prunes |w| <= 0: keeps exactly the nonzero weights, i.e. the mask fixed by stage 1.
 KEEP_NONZERO: dict[str, Any] = {"policy": "threshold", "value": 0.0}
 
@@ -184,48 +208,6 @@ class FineTuned:
         return self.history[-1].top1 if self.history else None
 
 
-@dataclass(slots=True)
-class _Layer:
-    """One compressed layer during training: its live tensor and fixed mask (flat, 0/1)."""
-
-    name: str
-    tensor: Any
-    keep: Any
-    codebook: Any = None
-    assignment: Any = None
-
-
-def centroid_grad(codebook: Any, assignment: Any, keep: Any, weight_grad: Any) -> Any:
-    """The gradient of each centroid from the gradient of the weights it makes up.
-
-    The weight is ``codebook[assignment] * keep``; autograd through that expression gives
-    centroid k the **sum** of ``weight_grad`` over the unpruned weights assigned to k.
-
-    Parameters
-    ----------
-    codebook : torch.Tensor
-        ``[K]`` centroids.
-    assignment : torch.Tensor
-        ``[n]`` int64 centroid of every weight (any value where ``keep`` is 0).
-    keep : torch.Tensor
-        ``[n]`` 1.0 for kept weights, 0.0 for pruned ones.
-    weight_grad : torch.Tensor
-        ``[n]`` dL/dw of every weight.
-
-    Returns
-    -------
-    torch.Tensor
-        ``[K]`` dL/dc.
-    """
-    import torch
-
-    c = codebook.detach().requires_grad_(True)
-    with torch.enable_grad():
-        w = c[assignment] * keep
-        (grad,) = torch.autograd.grad(w, c, grad_outputs=weight_grad.reshape(w.shape))
-    return grad
-
-
 def finetune(request: FineTuneRequest) -> Generator[Progress, None, FineTuned]:
     """Masked retraining, then trained quantization; yields progress per minibatch.
 
@@ -350,13 +332,9 @@ def _quant_stage(
     run: _Run, replan: ModelSettings, final: ModelSettings
 ) -> Generator[Progress, None, None]:
     """Trained quantization: fixed assignments, centroids updated by SGD on summed gradients."""
-    import torch
-
     req = run.req
     _quantize_layers(run.module, run.layers, replan)
-    centroids = [la.codebook for la in run.layers]
-    groups = [{"params": centroids}, {"params": run.trained}]
-    opt = torch.optim.SGD(groups, lr=req.quant_lr, momentum=req.momentum)
+    opt = _stage2_optimizer(req, run.layers, run.trained)  # after the codebooks exist
     if req.quant_epochs == 0:
         _snap(run.module, run.layers, final)
     run.record("quantized", 0, [])
@@ -394,277 +372,10 @@ def _compressed_names(model: LoadedModel, settings: ModelSettings) -> list[str]:
     return names
 
 
-def keep_mask(w: np.ndarray, mask: Mask) -> np.ndarray:
-    """The boolean keep-array of a mask rule: ``|w| > t``, plus ties past the first ``ties``.
-
-    Compares in float64 like the codec's kernels, so it keeps exactly the codec's survivors.
-    """
-    a = np.abs(np.asarray(w, dtype=np.float64).reshape(-1))
-    keep = a > mask.threshold
-    if mask.ties != kernels.TIES_ALL:
-        keep[np.flatnonzero(a == mask.threshold)[mask.ties :]] = True
-    return keep
-
-
-def _masked_layers(
-    module: Any, codec: ModelCodec, names: list[str], settings: ModelSettings
-) -> list[_Layer]:
-    import torch
-
-    live = named_tensors(module)
-    layers = []
-    for name in names:
-        info = codec.model.info(name)
-        s = settings.resolve(name, info.kind)
-        try:
-            plan = codec.codec(name).plan(s)
-        except SettingsError as exc:
-            raise SettingsError(f"layer {name}: {exc.problem}") from exc
-        keep = keep_mask(codec.model.tensors[name], plan.mask)
-        if int(keep.sum()) != plan.survivors:  # the mask rule and the codec must agree
-            raise SettingsError(f"layer {name}: internal error: mask disagrees with the codec")
-        tensor = live[name]
-        layers.append(_Layer(name, tensor, torch.from_numpy(keep).to(tensor.dtype)))
-    return layers
-
-
-def _others(module: Any, names: list[str], train: bool) -> list[Any]:
-    """The parameters that are not compressed: trained as usual, or frozen."""
-    compressed = set(names)
-    params = dict(module.named_parameters())
-    others = [p for n, p in params.items() if n not in compressed and p.requires_grad]
-    if not train:
-        for p in others:
-            p.requires_grad_(False)
-        return []
-    return others
-
-
-def _stage1_optimizer(req: FineTuneRequest, params: list[Any]) -> Any:
-    import torch
-
-    params = [p for p in params if p.requires_grad]
-    if req.optimizer == "adam":
-        return torch.optim.Adam(params, lr=req.prune_lr)
-    return torch.optim.SGD(params, lr=req.prune_lr, momentum=req.momentum)
-
-
-def prune_schedule(epochs: int, steps: int) -> dict[int, float]:
-    """Epoch (0-based) -> fraction of the final pruned count to reach before it.
-
-    One step prunes everything at once, with the compressor's mask on the original weights.
-    More steps prune gradually, on the retrained weights, along Zhu & Gupta's cubic schedule
-    ``1 - (1 - j / steps) ** 3``, spread evenly over the epochs ([LW]: iterating pruning and
-    retraining prunes further at the same accuracy).
-    """
-    steps = max(1, min(steps, epochs))
-    return {(j * epochs) // steps: 1 - (1 - (j + 1) / steps) ** 3 for j in range(steps)}
-
-
-def _tighten(layers: list[_Layer], final_pruned: list[int], fraction: float) -> None:
-    """Prune each layer's smallest current weights up to ``fraction`` of its final count.
-
-    Already pruned weights are 0, so they stay pruned; the mask is the codec's sparsity rule.
-    """
-    import torch
-
-    for la, pruned in zip(layers, final_pruned, strict=True):
-        w = la.tensor.detach().numpy().reshape(-1)
-        count = round(fraction * pruned)
-        rule = LayerCodec(w).mask(LayerSettings(policy="sparsity", value=count / max(w.size, 1)))
-        la.keep = torch.from_numpy(keep_mask(w, rule)).to(la.tensor.dtype)
-    _apply_masks(layers)
-
-
-def _cosine(opt: Any, steps: int) -> Any:
-    """Cosine decay of the learning rate to 0 over ``steps`` minibatches."""
-    import torch
-
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / max(steps, 1)))
-    )
-
-
-def _apply_masks(layers: list[_Layer]) -> None:
-    import torch
-
-    with torch.no_grad():
-        for la in layers:
-            la.tensor.mul_(la.keep.view_as(la.tensor))
-
-
-def _loss(module: Any, batch: tuple[Any, Any, Any], req: FineTuneRequest) -> Any:
-    """Cross-entropy on the labels, blended with distillation from the original model."""
-    import torch.nn.functional as F
-
-    xb, yb, teacher = batch
-    logits = module(xb)
-    loss = F.cross_entropy(logits, yb)
-    if teacher is None:
-        return loss
-    t = req.temperature
-    soft = F.kl_div(
-        F.log_softmax(logits / t, 1), F.log_softmax(teacher / t, 1), reduction="batchmean",
-        log_target=True,
-    )
-    return (1 - req.distill) * loss + req.distill * t * t * soft
-
-
-def _masked_step(run: _Run, opt: Any, batch: tuple[Any, Any, Any]) -> float:
-    import torch
-
-    req, layers = run.req, run.layers
-    opt.zero_grad(set_to_none=True)
-    loss = _loss(run.module, batch, req)
-    loss.backward()
-    with torch.no_grad():
-        for p in [la.tensor for la in layers] + run.trained:
-            if p.grad is not None and req.weight_decay:
-                p.grad.add_(p, alpha=req.weight_decay)
-        for la in layers:
-            if la.tensor.grad is not None:
-                la.tensor.grad.mul_(la.keep.view_as(la.tensor))
-    opt.step()
-    _apply_masks(layers)  # momentum or Adam's state must never revive a pruned weight
-    return float(loss.detach())
-
-
 def _with_layers(settings: ModelSettings, names: list[str], **changes: Any) -> ModelSettings:
     for name in names:
         settings = settings.with_layer(name, **changes)
     return settings
-
-
-def _quantize_layers(module: Any, layers: list[_Layer], settings: ModelSettings) -> None:
-    """Re-plan each layer on its retrained weights: codebook and per-weight centroid.
-
-    ``settings`` keep exactly the nonzero weights (the fixed mask) with the user's bits and
-    k-means init, so the starting codebook is the one the paper's pipeline would pick.
-    """
-    import torch
-
-    codec = ModelCodec(LoadedModel.build("<retrained>", "torch", state_arrays(module)))
-    for la in layers:
-        s = settings.resolve(la.name, codec.model.info(la.name).kind)
-        plan = codec.codec(la.name).plan(s)
-        q = codec.codec(la.name).quantized(s).reshape(-1)
-        # The codec's survivors: the nonzero weights, i.e. stage 1's mask (less any weight
-        # that trained to exactly 0, which is pruned from here on).
-        keep = keep_mask(codec.model.tensors[la.name], plan.mask)
-        la.keep = torch.from_numpy(keep).to(la.tensor.dtype)
-        codebook = np.asarray(plan.codebook, np.float32)
-        assignment = np.zeros(q.size, np.int64)
-        assignment[keep] = _labels(codebook, q[keep])
-        la.codebook = torch.from_numpy(codebook.copy()).requires_grad_(True)
-        la.assignment = torch.from_numpy(assignment)
-    _write_quantized(layers)
-
-
-def _labels(codebook: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """The codebook entry of every decoded value (the first of equal entries)."""
-    order = np.argsort(codebook, kind="stable")
-    pos = np.searchsorted(codebook[order], values)
-    labels = order[np.minimum(pos, codebook.size - 1)]
-    if values.size and not np.array_equal(codebook[labels], values):
-        raise SettingsError("internal error: decoded weights are not codebook values")
-    return labels
-
-
-def _write_quantized(layers: list[_Layer]) -> None:
-    """Set every compressed weight to ``codebook[assignment] * keep``."""
-    import torch
-
-    with torch.no_grad():
-        for la in layers:
-            w = la.codebook[la.assignment] * la.keep.to(la.codebook.dtype)
-            la.tensor.copy_(w.view(la.tensor.shape).to(la.tensor.dtype))
-
-
-def _centroid_step(run: _Run, opt: Any, batch: tuple[Any, Any, Any]) -> float:
-    import torch
-
-    req, layers = run.req, run.layers
-    _write_quantized(layers)
-    opt.zero_grad(set_to_none=True)
-    for la in layers:
-        la.tensor.grad = None
-    loss = _loss(run.module, batch, req)
-    loss.backward()
-    with torch.no_grad():
-        for p in run.trained:
-            if p.grad is not None and req.weight_decay:
-                p.grad.add_(p, alpha=req.weight_decay)
-        for la in layers:
-            g = la.tensor.grad
-            g = torch.zeros_like(la.tensor) if g is None else g
-            if req.weight_decay:
-                g = g + req.weight_decay * la.tensor
-            keep = la.keep.to(la.codebook.dtype)
-            la.codebook.grad = centroid_grad(la.codebook, la.assignment, keep, g.reshape(-1))
-    opt.step()
-    return float(loss.detach())
-
-
-def _snap(module: Any, layers: list[_Layer], settings: ModelSettings) -> None:
-    """Move each centroid onto the value the compressed file decodes its members to.
-
-    Centroids closer than the codec's fine histogram bin (1/65536 of the layer's range) would
-    decode as one value; adopting the decoded values makes the result a fixed point of
-    compression. Usually nothing moves.
-    """
-    import torch
-
-    _write_quantized(layers)
-    codec = ModelCodec(LoadedModel.build("<snap>", "torch", state_arrays(module)))
-    with torch.no_grad():
-        for la in layers:
-            decoded = codec.quantized(la.name, settings).reshape(-1).astype(np.float32)
-            keep = la.keep.numpy().astype(bool)
-            members = la.assignment.numpy()[keep]
-            first = np.full(la.codebook.numel(), -1, np.int64)
-            idx = np.flatnonzero(keep)
-            first[members[::-1]] = idx[::-1]  # the first member of each centroid
-            used = first >= 0
-            new = la.codebook.detach().numpy().copy()
-            new[used] = decoded[first[used]]
-            la.codebook.copy_(torch.from_numpy(new))
-    _write_quantized(layers)
-
-
-def _val_tensors(req: FineTuneRequest) -> tuple[Any, Any] | None:
-    import torch
-
-    if req.val_inputs is None or req.val_labels is None:
-        return None
-    x = torch.from_numpy(np.ascontiguousarray(req.val_inputs, np.float32))
-    return x, torch.from_numpy(np.ascontiguousarray(req.val_labels, np.int64))
-
-
-def _top1(module: Any, val: tuple[Any, Any] | None) -> float | None:
-    """Validation top-1 in eval mode (dropout off, batch-norm statistics frozen)."""
-    import torch
-
-    if val is None:
-        return None
-    x, y = val
-    module.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(y), EVAL_BATCH):
-            correct += int((module(x[i : i + EVAL_BATCH]).argmax(1) == y[i : i + EVAL_BATCH]).sum())
-    module.train()
-    return correct / len(y)
-
-
-def _logits(module: Any, x: Any) -> Any:
-    """The model's outputs on all of ``x``, in eval mode."""
-    import torch
-
-    module.eval()
-    with torch.no_grad():
-        out = torch.cat([module(x[i : i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
-    module.train()
-    return out
 
 
 def _check_outputs(module: Any, x: Any, y: Any) -> None:

@@ -22,14 +22,13 @@ from inspector.tasks.codec import ModelCodec, Progress, compress
 from inspector.tasks.finetune import (
     FineTuned,
     FineTuneRequest,
-    _Layer,
-    _snap,
     centroid_grad,
     finetune,
     keep_mask,
     prune_schedule,
     reproduction_error,
 )
+from inspector.tasks.finetune_steps import _Layer, _snap
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
