@@ -174,13 +174,23 @@ def _loss(module: Any, batch: tuple[Any, Any, Any], req: FineTuneRequest) -> Any
     logits = module(xb)
     loss = F.cross_entropy(logits, yb)
     if teacher is None:
-        return loss
+        return _finite(loss, req)
     t = req.temperature
     soft = F.kl_div(
         F.log_softmax(logits / t, 1), F.log_softmax(teacher / t, 1), reduction="batchmean",
         log_target=True,
     )
-    return (1 - req.distill) * loss + req.distill * t * t * soft
+    return _finite((1 - req.distill) * loss + req.distill * t * t * soft, req)
+
+
+def _finite(loss: Any, req: FineTuneRequest) -> Any:
+    """``loss``, unless training has diverged: then say so, before NaN weights spread."""
+    if not math.isfinite(float(loss.detach())):
+        raise SettingsError(
+            "training diverged (the loss is no longer a finite number); try a lower learning "
+            f"rate than {req.prune_lr:g} (stage 1) / {req.quant_lr:g} (stage 2)"
+        )
+    return loss
 
 
 def _masked_step(run: _Run, opt: Any, batch: tuple[Any, Any, Any]) -> float:

@@ -313,3 +313,21 @@ def test_the_cli_defaults_are_the_requests() -> None:
         defaults["prune_epochs"], defaults["quant_epochs"], defaults["prune_lr"],
         defaults["quant_lr"], defaults["optimizer"],
     )
+
+
+def test_divergence_is_one_clear_error() -> None:
+    """A learning rate far too high ends with a message about divergence, not NaN weights."""
+    torch = pytest.importorskip("torch")
+    from inspector.errors import SettingsError
+    from inspector.model.settings import ModelSettings
+
+    torch.manual_seed(0)
+    net = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Linear(16, 3)))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    request = FineTuneRequest(net, x, y, ModelSettings().with_defaults(value=0.5),
+                              prune_epochs=3, quant_epochs=1, prune_lr=1e12, batch_size=16)
+    with pytest.raises(SettingsError, match="diverged"):
+        for _ in finetune(request):
+            pass
