@@ -20,7 +20,7 @@ from .accuracy import AccuracyController
 from .tuning import TuningController
 from .workers import COLLECTOR, SerialWorker, Token, drive
 
-MIN_APPLY_MS = 50  # least time between two estimates shown (a drag makes many)
+MIN_APPLY_MS = 40  # least time between two estimates shown (a drag makes many)
 
 
 class Controller(QObject):
