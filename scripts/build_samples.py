@@ -55,6 +55,8 @@ class Sample:
     safetensors: bool = False
     keras_h5: bool = False
     settings: str | None = None  # the paper's settings, a hand-written file beside the model
+    # where scripts/paper_results.py starts fine-tuning from (also hand-written)
+    tuned_settings: str | None = None
 
 
 SAMPLES = (
@@ -67,6 +69,7 @@ SAMPLES = (
         safetensors=True,
         keras_h5=True,
         settings="lenet300_100_paper.json",
+        tuned_settings="lenet300_100_tuned.json",
     ),
     Sample(
         name="lenet5",
@@ -76,6 +79,7 @@ SAMPLES = (
         description="LeNet-5 (Caffe): conv1 20@5x5, pool, conv2 50@5x5, pool, "
         "ip1 800-500 ReLU, ip2 500-10",
         settings="lenet5_paper.json",
+        tuned_settings="lenet5_tuned.json",
     ),
     Sample(
         name="digits_cnn",
@@ -99,6 +103,8 @@ def files_of(sample: Sample) -> dict[str, str]:
         files["safetensors"] = f"{n}.safetensors"
     if sample.settings:
         files["settings"] = sample.settings
+    if sample.tuned_settings:
+        files["tuned_settings"] = sample.tuned_settings
     return files
 
 
