@@ -15,7 +15,6 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QFileDialog,
-    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -40,13 +39,13 @@ from .model_bytes import ModelBytesWidget
 from .resources import icon
 from .sensitivity_view import SensitivityWidget
 from .summary import SummaryWidget
+from .tune_menu import DATA_FILTER, TuneMenu
 
 MAX_RECENT = 10
 MODEL_FILTER = (
     "Models (*.pt *.pth *.bin *.ckpt *.safetensors *.npz *.onnx *.keras *.h5 *.hdf5 "
     "*.caffemodel *.dcz);;All files (*)"
 )
-DATA_FILTER = "Evaluation data (*.h5 *.hdf5 *.npz);;All files (*)"
 
 
 class MainWindow(QMainWindow):
@@ -160,11 +159,6 @@ class MainWindow(QMainWindow):
             "&Paper Defaults (conv 8, fc 5 bits)", self.session.apply_paper_defaults
         )
         self.about_action = self._action("&About Inspector", self.about)
-        self.sweep_action = self._action("Measure &Sensitivity", self.measure_sensitivity)
-        self.tune_action = self._action("&Auto-Tune…", self.auto_tune)
-        self.finetune_action = self._action("&Fine-Tune…", self.fine_tune)
-        self.cancel_action = self._action("&Cancel", self.controller.tuning.cancel, "Esc")
-        self.cancel_action.setEnabled(False)
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction(self.open_action)
         self.recent = file_menu.addMenu("Open &Recent")
@@ -181,11 +175,7 @@ class MainWindow(QMainWindow):
             edit.addAction(a)
         edit.addSeparator()
         edit.addAction(self.paper_action)
-        tune_menu = self.menuBar().addMenu("&Tune")
-        for a in (self.sweep_action, self.tune_action, self.finetune_action):
-            tune_menu.addAction(a)
-        tune_menu.addSeparator()
-        tune_menu.addAction(self.cancel_action)
+        self.tune = TuneMenu(self)
         self.menuBar().addMenu("&Help").addAction(self.about_action)
         bar = self.addToolBar("Main")
         bar.setObjectName("main-toolbar")
@@ -212,10 +202,6 @@ class MainWindow(QMainWindow):
         c.loaded.connect(self._on_controller_loaded)
         c.estimating.connect(self.summary.set_busy)
         c.accuracy.busy.connect(self.summary.set_accuracy_busy)
-        c.tuning.progress.connect(self._on_controller_progress)
-        c.tuning.busy.connect(self._on_tuning_busy)
-        c.tuning.failed.connect(lambda message: self.on_error("Tuning failed", message))
-        c.tuning.fine_tuned.connect(self._on_tuning_fine_tuned)
         s.model_changed.connect(self._on_session_model_changed)
         s.undo_changed.connect(self._on_session_undo_changed)
         s.settings_changed.connect(self._update_title)
@@ -252,35 +238,6 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Open model", self._last_dir(), MODEL_FILTER)
         if path:
             self.open_model(path)
-
-    def measure_sensitivity(self) -> None:
-        self.tabs.setCurrentWidget(self.sensitivity)
-        self.controller.tuning.measure_sensitivity()
-
-    def auto_tune(self) -> None:
-        budget, ok = QInputDialog.getDouble(
-            self, "Auto-tune", "Largest top-1 accuracy drop (percentage points):",
-            0.5, 0.0, 100.0, 2,
-        )
-        if ok:
-            self.controller.tuning.auto_tune(budget)
-
-    def fine_tune(self) -> None:
-        model = self.session.model
-        if model is None:
-            return
-        train, _ = QFileDialog.getOpenFileName(
-            self, "Training data for fine-tuning", self._last_dir(), DATA_FILTER
-        )
-        if not train:
-            return
-        stem = Path(model.path).with_suffix("")
-        default = f"{stem}_finetuned.pt"
-        output, _ = QFileDialog.getSaveFileName(
-            self, "Save the fine-tuned model (TorchScript)", default, "TorchScript (*.pt)"
-        )
-        if output:
-            self.controller.tuning.fine_tune(train, output)
 
     def choose_settings(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -349,17 +306,6 @@ class MainWindow(QMainWindow):
         if busy and label:
             self.statusBar().showMessage(label)
 
-    def _on_tuning_busy(self, busy: bool) -> None:
-        self.cancel_action.setEnabled(busy)
-        for action in (self.sweep_action, self.tune_action, self.finetune_action):
-            action.setEnabled(not busy and self.session.model is not None)
-        if not busy:
-            self.progress.hide()
-
-    def _on_tuning_fine_tuned(self, path: str, settings: object) -> None:
-        self.controller.open_path(path, data_path=self.controller.accuracy.data_path,
-                                  settings=settings)
-
     def _on_controller_load_failed(self, message: str) -> None:
         self.on_error("Cannot open model", message)
 
@@ -382,11 +328,9 @@ class MainWindow(QMainWindow):
             self.export_action,
             self.paper_action,
             self.data_action,
-            self.sweep_action,
-            self.tune_action,
-            self.finetune_action,
         ):
             action.setEnabled(has_model)
+        self.tune.set_enabled(has_model)
         self._update_title()
 
     def _on_session_undo_changed(self) -> None:

@@ -141,7 +141,7 @@ def test_sensitivity_sweep_then_auto_tune(qtbot, window, digits):
     _open(qtbot, window, digits["model"], digits["test"])
     _measured(qtbot, window)
     s = window.session
-    window.measure_sensitivity()
+    window.tune.measure_sensitivity()
     qtbot.waitUntil(lambda: s.settings.sensitivity is not None, timeout=LOAD_MS)
     sweep = s.settings.sensitivity
     assert {la.name for la in sweep.layers} == {"0.weight", "2.weight"}
@@ -168,11 +168,11 @@ def test_a_cancelled_sweep_changes_nothing(qtbot, window, digits):
     _open(qtbot, window, digits["model"], digits["test"])
     tuning = window.controller.tuning
     with qtbot.waitSignal(tuning.busy, timeout=LOAD_MS) as started:
-        window.measure_sensitivity()
+        window.tune.measure_sensitivity()
     assert started.args == [True]
-    assert window.cancel_action.isEnabled()
-    window.cancel_action.trigger()
-    assert not window.cancel_action.isEnabled()
+    assert window.tune.cancel_action.isEnabled()
+    window.tune.cancel_action.trigger()
+    assert not window.tune.cancel_action.isEnabled()
     qtbot.wait(500)
     assert window.session.settings.sensitivity is None
 
@@ -181,7 +181,7 @@ def test_tuning_without_data_asks_for_it(qtbot, window, digits, monkeypatch):
     errors: list[tuple[str, str]] = []
     monkeypatch.setattr(window, "on_error", lambda title, text: errors.append((title, text)))
     _open(qtbot, window, digits["model"], None)
-    window.measure_sensitivity()
+    window.tune.measure_sensitivity()
     assert errors and "Evaluation Data" in errors[0][1]
 
 
