@@ -12,6 +12,18 @@ from inspector.model.session import Session
 from .util import theme_plot
 
 
+def plain_axes(plot: pg.PlotWidget) -> None:
+    """Axes without SI prefixes: labels carry their own units.
+
+    An axis that picks SI prefixes relabels itself on every resize; in a small plot the label
+    width change resizes the view again, forever (seen hanging a test).
+    """
+    for name in ("left", "bottom"):
+        axis = plot.getPlotItem().getAxis(name)
+        axis.enableAutoSIPrefix(False)
+        axis.setSIPrefixEnableRanges(())  # this pyqtgraph ignores the flag above
+
+
 class PlotPanelWidget(QWidget):
     """A title and a "log y" check box over a plot drawn in the Qt palette's colours.
 
@@ -40,13 +52,7 @@ class PlotPanelWidget(QWidget):
         self.log_check.setToolTip(log_tip)
         self.log_check.toggled.connect(self._on_log_check_toggled)
         self.plot = pg.PlotWidget()
-        # An axis that picks SI prefixes relabels itself on every resize; in a small plot the
-        # label width change resizes the view again, forever (seen hanging a test). Labels
-        # carry their own units here instead.
-        for name in ("left", "bottom"):
-            axis = self.plot.getPlotItem().getAxis(name)
-            axis.enableAutoSIPrefix(False)
-            axis.setSIPrefixEnableRanges(())  # this pyqtgraph ignores the flag above
+        plain_axes(self.plot)
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
         top.addWidget(self.log_check)

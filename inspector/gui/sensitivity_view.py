@@ -16,6 +16,7 @@ import pyqtgraph as pg  # after PySide6, so pyqtgraph binds to it
 from inspector.model.sensitivity import Sensitivity, SweepPoint
 from inspector.model.session import Session
 
+from .plot_panel import plain_axes
 from .util import connect_session, theme_plot
 
 OTHER = QColor(150, 150, 150, 140)
@@ -57,11 +58,8 @@ class SensitivityWidget(QWidget):
 
     def _plot(self, x_label: str, y_label: str) -> pg.PlotWidget:
         plot = pg.PlotWidget()
+        plain_axes(plot)
         item = plot.getPlotItem()
-        for name in ("left", "bottom"):
-            axis = item.getAxis(name)
-            axis.enableAutoSIPrefix(False)
-            axis.setSIPrefixEnableRanges(())  # see plot_panel: SI relabelling can loop
         item.setLabel("bottom", x_label)
         item.setLabel("left", y_label)
         item.showGrid(x=True, y=True, alpha=0.15)
