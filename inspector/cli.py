@@ -84,9 +84,15 @@ def _parser() -> argparse.ArgumentParser:
     gui.add_argument("--select", metavar="LAYER", help="layer to show (with --screenshot)")
     gui.set_defaults(func=_cmd_gui)
 
-    dec = sub.add_parser("decompress", help="decode a .dcz file to .pt, .safetensors or .npz")
+    dec = sub.add_parser(
+        "decompress",
+        help="decode a .dcz file to .pt, .safetensors or .npz, or into a copy of the model",
+    )
     dec.add_argument("compressed", type=Path)
     dec.add_argument("-o", "--output", type=Path, required=True)
+    dec.add_argument("--into", type=Path, metavar="MODEL",
+                     help="write the weights into a copy of this model in its own format "
+                          "(ONNX, Keras .keras/.h5, TorchScript): OUTPUT runs where MODEL ran")
     dec.set_defaults(func=_cmd_decompress)
 
     ev = sub.add_parser("eval", help="measure top-1 accuracy of a runnable model on labelled data")
@@ -180,10 +186,48 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
 
     box = container.open_container(args.compressed)
     tensors = {r.name: box.read_layer(i) for i, r in enumerate(box.records)}
+    if args.into is not None:
+        return _write_into(args, tensors)
+    _needs_into(args.output)
     dtypes = {r.name: r.dtype for r in box.records}
     write_weights(args.output, tensors, dtypes, protect=args.compressed)
     print(f"wrote {args.output}: {len(tensors)} tensors")
     return 0
+
+
+def _needs_into(output: Path) -> None:
+    """Refuse, with the fix, a model format that only a write-back can produce."""
+    from inspector.errors import InputError
+    from inspector.io import reader_formats, rewriter_formats, writer_formats
+
+    suffix = output.suffix.lower()
+    if any(suffix in w.extensions for w in writer_formats()):
+        return
+    rewritable = [r for r in reader_formats() if r.name in rewriter_formats()]
+    if any(suffix in r.extensions for r in rewritable):
+        problem = (f"a {suffix} file is a copy of a model: name the original with "
+                   f"--into MODEL{suffix}")
+        raise InputError(problem, output)
+
+
+def _write_into(args: argparse.Namespace, tensors: dict[str, Any]) -> int:
+    from inspector.atomic import same_file
+    from inspector.errors import InputError
+    from inspector.io import read_model, write_back
+    from inspector.tasks.export import verify_rewritten
+
+    if same_file(args.output, args.compressed):
+        raise InputError("refusing to overwrite the compressed file", args.output)
+    model = read_model(args.into)
+    write_back(args.into, args.output, tensors)
+    mismatches = _run(verify_rewritten(args.output, model, tensors), show=False)
+    kept = len(model.tensors) - len(set(tensors) & set(model.tensors))
+    note = f", {kept} kept from {args.into.name}" if kept else ""
+    print(f"wrote {args.output}: {model.format} copy of {args.into.name}, "
+          f"{len(tensors)} tensors replaced{note}")
+    for line in mismatches:
+        print(f"inspector: warning: {line}", file=sys.stderr)
+    return 1 if mismatches else 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

@@ -77,8 +77,8 @@ class Container:
     offsets: tuple[int, ...]
     nbytes: int
 
-    def read_layer(self, index: int) -> np.ndarray:
-        """Decode layer ``index`` to its dtype and shape (CRC checked)."""
+    def payload(self, index: int) -> bytes:
+        """The stored bytes of layer ``index``, CRC checked: read payloads only through here."""
         rec = self.records[index]
         with open(self.path, "rb") as f:
             f.seek(self.offsets[index])
@@ -87,6 +87,12 @@ class Container:
             raise InputError(f"layer {rec.name!r} is truncated", self.path)
         if zlib.crc32(payload) != rec.crc:
             raise InputError(f"layer {rec.name!r} is damaged (checksum mismatch)", self.path)
+        return payload
+
+    def read_layer(self, index: int) -> np.ndarray:
+        """Decode layer ``index`` to its dtype and shape (CRC checked)."""
+        rec = self.records[index]
+        payload = self.payload(index)
         if rec.deep is None:
             return dtypes.from_bytes(payload, rec.dtype, rec.shape)
         try:

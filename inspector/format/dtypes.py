@@ -23,8 +23,7 @@ def dtype_name(arr: np.ndarray, original: str | None = None) -> str:
 def to_bytes(arr: np.ndarray, name: str) -> bytes:
     """Raw little-endian bytes of ``arr`` stored as ``name``."""
     if name == "bfloat16":
-        bits = np.ascontiguousarray(arr, dtype="<f4").view("<u4")
-        return (_round_bf16(bits) >> 16).astype("<u2").tobytes()
+        return bfloat16_bits(arr).tobytes()
     return np.ascontiguousarray(arr, dtype=numpy_dtype(name)).tobytes()
 
 
@@ -39,13 +38,23 @@ def from_bytes(buf: bytes | memoryview, name: str, shape: tuple[int, ...]) -> np
 def cast(values: np.ndarray, name: str) -> np.ndarray:
     """Decoded float32 ``values`` as the in-memory dtype of ``name`` (rounded like storage)."""
     if name == "bfloat16":
-        bits = np.ascontiguousarray(values, dtype="<f4").view("<u4")
-        return (_round_bf16(bits) & 0xFFFF0000).view("<f4").astype(np.float32)
+        return (bfloat16_bits(values).astype("<u4") << 16).view("<f4").astype(np.float32)
     return values.astype(np.dtype(name) if name != "bool" else np.float32)
 
 
-def _round_bf16(bits: np.ndarray) -> np.ndarray:
-    """Round float32 bit patterns to the nearest bfloat16 (ties to even)."""
-    bits = bits.astype(np.uint64)
-    rounded = bits + 0x7FFF + ((bits >> 16) & 1)
-    return (rounded & 0xFFFFFFFF).astype(np.uint32)
+def bfloat16_bits(values: np.ndarray) -> np.ndarray:
+    """The bfloat16 nearest each value (ties to even), as little-endian 16-bit patterns.
+
+    Values are rounded to float32 first, as torch does. A NaN stays a quiet NaN with its sign
+    and high payload: plain rounding would carry a low-bits-only payload into +inf, or wrap an
+    all-ones NaN to zero.
+    """
+    f32 = np.ascontiguousarray(values, dtype="<f4")
+    bits = f32.view("<u4")
+    # Adding just under half of the dropped 16 bits, plus the kept lowest bit, rounds to
+    # nearest-even; only NaNs can carry out of 32 bits, and they are redone below.
+    out = ((bits + (np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1)))) >> 16).astype("<u2")
+    nan = np.isnan(f32)
+    if nan.any():
+        out[nan] = ((bits[nan] >> 16) | np.uint32(0x0040)).astype("<u2")
+    return out

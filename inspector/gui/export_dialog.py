@@ -1,5 +1,8 @@
 """Export dialog: the compressed file, the weights it decodes to, or the settings.
 
+The decoded weights go to bare tensors (.pt, .safetensors, .npz) or, for formats that can be
+written back into (ONNX, Keras, TorchScript), into a copy of the model that runs as it did.
+
 The export runs in the dialog's own ``SerialWorker`` with its own codec (``tasks.export``),
 so the window's estimating thread is never shared. The size estimated before exporting is
 shown next to the size written, and the written file is read back and checked.
@@ -29,12 +32,14 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.errors import InspectorError
+from inspector.io import can_write_back
 from inspector.model.session import Session
 from inspector.tasks.codec import Progress
 from inspector.tasks.export import (
     COMPRESSED,
     COMPRESSED_SUFFIX,
     DECOMPRESSED,
+    REWRITTEN,
     SETTINGS,
     SETTINGS_SUFFIX,
     ExportResult,
@@ -51,6 +56,7 @@ IDLE, RUNNING, FINISHED, FAILED, CANCELLED = "idle", "running", "finished", "fai
 KIND_LABELS = {
     COMPRESSED: "Compressed file (.dcz)",
     DECOMPRESSED: "Decompressed weights (.pt, .safetensors, .npz)",
+    REWRITTEN: "Copy of the model with the decoded weights ({suffix})",
     SETTINGS: "Settings (.json)",
 }
 FILTERS = {  # file-dialog filter: extension it adds to a bare name
@@ -79,6 +85,14 @@ class ExportDialog(QDialog):
             raise ValueError("ExportDialog needs a session with an open model")
         self.session = session
         self.model = session.model
+        # Absolute, so a model opened by a relative name proposes names in its own folder.
+        self.source = source = Path(self.model.path).absolute()
+        # The source model when a copy of it can be written; fixed for the dialog's life.
+        self.rewritable: Path | None = source if can_write_back(source) else None
+        self.filters = dict(FILTERS)
+        if self.rewritable is not None:
+            suffix = source.suffix.lower()
+            self.filters = {f"Same format as the model (*{suffix})": suffix, **FILTERS}
         self.state = IDLE
         self.result: ExportResult | None = None
         self.confirm_overwrite: Callable[[Path], bool] = self._ask_overwrite
@@ -89,7 +103,7 @@ class ExportDialog(QDialog):
         self.setWindowTitle("Export")
         self._build()
         self._connect()
-        self.path_edit.setText(str(Path(self.model.path).with_suffix(COMPRESSED_SUFFIX)))
+        self.path_edit.setText(str(self.source.with_suffix(COMPRESSED_SUFFIX)))
         self._set_state(IDLE)
 
     # ----------------------------------------------------------------- building
@@ -102,6 +116,10 @@ class ExportDialog(QDialog):
         row.addWidget(self.browse_button)
         self.kind_combo = QComboBox()
         for kind, label in KIND_LABELS.items():
+            if kind == REWRITTEN:
+                if self.rewritable is None:
+                    continue
+                label = label.format(suffix=self.rewritable.suffix.lower())
             self.kind_combo.addItem(label, kind)
         self.estimate_label = QLabel()
         form = QFormLayout()
@@ -148,23 +166,23 @@ class ExportDialog(QDialog):
     def output_path(self) -> Path:
         """The target file; a relative name is taken relative to the model's folder."""
         path = Path(self.path_edit.text().strip()).expanduser()
-        return path if path.is_absolute() else Path(self.model.path).parent / path
+        return path if path.is_absolute() else self.source.parent / path
 
     def browse(self) -> None:
         """Choose the target with a file dialog; its filter sets the kind of export."""
-        current = export_kind(self.output_path()) or self.kind()
-        selected = next(f for f, ext in FILTERS.items() if export_kind(f"x{ext}") == current)
+        current = self._kind_of(self.output_path()) or self.kind()
+        selected = next(f for f, e in self.filters.items() if self._kind_of(f"x{e}") == current)
         path, chosen = QFileDialog.getSaveFileName(
             self,
             "Export",
             self.path_edit.text(),
-            ";;".join(FILTERS),
+            ";;".join(self.filters),
             selected,
             QFileDialog.Option.DontConfirmOverwrite,  # start() asks, once
         )
         if path:
             if not Path(path).suffix:
-                path += FILTERS.get(chosen, COMPRESSED_SUFFIX)
+                path += self.filters.get(chosen, COMPRESSED_SUFFIX)
             self.path_edit.setText(path)
 
     def start(self) -> int:
@@ -204,7 +222,7 @@ class ExportDialog(QDialog):
 
     # ------------------------------------------------------------ event slots
     def _on_path_edit_text_changed(self, text: str) -> None:
-        kind = export_kind(text.strip()) if text.strip() else None
+        kind = self._kind_of(text.strip()) if text.strip() else None
         if kind is not None and kind != self.kind():
             with signals_blocked(self.kind_combo):
                 self.kind_combo.setCurrentIndex(self.kind_combo.findData(kind))
@@ -291,9 +309,15 @@ class ExportDialog(QDialog):
         more = "more" if diff > 0 else "less"
         return f"{text} (estimated {estimated:,} bytes; {abs(diff):,} bytes {more})."
 
+    def _kind_of(self, path: str | Path) -> str | None:
+        return export_kind(path, self.rewritable)
+
     def _verified_text(self) -> str:
-        if self.result is not None and export_kind(self.result.path) == SETTINGS:
+        kind = self._kind_of(self.result.path) if self.result is not None else None
+        if kind == SETTINGS:
             return "Verified: the file reads back as the current settings."
+        if kind == REWRITTEN:
+            return "Verified: the copy reads back with every layer's decoded weights."
         return "Verified: every layer decodes to the weights shown."
 
     def _show_error(self, message: str) -> None:
@@ -308,24 +332,28 @@ class ExportDialog(QDialog):
             text = "estimating…" if estimate is None else f"{estimate.file_nbytes:,} bytes"
         elif kind == DECOMPRESSED:
             text = f"about {self.model.nbytes:,} bytes of weights, plus the format's overhead"
+        elif kind == REWRITTEN:
+            text = f"about the size of {self.source.name}: the weights are not packed"
         else:
             text = "a small text file"
         self.estimate_label.setText(text)
 
     def _path_for(self, kind: str) -> Path:
         """The current file name with the extension of ``kind`` (never the model itself)."""
-        path = self.output_path() if self.path_edit.text().strip() else Path(self.model.path)
+        path = self.output_path() if self.path_edit.text().strip() else self.source
         if not path.name:
-            path = Path(self.model.path)
+            path = self.source
         if kind == COMPRESSED:
             new = path.with_suffix(COMPRESSED_SUFFIX)
         elif kind == SETTINGS:
             new = path.with_suffix(SETTINGS_SUFFIX)
+        elif kind == REWRITTEN:
+            new = path.with_suffix(self.source.suffix)
         else:
-            keep = path.suffix.lower() in weight_extensions()
+            suffix = path.suffix.lower()
+            keep = self._kind_of(path) == DECOMPRESSED and suffix in weight_extensions()
             new = path if keep else path.with_suffix(FORMAT_SUFFIX.get(self.model.format, ".npz"))
-        source = Path(self.model.path)
-        if new.resolve() == source.resolve():
+        if new.resolve() == self.source.resolve():
             new = new.with_name(f"{new.stem}-decompressed{new.suffix}")
         return new
 

@@ -1,4 +1,4 @@
-"""Model-file readers and writers (PyTorch, safetensors, NumPy), chosen through a registry.
+"""Model-file readers, writers and write-backs, chosen through a registry.
 
 Importing this package is cheap: torch and safetensors load only when a file needs them.
 """
@@ -10,9 +10,13 @@ from inspector.io.model_file import LoadedModel, TensorInfo, dtype_itemsize
 from inspector.io.registry import (
     ReaderSpec,
     WriterSpec,
+    can_write_back,
     read_model,
     reader,
     reader_formats,
+    rewriter,
+    rewriter_formats,
+    write_back,
     write_weights,
     writer,
     writer_formats,
@@ -25,11 +29,15 @@ __all__ = [
     "ReaderSpec",
     "TensorInfo",
     "WriterSpec",
+    "can_write_back",
     "dtype_itemsize",
     "layer_kind",
     "read_model",
     "reader",
     "reader_formats",
+    "rewriter",
+    "rewriter_formats",
+    "write_back",
     "write_weights",
     "writer",
     "writer_formats",

@@ -7,7 +7,9 @@ skipped by its length:
 * ``NetParameter``: ``name = 1``, ``layer = 100`` (LayerParameter), ``layers = 2``
   (V1LayerParameter, the pre-2015 format).
 * ``LayerParameter``: ``name = 1``, ``type = 2`` (string), ``blobs = 7``.
-* ``V1LayerParameter``: ``name = 4``, ``type = 5`` (enum), ``blobs = 6``.
+* ``V1LayerParameter``: ``name = 4``, ``type = 5`` (enum), ``blobs = 6``; in V0 files (before
+  2014, the original Deep Compression models) it only wraps ``layer = 1``, a
+  ``V0LayerParameter``: ``name = 1``, ``type = 2`` (string such as ``"conv"``), ``blobs = 50``.
 * ``BlobProto``: ``shape = 7`` (``BlobShape.dim = 1``, packed int64), ``data = 5`` (packed
   float), ``double_data = 8`` (packed double), legacy ``num, channels, height, width = 1..4``.
 
@@ -16,8 +18,8 @@ beyond; a BatchNorm layer's three blobs are ``running_mean``, ``running_var`` an
 ``scale_factor`` (Caffe divides the first two by the third).
 
 The file is untrusted: every length is checked against the bytes left, the parser descends a
-fixed four levels (net, layer, blob, shape), a blob's shape must match the values it holds, and
-nothing is allocated beyond the values present in the file.
+fixed five levels (net, layer, V0 layer, blob, shape), a blob's shape must match the values it
+holds, and nothing is allocated beyond the values present in the file.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ _SMALL_RUN = 256
 _NET_FIELDS = {1: _LEN, 2: _LEN, 3: _LEN, 4: _VARINT, 5: _VARINT, 6: _LEN, 7: _VARINT, 8: _LEN}
 _NEW_LAYER, _V1_LAYERS = 100, 2
 _V1_TYPES = {4: "Convolution", 14: "InnerProduct", 39: "Deconvolution"}
+_V0_TYPES = {"conv": "Convolution", "innerproduct": "InnerProduct"}
+_V0_LAYER = 1
+_FORMATS = {_NEW_LAYER: "layer", _V1_LAYERS: "layers (V1)", _V0_LAYER: "layers (V0)"}
 _BLOB_NAMES = {"BatchNorm": ("running_mean", "running_var", "scale_factor")}
 _CONV_TYPES = frozenset({"Convolution", "Deconvolution"})
 
@@ -92,12 +97,15 @@ class _Blob:
 
 @dataclass(frozen=True, slots=True)
 class CaffeLayer:
-    """A layer of the net: its name, type and the raw blobs it holds."""
+    """A layer of the net: its name, type, the raw blobs it holds, and how it was stored.
+
+    ``format`` is ``"layer"``, ``"layers (V1)"`` or ``"layers (V0)"``.
+    """
 
     name: str
     type: str
     blobs: tuple[_Blob, ...]
-    v1: bool
+    format: str
 
 
 # ---------------------------------------------------------------------------------- wire format
@@ -177,8 +185,11 @@ def parse_net(data: bytes | memoryview) -> tuple[str, list[CaffeLayer]]:
 def _layer(buf: memoryview, start: int, end: int, v1: bool) -> CaffeLayer:
     name_field, type_field, blob_field = (4, 5, 6) if v1 else (1, 2, 7)
     name, kind, blobs = "", "", []
+    v0: CaffeLayer | None = None
     for number, wire, value, a, b in _fields(buf, start, end):
-        if number == name_field and wire == _LEN:
+        if v1 and number == _V0_LAYER and wire == _LEN:
+            v0 = _layer_v0(buf, a, b)
+        elif number == name_field and wire == _LEN:
             name = _text(buf, a, b)
         elif number == type_field and v1 and wire == _VARINT:
             kind = _V1_TYPES.get(value, f"V1LayerType{value}")
@@ -186,7 +197,27 @@ def _layer(buf: memoryview, start: int, end: int, v1: bool) -> CaffeLayer:
             kind = _text(buf, a, b)
         elif number == blob_field and wire == _LEN:
             blobs.append(_blob(buf, a, b))
-    return CaffeLayer(name, kind, tuple(blobs), v1)
+    if v0 is not None and not blobs:
+        # Caffe's own upgrade takes a V0 layer's name, type and blobs from the wrapped layer.
+        return CaffeLayer(name or v0.name, kind or v0.type, v0.blobs, v0.format)
+    return CaffeLayer(name, kind, tuple(blobs), _FORMATS[_V1_LAYERS if v1 else _NEW_LAYER])
+
+
+def _layer_v0(buf: memoryview, start: int, end: int) -> CaffeLayer:
+    """A V0LayerParameter: ``name = 1``, ``type = 2`` (``"conv"``, ``"innerproduct"``...),
+    ``blobs = 50``."""
+    name, kind, blobs = "", "", []
+    for number, wire, _, a, b in _fields(buf, start, end):
+        if wire != _LEN:
+            continue
+        if number == 1:
+            name = _text(buf, a, b)
+        elif number == 2:
+            text = _text(buf, a, b)
+            kind = _V0_TYPES.get(text, text)
+        elif number == 50:
+            blobs.append(_blob(buf, a, b))
+    return CaffeLayer(name, kind, tuple(blobs), _FORMATS[_V0_LAYER])
 
 
 def _blob(buf: memoryview, start: int, end: int) -> _Blob:
@@ -326,7 +357,8 @@ def caffemodel_from_bytes(data: bytes, path: str | Path) -> LoadedModel:
     -------
     LoadedModel
         float32 tensors (float64 where the file used ``double_data``); ``metadata`` holds the
-        net's ``name`` and ``caffe_layer_format`` (``"layer"``, ``"layers (V1)"`` or both).
+        net's ``name`` and ``caffe_layer_format`` (``"layer"``, ``"layers (V1)"``,
+        ``"layers (V0)"``, or several joined by ``" + "``).
 
     Raises
     ------
@@ -346,7 +378,7 @@ def caffemodel_from_bytes(data: bytes, path: str | Path) -> LoadedModel:
         raise InputError(f"corrupt or truncated caffemodel ({exc})", path) from None
     if not tensors:
         raise InputError("caffemodel holds no weights (no layer has blobs)", path)
-    formats = sorted({"layers (V1)" if layer.v1 else "layer" for layer in layers if layer.blobs})
+    formats = sorted({layer.format for layer in layers if layer.blobs})
     metadata = {"caffe_layer_format": " + ".join(formats)}
     if net_name:
         metadata["name"] = net_name

@@ -99,6 +99,58 @@ def read_weight_entries(path: str | Path) -> tuple[WeightEntry, ...]:
         return tuple(weight_entries(f, config))
 
 
+def archive_config(path: Path, archive: zipfile.ZipFile) -> Any:
+    """The model config (``config.json``) of an open ``.keras`` archive; None without one.
+
+    Raises
+    ------
+    InputError
+        The member is implausibly large or not JSON.
+    """
+    return _archive_json(path, archive, "config.json", set(archive.namelist()))
+
+
+def hdf5_config(f: Any) -> Any:
+    """The model config of an open legacy HDF5 file (``model_config``); None if it has none."""
+    return _json_attr(f, "model_config")
+
+
+def weight_dataset(path: Path, f: Any, entry: WeightEntry) -> Any:
+    """The h5py dataset holding ``entry``, if it is a plain numeric dataset of the file itself.
+
+    Every step of the dataset's path must be a hard link: soft and external links could lead
+    into other files, which a reader must not read and a writer must not write.
+
+    Raises
+    ------
+    InputError
+        The dataset is missing, reached through a link, stored outside the file (virtual
+        datasets, external raw storage) or holds strings, compounds and the like.
+    """
+    import h5py
+
+    node = f
+    for part in (p for p in entry.dataset.split("/") if p):
+        link = node.get(part, getlink=True) if isinstance(node, h5py.Group) else None
+        if link is None:
+            raise InputError(f"Keras weight {entry.name!r} is missing ({entry.dataset})", path)
+        if not isinstance(link, h5py.HardLink):
+            raise InputError(f"Keras weight {entry.name!r} refers to data outside the file", path)
+        node = node[part]
+    if not isinstance(node, h5py.Dataset):
+        raise InputError(f"Keras weight {entry.name!r} is missing ({entry.dataset})", path)
+    if node.is_virtual or node.external or node.file.filename != f.filename:
+        raise InputError(f"Keras weight {entry.name!r} refers to data outside the file", path)
+    if not is_bfloat16(node.dtype) and node.dtype.kind not in "biuf":
+        raise InputError(f"Keras weight {entry.name!r} has unsupported dtype {node.dtype}", path)
+    return node
+
+
+def is_bfloat16(dtype: np.dtype) -> bool:
+    """Whether an HDF5 dataset's dtype is Keras's bfloat16 (ml_dtypes' type saved as opaque)."""
+    return dtype.kind == "V" and dtype.itemsize == 2 and dtype.fields is None
+
+
 @contextmanager
 def _errors(path: Path) -> Iterator[None]:
     """Every failure as one InputError naming ``path``."""
@@ -120,7 +172,11 @@ def _weights_file(path: Path) -> Iterator[tuple[Any, Any, dict[str, str], int]]:
 
     metadata: dict[str, str] = {}
     config: Any = None
-    if zipfile.is_zipfile(path):
+    with path.open("rb") as head:
+        zipped = head.read(4) == b"PK\x03\x04"
+    if zipped and not zipfile.is_zipfile(path):  # the central directory sits at the end
+        raise InputError("truncated or damaged .keras archive (no zip directory)", path)
+    if zipped:
         source: Any
         source, config, metadata = _open_archive(path)
         limit = len(source.getbuffer())
@@ -196,18 +252,9 @@ def _json_attr(f: Any, key: str) -> Any:
 
 def _read_dataset(path: Path, f: Any, entry: WeightEntry, limit: int) -> tuple[np.ndarray, str]:
     """One dataset as a numpy array and its stored dtype name (bfloat16 widened to float32)."""
-    import h5py
-
-    ds = f.get(entry.dataset)
-    if not isinstance(ds, h5py.Dataset):
-        raise InputError(f"Keras weight {entry.name!r} is missing ({entry.dataset})", path)
-    # External links, external raw storage and virtual datasets would read other files.
-    if ds.is_virtual or ds.external or ds.file.filename != f.filename:
-        raise InputError(f"Keras weight {entry.name!r} refers to data outside the file", path)
+    ds = weight_dataset(path, f, entry)
     dtype = ds.dtype
-    bfloat16 = dtype.kind == "V" and dtype.itemsize == 2 and dtype.fields is None
-    if not bfloat16 and dtype.kind not in "biuf":
-        raise InputError(f"Keras weight {entry.name!r} has unsupported dtype {dtype}", path)
+    bfloat16 = is_bfloat16(dtype)
     nbytes = int(np.prod(ds.shape, dtype=object)) * dtype.itemsize
     stored = ds.id.get_storage_size()
     # Unfiltered data must fit in the file; compressed data may unpack to 1024x its size.

@@ -18,11 +18,14 @@ levels: ``inner.dense.kernel``, ``bidi.forward_lstm.lstm_cell.kernel``. Both lay
 the same names. Keras 3 stores variables by position only, so their names come from the layer's
 class (``config.json``, else the group key) and options (``use_bias``, ``scale``, ``center``);
 a variable of an unknown class, or one the options cannot explain, is called ``var0``, ``var1``...
+An attention layer's projections are its children ``query``, ``key``, ``value`` (and ``gate``),
+``attention_output``, in that order in both layouts: ``mha.query.kernel``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -142,7 +145,7 @@ def _visit_v3(
         leaves = _variable_names(node, len(keys)) if all(k.isdigit() for k in keys) else keys
         for key, leaf in zip(keys, leaves, strict=True):
             out.append(WeightEntry(".".join([*names, leaf]), f"{own.name}/{key}"))
-    for key in sorted(group, key=lambda k: (k == "backward_layer", _natural(k))):
+    for key in sorted(group, key=_child_order(node)):
         child = group[key]
         if key == "vars" or not isinstance(child, h5py.Group) or (root and key == "optimizer"):
             continue
@@ -156,6 +159,16 @@ def _visit_v3(
         else:
             child_node = _attribute_config(node, key) or _node_of_key(key)
             _visit_v3(child, (*names, _label(child, key)), child_node, out, seen, root=False)
+
+
+def _child_order(node: Any) -> Callable[[str], tuple[Any, ...]]:
+    """Sort key of a layer's attribute groups: the order its weights have in a legacy file."""
+    built = _BUILD_ORDER.get(_class(node), ())
+    return lambda k: (
+        k == "backward_layer",
+        built.index(k.lstrip("_")) if k.lstrip("_") in built else len(built),
+        _natural(k),
+    )
 
 
 def _label(group: Any, key: str) -> str:
@@ -224,6 +237,13 @@ def _in_config_order(layers: Any, node: Any) -> list[str]:
 
 _RNN_CELLS = {"LSTM": "LSTMCell", "GRU": "GRUCell", "SimpleRNN": "SimpleRNNCell"}
 _WRAPPED = {"forward_layer": "layer", "backward_layer": "backward_layer", "layer": "layer"}
+# Attention layers keep their projections (EinsumDense layers named query, key, ...) in these
+# attributes, built in this order; the gate exists only with use_gate. Keras saves an attribute
+# under its name, with the leading underscore where no public property hides it ("_gate_dense").
+# Grouped-query attention is exported as GroupQueryAttention; its group key comes from the class.
+_ATTENTION = ("MultiHeadAttention", "GroupQueryAttention", "GroupedQueryAttention")
+_PROJECTIONS = ("query_dense", "key_dense", "gate_dense", "value_dense", "output_dense")
+_BUILD_ORDER = dict.fromkeys(_ATTENTION, _PROJECTIONS)
 
 
 def _attribute_config(node: Any, key: str) -> Any:
@@ -232,6 +252,12 @@ def _attribute_config(node: Any, key: str) -> Any:
     cfg = _config(node)
     if key == "cell" and _class(node) in _RNN_CELLS:
         return {"class_name": _RNN_CELLS[_class(node)], "config": cfg}
+    if key.lstrip("_") in _PROJECTIONS and _class(node) in _ATTENTION:
+        if not cfg:  # no config: the variable count tells whether there is a bias
+            return {"class_name": "EinsumDense"}
+        bias_axes = "on" if cfg.get("use_bias", True) else None
+        return {"class_name": "EinsumDense",
+                "config": {"bias_axes": bias_axes, "dtype": cfg.get("dtype")}}
     if key in _WRAPPED:
         wrapped = cfg.get(_WRAPPED[key]) or cfg.get("layer")
         return wrapped if isinstance(wrapped, dict) else None
@@ -273,7 +299,7 @@ def _snake(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-_CLASS_OF_KEY = {_snake(c): c for c in (*_VARIABLES, *_RNN_CELLS)}
+_CLASS_OF_KEY = {_snake(c): c for c in (*_VARIABLES, *_RNN_CELLS, *_ATTENTION)}
 
 
 def _node_of_key(key: str) -> dict[str, str] | None:

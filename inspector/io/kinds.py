@@ -28,6 +28,10 @@ _WEIGHT_LEAF = re.compile(r"(weight|kernel|filter)s?(_orig)?$|^w$", re.IGNORECAS
 _EMBED_TOKEN = re.compile(r"embed|^wte$|^wpe$", re.IGNORECASE)
 # "bn1", "ln_f", "ln_1", "LayerNorm", "norm2", "group_norm" ...
 _NORM_TOKEN = re.compile(r"norm|^bn\d*$|^bn_|^ln\d*$|^ln_", re.IGNORECASE)
+# The projections Keras's MultiHeadAttention (and GroupedQueryAttention) builds as EinsumDense
+# sub-layers under these fixed names: their kernels are dense matrices with the head axis split
+# out, 3-D like a Conv1D kernel.
+_ATTENTION_PROJECTIONS = frozenset({"query", "key", "value", "attention_output", "gate"})
 
 
 class _Tensor(NamedTuple):
@@ -52,6 +56,14 @@ def _is_embedding(t: _Tensor) -> bool:
     return t.ndim == 2 and any(_EMBED_TOKEN.search(p) for p in t.parts)
 
 
+def _is_attention_projection(t: _Tensor) -> bool:
+    # "mha.query.kernel": Keras names only; a PyTorch conv would end in "weight".
+    return (
+        t.ndim == 3 and t.leaf == "kernel" and len(t.parts) >= 3
+        and t.parts[-2] in _ATTENTION_PROJECTIONS
+    )  # fmt: skip
+
+
 def _is_conv(t: _Tensor) -> bool:
     return 3 <= t.ndim <= 5 and bool(_WEIGHT_LEAF.search(t.leaf))
 
@@ -61,7 +73,9 @@ def _is_fc(t: _Tensor) -> bool:
 
 
 def _is_bias(t: _Tensor) -> bool:
-    return t.ndim == 1 and t.leaf.lower().endswith("bias")
+    # Keras keeps some biases 2-D: a GRU's (2, 3 * units) with reset_after, an attention
+    # projection's (heads, head_dim).
+    return 1 <= t.ndim <= 2 and t.leaf.lower().endswith("bias")
 
 
 def _is_norm(t: _Tensor) -> bool:
@@ -72,10 +86,11 @@ def _is_norm(t: _Tensor) -> bool:
 
 _RULES: tuple[tuple[str, Callable[[_Tensor], bool]], ...] = (
     ("buffer", _is_buffer),
+    ("bias", _is_bias),
     ("embedding", _is_embedding),
+    ("fc", _is_attention_projection),
     ("conv", _is_conv),
     ("fc", _is_fc),
-    ("bias", _is_bias),
     ("norm", _is_norm),
 )
 

@@ -1,16 +1,29 @@
-"""ONNX models: the float initializers (weights) of the main graph.
+"""ONNX models: the float tensors (weights) of the graph and of its subgraphs.
 
-Covered: initializers of the main graph with float element types, stored inline or as external
-data next to the model (onnx checks that external paths stay inside the model's folder and
-within the data file). Not covered yet: initializers of subgraphs (If/Loop bodies), weights held
-in ``Constant`` nodes, and sparse initializers; integer initializers (shapes, indices) are not
-weights and are skipped on purpose.
+Covered: float initializers of the main graph and of every subgraph (If branches, Loop and
+Scan bodies, any node attribute holding a graph or graphs, recursively), and float tensors held
+in ``Constant`` nodes (``value``, ``value_float``, ``value_floats``), stored inline or as
+external data next to the model (onnx checks that external paths stay inside the model's folder
+and within the data file). 0-d tensors stay 0-d. Not covered: sparse initializers and
+``sparse_value`` constants, tensors inside model-local functions (templates, not weights), and
+tensors in other nodes' attributes (``ConstantOfShape``...); integer tensors (shapes, indices)
+are not weights and are skipped on purpose.
+
+Names: a main-graph initializer keeps its ONNX name. Any other tensor is named after the value
+it produces (the subgraph initializer's name, the Constant's output) when no other tensor of the
+model produces a value of that name. Sibling subgraphs may reuse a name (both branches of an If
+holding ``w``); such a tensor is named by the path of nodes and attributes that lead to its
+graph, e.g. ``cond:then_branch/w`` or ``If#3:else_branch/Loop#0:body/w`` (a node without a name
+is ``op_type#index`` in its graph; GRAPHS attributes add ``[i]``). A name still taken after that
+(only in files that break ONNX's single-assignment rule) gets ``~2``, ``~3``... appended.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -34,6 +47,9 @@ _NUMPY_FLOATS = frozenset({"float16", "float32", "float64"})
 # ModelProto fields: number -> protobuf wire type (0 varint, 2 length-delimited).
 _MODEL_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2}
 _MAX_IR_VERSION = 64
+# AttributeProto.AttributeType numbers.
+_ATTR_FLOAT, _ATTR_TENSOR, _ATTR_GRAPH, _ATTR_FLOATS, _ATTR_GRAPHS = 1, 4, 5, 6, 10
+_ONNX_DOMAINS = ("", "ai.onnx")
 
 
 def _varint(head: bytes, pos: int) -> tuple[int, int] | None:
@@ -90,33 +106,182 @@ def load_proto(path: Path) -> Any:
     return proto
 
 
+@dataclass(frozen=True, slots=True)
+class Weight:
+    """One float tensor of an ONNX model and where the model holds it.
+
+    Attributes
+    ----------
+    name : str
+        The reader's name for it (see the module docstring).
+    value : str
+        The ONNX value it provides: the initializer's name or the Constant's output.
+    holder : Any
+        The ``TensorProto`` holding the data (an initializer or a Constant's ``value``), or
+        the ``AttributeProto`` of a ``value_float`` / ``value_floats`` Constant.
+    attribute : str
+        ``""`` for an initializer, else the Constant attribute: ``value``, ``value_float``
+        or ``value_floats``.
+    main : bool
+        Whether it lives in the main graph (not in a subgraph).
+    """
+
+    name: str
+    value: str
+    holder: Any
+    attribute: str
+    main: bool
+
+    @property
+    def data_type(self) -> int:
+        """TensorProto.DataType of the stored elements (``value_float(s)`` are FLOAT)."""
+        return self.holder.data_type if self.attribute in ("", "value") else 1
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The tensor's shape (``value_float`` is 0-d, ``value_floats`` 1-d)."""
+        if self.attribute == "value_float":
+            return ()
+        if self.attribute == "value_floats":
+            return (len(self.holder.floats),)
+        return tuple(int(d) for d in self.holder.dims)
+
+
+class _Found(NamedTuple):
+    value: str
+    scope: tuple[str, ...]  # node:attribute steps from the main graph to the tensor's graph
+    holder: Any
+    attribute: str
+
+
+def weights_of(proto: Any, path: Path) -> list[Weight]:
+    """Every float tensor of the model: main-graph initializers first, in file order, then
+    Constants and subgraph tensors in the order of a depth-first walk over the nodes.
+
+    The ``holder`` of each result points into ``proto``: changing it changes the model.
+
+    Raises
+    ------
+    InputError
+        A main-graph initializer name appears twice.
+    """
+    found = [_Found(t.name, (), t, "") for t in float_initializers(proto)]
+    counts = Counter(f.value for f in found)
+    twice = [name for name, count in counts.items() if count > 1]
+    if twice:
+        raise InputError(f"initializer {twice[0]!r} appears twice", path)
+    _walk(proto.graph, (), found)
+    return _named(found, len(counts))
+
+
+def _walk(graph: Any, scope: tuple[str, ...], found: list[_Found]) -> None:
+    if scope:  # the main graph's initializers are listed first by the caller
+        found.extend(_Found(t.name, scope, t, "") for t in float_initializers_of(graph))
+    for index, node in enumerate(graph.node):
+        if node.op_type == "Constant" and node.domain in _ONNX_DOMAINS and node.output:
+            held = _constant(node)
+            if held is not None:
+                found.append(_Found(node.output[0], scope, *held))
+        label = node.name or f"{node.op_type}#{index}"
+        for attr in node.attribute:
+            # protobuf's parser bounds the nesting depth, so this recursion is bounded too
+            if attr.type == _ATTR_GRAPH:
+                _walk(attr.g, (*scope, f"{label}:{attr.name}"), found)
+            elif attr.type == _ATTR_GRAPHS:
+                for i, sub in enumerate(attr.graphs):
+                    _walk(sub, (*scope, f"{label}:{attr.name}[{i}]"), found)
+
+
+def _constant(node: Any) -> tuple[Any, str] | None:
+    """The float data of a Constant node and the attribute holding it, if it is float."""
+    for attr in node.attribute:
+        if attr.name == "value" and attr.type == _ATTR_TENSOR and attr.t.data_type in FLOAT_TYPES:
+            return attr.t, "value"
+        if (attr.name, attr.type) in (("value_float", _ATTR_FLOAT), ("value_floats", _ATTR_FLOATS)):
+            return attr, attr.name
+    return None
+
+
+def _named(found: list[_Found], initializers: int) -> list[Weight]:
+    """Names for ``found``, whose first ``initializers`` are the main graph's (unique)."""
+    counts = Counter(f.value for f in found)
+    taken = {f.value for f in found[:initializers]}
+    suffixes: Counter[str] = Counter()  # per base name, so hostile files cannot go quadratic
+    weights = []
+    for i, f in enumerate(found):
+        if i < initializers:  # a main-graph initializer keeps its own name
+            weights.append(Weight(f.value, f.value, f.holder, "", True))
+            continue
+        base = f.value if counts[f.value] == 1 or not f.scope else "/".join((*f.scope, f.value))
+        name = base
+        while name in taken:
+            suffixes[base] += 1
+            name = f"{base}~{suffixes[base] + 1}"
+        taken.add(name)
+        weights.append(Weight(name, f.value, f.holder, f.attribute, not f.scope))
+    return weights
+
+
 def float_initializers(proto: Any) -> list[Any]:
     """The main graph's initializers of float element type, in file order."""
-    return [t for t in proto.graph.initializer if t.data_type in FLOAT_TYPES]
+    return float_initializers_of(proto.graph)
 
 
-def initializer_array(tensor: Any, path: Path) -> tuple[np.ndarray, str]:
-    """An initializer as an array numpy can hold, and its dtype name.
+def float_initializers_of(graph: Any) -> list[Any]:
+    """A graph's own initializers of float element type, in file order."""
+    return [t for t in graph.initializer if t.data_type in FLOAT_TYPES]
+
+
+def weight_array(weight: Weight, path: Path) -> tuple[np.ndarray, str]:
+    """A weight as an array numpy can hold, and its stored dtype name.
 
     bfloat16 and float8 are widened to float32 (exact). External data is read from the
     model's folder.
     """
+    if weight.attribute == "value_float":
+        return np.array(weight.holder.f, dtype=np.float32), "float32"
+    if weight.attribute == "value_floats":
+        return np.array(weight.holder.floats, dtype=np.float32), "float32"
+    return tensor_array(weight.holder, weight.name, path)
+
+
+def tensor_array(tensor: Any, name: str, path: Path) -> tuple[np.ndarray, str]:
+    """A float ``TensorProto`` as an array numpy can hold, and its dtype name."""
     from onnx import numpy_helper
 
     dtype = FLOAT_TYPES[tensor.data_type]
+    if any(d < 0 for d in tensor.dims):  # numpy would infer a -1 and read the data anyway
+        raise InputError(f"tensor {name!r} has a negative dimension {list(tensor.dims)}", path)
     try:
         array = numpy_helper.to_array(tensor, base_dir=str(path.parent))
     except Exception as exc:  # missing or short external file, bad raw_data size...
-        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
-        raise InputError(f"initializer {tensor.name!r}: {reason}", path) from None
+        raise InputError(f"tensor {name!r}: {_reason(exc)}", path) from None
     if dtype not in _NUMPY_FLOATS:
         array = array.astype(np.float32)
     return array, dtype
 
 
+def load_external(proto: Any, path: Path) -> None:
+    """Read every external tensor of ``proto`` (from ``path``'s folder) into the proto.
+
+    onnx refuses locations outside the folder and ranges past the end of the data file.
+    """
+    from onnx.external_data_helper import load_external_data_for_model
+
+    try:
+        load_external_data_for_model(proto, str(path.parent))
+    except Exception as exc:  # missing file, path outside the folder, short file
+        raise InputError(f"external data: {_reason(exc)}", path) from None
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:160] or type(exc).__name__
+
+
 @reader(name="onnx", extensions=(".onnx",), sniff=sniff_onnx)
 def read_onnx(path: Path) -> LoadedModel:
-    """Read the float initializers of an ONNX model's main graph.
+    """Read the float tensors of an ONNX model: initializers of the graph and its subgraphs,
+    and Constant nodes.
 
     Parameters
     ----------
@@ -126,23 +291,22 @@ def read_onnx(path: Path) -> LoadedModel:
     Returns
     -------
     LoadedModel
-        Initializers by their ONNX names, in file order (0-d ones stay 0-d); metadata holds
-        the producer, IR version and opset.
+        Main-graph initializers by their ONNX names, in file order, then Constants and
+        subgraph initializers named as the module docstring says (0-d ones stay 0-d);
+        metadata holds the producer, IR version and opset.
 
     Raises
     ------
     InputError
-        Not an ONNX model, unreadable initializer, or no float initializers.
+        Not an ONNX model, unreadable tensor, or no float tensors.
     """
     proto = load_proto(path)
     tensors: dict[str, np.ndarray] = {}
     dtypes: dict[str, str] = {}
-    for tensor in float_initializers(proto):
-        if tensor.name in tensors:
-            raise InputError(f"initializer {tensor.name!r} appears twice", path)
-        tensors[tensor.name], dtypes[tensor.name] = initializer_array(tensor, path)
+    for weight in weights_of(proto, path):
+        tensors[weight.name], dtypes[weight.name] = weight_array(weight, path)
     if not tensors:
-        raise InputError("ONNX model has no float initializers (weights) in its main graph", path)
+        raise InputError("ONNX model has no float initializers or Constant tensors (weights)", path)
     return LoadedModel.build(str(path), "onnx", tensors, dtypes, _metadata(proto))
 
 

@@ -1,11 +1,14 @@
 """PyTorch checkpoints: zip (``torch.save`` default) and legacy pickle files.
 
 Only ``torch.load(weights_only=True)`` is used: a file that needs arbitrary Python objects is
-refused, because unpickling them would run code from the file.
+refused, because unpickling them would run code from the file. The unpickled structure is
+untrusted too: it is walked once per container (shared or cyclic containers cannot make the walk
+explode), at most :data:`MAX_DEPTH` deep, and no tensor may claim more bytes than the file holds.
 """
 
 from __future__ import annotations
 
+import mmap
 import pickle
 import re
 import zipfile
@@ -18,7 +21,7 @@ import numpy as np
 from inspector.errors import InputError
 from inspector.io.model_file import LoadedModel
 from inspector.io.registry import reader, writer
-from inspector.io.sniff import zip_first_name
+from inspector.io.sniff import check_zip_members, zip_first_name
 from inspector.io.torchscript import is_torchscript_archive, read_torchscript, sniff_torchscript
 
 # A legacy (non-zip) torch.save file opens with its magic number, pickled as a 10-byte long;
@@ -39,6 +42,10 @@ _STATE_DICT_KEYS = (
 # Checkpoint entries that hold tensors but are not model weights.
 _SKIP_PREFIXES = ("optimizer", "optim", "scheduler", "lr_scheduler", "scaler", "grad_scaler")
 _MAX_METADATA_CHARS = 200
+#: Nesting of dicts and lists beyond which a checkpoint is refused.
+MAX_DEPTH = 32
+# A sparse tensor is made dense on reading; its dense form may be this many times the file.
+_SPARSE_RATIO = 1024
 
 _PROTOCOL_4 = (
     "saved with pickle protocol 4 or 5, which torch's safe (weights_only) loader cannot read; "
@@ -81,6 +88,9 @@ def _corruption(exc: BaseException) -> str:
         return _PROTOCOL_4
     if "WeightsUnpickler error:" in text:
         text = text.split("WeightsUnpickler error:", 1)[1]
+    # torch's C++ checks open with their source location and can leave printf codes unfilled.
+    text = re.sub(r"\[enforce fail at [^\]]*\][\s.]*", "", text)
+    text = re.sub(r":? expected %ld got %ld\d*", "", text)
     paragraphs = [p for p in text.split("\n\n") if p.strip()] or ["unexpected end of file"]
     reason = " ".join(paragraphs[0].split()).split(". ", 1)[0]
     return f"corrupt or truncated PyTorch file ({reason[:160]})"
@@ -89,28 +99,35 @@ def _corruption(exc: BaseException) -> str:
 def _load(path: Path) -> Any:
     import torch
 
-    is_zip = zipfile.is_zipfile(path)
     try:
-        # mmap keeps large checkpoints out of RAM until touched; legacy files cannot be mapped.
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+        if zipfile.is_zipfile(path):
+            # mmap keeps large checkpoints out of RAM until touched.
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        # A legacy file is unpickled from a memory map of it: CPython's file.read(n) reserves
+        # n bytes before reading, and a damaged pickle can claim a string of gigabytes, while
+        # a map's read(n) never goes past the file's end. Storages are copied out of the map.
+        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            return torch.load(view, map_location="cpu", weights_only=True)  # type: ignore[arg-type]
     except pickle.UnpicklingError as exc:
         raise InputError(_refusal(exc) or _corruption(exc), path) from None
     except Exception as exc:  # torch reports a damaged file in many ways (EOFError, struct...)
         raise InputError(_corruption(exc), path) from None
 
 
-def _holds_tensor(obj: Any, depth: int = 0) -> bool:
+def _holds_tensor(obj: Any, depth: int = 0, seen: set[int] | None = None) -> bool:
     import torch
 
     if isinstance(obj, torch.Tensor):
         return True
-    if depth > 8:
+    if depth > 8 or not isinstance(obj, (Mapping, list, tuple)):
         return False
-    if isinstance(obj, Mapping):
-        return any(_holds_tensor(v, depth + 1) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return any(_holds_tensor(v, depth + 1) for v in obj)
-    return False
+    # A pickle can nest one shared list in itself many times over: look inside each only once.
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return False
+    seen.add(id(obj))
+    values = obj.values() if isinstance(obj, Mapping) else obj
+    return any(_holds_tensor(v, depth + 1, seen) for v in values)
 
 
 def _locate_state_dict(obj: Any, metadata: dict[str, str]) -> tuple[Any, tuple[str, ...]]:
@@ -121,14 +138,16 @@ def _locate_state_dict(obj: Any, metadata: dict[str, str]) -> tuple[Any, tuple[s
     import torch
 
     trail: tuple[str, ...] = ()
+    visited = {id(obj)}  # a pickle can hold a dict inside itself: never go round in circles
     while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
         for key, value in obj.items():
             if isinstance(value, (str, int, float, bool)):
                 metadata[str(key)] = str(value)[:_MAX_METADATA_CHARS]
         for key in _STATE_DICT_KEYS:
             child = obj.get(key)
-            if isinstance(child, Mapping) and _holds_tensor(child):
+            if isinstance(child, Mapping) and id(child) not in visited and _holds_tensor(child):
                 obj, trail = child, (*trail, key)
+                visited.add(id(obj))
                 break
         else:
             break
@@ -139,21 +158,56 @@ def _skipped(key: str, value: Any) -> bool:
     return isinstance(value, (Mapping, list, tuple)) and key.lower().startswith(_SKIP_PREFIXES)
 
 
-def _flatten(obj: Any, prefix: str, tensors: dict[str, Any], metadata: dict[str, str]) -> None:
-    """Collect tensors under dotted names, and plain scalars as metadata."""
+def _flatten(
+    obj: Any,
+    prefix: str,
+    tensors: dict[str, Any],
+    metadata: dict[str, str],
+    seen: set[int],
+    depth: int = 0,
+) -> None:
+    """Collect tensors under dotted names, and plain scalars as metadata.
+
+    A dict or list met a second time (shared, or inside itself) is not entered again: a few
+    hundred bytes of pickle can otherwise name more tensors than there are atoms.
+    """
     import torch
 
     if isinstance(obj, torch.Tensor):
         tensors[prefix or "tensor"] = obj
-    elif isinstance(obj, Mapping):
-        for key, value in obj.items():
-            if not _skipped(str(key), value):
-                _flatten(value, f"{prefix}.{key}" if prefix else str(key), tensors, metadata)
-    elif isinstance(obj, (list, tuple)):
-        for i, value in enumerate(obj):
-            _flatten(value, f"{prefix}.{i}" if prefix else str(i), tensors, metadata)
-    elif isinstance(obj, (str, int, float, bool)) and prefix:
-        metadata[prefix] = str(obj)[:_MAX_METADATA_CHARS]
+        return
+    if isinstance(obj, (str, int, float, bool)):
+        if prefix:
+            metadata[prefix] = str(obj)[:_MAX_METADATA_CHARS]
+        return
+    if not isinstance(obj, (Mapping, list, tuple)) or id(obj) in seen:
+        return
+    if depth >= MAX_DEPTH:
+        raise ValueError(f"the checkpoint nests dicts and lists more than {MAX_DEPTH} deep")
+    seen.add(id(obj))
+    items = obj.items() if isinstance(obj, Mapping) else enumerate(obj)
+    for key, value in items:
+        if not _skipped(str(key), value):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            _flatten(value, name, tensors, metadata, seen, depth + 1)
+
+
+def _check_size(name: str, tensor: Any, file_nbytes: int, path: Path) -> None:
+    """Refuse a tensor claiming more bytes than the file holds (a broadcast view, say).
+
+    Its storage comes from the file, so only a view repeating elements (stride 0) or a sparse
+    tensor can be larger; reading would make it dense, however large it claims to be.
+    """
+    import torch
+
+    nbytes = tensor.numel() * tensor.element_size()
+    limit = file_nbytes * (1 if tensor.layout == torch.strided else _SPARSE_RATIO)
+    if nbytes > limit:
+        raise InputError(
+            f"tensor {name!r} claims shape {tuple(tensor.shape)} ({nbytes} bytes), more than "
+            f"the {file_nbytes}-byte file can hold",
+            path,
+        )
 
 
 @reader(name="pytorch", extensions=(".pt", ".pth", ".bin", ".ckpt"), sniff=sniff_pytorch)
@@ -175,24 +229,33 @@ def read_pytorch(path: Path) -> LoadedModel:
     Raises
     ------
     InputError
-        Refused pickle, corrupt or truncated file, or no tensors.
+        Refused pickle, damaged archive (every member's CRC-32 is checked), corrupt or truncated
+        file, nesting deeper than :data:`MAX_DEPTH`, a tensor larger than the file, or no
+        tensors.
     """
     from inspector.io._torch import tensor_to_numpy
 
-    if zipfile.is_zipfile(path) and is_torchscript_archive(path):
-        # A TorchScript archive without tensor data starts like a checkpoint: hand it over.
-        return read_torchscript(path)
+    if zipfile.is_zipfile(path):
+        check_zip_members(path, "PyTorch")
+        if is_torchscript_archive(path):
+            # A TorchScript archive without tensor data starts like a checkpoint: hand it over.
+            return read_torchscript(path)
     metadata: dict[str, str] = {}
     state, trail = _locate_state_dict(_load(path), metadata)
     raw: dict[str, Any] = {}
-    _flatten(state, "", raw, metadata)
+    try:
+        _flatten(state, "", raw, metadata, set())
+    except ValueError as exc:
+        raise InputError(str(exc), path) from None
     if not raw:
         raise InputError("contains no tensors", path)
     if trail:
         metadata["state_dict_key"] = ".".join(trail)
     tensors: dict[str, np.ndarray] = {}
     dtypes: dict[str, str] = {}
+    file_nbytes = path.stat().st_size
     for name, tensor in raw.items():
+        _check_size(name, tensor, file_nbytes, path)
         try:
             tensors[name], dtypes[name] = tensor_to_numpy(tensor)
         except (ValueError, TypeError, RuntimeError) as exc:

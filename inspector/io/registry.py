@@ -1,7 +1,9 @@
 """Registry of model-file readers and writers.
 
-Formats register themselves with the :func:`reader` and :func:`writer` decorators. Readers are
-chosen by sniffing the first bytes of the file, then by extension, so a misnamed file still opens.
+Formats register themselves with the :func:`reader`, :func:`writer` and :func:`rewriter`
+decorators. Readers are chosen by sniffing the first bytes of the file, then by extension, so a
+misnamed file still opens. A writer stores bare tensors; a rewriter writes a copy of a source
+model in the source's own format with some tensors replaced (an ONNX graph that still runs).
 The built-in format modules are imported on first use; they import their heavy libraries
 (torch, safetensors, onnx) only inside the functions that need them.
 """
@@ -26,6 +28,9 @@ SNIFF_BYTES = 1024
 ReadFunc = Callable[[Path], LoadedModel]
 # (path, tensors, dtypes, metadata) -> None; the path is a temporary file in the target folder.
 WriteFunc = Callable[[Path, Mapping[str, np.ndarray], Mapping[str, str], Mapping[str, str]], None]
+# (source, target, tensors) -> None; the target is a temporary file in the output's folder, the
+# tensors are checked against the source's names and shapes and may be any numeric dtype.
+RewriteFunc = Callable[[Path, Path, Mapping[str, np.ndarray]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,7 @@ class WriterSpec:
 # The one piece of module state: filled by decorators at import time, never mutated afterwards.
 _READERS: dict[str, ReaderSpec] = {}
 _WRITERS: dict[str, WriterSpec] = {}
+_REWRITERS: dict[str, RewriteFunc] = {}
 # Sniffed in this order: TorchScript archives are zips that the PyTorch sniffer would also claim.
 _BUILTIN_MODULES = (
     "inspector.io.torchscript",
@@ -60,6 +66,9 @@ _BUILTIN_MODULES = (
     "inspector.io.dcz_file",
     "inspector.io.keras_file",
     "inspector.io.caffe",  # protobuf has no magic number: its sniffer goes last
+    "inspector.io.onnx_writeback",
+    "inspector.io.keras_writeback",
+    "inspector.io.torchscript_writeback",
 )
 
 
@@ -104,6 +113,21 @@ def writer(*, name: str, extensions: tuple[str, ...]) -> Callable[[WriteFunc], W
     return register
 
 
+def rewriter(*, format: str) -> Callable[[RewriteFunc], RewriteFunc]:
+    """Register ``func(source, target, tensors)`` as the write-back of reader ``format``.
+
+    The function writes to ``target`` a copy of ``source`` in which every tensor named in
+    ``tensors`` (by the reader's names) holds the given values, cast to the dtype the source
+    stores; every other part of the file (graph, code, configuration) is kept.
+    """
+
+    def register(func: RewriteFunc) -> RewriteFunc:
+        _REWRITERS[format] = func
+        return func
+
+    return register
+
+
 def _load_builtins() -> None:
     for module in _BUILTIN_MODULES:
         importlib.import_module(module)
@@ -119,6 +143,12 @@ def writer_formats() -> tuple[WriterSpec, ...]:
     """All registered writers, built-in ones included."""
     _load_builtins()
     return tuple(_WRITERS.values())
+
+
+def rewriter_formats() -> tuple[str, ...]:
+    """Names of the reader formats that can be written back into (``"onnx"``, ...)."""
+    _load_builtins()
+    return tuple(_REWRITERS)
 
 
 def _describe(specs: tuple[ReaderSpec, ...] | tuple[WriterSpec, ...]) -> str:
@@ -251,3 +281,78 @@ def write_weights(
                 raise exc if exc.path else InputError(exc.problem, path) from None
     except OSError as exc:
         raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
+
+
+def can_write_back(path: str | os.PathLike[str]) -> bool:
+    """Whether :func:`write_back` supports ``path``'s format (sniffed; False if unreadable)."""
+    path = Path(path)
+    try:
+        return _choose_reader(path, _head(path)).name in rewriter_formats()
+    except InputError:
+        return False
+
+
+def write_back(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    tensors: Mapping[str, np.ndarray],
+) -> None:
+    """Write a copy of ``source`` in its own format with ``tensors`` replaced, atomically.
+
+    Parameters
+    ----------
+    source : str or path-like
+        The original model (ONNX, Keras, TorchScript, ...); it is never modified.
+    output : str or path-like
+        The copy; it must keep the source's extension, so it opens where the source did.
+    tensors : mapping of str to ndarray
+        New values by the source reader's tensor names; tensors not named keep their values.
+
+    Raises
+    ------
+    InputError
+        A format without write-back, an output over the source, another extension, a name the
+        source lacks or a shape that differs; one line naming the file.
+    """
+    source, output = Path(source), Path(output)
+    spec = _choose_reader(source, _head(source))
+    rewrite = _REWRITERS.get(spec.name)
+    if rewrite is None:
+        writable = ", ".join(rewriter_formats())
+        problem = (f"cannot write back into {spec.name} files (supported: {writable}); "
+                   "write the weights as .pt, .safetensors or .npz instead")
+        raise InputError(problem, source)
+    if same_file(output, source):
+        raise InputError("refusing to overwrite the source model", output)
+    if output.suffix.lower() != source.suffix.lower():
+        problem = f"a copy of {source.name} must keep its extension {source.suffix or '(none)'}"
+        raise InputError(problem, output)
+    if not output.parent.is_dir():
+        raise InputError("folder does not exist", output)
+    _check_replacements(read_model(source), output, tensors)
+    try:
+        with atomic_path(output) as tmp:
+            try:
+                rewrite(source, tmp, tensors)
+            except InputError as exc:
+                raise exc if exc.path else InputError(exc.problem, output) from None
+            except MemoryError:
+                raise InputError("not enough memory to write this file", output) from None
+            except Exception as exc:  # a library failing on a file it read itself
+                problem = f"cannot write a {spec.name} copy ({_one_line(exc)})"
+                raise InputError(problem, output) from exc
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}", output) from None
+
+
+def _check_replacements(
+    model: LoadedModel, output: Path, tensors: Mapping[str, np.ndarray]
+) -> None:
+    _check_arrays(output, tensors)
+    for name, arr in tensors.items():
+        if name not in model.tensors:
+            raise InputError(f"the source model has no tensor {name!r}", output)
+        expected = model.tensors[name].shape
+        if arr.shape != expected:
+            problem = f"tensor {name!r} has shape {arr.shape}, the source model {expected}"
+            raise InputError(problem, output)

@@ -1,13 +1,21 @@
-"""Running ONNX models with onnxruntime on the CPU, with replaceable initializers.
+"""Running ONNX models with onnxruntime on the CPU, with replaceable weights.
 
 Every float initializer of the main graph is also declared a graph input: ONNX then treats the
 initializer as a default the caller may override, so one session runs any set of substituted
-weights (no session rebuild per evaluation). The price is that onnxruntime cannot constant-fold
-those weights, which costs little for the networks inspector evaluates.
+weights (no session rebuild per evaluation). Float ``Constant`` nodes of the main graph are
+turned into such initializers when the session is built (the node's output is renamed and left
+unused). The price is that onnxruntime cannot constant-fold those weights, which costs little
+for the networks inspector evaluates.
+
+Tensors inside subgraphs (If branches, Loop and Scan bodies) cannot be fed from outside their
+graph. Substituting any of them builds a second session from a copy of the model with their
+values written in (as :mod:`inspector.io.onnx_writeback` writes them); that session is kept for
+as long as the same values come back, so evaluating one setting many times builds it once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -17,12 +25,12 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import helper
-from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
+from onnx import helper, numpy_helper
 
 from inspector.errors import InputError
 from inspector.io.model_file import LoadedModel
-from inspector.io.onnx_file import float_initializers, load_proto, read_onnx
+from inspector.io.onnx_file import Weight, load_external, load_proto, read_onnx, weights_of
+from inspector.io.onnx_writeback import replace_weight
 from inspector.io.runnable import Runnable, cannot_run, run_failed
 
 # Input element types inspector can feed (float data): float, float16, double.
@@ -31,28 +39,28 @@ _ORT_ERROR = 3  # log severity: errors only (overridable initializers make it wa
 
 
 class OnnxRunnable(Runnable):
-    """An onnxruntime session whose float initializers can be overridden per call."""
+    """An onnxruntime session whose float tensors can be replaced per call."""
 
     def __init__(self, path: Path, proto: Any) -> None:
         self.path = str(path)
-        graph = proto.graph
-        initializers = float_initializers(proto)
-        self.names = tuple(dict.fromkeys(t.name for t in initializers))
-        self._types = {t.name: (t.data_type, tuple(t.dims)) for t in initializers}
         data = _data_input(path, proto)
         self._input = data.name
         self._input_dtype = _INPUT_TYPES[data.type.tensor_type.elem_type]
         dims = data.type.tensor_type.shape.dim
         self._fixed_batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else 0
-        declared = {i.name for i in graph.input}
-        for tensor in initializers:
-            if tensor.name not in declared:
-                declared.add(tensor.name)
-                graph.input.append(
-                    helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims)
-                )
-        self._session = _session(path, proto)
-        self._output = self._session.get_outputs()[0].name
+        weights = weights_of(proto, path)
+        self.names = tuple(w.name for w in weights)
+        self._shapes = {w.name: w.shape for w in weights}
+        self._data_types = {w.name: w.data_type for w in weights}
+        # Main-graph weights are fed by their value names; subgraph ones are written in.
+        self._fed = _make_overridable(proto, [w for w in weights if w.main])
+        self._nested = {w.name: w for w in weights if not w.main}
+        self._proto = proto
+        self._base = _session(path, proto)
+        self._session = self._base
+        self._output = self._base.get_outputs()[0].name
+        self._nested_key: tuple[tuple[str, str], ...] = ()
+        self._nested_session: Any = None
         self._feeds: dict[str, Any] = {}
         self._keep: list[np.ndarray] = []  # OrtValues borrow these arrays' memory
 
@@ -60,13 +68,7 @@ class OnnxRunnable(Runnable):
     def open(cls, path: Path) -> OnnxRunnable:
         """Load ``path`` (external data from its folder) and start a CPU session."""
         proto = load_proto(path)
-        for tensor in proto.graph.initializer:
-            if uses_external_data(tensor):
-                try:
-                    load_external_data_for_tensor(tensor, str(path.parent))
-                except Exception as exc:  # missing file, path outside the folder, short file
-                    reason = " ".join(str(exc).split())[:160]
-                    raise InputError(f"initializer {tensor.name!r}: {reason}", path) from None
+        load_external(proto, path)
         return cls(path, proto)
 
     def reference(self) -> LoadedModel:
@@ -79,22 +81,26 @@ class OnnxRunnable(Runnable):
     @contextmanager
     def substituted(self, weights: Mapping[str, np.ndarray]) -> Iterator[None]:
         self.check_weights(weights)
-        feeds, keep = {}, []
+        feeds, keep, nested = {}, [], {}
         for name, array in weights.items():
-            data_type, dims = self._types[name]
+            dims = self._shapes[name]
             if tuple(array.shape) != dims:
                 raise InputError(
                     f"tensor {name!r} has shape {list(array.shape)}, the model's {list(dims)}",
                     self.path,
                 )
-            value, held = _ort_value(np.asarray(array), data_type)
-            feeds[name] = value
+            if name in self._nested:
+                nested[name] = np.asarray(array)
+                continue
+            value, held = _ort_value(np.asarray(array), self._data_types[name])
+            feeds[self._fed[name]] = value
             keep.append(held)
-        self._feeds, self._keep = feeds, keep
+        session = self._with_nested(nested) if nested else self._base
+        self._feeds, self._keep, self._session = feeds, keep, session
         try:
             yield
         finally:
-            self._feeds, self._keep = {}, []
+            self._feeds, self._keep, self._session = {}, [], self._base
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         count = batch.shape[0]
@@ -110,6 +116,98 @@ class OnnxRunnable(Runnable):
         if out.ndim == 0 or out.shape[0] != x.shape[0]:
             raise cannot_run(self.path, f"its output has shape {list(out.shape)}, not [N, C]")
         return out[:count].astype(np.float32, copy=False).reshape(count, -1)
+
+    def _with_nested(self, arrays: Mapping[str, np.ndarray]) -> Any:
+        """A session whose subgraph tensors hold ``arrays`` (the others the file's values)."""
+        types = self._data_types
+        key = tuple(sorted((name, _digest(array, types[name])) for name, array in arrays.items()))
+        if key != self._nested_key:
+            self._nested_session = None  # one extra session at a time: free the old one first
+            originals = {name: _copy(self._nested[name].holder) for name in arrays}
+            try:
+                for name, array in arrays.items():
+                    replace_weight(self._nested[name], array)
+                self._nested_session = _session(Path(self.path), self._proto)
+            finally:
+                for name, original in originals.items():
+                    self._nested[name].holder.CopyFrom(original)
+            self._nested_key = key
+        return self._nested_session
+
+
+def _make_overridable(proto: Any, weights: list[Weight]) -> dict[str, str]:
+    """Declare main-graph weights graph inputs; by reader name, the input each is fed through.
+
+    A Constant becomes an initializer of its output's name. Its node stays (removing it would
+    move the nodes after it, and the subgraph weights that point into them), but computes an
+    unused scalar under a fresh name.
+    """
+    graph = proto.graph
+    declared = {i.name for i in graph.input}
+    used = _value_names(proto)
+    constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant" and n.output}
+    fed = {}
+    for weight in weights:
+        if weight.attribute:
+            graph.initializer.append(_as_tensor(weight))
+            node = constants[weight.value]
+            node.output[0] = _fresh(f"{weight.value}.unused", used)
+            del node.attribute[:]  # the data now lives in the initializer only
+            node.attribute.append(helper.make_attribute("value_float", 0.0))
+        if weight.value not in declared:
+            declared.add(weight.value)
+            graph.input.append(
+                helper.make_tensor_value_info(weight.value, weight.data_type, weight.shape)
+            )
+        fed[weight.name] = weight.value
+    return fed
+
+
+def _as_tensor(weight: Weight) -> Any:
+    """A Constant's value as an initializer named after its output."""
+    if weight.attribute == "value":
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(weight.holder)
+        tensor.name = weight.value
+        return tensor
+    values = weight.holder.f if weight.attribute == "value_float" else weight.holder.floats
+    return numpy_helper.from_array(np.array(values, dtype=np.float32), weight.value)
+
+
+def _value_names(proto: Any) -> set[str]:
+    """Every value name of the model, subgraphs included (a new name must clash with none)."""
+    names: set[str] = set()
+    graphs = [proto.graph]
+    while graphs:
+        graph = graphs.pop()
+        names.update(v.name for v in (*graph.input, *graph.output, *graph.initializer))
+        for node in graph.node:
+            names.update(node.input)
+            names.update(node.output)
+            for attr in node.attribute:
+                graphs.extend([attr.g] if attr.HasField("g") else attr.graphs)
+    return names
+
+
+def _fresh(base: str, used: set[str]) -> str:
+    name, count = base, 1
+    while name in used:
+        count += 1
+        name = f"{base}{count}"
+    used.add(name)
+    return name
+
+
+def _copy(message: Any) -> Any:
+    copy = type(message)()
+    copy.CopyFrom(message)
+    return copy
+
+
+def _digest(array: np.ndarray, data_type: int) -> str:
+    """A fingerprint of ``array`` as the model stores it (values rounded to its type)."""
+    stored = np.ascontiguousarray(array.astype(helper.tensor_dtype_to_np_dtype(data_type)))
+    return hashlib.blake2b(stored.view(np.uint8).data, digest_size=16).hexdigest()
 
 
 def _data_input(path: Path, proto: Any) -> Any:

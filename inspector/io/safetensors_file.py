@@ -1,12 +1,14 @@
 """safetensors files: an 8-byte header length, a JSON header, then raw tensor data.
 
 The header is checked against the file size before the library parses it, so a hostile
-header length cannot trigger a huge allocation.
+header length cannot trigger a huge allocation; every entry's dtype, shape and offsets are
+checked against each other and the data bytes, so a hostile shape is refused in plain words.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,14 @@ MAX_HEADER_BYTES = 100_000_000
 _NUMPY_DTYPES = frozenset(
     {"BOOL", "U8", "I8", "I16", "U16", "F16", "I32", "U32", "F32", "F64", "I64", "U64"}
 )
+# Bits per element of every dtype the safetensors format defines (library 0.8).
+_DTYPE_BITS = {
+    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
+    "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
+    "I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64, "C64": 64,
+    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+}  # fmt: skip
+_MAX_NDIM = 64  # numpy's limit
 
 
 def sniff_safetensors(head: bytes) -> bool:
@@ -37,7 +47,8 @@ def read_header(path: Path) -> dict[str, Any]:
     ------
     InputError
         Claimed header longer than the file or than :data:`MAX_HEADER_BYTES`, malformed JSON,
-        or tensor data running past the end of the file.
+        an unknown dtype, a shape that disagrees with its data size, or tensor data running
+        past the end of the file.
     """
     size = path.stat().st_size
     with path.open("rb") as f:
@@ -56,23 +67,55 @@ def read_header(path: Path) -> dict[str, Any]:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"malformed safetensors header ({exc})", path) from None
+    except RecursionError:
+        raise InputError("malformed safetensors header (JSON nested too deep)", path) from None
     if not isinstance(header, dict):
         raise InputError("malformed safetensors header (not a JSON object)", path)
     _check_entries(path, header, size - 8 - length)
     return header
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a hostile header can hold megabyte names."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _check_entries(path: Path, header: dict[str, Any], data_bytes: int) -> None:
+    """Every tensor's dtype known, shape and offsets whole numbers that agree, data in the file.
+
+    Python ints: a hostile shape cannot overflow, and nothing is allocated.
+    """
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2):
-            raise InputError(f"malformed safetensors header entry {name!r}", path)
-        if not all(isinstance(o, int) for o in offsets) or offsets[1] > data_bytes:
+        tensor = f"tensor {_short(name)}"
+        if not isinstance(entry, dict):
+            raise InputError(f"malformed safetensors header entry {_short(name)}", path)
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))):
+            raise InputError(f"{tensor} has malformed data_offsets {_short(offsets)}", path)
+        if not (isinstance(shape, list) and len(shape) <= _MAX_NDIM and all(map(_is_count, shape))):
+            raise InputError(f"{tensor} has an invalid shape {_short(shape)}", path)
+        if dtype not in _DTYPE_BITS:
+            raise InputError(f"{tensor} has an unknown dtype {_short(dtype)}", path)
+        begin, end = offsets
+        if begin > end or end > data_bytes:
             raise InputError(
-                f"truncated safetensors file: tensor {name!r} ends at byte {offsets[1]} of "
+                f"truncated safetensors file: {tensor} spans bytes {begin} to {end} of "
                 f"{data_bytes} data bytes",
+                path,
+            )
+        nbits = math.prod(shape) * _DTYPE_BITS[dtype]
+        if nbits != 8 * (end - begin):
+            size = f"{nbits // 8} bytes" if nbits % 8 == 0 else f"{nbits} bits"
+            raise InputError(
+                f"{tensor} claims shape {_short(tuple(shape))} of {dtype} ({size}) but its "
+                f"data_offsets hold {end - begin} bytes",
                 path,
             )
 

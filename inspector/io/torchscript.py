@@ -17,7 +17,7 @@ import numpy as np
 from inspector.errors import InputError
 from inspector.io.model_file import LoadedModel
 from inspector.io.registry import reader
-from inspector.io.sniff import zip_first_name
+from inspector.io.sniff import check_zip_members, zip_first_name
 
 # torch.jit.save writes the tensor data first ("<archive>/data/0"), torch.save writes its pickle
 # first ("<archive>/data.pkl"); code and constants exist only in TorchScript archives.
@@ -44,8 +44,14 @@ def is_torchscript_archive(path: Path) -> bool:
 
 
 def load_script(path: Path) -> Any:
-    """``torch.jit.load`` on the CPU, with torch's failures as one-line InputErrors."""
+    """``torch.jit.load`` on the CPU, with torch's failures as one-line InputErrors.
+
+    The archive's checksums are checked first: torch never does, so a flipped byte in a tensor
+    would load as a wrong weight.
+    """
     import torch
+
+    check_zip_members(path, "TorchScript")
 
     try:
         return torch.jit.load(str(path), map_location="cpu")

@@ -1,4 +1,5 @@
-"""Export a model three ways: the compressed file, the weights it decodes to, or the settings.
+"""Export a model four ways: the compressed file, the weights it decodes to (as bare tensors or
+written back into a copy of the model in its own format), or the settings.
 
 Each export is a generator over plain arguments that yields ``Progress`` and returns an
 ``ExportResult``; the CLI drives it with a progress bar, the app in a ``SerialWorker``.
@@ -24,13 +25,14 @@ import numpy as np
 from inspector.atomic import same_file
 from inspector.errors import InputError, InspectorError
 from inspector.format.container import Container, open_container
-from inspector.io import read_model, write_weights, writer_formats
+from inspector.io import read_model, write_back, write_weights, writer_formats
 from inspector.io.model_file import LoadedModel
 from inspector.model.settings import ModelSettings, load_settings, save_settings
 from inspector.tasks.codec import ModelCodec, Progress, compress, stored_dtype
 
 COMPRESSED, DECOMPRESSED, SETTINGS = "compressed", "decompressed", "settings"
-KINDS = (COMPRESSED, DECOMPRESSED, SETTINGS)
+REWRITTEN = "rewritten"  # the decoded weights in a copy of the source model, in its format
+KINDS = (COMPRESSED, DECOMPRESSED, REWRITTEN, SETTINGS)
 COMPRESSED_SUFFIX = ".dcz"
 SETTINGS_SUFFIX = ".json"
 
@@ -57,9 +59,16 @@ def weight_extensions() -> tuple[str, ...]:
     return tuple(e for s in writer_formats() for e in s.extensions)
 
 
-def export_kind(path: str | Path) -> str | None:
-    """The kind of export a file name asks for, from its extension (None if unknown)."""
+def export_kind(path: str | Path, source: str | Path | None = None) -> str | None:
+    """The kind of export a file name asks for, from its extension (None if unknown).
+
+    ``source`` is the model, given only when its format can be written back into
+    (:func:`inspector.io.can_write_back`): a name with its extension asks for a rewritten copy,
+    so a TorchScript ``.pt`` source exports TorchScript, not a state dict.
+    """
     suffix = Path(path).suffix.lower()
+    if source is not None and suffix == Path(source).suffix.lower():
+        return REWRITTEN
     if suffix == COMPRESSED_SUFFIX:
         return COMPRESSED
     if suffix == SETTINGS_SUFFIX:
@@ -73,6 +82,8 @@ def export(kind: str, model: LoadedModel, settings: ModelSettings, output: str |
         return export_compressed(model, settings, output)
     if kind == DECOMPRESSED:
         return export_decompressed(model, settings, output)
+    if kind == REWRITTEN:
+        return export_rewritten(model, settings, output)
     if kind == SETTINGS:
         return export_settings(settings, output, protect=model.path)
     raise ValueError(f"unknown export kind {kind!r}")
@@ -135,6 +146,47 @@ def export_decompressed(
             mismatches += _mismatch(name, back[name], tensors.get(name))
         os.replace(tmp, output)
     return ExportResult(str(output), output.stat().st_size, None, not mismatches, mismatches)
+
+
+def export_rewritten(model: LoadedModel, settings: ModelSettings, output: str | Path) -> Export:
+    """Write a copy of the source model, in its own format, holding the decoded weights.
+
+    The copy runs where the source ran (onnxruntime, Keras, TorchScript). It is read back and
+    each tensor compared with the decoded weights in the dtype the source stores.
+    """
+    output = check_target(output, model.path)
+    codec = ModelCodec(model)
+    n = len(model.infos)
+    total = 2 * n + 1
+    tensors = {}
+    for i, info in enumerate(model.infos):
+        yield Progress(i, total, f"decoding {info.name}")
+        tensors[info.name] = codec.quantized(info.name, settings)
+    with _temporary(output) as tmp:
+        yield Progress(n, total, "writing")
+        write_back(model.path, tmp, tensors)
+        mismatches = yield from verify_rewritten(tmp, model, tensors, n + 1, total)
+        os.replace(tmp, output)
+    return ExportResult(str(output), output.stat().st_size, None, not mismatches, mismatches)
+
+
+def verify_rewritten(
+    path: Path, model: LoadedModel, tensors: dict[str, np.ndarray], done: int = 0, total: int = 0
+) -> Generator[Progress, None, tuple[str, ...]]:
+    """Mismatch lines between a rewritten copy at ``path`` and the ``tensors`` written into it.
+
+    Each expected tensor is cast to the dtype the copy reads back in: a write-back stores the
+    source's dtype, so a float16 layer decoded as float16 must read back bit for bit.
+    """
+    back = read_model(path).tensors
+    mismatches = _missing(list(back), model)
+    for i, name in enumerate(back):
+        yield Progress(done + i, total or len(back), f"verifying {name}")
+        expected = tensors.get(name)
+        if expected is not None:
+            expected = expected.astype(back[name].dtype)
+        mismatches += _mismatch(name, back[name], expected)
+    return mismatches
 
 
 def export_settings(

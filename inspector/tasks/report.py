@@ -107,9 +107,7 @@ def _plan_of(box: Container, index: int) -> LayerPlan:
     deep = rec.deep
     assert deep is not None
     lay = deep.layout
-    with open(box.path, "rb") as f:
-        f.seek(box.offsets[index])
-        payload = f.read(rec.payload_nbytes)
+    payload = box.payload(index)
     codebook, wsym, gsym = decode_symbols(payload, lay)
     walpha = lay.codebook_size + lay.has_filler
     wcounts = np.bincount(wsym, minlength=walpha).astype(np.int64)

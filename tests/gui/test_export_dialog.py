@@ -24,9 +24,12 @@ from inspector.gui.export_dialog import (
 )
 from inspector.gui.resources import RESOURCES, icon, resource_path
 from inspector.model.settings import load_settings
-from inspector.tasks.export import COMPRESSED, DECOMPRESSED, SETTINGS
+from inspector.tasks.export import COMPRESSED, DECOMPRESSED, REWRITTEN, SETTINGS
 
 WAIT_MS = 20000
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:`torch.jit.(script|trace|trace_method|save|load)` is deprecated:DeprecationWarning"
+)
 
 
 @pytest.fixture
@@ -111,7 +114,7 @@ def test_the_kind_and_the_extension_stay_in_step(dialog, tmp_path) -> None:
 
 
 def test_switching_to_weights_never_proposes_the_source_model(dialog) -> None:
-    source = Path(dialog.model.path)
+    source = Path(dialog.model.path).absolute()
     assert Path(dialog.path_edit.text()) == source.with_suffix(".dcz")  # the default
     dialog.kind_combo.setCurrentIndex(dialog.kind_combo.findData(DECOMPRESSED))
     assert Path(dialog.path_edit.text()).name == f"{source.stem}-decompressed{source.suffix}"
@@ -208,3 +211,74 @@ def test_the_shipped_resources_load() -> None:
     assert "Exec=inspector %f" in desktop and "Icon=inspector" in desktop
     with pytest.raises(FileNotFoundError, match=r"nothing\.svg"):
         resource_path("icons/nothing.svg")
+
+
+@pytest.fixture
+def scripted_dialog(qtbot, tmp_path) -> ExportDialog:
+    """The dialog on a TorchScript model read from disk: a copy of it can be written."""
+    import torch
+
+    from inspector.io import read_model
+    from inspector.model.session import Session
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(30, 20), torch.nn.ReLU(), torch.nn.Linear(20, 3))
+    path = tmp_path / "src" / "net.pt"
+    path.parent.mkdir()
+    torch.jit.script(net).save(str(path))
+    session = Session()
+    session.open(read_model(path), {})
+    d = ExportDialog(session)
+    qtbot.addWidget(d)
+    d.show()
+    return d
+
+
+def test_a_runnable_copy_is_offered_and_written(qtbot, scripted_dialog, out) -> None:
+    from inspector.io import read_model
+
+    d = scripted_dialog
+    labels = [d.kind_combo.itemText(i) for i in range(d.kind_combo.count())]
+    assert "Copy of the model with the decoded weights (.pt)" in labels
+    assert "Same format as the model (*.pt)" in d.filters
+    export_to(qtbot, d, out / "small.pt")  # the source's extension: a TorchScript copy
+    assert d.kind() == REWRITTEN and d.result.verified
+    assert d.verify_label.text() == (
+        "Verified: the copy reads back with every layer's decoded weights."
+    )
+    assert read_model(out / "small.pt").format == "torchscript"
+
+
+def test_weights_of_a_scripted_model_are_not_proposed_as_a_copy(scripted_dialog) -> None:
+    d = scripted_dialog
+    d.kind_combo.setCurrentIndex(d.kind_combo.findData(DECOMPRESSED))
+    assert d.kind() == DECOMPRESSED and Path(d.path_edit.text()).suffix == ".npz"
+    d.kind_combo.setCurrentIndex(d.kind_combo.findData(REWRITTEN))
+    assert Path(d.path_edit.text()).name == "net-decompressed.pt"
+
+
+def test_models_without_write_back_offer_no_copy(dialog) -> None:
+    assert dialog.kind_combo.findData(REWRITTEN) == -1
+    assert not any("Same format" in f for f in dialog.filters)
+
+
+def test_a_model_opened_by_a_relative_name_exports_beside_itself(
+    qtbot, scripted_dialog, monkeypatch
+) -> None:
+    """``inspector gui sample_models/m.pt`` (as ``make run`` does): the default target is
+    ``sample_models/m.dcz``, not ``sample_models/sample_models/m.dcz``."""
+    from inspector.io import read_model
+    from inspector.model.session import Session
+
+    source = Path(scripted_dialog.model.path)
+    monkeypatch.chdir(source.parent.parent)
+    session = Session()
+    session.open(read_model(Path(source.parent.name) / source.name), {})
+    d = ExportDialog(session)
+    qtbot.addWidget(d)
+    assert d.output_path() == source.with_suffix(".dcz")
+    d.kind_combo.setCurrentIndex(d.kind_combo.findData(REWRITTEN))
+    assert d.output_path() == source.with_name("net-decompressed.pt")
+    click(qtbot, d.export_button)
+    qtbot.waitUntil(lambda: d.state == FINISHED, timeout=WAIT_MS)
+    assert source.with_name("net-decompressed.pt").is_file()

@@ -67,7 +67,20 @@ def caffe_classes(packed: bool) -> dict[str, Any]:
         ("param", 6, FIELD.TYPE_MESSAGE, REPEATED, f"{pkg}.ParamSpec"),
         ("blobs", 7, FIELD.TYPE_MESSAGE, REPEATED, f"{pkg}.BlobProto"),
     ])  # fmt: skip
+    _message(proto, "V0LayerParameter", [
+        ("name", 1, FIELD.TYPE_STRING, OPTIONAL),
+        ("type", 2, FIELD.TYPE_STRING, OPTIONAL),
+        ("num_output", 3, FIELD.TYPE_UINT32, OPTIONAL),
+        ("biasterm", 4, FIELD.TYPE_BOOL, OPTIONAL),
+        ("kernelsize", 8, FIELD.TYPE_UINT32, OPTIONAL),
+        ("dropout_ratio", 12, FIELD.TYPE_FLOAT, OPTIONAL),
+        ("source", 16, FIELD.TYPE_STRING, OPTIONAL),
+        ("blobs", 50, FIELD.TYPE_MESSAGE, REPEATED, f"{pkg}.BlobProto"),
+        ("blobs_lr", 51, FIELD.TYPE_FLOAT, REPEATED),
+        ("weight_decay", 52, FIELD.TYPE_FLOAT, REPEATED),
+    ])  # fmt: skip
     v1 = _message(proto, "V1LayerParameter", [
+        ("layer", 1, FIELD.TYPE_MESSAGE, OPTIONAL, f"{pkg}.V0LayerParameter"),
         ("bottom", 2, FIELD.TYPE_STRING, REPEATED),
         ("top", 3, FIELD.TYPE_STRING, REPEATED),
         ("name", 4, FIELD.TYPE_STRING, OPTIONAL),
@@ -178,6 +191,106 @@ def test_reads_new_and_legacy_layers(tmp_path: Path, packed: bool) -> None:
     assert kinds["conv1.bias"] == kinds["ip0.bias"] == "bias"
     assert kinds["bn1.running_mean"] == kinds["bn1.running_var"] == "buffer"
     assert kinds["bn1.scale_factor"] == "norm"
+
+
+def make_v0_net(packed: bool = True) -> tuple[bytes, dict[str, np.ndarray]]:
+    """A pre-2014 (V0) net as the original Deep Compression LeNets were stored: every layer a
+    V1LayerParameter wrapping a V0LayerParameter, blobs with legacy 4-D num/channels/height/width.
+    """
+    classes = caffe_classes(packed)
+    rng = np.random.default_rng(1)
+    net = classes["NetParameter"](name="lenet_v0", input=["data"], input_dim=[64, 1, 28, 28])
+    want: dict[str, np.ndarray] = {}
+    conn = net.layers.add(bottom=["data"], top=["conv1"])
+    conv = conn.layer
+    conv.name, conv.type, conv.num_output, conv.kernelsize = "conv1", "conv", 4, 5
+    conv.blobs_lr.extend([1.0, 2.0])
+    want["conv1.weight"] = rng.normal(size=(4, 1, 5, 5)).astype(np.float32)
+    want["conv1.bias"] = rng.normal(size=4).astype(np.float32)
+    _blob(conv, want["conv1.weight"], legacy=(4, 1, 5, 5))
+    _blob(conv, want["conv1.bias"], legacy=(1, 1, 1, 4))
+    pool = net.layers.add(bottom=["conv1"], top=["pool1"]).layer
+    pool.name, pool.type = "pool1", "pool"
+    drop = net.layers.add().layer
+    drop.name, drop.type, drop.dropout_ratio = "drop1", "dropout", 0.5  # a 32-bit field to skip
+    ip = net.layers.add(bottom=["pool1"], top=["ip1"]).layer
+    ip.name, ip.type, ip.num_output, ip.biasterm = "ip1", "innerproduct", 10, True
+    ip.weight_decay.extend([1.0, 0.0])
+    want["ip1.weight"] = rng.normal(size=(10, 16)).astype(np.float32)
+    want["ip1.bias"] = rng.normal(size=10).astype(np.float32)
+    _blob(ip, want["ip1.weight"], legacy=(1, 1, 10, 16))  # V0 fc weights: 1 x 1 x out x in
+    _blob(ip, want["ip1.bias"], legacy=(1, 1, 1, 10))
+    other = net.layers.add().layer  # a type this reader does not know keeps its V0 name
+    other.name, other.type, other.source = "feat", "custom", "lmdb"
+    want["feat.weight"] = rng.normal(size=(2, 3)).astype(np.float32)
+    _blob(other, want["feat.weight"], legacy=(1, 1, 2, 3))
+    return net.SerializeToString(), want
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "unpacked"])
+def test_reads_v0_layers(tmp_path: Path, packed: bool) -> None:
+    data, want = make_v0_net(packed)
+    assert caffe.sniff_caffe(data[:1024])
+    model = read_model(_write(tmp_path, data, "lenet_v0.bin"))  # sniffed, not by extension
+    assert model.format == "caffe"
+    assert model.metadata == {"name": "lenet_v0", "caffe_layer_format": "layers (V0)"}
+    assert list(model.tensors) == list(want)
+    for name, arr in want.items():
+        assert model.tensors[name].dtype == np.float32, name
+        np.testing.assert_array_equal(model.tensors[name], arr, err_msg=name)
+    kinds = {i.name: i.kind for i in model.infos}
+    assert kinds["conv1.weight"] == "conv"
+    assert kinds["ip1.weight"] == "fc"
+    assert kinds["conv1.bias"] == kinds["ip1.bias"] == "bias"
+    _, layers = caffe.parse_net(data)
+    assert [(la.name, la.type) for la in layers] == [
+        ("conv1", "Convolution"), ("pool1", "pool"), ("drop1", "dropout"),
+        ("ip1", "InnerProduct"), ("feat", "custom"),
+    ]  # fmt: skip
+
+
+def test_v0_next_to_newer_layers(tmp_path: Path) -> None:
+    v0, want_v0 = make_v0_net()
+    new, want_new = make_net()
+    # NetParameter fields may repeat and concatenate: a net whose layers mix all three formats.
+    model = read_model(_write(tmp_path, v0 + new))
+    assert model.metadata["caffe_layer_format"] == "layer + layers (V0) + layers (V1)"
+    assert model.metadata["name"] == "LeNet"  # a repeated optional field: the last one wins
+    # File order; names both nets use get a suffix in the second.
+    assert list(model.tensors)[: len(want_v0)] == list(want_v0)
+    assert len(model.tensors) == len(want_v0) + len(want_new)
+    np.testing.assert_array_equal(model.tensors["ip1.weight"], want_v0["ip1.weight"])
+    np.testing.assert_array_equal(model.tensors["ip1_2.weight"], want_new["ip1.weight"])
+    np.testing.assert_array_equal(model.tensors["conv1_2.bias"], want_new["conv1.bias"])
+
+
+def test_v0_blob_size_mismatch_is_refused(tmp_path: Path) -> None:
+    net = caffe_classes(True)["NetParameter"]()
+    layer = net.layers.add().layer
+    layer.name, layer.type = "ip", "innerproduct"
+    _blob(layer, np.ones(12, np.float32), legacy=(1, 1, 3, 5))
+    message = str(_one_line_error(_write(tmp_path, net.SerializeToString())))
+    assert "layer 'ip' blob 0 claims shape (3, 5) (15 values) but holds 12" in message
+
+
+def test_v0_truncations_and_flips_are_refused_or_read(tmp_path: Path) -> None:
+    data, want = make_v0_net()
+    for keep in range(len(data)):
+        try:
+            model = caffe.caffemodel_from_bytes(data[:keep], "cut.caffemodel")
+        except InputError as exc:
+            assert str(exc).startswith("cut.caffemodel: ") and "\n" not in str(exc)
+            continue
+        for name, arr in model.tensors.items():  # cut between layers: exact values only
+            np.testing.assert_array_equal(arr, want[name])
+    rng = np.random.default_rng(2)
+    for pos in rng.choice(len(data), size=300, replace=False):
+        damaged = bytearray(data)
+        damaged[pos] ^= int(rng.integers(1, 256))
+        try:
+            caffe.caffemodel_from_bytes(bytes(damaged), "flip.caffemodel")
+        except InputError as exc:
+            assert str(exc).startswith("flip.caffemodel: ") and "\n" not in str(exc)
 
 
 def test_content_sniffed_under_any_name(tmp_path: Path, net_bytes: bytes) -> None:

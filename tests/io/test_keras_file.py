@@ -35,6 +35,14 @@ FUNC_NAMES = [
     "inner.a.kernel", "inner.a.bias", "inner.b.kernel", "inner.b.bias",
     "head.kernel", "head.bias",
 ]  # fmt: skip
+PROJECTIONS = ("query", "key", "value", "attention_output")
+ATT_NAMES = [
+    "gru.gru_cell.kernel", "gru.gru_cell.recurrent_kernel", "gru.gru_cell.bias",
+    *(f"mha.{p}.{v}" for p in PROJECTIONS for v in ("kernel", "bias")),
+    # No biases; the gate projection is built after the key, before the value.
+    *(f"gated.{p}.kernel" for p in ("query", "key", "gate", "value", "attention_output")),
+    *(f"gqa.{p}.{v}" for p in PROJECTIONS for v in ("kernel", "bias")),
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class Saved:
     folder: Path
     seq: dict[str, np.ndarray]  # expected tensors of the Sequential model, in order
     func: dict[str, np.ndarray]  # and of the Functional one
+    att: dict[str, np.ndarray]  # and of the one with a GRU and attention layers
 
 
 def _expected(model: object, names: list[str]) -> dict[str, np.ndarray]:
@@ -73,7 +82,17 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Saved:
     inner = keras.Sequential([layers.Dense(4, name="a"), layers.Dense(3, name="b")], name="inner")
     x = inner(layers.Bidirectional(layers.LSTM(3), name="bidi")(inp))
     func = keras.Model(inp, layers.Dense(2, name="head")(x), name="func")
-    for model in (seq, func):
+    inp = keras.Input((5, 4))
+    x = layers.GRU(3, return_sequences=True, name="gru")(inp)  # bias (2, 9): reset_after
+    x = layers.MultiHeadAttention(num_heads=2, key_dim=3, name="mha")(x, x)
+    x = layers.MultiHeadAttention(
+        num_heads=2, key_dim=2, use_bias=False, use_gate=True, name="gated"
+    )(x, x)
+    gqa = layers.GroupQueryAttention(
+        head_dim=2, num_query_heads=2, num_key_value_heads=1, name="gqa"
+    )
+    att = keras.Model(inp, gqa(x, x), name="att")
+    for model in (seq, func, att):
         for layer in model.layers:
             # Distinct values everywhere (BN's moving statistics included); variances positive.
             layer.set_weights([np.abs(rng.normal(size=w.shape)) + 0.1 for w in layer.weights])
@@ -87,7 +106,12 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Saved:
         legacy_h5_format.save_weights_to_hdf5_group(f, seq)
     func.save(folder / "func.keras")
     func.save(folder / "func.h5")
-    return Saved(folder, _expected(seq, SEQ_NAMES), _expected(func, FUNC_NAMES))
+    att.save(folder / "att.keras")
+    att.save(folder / "att.h5")
+    att.save_weights(folder / "att.weights.h5")
+    return Saved(
+        folder, _expected(seq, SEQ_NAMES), _expected(func, FUNC_NAMES), _expected(att, ATT_NAMES)
+    )
 
 
 def assert_model(model: LoadedModel, expected: dict[str, np.ndarray], ordered: bool = True) -> None:
@@ -152,6 +176,21 @@ def test_nested_and_wrapped_layers(saved: Saved, name: str) -> None:
     assert_model(model, saved.func)
     assert model.info("inner.a.kernel").kind == "fc"
     assert model.info("bidi.forward_lstm.lstm_cell.recurrent_kernel").kind == "fc"
+
+
+@pytest.mark.parametrize("name", ["att.keras", "att.h5", "att.weights.h5"])
+def test_gru_and_attention_layers(saved: Saved, name: str) -> None:
+    # Keras 3 saves the projections under attribute keys (query_dense, _gate_dense) in no
+    # useful order; they get the legacy file's names and, given a config, its order.
+    model = keras_file.read_keras_here(saved.folder / name)
+    assert_model(model, saved.att, ordered=not name.endswith(".weights.h5"))
+    kinds = {i.name: i.kind for i in model.infos}
+    assert kinds["gru.gru_cell.bias"] == "bias"  # 2-D, yet no matrix to compress
+    for layer in ("mha", "gated", "gqa"):
+        for p in PROJECTIONS:
+            assert kinds[f"{layer}.{p}.kernel"] == "fc"  # 3-D: heads split out, not a conv
+    assert kinds["gated.gate.kernel"] == "fc"
+    assert {kinds[n] for n in kinds if n.endswith(".bias")} == {"bias"}  # 1-D and 2-D
 
 
 def test_weight_entries_name_the_datasets(saved: Saved) -> None:

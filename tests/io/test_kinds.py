@@ -38,6 +38,21 @@ CASES = [
     ("attn.in_proj_weight", (2304, 768), "float32", "fc"),
     ("h.0.attn.c_attn.bias", (2304,), "float32", "bias"),
     ("lstm.weight_ih_l0", (128, 64), "float32", "fc"),
+    # Keras (names from inspector.io.keras_layout)
+    ("conv1d.kernel", (3, 8, 16), "float32", "conv"),  # [width, in, out]
+    ("gru.gru_cell.bias", (2, 96), "float32", "bias"),  # reset_after: input and recurrent rows
+    ("lstm.lstm_cell.bias", (128,), "float32", "bias"),
+    ("mha.query.kernel", (64, 4, 16), "float32", "fc"),  # EinsumDense [d_model, heads, dim]
+    ("mha.key.kernel", (64, 4, 16), "bfloat16", "fc"),
+    ("encoder.block_0.attn.value.kernel", (64, 4, 16), "float32", "fc"),
+    ("mha.attention_output.kernel", (4, 16, 64), "float32", "fc"),  # [heads, dim, d_model]
+    ("gated.gate.kernel", (64, 4, 16), "float32", "fc"),
+    ("mha.query.bias", (4, 16), "float32", "bias"),
+    ("mha.attention_output.bias", (64,), "float32", "bias"),
+    ("key.kernel", (3, 8, 16), "float32", "conv"),  # a top-level Conv1D someone named "key"
+    ("attn.key.weight", (64, 64, 3), "float32", "conv"),  # PyTorch weights are never EinsumDense
+    ("gemm.bias", (1, 10), "float32", "bias"),  # ONNX exporters sometimes keep a row vector
+    ("h.0.attn.bias", (1, 1, 1024, 1024), "float32", "other"),  # GPT-2's causal mask
     # integer and boolean tensors are never weights
     ("h.0.attn.bias_mask", (1, 1, 1024, 1024), "bool", "buffer"),
     ("position_ids", (1, 512), "int64", "buffer"),

@@ -458,3 +458,26 @@ def test_damaged_files_give_input_error(
         read_model(path)
     except InputError as err:
         assert "\n" not in str(err)
+
+
+def test_tensors_saved_on_a_gpu_are_read_on_the_cpu(tmp_path: Path) -> None:
+    """A checkpoint written on a CUDA machine: its storages name location ``cuda:0``.
+
+    There is no GPU here, so a CPU checkpoint's pickle is given the location torch writes on
+    one; without ``map_location`` torch would refuse it ("CUDA is not available").
+    """
+    import zipfile
+
+    state = make_state()
+    cpu = save_zip(tmp_path / "cpu.pt", state)
+    gpu = tmp_path / "gpu.pt"
+    with zipfile.ZipFile(cpu) as src, zipfile.ZipFile(gpu, "w", zipfile.ZIP_STORED) as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith("/data.pkl"):
+                assert b"X\x03\x00\x00\x00cpu" in data  # pickled once, then memoised
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            dst.writestr(item, data)
+    with pytest.raises(RuntimeError, match="CUDA"):
+        torch.load(gpu, weights_only=True)  # the file really asks for a GPU
+    assert_matches(read_model(gpu), state)

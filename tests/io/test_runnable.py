@@ -219,3 +219,71 @@ def test_onnx_half_weights_are_replaced_in_their_dtype(
         torch_logits(net, x, **{"fc1.weight": rounded}),
         atol=1e-5,
     )
+
+
+def save_nested_onnx(net: Net, path: Path) -> Path:
+    """The network with fc2.weight in a Constant node and fc1.bias in an If branch (the other
+    branch holds an ``alt_bias`` Constant); the condition is a graph initializer."""
+    state = {n: t.detach().numpy() for n, t in net.state_dict().items()}
+    then_branch = helper.make_graph(
+        [helper.make_node("Identity", ["fc1.bias"], ["b_then"])], "then", [],
+        [helper.make_tensor_value_info("b_then", TensorProto.FLOAT, [HIDDEN])],
+        [numpy_helper.from_array(state["fc1.bias"], "fc1.bias")],
+    )
+    alt = numpy_helper.from_array(np.full(HIDDEN, 5.0, np.float32))
+    else_branch = helper.make_graph(
+        [helper.make_node("Constant", [], ["alt_bias"], value=alt)], "else", [],
+        [helper.make_tensor_value_info("alt_bias", TensorProto.FLOAT, [HIDDEN])],
+    )
+    nodes = [
+        helper.make_node("If", ["use_fc1_bias"], ["b1"], then_branch=then_branch,
+                         else_branch=else_branch),
+        helper.make_node("Gemm", ["x", "fc1.weight", "b1"], ["h"], transB=1),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Constant", [], ["fc2.weight"],
+                         value=numpy_helper.from_array(state["fc2.weight"])),
+        helper.make_node("Gemm", ["r", "fc2.weight", "fc2.bias"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "nested",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", FEATURES])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", CLASSES])],
+        [numpy_helper.from_array(state["fc1.weight"], "fc1.weight"),
+         numpy_helper.from_array(state["fc2.bias"], "fc2.bias"),
+         numpy_helper.from_array(np.array(True), "use_fc1_bias")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, path)
+    return path
+
+
+def test_onnx_constants_and_subgraph_weights(net: Net, tmp_path: Path) -> None:
+    """A Constant of the main graph and an initializer of an If branch are replaced like any
+    initializer; the session built for subgraph values is reused while they stay the same."""
+    path = save_nested_onnx(net, tmp_path / "nested.onnx")
+    runnable = open_runnable(path)
+    assert runnable.names == tuple(read_model(path).tensors)
+    assert set(runnable.names) == {*net.state_dict(), "alt_bias"}
+    x = inputs()
+    np.testing.assert_allclose(runnable.run(x, {}), torch_logits(net, x), rtol=1e-5, atol=1e-5)
+    rng = np.random.default_rng(4)
+    new = {
+        "fc2.weight": rng.normal(size=(CLASSES, HIDDEN)).astype(np.float32),
+        "fc1.bias": rng.normal(size=HIDDEN).astype(np.float32),
+    }
+    expected = torch_logits(net, x, **new)
+    np.testing.assert_allclose(runnable.run(x, new), expected, rtol=1e-5, atol=1e-5)
+    with runnable.substituted(new):
+        session = runnable._session  # the one built with the new fc1.bias
+    with runnable.substituted({**new, "fc2.weight": np.zeros((CLASSES, HIDDEN), np.float32)}):
+        assert runnable._session is session  # fc1.bias unchanged: no rebuild
+    for name in new:  # one at a time, then the file's values again
+        np.testing.assert_allclose(
+            runnable.run(x, {name: new[name]}), torch_logits(net, x, **{name: new[name]}),
+            rtol=1e-5, atol=1e-5,
+        )
+    np.testing.assert_allclose(runnable.run(x, {}), torch_logits(net, x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputError, match=r"'fc1\.bias' has shape \[3\]"):
+        runnable.run(x, {"fc1.bias": np.zeros(3, np.float32)})

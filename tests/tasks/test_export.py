@@ -18,6 +18,7 @@ from inspector.tasks.export import (
     COMPRESSED,
     DECOMPRESSED,
     KINDS,
+    REWRITTEN,
     SETTINGS,
     ExportResult,
     export,
@@ -28,6 +29,8 @@ from inspector.tasks.export import (
 )
 
 SETTINGS_USED = ModelSettings().with_defaults(policy="sparsity", value=0.8)
+# A safetensors source cannot be written back into: test_export_rewritten.py covers that kind.
+PLAIN_KINDS = [k for k in KINDS if k != REWRITTEN]
 
 
 @pytest.fixture
@@ -117,7 +120,7 @@ def suffix_of(kind: str) -> str:
     return {COMPRESSED: ".dcz", DECOMPRESSED: ".safetensors", SETTINGS: ".json"}[kind]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", PLAIN_KINDS)
 def test_closing_the_generator_at_any_step_leaves_no_file(model, out, tmp_path, kind) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
@@ -143,7 +146,7 @@ def test_cancelling_while_verifying_keeps_the_old_file(model, out) -> None:
     assert list(out.iterdir()) == [target]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", PLAIN_KINDS)
 def test_the_source_model_is_never_overwritten(model, tmp_path, kind) -> None:
     source = Path(model.path)
     before = source.read_bytes()
@@ -182,3 +185,16 @@ def test_export_kind_follows_the_extension() -> None:
     for name in ("a.pt", "a.pth", "a.safetensors", "a.npz"):
         assert export_kind(name) == DECOMPRESSED
     assert export_kind("a.txt") is None
+
+
+def test_the_source_extension_asks_for_a_rewritten_copy_when_one_can_be_written() -> None:
+    assert export_kind("b.pt", "a.pt") == REWRITTEN
+    assert export_kind("b.ONNX", "a.onnx") == REWRITTEN
+    assert export_kind("b.safetensors", "a.pt") == DECOMPRESSED
+    assert export_kind("b.pt", None) == DECOMPRESSED
+
+
+def test_a_format_without_write_back_is_one_input_error(model, out) -> None:
+    with pytest.raises(InputError, match="cannot write back into safetensors files"):
+        run(export(REWRITTEN, model, SETTINGS_USED, out / "m.safetensors"))
+    assert list(out.iterdir()) == []
