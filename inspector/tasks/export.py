@@ -128,13 +128,9 @@ def export_decompressed(
     wherever the container has it, float32 otherwise. The file is read back and compared.
     """
     output = check_target(output, model.path)
-    codec = ModelCodec(model)
     n = len(model.infos)
     total = 2 * n + 1
-    tensors = {}
-    for i, info in enumerate(model.infos):
-        yield Progress(i, total, f"decoding {info.name}")
-        tensors[info.name] = codec.quantized(info.name, settings)
+    tensors = yield from _decoded(model, settings, total)
     dtypes = {i.name: stored_dtype(i) for i in model.infos}
     with _temporary(output) as tmp:
         yield Progress(n, total, "writing")
@@ -155,13 +151,9 @@ def export_rewritten(model: LoadedModel, settings: ModelSettings, output: str | 
     each tensor compared with the decoded weights in the dtype the source stores.
     """
     output = check_target(output, model.path)
-    codec = ModelCodec(model)
     n = len(model.infos)
     total = 2 * n + 1
-    tensors = {}
-    for i, info in enumerate(model.infos):
-        yield Progress(i, total, f"decoding {info.name}")
-        tensors[info.name] = codec.quantized(info.name, settings)
+    tensors = yield from _decoded(model, settings, total)
     with _temporary(output) as tmp:
         yield Progress(n, total, "writing")
         write_back(model.path, tmp, tensors)
@@ -187,6 +179,18 @@ def verify_rewritten(
             expected = expected.astype(back[name].dtype)
         mismatches += _mismatch(name, back[name], expected)
     return mismatches
+
+
+def _decoded(
+    model: LoadedModel, settings: ModelSettings, total: int
+) -> Generator[Progress, None, dict[str, np.ndarray]]:
+    """Every tensor as the compressed file decodes it, one progress step per tensor."""
+    codec = ModelCodec(model)  # its own: the app's codec belongs to the estimating thread
+    tensors = {}
+    for i, info in enumerate(model.infos):
+        yield Progress(i, total, f"decoding {info.name}")
+        tensors[info.name] = codec.quantized(info.name, settings)
+    return tensors
 
 
 def export_settings(
