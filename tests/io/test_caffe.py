@@ -7,6 +7,7 @@ The message classes are built at test time from a subset of BVLC caffe.proto
 from __future__ import annotations
 
 import functools
+import json
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -413,3 +414,27 @@ def test_byte_flips_read_or_raise_input_error(net_bytes: bytes) -> None:
             assert str(exc).startswith("flip.caffemodel: ") and "\n" not in str(exc)
             refused += 1
     assert refused > 0  # flips in the float data are undetectable; flips in the structure are
+
+
+def test_round_trip_through_the_command_line(tmp_path: Path, capsys) -> None:
+    """info, compress, decompress on a caffemodel (new, V1 and V0 layers)."""
+    from inspector.cli import main
+    from inspector.format.container import open_container
+
+    for name, (data, want) in {"net": make_net(), "v0": make_v0_net()}.items():
+        source = _write(tmp_path, data, f"{name}.caffemodel")
+        assert main(["info", str(source), "--json"]) == 0
+        listed = [layer["name"] for layer in json.loads(capsys.readouterr().out)["layers"]]
+        assert listed == list(want)
+        dcz, npz = tmp_path / f"{name}.dcz", tmp_path / f"{name}.npz"
+        assert main(["compress", str(source), "-o", str(dcz), "--sparsity", "0.5"]) == 0
+        assert main(["decompress", str(dcz), "-o", str(npz)]) == 0
+        capsys.readouterr()
+        box, restored = open_container(dcz), read_model(npz)
+        assert list(restored.tensors) == list(want)
+        for i, record in enumerate(box.records):
+            assert restored.tensors[record.name].tobytes() == box.read_layer(i).tobytes()
+        kept = read_model(source)
+        for info in kept.infos:  # what is not compressed comes back exactly
+            if info.kind not in ("conv", "fc"):
+                assert np.array_equal(restored.tensors[info.name], kept.tensors[info.name])
