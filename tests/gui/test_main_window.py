@@ -313,3 +313,30 @@ def test_screenshot_of_a_missing_file_is_one_error_line_naming_it(tmp_path):
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and "nosuch.pt" in lines[0], done.stderr
     assert not (tmp_path / "out.png").exists()
+
+
+def _corpus_samples() -> list[dict]:
+    """The first damaged file of each format in the committed corpus."""
+    import json
+
+    manifest = Path(__file__).resolve().parents[1] / "corpus" / "manifest.json"
+    first: dict[str, dict] = {}
+    for entry in json.loads(manifest.read_text())["entries"]:
+        if entry["expect"] != "reads" and not entry["file"].startswith("any_directory"):
+            first.setdefault(entry["format"], entry)
+    return list(first.values())
+
+
+@pytest.mark.parametrize("entry", _corpus_samples(), ids=lambda e: e["file"])
+def test_damaged_files_of_every_format_give_one_dialog_line(
+    qtbot, make_window, warnings, entry
+) -> None:
+    window = make_window()
+    path = Path(__file__).resolve().parents[1] / "corpus" / entry["file"]
+    with qtbot.waitSignal(window.controller.load_failed, timeout=LOAD_MS):
+        window.open_model(path)
+    assert len(warnings) == 1
+    title, text = warnings[0]
+    assert title == "Cannot open model" and str(path) in text and "\n" not in text
+    assert entry["expect"] in text and "Traceback" not in text
+    assert window.open_action.isEnabled() and not window.progress.isVisible()
