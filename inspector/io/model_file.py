@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inspector.io.kinds import layer_kind
+from inspector.io.kinds import COMPRESSIBLE_KINDS, layer_kind
 
 # Bytes per element of dtypes numpy cannot hold; they are widened on reading, but sizes are
 # reported for the dtype stored in the file.
@@ -119,5 +119,20 @@ class LoadedModel:
         for name, arr in tensors.items():
             dtype = dtypes.get(name, arr.dtype.name)
             shape = tuple(int(n) for n in arr.shape)
-            infos.append(TensorInfo(name, layer_kind(name, shape, dtype), shape, dtype))
+            kind = layer_kind(name, shape, dtype)
+            if kind in COMPRESSIBLE_KINDS and not _all_finite(arr):
+                # an attention mask of -inf, say: pruning or clustering it makes no sense
+                kind = "other"
+            infos.append(TensorInfo(name, kind, shape, dtype))
         return cls(str(path), format, tensors, tuple(infos), dict(metadata or {}))
+
+
+_CHUNK = 1 << 20  # elements checked at a time: bounded scratch memory on huge tensors
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """Whether every value is finite (no NaN, no infinity)."""
+    if arr.dtype.kind != "f":
+        return True
+    flat = arr.reshape(-1)
+    return all(np.isfinite(flat[i : i + _CHUNK]).all() for i in range(0, flat.size, _CHUNK))

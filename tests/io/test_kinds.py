@@ -85,3 +85,18 @@ def test_integer_weights_are_buffers(dtype: str) -> None:
 def test_empty_name_does_not_crash() -> None:
     assert layer_kind("", (3, 3), "float32") == "fc"
     assert layer_kind("", (3,), "float32") == "other"
+
+
+def test_weights_holding_infinities_or_nans_are_not_compressed_by_default() -> None:
+    """A 2-D attention mask of -inf (an ONNX Constant, say) is shaped like an fc weight."""
+    import numpy as np
+
+    from inspector.io.model_file import LoadedModel
+
+    mask = np.triu(np.full((64, 64), -np.inf, np.float32), 1)
+    weight = np.ones((64, 64), np.float32)
+    nan = weight.copy()
+    nan[-1, -1] = np.nan
+    tensors = {"mask": mask, "fc.weight": weight, "x.weight": nan}
+    model = LoadedModel.build("m.npz", "numpy", tensors)
+    assert [i.kind for i in model.infos] == ["other", "fc", "other"]
