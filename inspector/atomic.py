@@ -31,7 +31,7 @@ def atomic_path(path: str | Path, fsync: bool = True) -> Iterator[Path]:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         # mkstemp makes 0600 files; an output is an ordinary file like any other
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -46,6 +46,11 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         if a.exists() and b.exists():
             return os.path.samefile(a, b)
     return a.resolve() == b.resolve()
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the user's umask (mkstemp gives 0o600)."""
+    return 0o666 & ~_umask()
 
 
 def _umask() -> int:

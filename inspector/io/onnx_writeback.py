@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from inspector.atomic import same_file
+from inspector.atomic import new_file_mode, same_file
 from inspector.errors import InputError
 from inspector.io.onnx_file import Weight, load_external, load_proto, weights_of
 from inspector.io.registry import rewriter
@@ -172,7 +172,7 @@ def _save_with_data_file(proto: Any, source: Path, target: Path) -> None:
             data.flush()
             os.fsync(data.fileno())
         target.write_bytes(proto.SerializeToString())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, target.parent / location)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -196,9 +196,3 @@ def _append(data: IO[bytes], raw: bytes) -> tuple[int, int]:
     data.write(b"\0" * (offset - end))
     data.write(raw)
     return offset, len(raw)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
