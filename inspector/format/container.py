@@ -6,6 +6,7 @@ payload of layer 0 | payload of layer 1 | ...`` (little-endian; see docs/format.
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
@@ -95,6 +96,13 @@ class Container:
         payload = self.payload(index)
         if rec.deep is None:
             return dtypes.from_bytes(payload, rec.dtype, rec.shape)
+        # A pruned layer legitimately decodes to far more than its payload (a few bits stand
+        # for 2**16 zeros), so only the machine's memory bounds what a small file may ask for.
+        needed = rec.size * _DECODE_BYTES_PER_VALUE
+        if needed > memory_nbytes():
+            problem = (f"layer {rec.name!r} decodes to {rec.size:,} values "
+                       f"({needed / 2**30:,.1f} GiB), more than this machine's memory")
+            raise InputError(problem, self.path)
         try:
             flat = decode_payload(payload, rec.deep.layout)
         except ValueError as exc:
@@ -104,6 +112,17 @@ class Container:
     def read_all(self) -> dict[str, np.ndarray]:
         """Every layer, decoded, by name."""
         return {r.name: self.read_layer(i) for i, r in enumerate(self.records)}
+
+
+_DECODE_BYTES_PER_VALUE = 8  # the float32 result and the decoder's scratch of the same size
+
+
+def memory_nbytes() -> int:
+    """Physical memory of this machine in bytes (unbounded where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 1 << 62
 
 
 def open_container(path: str | Path) -> Container:

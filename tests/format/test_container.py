@@ -282,3 +282,19 @@ def test_damage_behind_valid_checksums_never_crashes(
         path.write_bytes(data)
         with contextlib.suppress(InputError):
             container.open_container(path).read_all()
+
+
+def test_a_layer_larger_than_memory_is_refused_before_decoding(tmp_path, monkeypatch) -> None:
+    """A few bits of a pruned layer stand for 2**16 zeros: the limit is memory, not file size."""
+    model = mixed_model(tmp_path / "model.npz")
+    run(ModelCodec(model), ModelSettings(), tmp_path / "out.dcz")
+    box = container.open_container(tmp_path / "out.dcz")
+    index = next(i for i, r in enumerate(box.records) if r.deep is not None)
+    record = box.records[index]
+    assert container.memory_nbytes() > 1 << 30  # the real figure: this machine has GiBs
+    monkeypatch.setattr(container, "memory_nbytes", lambda: record.size * 8 - 1)
+    with pytest.raises(InputError, match="more than this machine's memory") as err:
+        box.read_layer(index)
+    assert f"layer {record.name!r} decodes to {record.size:,} values" in str(err.value)
+    monkeypatch.setattr(container, "memory_nbytes", lambda: record.size * 8)
+    assert box.read_layer(index).shape == record.shape
