@@ -174,6 +174,21 @@ def weights_of(proto: Any, path: Path) -> list[Weight]:
     return _named(found, len(counts))
 
 
+def node_holders(proto: Any, functions: bool = False) -> list[Any]:
+    """The main graph and every subgraph at any depth (and, if asked, every function)."""
+    holders, stack = [], [proto.graph, *(proto.functions if functions else ())]
+    while stack:  # protobuf's parser bounds the nesting, the stack is as deep as the file
+        holder = stack.pop()
+        holders.append(holder)
+        for node in holder.node:
+            for attr in node.attribute:
+                if attr.type == _ATTR_GRAPH:
+                    stack.append(attr.g)
+                elif attr.type == _ATTR_GRAPHS:
+                    stack.extend(attr.graphs)
+    return holders
+
+
 def _walk(graph: Any, scope: tuple[str, ...], found: list[_Found]) -> None:
     if scope:  # the main graph's initializers are listed first by the caller
         found.extend(_Found(t.name, scope, t, "") for t in float_initializers_of(graph))

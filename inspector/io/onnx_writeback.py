@@ -26,14 +26,13 @@ import numpy as np
 
 from inspector.atomic import new_file_mode, same_file
 from inspector.errors import InputError
-from inspector.io.onnx_file import Weight, load_external, load_proto, weights_of
+from inspector.io.onnx_file import Weight, load_external, load_proto, node_holders, weights_of
 from inspector.io.registry import rewriter
 
 #: Above this many bytes (data included) the copy stores its initializers in a data file.
 INLINE_LIMIT = 2**31 - 2**26  # protobuf's 2 GiB, less a margin for the graph around the data
 #: In a data file, the smallest initializer moved there (onnx's own default threshold).
 EXTERNAL_THRESHOLD = 1024
-_ATTR_GRAPH, _ATTR_GRAPHS = 5, 10  # AttributeProto.AttributeType numbers
 _ALIGN = 4096  # data-file offsets on page boundaries, so runtimes can map tensors directly
 # TensorProto fields that hold (or locate) the elements.
 _DATA_FIELDS = (
@@ -99,28 +98,14 @@ def rewrite_onnx(source: Path, target: Path, tensors: Mapping[str, np.ndarray]) 
         _save_with_data_file(proto, source, target)
 
 
-def _owners(proto: Any) -> list[Any]:
-    """The main graph, every subgraph and every function: all that holds nodes."""
-    owners, stack = [], [proto.graph, *proto.functions]
-    while stack:  # protobuf's parser bounds the nesting, the stack is as deep as the file
-        owner = stack.pop()
-        owners.append(owner)
-        for node in owner.node:
-            for attr in node.attribute:
-                if attr.type == _ATTR_GRAPH:
-                    stack.append(attr.g)
-                elif attr.type == _ATTR_GRAPHS:
-                    stack.extend(attr.graphs)
-    return owners
-
-
 def _initializers(proto: Any) -> list[Any]:
-    return [t for owner in _owners(proto) for t in getattr(owner, "initializer", ())]
+    owners = node_holders(proto, functions=True)  # functions have no initializers
+    return [t for owner in owners for t in getattr(owner, "initializer", ())]
 
 
 def _attribute_tensors(proto: Any) -> list[Any]:
     tensors = []
-    for owner in _owners(proto):
+    for owner in node_holders(proto, functions=True):
         for node in owner.node:
             for attr in node.attribute:
                 if attr.HasField("t"):

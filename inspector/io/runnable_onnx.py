@@ -29,7 +29,14 @@ from onnx import helper, numpy_helper
 
 from inspector.errors import InputError
 from inspector.io.model_file import LoadedModel
-from inspector.io.onnx_file import Weight, load_external, load_proto, read_onnx, weights_of
+from inspector.io.onnx_file import (
+    Weight,
+    load_external,
+    load_proto,
+    node_holders,
+    read_onnx,
+    weights_of,
+)
 from inspector.io.onnx_writeback import replace_weight
 from inspector.io.runnable import Runnable, cannot_run, run_failed
 
@@ -177,15 +184,11 @@ def _as_tensor(weight: Weight) -> Any:
 def _value_names(proto: Any) -> set[str]:
     """Every value name of the model, subgraphs included (a new name must clash with none)."""
     names: set[str] = set()
-    graphs = [proto.graph]
-    while graphs:
-        graph = graphs.pop()
+    for graph in node_holders(proto):
         names.update(v.name for v in (*graph.input, *graph.output, *graph.initializer))
         for node in graph.node:
             names.update(node.input)
             names.update(node.output)
-            for attr in node.attribute:
-                graphs.extend([attr.g] if attr.HasField("g") else attr.graphs)
     return names
 
 
