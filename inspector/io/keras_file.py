@@ -203,9 +203,7 @@ def _open_archive(path: Path) -> tuple[io.BytesIO, Any, dict[str, str]]:
         if WEIGHTS_MEMBER not in names:
             raise InputError(f"not a Keras archive (no {WEIGHTS_MEMBER})", path)
         info = archive.getinfo(WEIGHTS_MEMBER)
-        # A tiny member claiming to unpack to gigabytes is a zip bomb, not a model.
-        if info.file_size > max(size, info.compress_size) * 1024:
-            raise InputError(f"{WEIGHTS_MEMBER} claims {info.file_size} bytes unpacked", path)
+        check_unpacked_size(path, info, size)
         config = _archive_json(path, archive, "config.json", names)
         meta = _archive_json(path, archive, "metadata.json", names)
         data = archive.read(WEIGHTS_MEMBER)
@@ -213,6 +211,12 @@ def _open_archive(path: Path) -> tuple[io.BytesIO, Any, dict[str, str]]:
     if isinstance(meta, dict):
         metadata = {k: str(meta[k]) for k in ("keras_version", "date_saved") if k in meta}
     return io.BytesIO(data), config, metadata
+
+
+def check_unpacked_size(path: Path, info: zipfile.ZipInfo, archive_nbytes: int) -> None:
+    """Refuse a member claiming to unpack to over 1024x the archive: a zip bomb, not a model."""
+    if info.file_size > max(archive_nbytes, info.compress_size) * 1024:
+        raise InputError(f"{info.filename} claims {info.file_size} bytes unpacked", path)
 
 
 def _archive_json(path: Path, archive: zipfile.ZipFile, name: str, names: set[str]) -> Any:
