@@ -219,7 +219,7 @@ def _write_into(args: argparse.Namespace, tensors: dict[str, Any]) -> int:
     if same_file(args.output, args.compressed):
         raise InputError("refusing to overwrite the compressed file", args.output)
     model = read_model(args.into)
-    write_back(args.into, args.output, tensors)
+    write_back(args.into, args.output, tensors, model)
     mismatches = _run(verify_rewritten(args.output, model, tensors), show=False)
     kept = len(model.tensors) - len(set(tensors) & set(model.tensors))
     note = f", {kept} kept from {args.into.name}" if kept else ""

@@ -296,6 +296,7 @@ def write_back(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
     tensors: Mapping[str, np.ndarray],
+    model: LoadedModel | None = None,
 ) -> None:
     """Write a copy of ``source`` in its own format with ``tensors`` replaced, atomically.
 
@@ -307,6 +308,9 @@ def write_back(
         The copy; it must keep the source's extension, so it opens where the source did.
     tensors : mapping of str to ndarray
         New values by the source reader's tensor names; tensors not named keep their values.
+    model : LoadedModel, optional
+        ``source`` as already read, to check the names and shapes against without reading it
+        again.
 
     Raises
     ------
@@ -329,7 +333,7 @@ def write_back(
         raise InputError(problem, output)
     if not output.parent.is_dir():
         raise InputError("folder does not exist", output)
-    _check_replacements(read_model(source), output, tensors)
+    _check_replacements(model or read_model(source), output, tensors)
     try:
         with atomic_path(output) as tmp:
             try:

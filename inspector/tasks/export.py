@@ -156,7 +156,7 @@ def export_rewritten(model: LoadedModel, settings: ModelSettings, output: str | 
     tensors = yield from _decoded(model, settings, total)
     with _temporary(output) as tmp:
         yield Progress(n, total, "writing")
-        write_back(model.path, tmp, tensors)
+        write_back(model.path, tmp, tensors, model)
         mismatches = yield from verify_rewritten(tmp, model, tensors, n + 1, total)
         os.replace(tmp, output)
     return ExportResult(str(output), output.stat().st_size, None, not mismatches, mismatches)

@@ -71,8 +71,8 @@ def test_closing_at_any_step_leaves_no_file(model, tmp_path) -> None:
 def test_a_copy_that_reads_back_differently_is_reported(model, tmp_path, monkeypatch) -> None:
     from inspector.io import write_back
 
-    def wrong_bias(source, output, tensors) -> None:
-        write_back(source, output, {**tensors, "2.bias": tensors["2.bias"] + 1})
+    def wrong_bias(source, output, tensors, model=None) -> None:
+        write_back(source, output, {**tensors, "2.bias": tensors["2.bias"] + 1}, model)
 
     monkeypatch.setattr("inspector.tasks.export.write_back", wrong_bias)
     result, _ = run(export_rewritten(model, SETTINGS_USED, tmp_path / "b.pt"))
