@@ -1,19 +1,26 @@
 """One layer's weight histogram with its pruned band, draggable threshold and codebook.
 
-The curve is the layer's 512-bin histogram (``LayerStats``). The band ``[-t, t]`` holds the
-weights pruning removes; its two edges are draggable lines that set the layer's prune value
-(in its policy's units). The k-means centroids of the latest estimate are marked on the x axis,
-and the quantized distribution (the survivors, each moved to its centroid) is overlaid as thin
-bars in the same units as the histogram: the count one histogram bin would hold.
+The curve is the layer's histogram over the visible range, re-binned from the layer's fine
+histogram (``LayerStats.binned``) whenever the view changes. The default view leaves out the
+outermost 0.1% of each tail; the weights beyond the view are counted at its edges. The band
+``[-t, t]`` holds the weights pruning removes; its two edges are draggable lines that set the
+layer's prune value (in its policy's units): Shift while dragging moves them at a tenth of
+the speed, and the arrow keys nudge them (Shift: finer). The k-means centroids of the latest
+estimate are marked on the x axis, and the quantized distribution (the survivors, each moved
+to its centroid) is overlaid as thin bars.
+
+Every move the widget makes itself (new bounds, the model's threshold) runs with the lines'
+signals blocked, and only the mouse's ``sigDragged``/``sigPositionChangeFinished`` and the
+keys write the session: a view update never changes a setting.
 """
 
 from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QTimer
-from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QWidget
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtGui import QColor, QKeyEvent
+from PySide6.QtWidgets import QLabel, QWidget
 
 import numpy as np
 import pyqtgraph as pg  # after PySide6, so pyqtgraph binds to it
@@ -24,9 +31,14 @@ from inspector.model.session import Session
 from inspector.model.stats import LayerStats
 
 from .plot_panel import PlotPanelWidget
+from .threshold_line import ThresholdLine
 from .util import TIMES, bold_label, connect_session, signals_blocked, theme_plot
 
 THROTTLE_MS = 30  # at most one settings change per this while a line is dragged
+REBIN_MS = 40  # re-bin this long after the view stops changing (a zoom sends many)
+NUDGE_STEPS = 400  # an arrow key moves the threshold by the visible width over this
+FINE_NUDGE = 10  # Shift makes a nudge this many times smaller
+VIEW_PAD = 0.05  # slack around the default view, as a fraction of its width
 LOG_FLOOR = 0.5  # empty bins are drawn at this count on a log axis
 ORIGINAL = QColor(70, 130, 210)
 BAND = QColor(220, 50, 50, 55)
@@ -38,6 +50,18 @@ CENTROID = QColor(200, 90, 0)
 def shape_text(shape: tuple[int, ...]) -> str:
     """``(300, 784)`` as ``"300 x 784"`` with a multiplication sign and no spaces."""
     return TIMES.join(str(d) for d in shape) or "scalar"
+
+
+def stats_text(stats: LayerStats | None) -> str:
+    """One line of a layer's statistics: range, mean, std, zeros, distinct values."""
+    if stats is None:
+        return ""
+    zeros = 100.0 * stats.zeros / stats.size if stats.size else 0.0
+    distinct = f"{stats.distinct:,}" if stats.distinct_exact else f"≥{stats.distinct:,}"
+    return (
+        f"min {stats.lo:.4g}   max {stats.hi:.4g}   mean {stats.mean:.4g}   "
+        f"std {stats.std:.4g}   zeros {stats.zeros:,} ({zeros:.2f}%)   distinct {distinct}"
+    )
 
 
 class HistogramWidget(PlotPanelWidget):
@@ -56,12 +80,10 @@ class HistogramWidget(PlotPanelWidget):
         super().__init__(session, bold_label(), tip, parent)
         self.name: str | None = None  # the layer shown
         self._dragging = False
-        self._step_open = False  # the current drag has made its undo step
+        self._step_open = False  # the current drag (or key repeat) has made its undo step
         self._pending: float | None = None  # threshold not yet sent to the session
-        self._throttle = QTimer(self)
-        self._throttle.setSingleShot(True)
-        self._throttle.setInterval(THROTTLE_MS)
-        self._throttle.timeout.connect(self._on_throttle_timeout)
+        self._throttle = self._timer(THROTTLE_MS, self._on_throttle_timeout)
+        self._rebin = self._timer(REBIN_MS, self._show_histogram)
         self._build()
         self._apply_palette()
         s = session
@@ -77,6 +99,13 @@ class HistogramWidget(PlotPanelWidget):
         self._on_session_selection_changed()
 
     # ----------------------------------------------------------------- building
+    def _timer(self, ms: int, slot: object) -> QTimer:
+        timer = QTimer(self)
+        timer.setSingleShot(True)
+        timer.setInterval(ms)
+        timer.timeout.connect(slot)
+        return timer
+
     def _build(self) -> None:
         item = self.plot.getPlotItem()
         item.setLabel("bottom", "weight value")
@@ -90,44 +119,51 @@ class HistogramWidget(PlotPanelWidget):
         )
         self.band = pg.LinearRegionItem((0.0, 0.0), movable=False, brush=BAND, pen=pg.mkPen(None))
         self.band.setZValue(5)
-        self.band_sample = pg.BarGraphItem(x=[0], height=[0], width=0, brush=BAND, pen=None)
         self.quantized = pg.BarGraphItem(x=[], height=[], width=0, brush=QUANTIZED, pen=None)
         self.quantized.setZValue(10)
         self.centroids = pg.ScatterPlotItem(
             symbol="t1", size=9, brush=CENTROID, pen=pg.mkPen(CENTROID.darker(150))
         )
         self.centroids.setZValue(20)
-        tip = "Drag to set the pruning threshold: the weights inside the band are removed."
+        tip = (
+            "Drag to set the pruning threshold: the weights inside the band are removed. "
+            "Shift+drag: fine. Arrow keys on the plot: nudge (Shift: finer)."
+        )
         self.lines = tuple(
-            pg.InfiniteLine(
-                0.0,
-                angle=90,
-                movable=True,
-                pen=pg.mkPen(LINE, width=2),
-                hoverPen=pg.mkPen(LINE, width=4),
-            )
+            ThresholdLine(0.0, movable=True, pen=pg.mkPen(LINE, width=2),
+                          hoverPen=pg.mkPen(LINE, width=4))
             for _ in range(2)
         )
         for line in self.lines:
             line.setZValue(30)
             line.setToolTip(tip)
-            line.sigPositionChanged.connect(self._on_line_moved)
+            line.sigDragged.connect(self._on_line_moved)  # the mouse only, never setValue
             line.sigPositionChangeFinished.connect(self._on_line_finished)
             item.addItem(line, ignoreBounds=True)
         item.addItem(self.curve)
         item.addItem(self.band, ignoreBounds=True)
         item.addItem(self.quantized, ignoreBounds=True)  # _fit_y covers it
         item.addItem(self.centroids)
-        self.legend = item.addLegend(offset=(-8, 8))
+        self.beyond = tuple(pg.TextItem(anchor=(a, 0.0)) for a in (0.0, 1.0))
+        for label in self.beyond:
+            label.setZValue(40)
+            item.addItem(label, ignoreBounds=True)
+        self.legend = QLabel()  # a row above the plot: never hides a bar
+        self.add_above_plot(self.legend)
+        self.stats_label = QLabel()
+        self.stats_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.add_above_plot(self.stats_label)
+        item.getViewBox().sigXRangeChanged.connect(self._on_view_x_changed)
+        self.plot.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.plot.installEventFilter(self)
 
     def _apply_palette(self) -> None:
         """pyqtgraph colours from the Qt palette: readable on light and dark themes."""
-        base, text = theme_plot(self, self.plot)
-        self.legend.setLabelTextColor(text)
-        for _, label in self.legend.items:  # labels drawn before keep their old colour
-            label.setText(label.text, color=text)
-        self.legend.setBrush(QColor(base.red(), base.green(), base.blue(), 200))
-        self.legend.setPen(QColor(text.red(), text.green(), text.blue(), 80))
+        _, text = theme_plot(self, self.plot)
+        for label in self.beyond:
+            label.setColor(text)
+        self._legend_key = None
+        self._show_legend(self.centroids.data.size > 0)
 
     # --------------------------------------------------------------- public API
     @property
@@ -140,18 +176,45 @@ class HistogramWidget(PlotPanelWidget):
         """The threshold the lines show (the pruned band is ``[-threshold, threshold]``)."""
         return abs(self.lines[1].value())
 
+    def view_range(self) -> tuple[float, float]:
+        """The x range shown."""
+        low, high = self.plot.getPlotItem().getViewBox().viewRange()[0]
+        return float(low), float(high)
+
+    def nudge(self, steps: int, fine: bool = False, repeat: bool = False) -> None:
+        """Move the threshold by ``steps`` small steps (a tenth of one with ``fine``); as the
+        arrow keys do. ``repeat``: the same undo step as the previous nudge."""
+        if self.stats is None or not self.lines[1].isVisible():
+            return
+        low, high = self.view_range()
+        step = (high - low) / NUDGE_STEPS / (FINE_NUDGE if fine else 1)
+        t = min(max(self.threshold + steps * step, 0.0), self.lines[1].bounds()[1])
+        self._end_drag()
+        self._step_open = repeat
+        self._show_band(t)
+        self._pending = t
+        self._send()
+
     # ---------------------------------------------------------------- handlers
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.plot and event.type() == QEvent.Type.KeyPress:
+            key = event if isinstance(event, QKeyEvent) else None
+            steps = {Qt.Key.Key_Left: -1, Qt.Key.Key_Right: 1}.get(key.key()) if key else None
+            if key is not None and steps is not None:
+                fine = bool(key.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+                self.nudge(steps, fine=fine, repeat=key.isAutoRepeat())
+                return True
+        return super().eventFilter(watched, event)
+
     def _on_session_selection_changed(self) -> None:
         s = self.session
         shown = next((n for n in s.selection if n in s.stats), None)
         self.name = shown or (s.selection[0] if s.selection else None)
         self._end_drag()
-        self._show_histogram()
+        self._set_bounds()
+        self.stats_label.setText(stats_text(self.stats))
         self._on_session_settings_changed()
-        stats = self.stats
-        if stats is not None:
-            edges = stats.edges
-            self.plot.getPlotItem().setXRange(float(edges[0]), float(edges[-1]), padding=0.02)
+        self._show_default_view()
         self._fit_y(force=True)
 
     def _on_session_settings_changed(self) -> None:
@@ -177,8 +240,11 @@ class HistogramWidget(PlotPanelWidget):
         self._on_session_settings_changed()
         self._fit_y(force=True)
 
+    def _on_view_x_changed(self, *_: object) -> None:
+        self._rebin.start()  # a zoom or pan: new bins once it settles
+
     def _on_line_moved(self, line: pg.InfiniteLine) -> None:
-        """A user drag (the widget's own moves are signal-blocked): mirror and redraw now."""
+        """A user drag (sigDragged comes from the mouse only): mirror and redraw now."""
         if self.stats is None:
             return
         self._dragging = True
@@ -241,17 +307,58 @@ class HistogramWidget(PlotPanelWidget):
         """A count in the view's coordinates (log10 on a log axis)."""
         return math.log10(max(y, LOG_FLOOR)) if self.log_y else y
 
+    def _set_bounds(self) -> None:
+        """The lines' drag limits: the layer's range (blocked: a clamp is not a drag)."""
+        stats = self.stats
+        span = 1.02 * float(max(abs(stats.lo), abs(stats.hi), 1e-12)) if stats else 1.0
+        with signals_blocked(*self.lines):
+            self.lines[0].setBounds((-span, 0.0))
+            self.lines[1].setBounds((0.0, span))
+
+    def _show_default_view(self) -> None:
+        """Zoom to the layer's weights less the outliers, and the threshold."""
+        stats = self.stats
+        if stats is None:
+            self._show_histogram()
+            return
+        low, high = stats.robust_view()
+        if self.lines[1].isVisible():  # the threshold stays in view
+            t = self.threshold
+            low, high = min(low, -t), max(high, t)
+            low, high = max(low, stats.lo), min(high, stats.hi) if high > stats.lo else high
+        pad = VIEW_PAD * (high - low) or 1e-6
+        self.plot.getPlotItem().setXRange(low - pad, high + pad, padding=0)
+        self._rebin.stop()
+        self._show_histogram()
+
     def _show_histogram(self) -> None:
         stats = self.stats
         if stats is None:
             self.curve.setData([], [])
+            self._show_beyond(None)
             return
-        y, floor = self._y(stats.counts)
+        low, high = self.view_range()
+        edges, counts = stats.binned(low, high)
+        self.bin_width = float(edges[1] - edges[0]) if edges.size > 1 else 0.0
+        self.shown_counts = counts
+        y, floor = self._y(counts)
         self.curve.setFillLevel(self._view_y(floor))
-        self.curve.setData(stats.edges, y)
-        span = 1.02 * float(max(abs(stats.edges[0]), abs(stats.edges[-1]), 1e-12))
-        self.lines[0].setBounds((-span, 0.0))
-        self.lines[1].setBounds((0.0, span))
+        self.curve.setData(edges, y)
+        self._show_beyond(stats.outside(low, high))
+        self._fit_y()
+
+    def _show_beyond(self, outside: tuple[int, int] | None) -> None:
+        """The count of weights left and right of the view, at its edges."""
+        low, high = self.view_range()
+        top = self.plot.getPlotItem().getViewBox().viewRange()[1][1]
+        texts = ("◀ {:,} beyond", "{:,} beyond ▶")
+        for label, x, n, text in zip(self.beyond, (low, high), outside or (0, 0), texts,
+                                     strict=True):
+            label.setVisible(n > 0)
+            if n > 0:
+                word = "weight" if n == 1 else "weights"
+                label.setText(text.format(n).replace("beyond", f"{word} beyond"))
+                label.setPos(x, top)
 
     def _show_band(self, t: float | None, moving: pg.InfiniteLine | None = None) -> None:
         """Band and lines at ``±t`` (hidden for None); ``moving`` is left where the user put it."""
@@ -279,7 +386,7 @@ class HistogramWidget(PlotPanelWidget):
             self.centroids.setData(x=x, y=np.full(x.size, base))
             counts = np.asarray(plan.cluster_counts, dtype=np.float64)
             heights = [self._view_y(c) - base for c in counts]
-            width = 1.5 * float(stats.edges[1] - stats.edges[0])
+            width = 1.5 * getattr(self, "bin_width", float(stats.edges[1] - stats.edges[0]))
             self.quantized.setOpts(x=x, height=heights, y0=base, width=width)
         self._show_legend(plan is not None)
         self._fit_y()
@@ -296,7 +403,8 @@ class HistogramWidget(PlotPanelWidget):
             return
         base = self._view_y(self._y(np.zeros(1))[1])
         heights = self.quantized.opts.get("height")
-        tops = [self._view_y(float(np.max(stats.counts, initial=1)))]
+        shown = getattr(self, "shown_counts", stats.counts)
+        tops = [self._view_y(float(np.max(shown, initial=1)))]
         if heights is not None and len(heights):
             tops.append(base + float(np.max(heights)))
         want = max(tops)
@@ -305,18 +413,19 @@ class HistogramWidget(PlotPanelWidget):
             self.plot.getPlotItem().setYRange(base, want, padding=0.05)
 
     def _show_legend(self, compressed: bool) -> None:
-        # Rebuilding a legend costs ~8 ms of text layout: only when its entries change.
         key = (compressed, self.band.isVisible() or compressed)
         if key == getattr(self, "_legend_key", None):
             return
         self._legend_key = key
-        self.legend.clear()
-        self.legend.addItem(self.curve, "original")
+        entries = [("&#9632;", ORIGINAL, "original")]
         if self.band.isVisible() or compressed:
-            self.legend.addItem(self.band_sample, "pruned band")
+            entries.append(("&#9632;", LINE, "pruned band"))
         if compressed:
-            self.legend.addItem(self.quantized, "quantized")
-            self.legend.addItem(self.centroids, "centroids")
+            entries += [("&#9632;", QUANTIZED, "quantized"), ("&#9650;", CENTROID, "centroids")]
+        self.legend.setText("&nbsp;&nbsp;".join(
+            f'<span style="color:{color.name()}">{mark}</span>&nbsp;{text}'
+            for mark, color, text in entries
+        ))
 
     def _show_title(self) -> None:
         s, name, stats = self.session, self.name, self.stats

@@ -17,6 +17,8 @@ from inspector.tasks.codec import ModelCodec, Progress
 
 HISTOGRAM_BINS = 512
 ABS_BINS = 4096
+FINE_BINS = 1 << 16  # the plot's zoomed views are re-binned from this many bins at most
+EXACT_DISTINCT = 1 << 20  # distinct values are counted exactly up to this many weights
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,13 @@ def layer_stats(name: str, codec: LayerCodec) -> LayerStats:
     edges, counts = codec.histogram(HISTOGRAM_BINS)
     step = prof.abs_cum.size // ABS_BINS
     width = step / prof.abs_scale if prof.abs_scale else 0.0
+    # About two fine bins per weight (a power of two, so it divides the codec's grid).
+    fine_bins = min(FINE_BINS, max(HISTOGRAM_BINS, 1 << max(prof.size - 1, 1).bit_length()))
+    fine = codec.histogram(fine_bins)[1]
+    if prof.size <= EXACT_DISTINCT:
+        distinct, exact = int(np.unique(codec.weights).size), True
+    else:  # sorting 10M weights costs a second: the nonempty fine bins are a lower bound
+        distinct, exact = int(np.count_nonzero(fine)), False
     return LayerStats(
         name=name,
         size=prof.size,
@@ -58,4 +67,9 @@ def layer_stats(name: str, codec: LayerCodec) -> LayerStats:
         absmax=prof.absmax,
         abs_edges=np.arange(ABS_BINS + 1) * width,
         abs_cum=prof.abs_cum[step - 1 :: step].copy(),
+        fine=fine,
+        mean=prof.mean,
+        zeros=prof.size - prof.nonzero - prof.nonfinite,
+        distinct=distinct,
+        distinct_exact=exact,
     )

@@ -9,9 +9,11 @@ import pyqtgraph as pg
 import pytest
 
 from inspector.gui.histogram import LOG_FLOOR, HistogramWidget
+from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.gui.model_bytes import PARTS, ModelBytesWidget, short_name
 from inspector.model.session import Session
 from inspector.tasks.codec import ModelCodec
+from inspector.tasks.load import layer_stats
 
 LAYER = "ip1.weight"
 
@@ -29,19 +31,28 @@ def settle(session: Session, codec: ModelCodec) -> None:
     session.set_estimate(codec.estimate(session.settings))
 
 
+def move(line, x: float) -> None:
+    """What one mouse move of a drag does: the line moves, then says it was dragged."""
+    line.setValue(x)
+    line.sigDragged.emit(line)
+
+
 def drag(line, positions: list[float]) -> None:
     """What a mouse drag of ``line`` emits: moves, then one 'finished'."""
     for x in positions:
-        line.setValue(x)
+        move(line, x)
     line.sigPositionChangeFinished.emit(line)
 
 
-def test_curve_is_the_layers_histogram(histogram) -> None:
+def test_curve_is_the_layers_histogram_over_the_view(histogram) -> None:
     w, session, _ = histogram
     x, y = w.curve.getOriginalDataset()
     stats = session.stats[LAYER]
-    np.testing.assert_array_equal(x, stats.edges)
-    np.testing.assert_array_equal(y, stats.counts)
+    edges, counts = stats.binned(*w.view_range())
+    np.testing.assert_array_equal(x, edges)
+    np.testing.assert_array_equal(y, counts)
+    assert y.sum() + sum(stats.outside(*w.view_range())) == stats.size
+    assert 4 <= y.size <= 2 * np.sqrt(stats.size)  # not 512 bins for 12,800 weights
 
 
 def test_band_and_lines_at_the_exact_threshold(histogram) -> None:
@@ -73,7 +84,7 @@ def test_dragging_a_line_sets_the_value_in_one_undo_step(histogram) -> None:
     w, session, codec = histogram
     stats = session.stats[LAYER]
     pos = w.lines[1]
-    pos.setValue(0.05)
+    move(pos, 0.05)
     assert w.lines[0].value() == pytest.approx(-0.05)  # mirrored at once
     assert w.band.getRegion() == pytest.approx((-0.05, 0.05))
     drag(pos, [0.06, 0.07])
@@ -127,7 +138,7 @@ def test_dragging_the_negative_line_in_std_units(histogram) -> None:
 
 def test_model_events_do_not_move_a_dragged_line(histogram) -> None:
     w, session, codec = histogram
-    w.lines[1].setValue(0.05)  # the drag has begun
+    move(w.lines[1], 0.05)  # the drag has begun
     settle(session, codec)
     session.set_layers((LAYER,), "elsewhere", bits=4)
     assert w.lines[1].value() == pytest.approx(0.05)
@@ -144,14 +155,14 @@ def test_log_y(histogram) -> None:
     assert w.plot.getPlotItem().ctrl.logYCheck.isChecked()
     _, y = w.curve.getOriginalDataset()
     assert y.min() == LOG_FLOOR  # empty bins drawn at the floor, not log(0)
-    np.testing.assert_array_equal(y[session.stats[LAYER].counts > 0], y[y > LOG_FLOOR])
+    np.testing.assert_array_equal(y[w.shown_counts > 0], y[y > LOG_FLOOR])
     plan = session.estimate.layer(LAYER).plan
     assert len(w.centroids.data) == plan.codebook.size
     np.testing.assert_allclose(
         w.quantized.opts["height"], np.log10(plan.cluster_counts) - np.log10(LOG_FLOOR)
     )
     w.set_log_y(False)
-    np.testing.assert_array_equal(w.curve.getOriginalDataset()[1], session.stats[LAYER].counts)
+    np.testing.assert_array_equal(w.curve.getOriginalDataset()[1], w.shown_counts)
 
 
 def test_excluded_and_lossless_layers(histogram) -> None:
@@ -241,3 +252,138 @@ def test_model_bytes_renders(model_bytes, tmp_path) -> None:
     w.resize(900, 400)
     w.show()
     assert w.grab().save(str(tmp_path / "model_bytes.png"))
+
+
+# ------------------------------------------------------ outliers, zoom, fine moves
+def outlier_session() -> tuple[Session, ModelCodec]:
+    """One fc layer: 10^5 normal weights (std 0.1) and 12 outliers at about 100x."""
+    rng = np.random.default_rng(5)
+    w = rng.normal(0, 0.1, 100_000).astype(np.float32)
+    w[rng.choice(w.size, 12, replace=False)] = rng.choice([-1, 1], 12) * rng.uniform(9, 11, 12)
+    arrays = {"fc.weight": w.reshape(400, 250)}
+    infos = (TensorInfo("fc.weight", "fc", (400, 250), "float32"),)
+    model = LoadedModel("outliers.pt", "pytorch", arrays, infos, {})
+    codec = ModelCodec(model)
+    session = Session()
+    session.open(model, {"fc.weight": layer_stats("fc.weight", codec.codec("fc.weight"))})
+    session.set_estimate(codec.estimate(session.settings))
+    return session, codec
+
+
+@pytest.fixture
+def outliers(qtbot) -> tuple[HistogramWidget, Session, ModelCodec]:
+    session, codec = outlier_session()
+    widget = HistogramWidget(session)
+    qtbot.addWidget(widget)
+    widget.resize(900, 400)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget, session, codec
+
+
+def test_the_default_view_leaves_out_the_outliers_and_counts_them(outliers) -> None:
+    w, session, _ = outliers
+    low, high = w.view_range()
+    assert -0.6 < low < -0.3 and 0.3 < high < 0.6  # about 3.3 std, not +-11
+    assert low == pytest.approx(-high, rel=0.01)  # symmetric about 0
+    below, above = session.stats["fc.weight"].outside(low, high)
+    assert 12 <= below + above < 200
+    texts = [label.toPlainText() for label in w.beyond if label.isVisible()]
+    assert f"◀ {below:,} weights beyond" in texts and f"{above:,} weights beyond ▶" in texts
+    _, y = w.curve.getOriginalDataset()
+    assert y.size >= 100  # the 10^5 weights in view get their own bins
+
+
+def test_zooming_in_re_bins_the_view(outliers, qtbot) -> None:
+    w, session, _ = outliers
+    stats = session.stats["fc.weight"]
+    w.plot.getPlotItem().setXRange(0.0, 0.05, padding=0)
+    qtbot.waitUntil(lambda: w.curve.getOriginalDataset()[0][0] >= -0.001, timeout=2000)
+    x, y = w.curve.getOriginalDataset()
+    assert x[0] == pytest.approx(0.0, abs=1e-3) and x[-1] == pytest.approx(0.05, abs=1e-3)
+    assert y.size >= 50  # finer bins than the whole view had
+    assert abs(int(y.sum()) - round(0.199 * stats.size)) < 0.02 * stats.size
+
+
+def test_arrow_keys_nudge_the_threshold_by_a_small_step(outliers, qtbot) -> None:
+    w, session, codec = outliers
+    low, high = w.view_range()
+    t0 = w.threshold
+    w.plot.setFocus()
+    qtbot.keyClick(w.plot, Qt.Key.Key_Right)
+    step = w.threshold - t0
+    assert step == pytest.approx((high - low) / 400, rel=0.01)
+    assert session.undo_label() == "prune fc.weight"
+    qtbot.keyClick(w.plot, Qt.Key.Key_Left, Qt.KeyboardModifier.ShiftModifier)
+    assert w.threshold == pytest.approx(t0 + 0.9 * step, rel=1e-3)
+    stats = session.stats["fc.weight"]
+    assert session.layer_settings("fc.weight").value == pytest.approx(
+        stats.value_of("sparsity", w.threshold)
+    )
+    assert abs(stats.sparsity_at(w.threshold) - stats.sparsity_at(t0)) < 0.005
+
+
+class FakeDrag:
+    """A pyqtgraph MouseDragEvent at view x ``x`` (what the line's mouseDragEvent reads)."""
+
+    def __init__(self, line, x: float, down: float, start=False, finish=False, shift=False):
+        self.x, self.down, self.start, self.finish, self.line = x, down, start, finish, line
+        self.mods = Qt.KeyboardModifier.ShiftModifier if shift else Qt.KeyboardModifier(0)
+
+    def button(self):
+        return Qt.MouseButton.LeftButton
+
+    def modifiers(self):
+        return self.mods
+
+    def pos(self):
+        return self.line.mapFromParent(QPointF(self.x, 0))
+
+    def buttonDownPos(self):
+        return self.line.mapFromParent(QPointF(self.down, 0))
+
+    def isStart(self):
+        return self.start
+
+    def isFinish(self):
+        return self.finish
+
+    def accept(self):
+        pass
+
+
+def test_shift_drag_moves_the_line_at_a_tenth_of_the_speed(outliers) -> None:
+    w, session, _ = outliers
+    line = w.lines[1]
+    t0 = line.value()
+    line.mouseDragEvent(FakeDrag(line, t0, t0, start=True))
+    line.mouseDragEvent(FakeDrag(line, t0 + 0.1, t0))
+    assert line.value() == pytest.approx(t0 + 0.1)
+    line.mouseDragEvent(FakeDrag(line, t0 + 0.2, t0, shift=True))  # Shift from here on
+    assert line.value() == pytest.approx(t0 + 0.11)
+    line.mouseDragEvent(FakeDrag(line, t0 + 0.3, t0, finish=True, shift=True))
+    assert line.value() == pytest.approx(t0 + 0.12)
+    assert w.lines[0].value() == pytest.approx(-(t0 + 0.12))
+    stats = session.stats["fc.weight"]
+    assert session.layer_settings("fc.weight").value == pytest.approx(
+        stats.value_of("sparsity", t0 + 0.12)
+    )
+    session.undo()
+    assert not session.can_undo  # one drag, one step
+
+
+def test_the_legend_is_off_the_plot(histogram) -> None:
+    w, _, _ = histogram
+    assert not w.plot.getPlotItem().legend  # no legend item drawn over the bars
+    assert "original" in w.legend.text() and "centroids" in w.legend.text()
+
+
+def test_small_layers_get_few_bins_and_stats_are_shown(histogram) -> None:
+    w, session, _ = histogram
+    session.select(("conv1.weight",))  # 200 weights
+    _, y = w.curve.getOriginalDataset()
+    assert 10 <= y.size <= 20
+    stats = session.stats["conv1.weight"]
+    text = w.stats_label.text()
+    assert f"min {stats.lo:.4g}" in text and f"max {stats.hi:.4g}" in text
+    assert "distinct 200" in text and "zeros 0 (0.00%)" in text
