@@ -31,7 +31,7 @@ from inspector.model.session import Session
 from inspector.model.stats import LayerStats
 
 from .control_tips import INITS, POLICIES, TIPS
-from .util import bold_label, connect_session, signals_blocked
+from .util import bold_label, connect_session, k_note, k_text, signals_blocked
 
 STD_MAX, STD_STEP = 5.0, 0.01
 SPARSITY_MAX, SPARSITY_STEP = 0.999, 0.001
@@ -86,8 +86,8 @@ class ControlsWidget(QWidget):
         self.bits_spin = QSpinBox()
         self.bits_spin.setRange(MIN_BITS, MAX_BITS)
         self.bits_spin.setKeyboardTracking(False)
-        self.clusters_label = QLabel("K = 32")
-        self.clusters_label.setMinimumWidth(self.fontMetrics().horizontalAdvance("K = 256  "))
+        self.clusters_label = QLabel("K ≤ 32")
+        self.clusters_label.setMinimumWidth(self.fontMetrics().horizontalAdvance("K ≤ 256  "))
         self.init_combo = QComboBox()
         for init, text in INITS.items():
             self.init_combo.addItem(text, init)
@@ -348,7 +348,6 @@ class ControlsWidget(QWidget):
         self.value_spin.setToolTip(tip)
         self.bits_slider.setValue(s.bits)
         self.bits_spin.setValue(s.bits)
-        self.clusters_label.setText(f"K = {s.clusters}")
         self.init_combo.setCurrentIndex(self.init_combo.findData(s.init))
         self.index_spin.setValue(s.index_bits)
         self.index_info.setText(f"gaps up to {1 << s.index_bits} per entry")
@@ -365,6 +364,9 @@ class ControlsWidget(QWidget):
 
     def _show_prune_info(self, name: str) -> None:
         s = self.session
+        bits, plan = s.layer_settings(name).bits, s.current_plan(name)
+        self.clusters_label.setText(k_text(bits, plan))  # the same K as the table's
+        self.clusters_label.setToolTip(k_note(bits, plan))
         if s.layer_settings(name).excluded or name not in s.stats:
             self.prune_info.setText("stored losslessly" if name in s.stats else "")
             return

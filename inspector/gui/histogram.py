@@ -30,9 +30,20 @@ from inspector.errors import SettingsError
 from inspector.model.session import Session
 from inspector.model.stats import LayerStats
 
+from .histogram_items import (
+    BAND,
+    CENTROID,
+    LINE,
+    ORIGINAL,
+    QUANTIZED,
+    BeyondMarks,
+    legend_html,
+    stats_text,
+    title_text,
+)
 from .plot_panel import PlotPanelWidget
 from .threshold_line import ThresholdLine
-from .util import TIMES, bold_label, connect_session, signals_blocked, theme_plot
+from .util import bold_label, connect_session, signals_blocked, theme_plot
 
 THROTTLE_MS = 30  # at most one settings change per this while a line is dragged
 REBIN_MS = 40  # re-bin this long after the view stops changing (a zoom sends many)
@@ -40,28 +51,6 @@ NUDGE_STEPS = 400  # an arrow key moves the threshold by the visible width over 
 FINE_NUDGE = 10  # Shift makes a nudge this many times smaller
 VIEW_PAD = 0.05  # slack around the default view, as a fraction of its width
 LOG_FLOOR = 0.5  # empty bins are drawn at this count on a log axis
-ORIGINAL = QColor(70, 130, 210)
-BAND = QColor(220, 50, 50, 55)
-LINE = QColor(215, 40, 40)
-QUANTIZED = QColor(245, 140, 20, 190)
-CENTROID = QColor(200, 90, 0)
-
-
-def shape_text(shape: tuple[int, ...]) -> str:
-    """``(300, 784)`` as ``"300 x 784"`` with a multiplication sign and no spaces."""
-    return TIMES.join(str(d) for d in shape) or "scalar"
-
-
-def stats_text(stats: LayerStats | None) -> str:
-    """One line of a layer's statistics: range, mean, std, zeros, distinct values."""
-    if stats is None:
-        return ""
-    zeros = 100.0 * stats.zeros / stats.size if stats.size else 0.0
-    distinct = f"{stats.distinct:,}" if stats.distinct_exact else f"≥{stats.distinct:,}"
-    return (
-        f"min {stats.lo:.4g}   max {stats.hi:.4g}   mean {stats.mean:.4g}   "
-        f"std {stats.std:.4g}   zeros {stats.zeros:,} ({zeros:.2f}%)   distinct {distinct}"
-    )
 
 
 class HistogramWidget(PlotPanelWidget):
@@ -144,10 +133,7 @@ class HistogramWidget(PlotPanelWidget):
         item.addItem(self.band, ignoreBounds=True)
         item.addItem(self.quantized, ignoreBounds=True)  # _fit_y covers it
         item.addItem(self.centroids)
-        self.beyond = tuple(pg.TextItem(anchor=(a, 0.0)) for a in (0.0, 1.0))
-        for label in self.beyond:
-            label.setZValue(40)
-            item.addItem(label, ignoreBounds=True)
+        self.marks = BeyondMarks(item)
         self.legend = QLabel()  # a row above the plot: never hides a bar
         self.add_above_plot(self.legend)
         self.stats_label = QLabel()
@@ -160,8 +146,7 @@ class HistogramWidget(PlotPanelWidget):
     def _apply_palette(self) -> None:
         """pyqtgraph colours from the Qt palette: readable on light and dark themes."""
         _, text = theme_plot(self, self.plot)
-        for label in self.beyond:
-            label.setColor(text)
+        self.marks.set_color(text)
         self._legend_key = None
         self._show_legend(self.centroids.data.size > 0)
 
@@ -348,17 +333,8 @@ class HistogramWidget(PlotPanelWidget):
         self._fit_y()
 
     def _show_beyond(self, outside: tuple[int, int] | None) -> None:
-        """The count of weights left and right of the view, at its edges."""
-        low, high = self.view_range()
-        top = self.plot.getPlotItem().getViewBox().viewRange()[1][1]
-        texts = ("◀ {:,} beyond", "{:,} beyond ▶")
-        for label, x, n, text in zip(self.beyond, (low, high), outside or (0, 0), texts,
-                                     strict=True):
-            label.setVisible(n > 0)
-            if n > 0:
-                word = "weight" if n == 1 else "weights"
-                label.setText(text.format(n).replace("beyond", f"{word} beyond"))
-                label.setPos(x, top)
+        (low, high), (_, top) = self.plot.getPlotItem().getViewBox().viewRange()
+        self.marks.show((low, high), top, outside or (0, 0))
 
     def _show_band(self, t: float | None, moving: pg.InfiniteLine | None = None) -> None:
         """Band and lines at ``±t`` (hidden for None); ``moving`` is left where the user put it."""
@@ -414,36 +390,10 @@ class HistogramWidget(PlotPanelWidget):
 
     def _show_legend(self, compressed: bool) -> None:
         key = (compressed, self.band.isVisible() or compressed)
-        if key == getattr(self, "_legend_key", None):
-            return
-        self._legend_key = key
-        entries = [("&#9632;", ORIGINAL, "original")]
-        if self.band.isVisible() or compressed:
-            entries.append(("&#9632;", LINE, "pruned band"))
-        if compressed:
-            entries += [("&#9632;", QUANTIZED, "quantized"), ("&#9650;", CENTROID, "centroids")]
-        self.legend.setText("&nbsp;&nbsp;".join(
-            f'<span style="color:{color.name()}">{mark}</span>&nbsp;{text}'
-            for mark, color, text in entries
-        ))
+        if key != getattr(self, "_legend_key", None):
+            self._legend_key = key
+            self.legend.setText(legend_html(*key))
 
     def _show_title(self) -> None:
-        s, name, stats = self.session, self.name, self.stats
-        if name is None:
-            self.title.setText("No layer selected")
-            return
-        info = s.info(name)
-        head = f"{name} — {shape_text(info.shape)}"
-        if stats is None or s.layer_settings(name).excluded:
-            why = "" if stats is not None else f" ({info.kind}: not compressible)"
-            self.title.setText(f"{head}, stored losslessly{why}")
-            return
-        plan = None if self._dragging else s.current_plan(name)
-        if plan is not None:
-            kept = 100.0 * plan.survivors / plan.size if plan.size else 0.0
-            self.title.setText(f"{head}, kept {kept:.2f}%, K={plan.codebook.size}")
-            return
-        t = self.threshold if self._dragging else s.threshold(name)
-        kept = 100.0 * (1.0 - stats.sparsity_at(t))
-        bits = s.layer_settings(name).bits
-        self.title.setText(f"{head}, kept ≈{kept:.2f}%, K≤{1 << bits} (estimating…)")
+        threshold = self.threshold if self._dragging else None
+        self.title.setText(title_text(self.session, self.name, threshold))

@@ -37,7 +37,7 @@ from inspector.model.estimate import LayerEstimate
 from inspector.model.session import Session
 from inspector.tasks import report
 
-from .util import connect_session, signals_blocked
+from .util import connect_session, k_note, k_text, signals_blocked
 
 Index = QModelIndex | QPersistentModelIndex
 SORT_ROLE = Qt.ItemDataRole.UserRole
@@ -105,7 +105,7 @@ def _estimated(layer: LayerEstimate) -> tuple[list[str], list[Any], list[str]]:
     texts = [
         f"{plan.mask.threshold:.4g}",
         f"{100 * r.kept:.2f}%",
-        f"{plan.settings.bits} (K={k})",
+        f"{plan.settings.bits} ({k_text(plan.settings.bits, plan)})",
         f"{plan.settings.index_bits}",
         *size_texts,
         _format_sqnr(plan.sqnr_db),
@@ -122,8 +122,8 @@ def _estimated(layer: LayerEstimate) -> tuple[list[str], list[Any], list[str]]:
     tips = [
         f"|w| < {plan.mask.threshold:.6g} pruned ({plan.mask.ties} ties at the threshold)",
         f"{plan.survivors:,} of {info.size:,} weights kept",
-        f"weight codes: {r.weight_bits_pq:.2f} bits/weight fixed, "
-        f"{r.weight_bits_pqh:.2f} with Huffman",
+        f"{k_note(plan.settings.bits, plan)} Weight codes: {r.weight_bits_pq:.2f} "
+        f"bits/weight fixed, {r.weight_bits_pqh:.2f} with Huffman",
         f"index codes: {r.index_bits_pq:.2f} bits/weight fixed, "
         f"{r.index_bits_pqh:.2f} with Huffman; {plan.fillers:,} filler entries",
         f"codebook {plan.codebook_nbytes:,} B, Huffman tables {plan.table_nbytes:,} B, "

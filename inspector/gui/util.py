@@ -10,6 +10,8 @@ from PySide6.QtCore import QObject, QSignalBlocker, Qt
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QLabel, QWidget
 
+from inspector.core.layer import LayerPlan
+
 TIMES = "\N{MULTIPLICATION SIGN}"
 UNITS = ("B", "KB", "MB", "GB", "TB")
 
@@ -69,6 +71,36 @@ def theme_plot(widget: QWidget, plot: Any) -> tuple[QColor, QColor]:
         axis.setPen(text)
         axis.setTextPen(text)
     return base, text
+
+
+def k_text(bits: int, plan: LayerPlan | None) -> str:
+    """The codebook size everywhere the app shows one: the centroids the layer really has.
+
+    ``"K = 31"`` once an estimate is in (``k_note`` says why it can be under ``2**bits``),
+    ``"K ≤ 32"`` before.
+    """
+    if plan is None:
+        return f"K ≤ {1 << bits}"
+    return f"K = {plan.codebook.size}"
+
+
+def k_note(bits: int, plan: LayerPlan | None) -> str:
+    """Why K is what it is: ``2**bits`` codes, less the zero code fillers need, or fewer
+    distinct survivors."""
+    codes = 1 << bits
+    head = f"{bits} bits: {codes} weight codes"
+    if plan is None:
+        return f"{head}; K, the centroids used, is known once the estimate is in."
+    k = int(plan.codebook.size)
+    parts = [f"{head}, K = {k} centroids"]
+    if plan.fillers:
+        parts.append(
+            f"one code is the zero that the {plan.fillers:,} filler entries of gaps longer "
+            f"than {1 << plan.settings.index_bits} decode to"
+        )
+    if k < codes - (plan.fillers > 0):
+        parts.append(f"the surviving weights have only {k} distinct values")
+    return "; ".join(parts) + "."
 
 
 def human_bytes(n: int) -> str:

@@ -33,7 +33,10 @@ def test_shows_the_first_selected_layer(controls) -> None:
     session.select(("conv1.weight",))
     assert w.title.text() == "conv1.weight"
     assert w.bits_spin.value() == w.bits_slider.value() == 8  # conv: paper bits
-    assert w.clusters_label.text() == "K = 256"
+    plan = session.current_plan("conv1.weight")
+    assert plan.codebook.size == 20 < 256  # 20 weights survive: K is what the codebook has
+    assert w.clusters_label.text() == "K = 20"
+    assert "only 20 distinct values" in w.clusters_label.toolTip()
     assert w.policy_combo.currentData() == "sparsity"
     assert w.value_spin.value() == pytest.approx(0.9)
     assert w.value_slider.value() == 900
@@ -107,10 +110,10 @@ def test_bits_spin_and_slider(controls) -> None:
     w, session, _ = controls
     w.bits_spin.setValue(3)
     assert session.layer_settings("ip1.weight").bits == 3
-    assert w.bits_slider.value() == 3 and w.clusters_label.text() == "K = 8"
+    assert w.bits_slider.value() == 3 and w.clusters_label.text() == "K ≤ 8"  # estimating
     w.bits_slider.setValue(7)
     assert session.layer_settings("ip1.weight").bits == 7
-    assert w.bits_spin.value() == 7 and w.clusters_label.text() == "K = 128"
+    assert w.bits_spin.value() == 7 and w.clusters_label.text() == "K ≤ 128"
 
 
 def test_init_index_bits_and_huffman(controls) -> None:
@@ -217,3 +220,23 @@ def test_renders(controls, tmp_path) -> None:
     w.resize(900, 400)
     w.show()
     assert w.grab().save(str(tmp_path / "controls.png"))
+
+
+def test_k_is_the_same_in_controls_table_and_histogram(controls, qtbot) -> None:
+    """2**bits codes; with filler entries one is the zero they decode to (issue 10 item 6)."""
+    from inspector.gui.histogram import HistogramWidget
+    from inspector.gui.layer_table import BITS, LayerTableWidget
+
+    w, session, codec = controls
+    table, histogram = LayerTableWidget(session), HistogramWidget(session)
+    qtbot.addWidget(table)
+    qtbot.addWidget(histogram)
+    session.set_layers(("ip1.weight",), "x", bits=6, index_bits=2)  # gaps > 4 need fillers
+    settle(session, codec)
+    plan = session.current_plan("ip1.weight")
+    assert plan.fillers > 0 and plan.codebook.size == 63
+    assert w.clusters_label.text() == "K = 63"
+    assert "one code is the zero" in w.clusters_label.toolTip()
+    row = table.table_model.row_of("ip1.weight")
+    assert table.table_model.index(row, BITS).data() == "6 (K = 63)"
+    assert "K = 63" in histogram.title.text()

@@ -9,8 +9,8 @@ import pyqtgraph as pg
 import pytest
 
 from inspector.gui.histogram import LOG_FLOOR, HistogramWidget
-from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.gui.model_bytes import PARTS, ModelBytesWidget, short_name
+from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.session import Session
 from inspector.tasks.codec import ModelCodec
 from inspector.tasks.load import layer_stats
@@ -77,7 +77,7 @@ def test_title(histogram) -> None:
     plan = session.estimate.layer(LAYER).plan
     kept = 100 * plan.survivors / plan.size
     shape = "64\N{MULTIPLICATION SIGN}200"
-    assert w.title.text() == f"{LAYER} — {shape}, kept {kept:.2f}%, K={plan.codebook.size}"
+    assert w.title.text() == f"{LAYER} — {shape}, kept {kept:.2f}%, K = {plan.codebook.size}"
 
 
 def test_dragging_a_line_sets_the_value_in_one_undo_step(histogram) -> None:
@@ -288,7 +288,7 @@ def test_the_default_view_leaves_out_the_outliers_and_counts_them(outliers) -> N
     assert low == pytest.approx(-high, rel=0.01)  # symmetric about 0
     below, above = session.stats["fc.weight"].outside(low, high)
     assert 12 <= below + above < 200
-    texts = [label.toPlainText() for label in w.beyond if label.isVisible()]
+    texts = w.marks.texts()
     assert f"◀ {below:,} weights beyond" in texts and f"{above:,} weights beyond ▶" in texts
     _, y = w.curve.getOriginalDataset()
     assert y.size >= 100  # the 10^5 weights in view get their own bins
@@ -306,7 +306,7 @@ def test_zooming_in_re_bins_the_view(outliers, qtbot) -> None:
 
 
 def test_arrow_keys_nudge_the_threshold_by_a_small_step(outliers, qtbot) -> None:
-    w, session, codec = outliers
+    w, session, _ = outliers
     low, high = w.view_range()
     t0 = w.threshold
     w.plot.setFocus()
