@@ -137,6 +137,11 @@ class ExportDialog(QDialog):
         role = QDialogButtonBox.ButtonRole
         self.export_button = self.buttons.addButton("Export", role.AcceptRole)
         self.cancel_button = self.buttons.addButton("Close", role.RejectRole)
+        # Enter exports: in a dialog every push button is an "auto default" that takes Enter
+        # once it has had focus, and Browse, first in the tab order, took it.
+        for button in (self.browse_button, self.cancel_button):
+            button.setAutoDefault(False)
+        self.export_button.setAutoDefault(True)
         self.export_button.setDefault(True)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -226,12 +231,19 @@ class ExportDialog(QDialog):
         if kind is not None and kind != self.kind():
             with signals_blocked(self.kind_combo):
                 self.kind_combo.setCurrentIndex(self.kind_combo.findData(kind))
+        self._forget_result()
         self._update_estimate()
 
     def _on_kind_combo_changed(self, _index: int) -> None:
         with signals_blocked(self.path_edit):
             self.path_edit.setText(str(self._path_for(self.kind())))
+        self._forget_result()
         self._update_estimate()
+
+    def _forget_result(self) -> None:
+        """A new target: the last export's result or error no longer describes it."""
+        if self.state in (FINISHED, FAILED, CANCELLED):
+            self._set_state(IDLE)
 
     def _on_cancel_button_clicked(self) -> None:
         if self.state == RUNNING:
@@ -270,6 +282,7 @@ class ExportDialog(QDialog):
         running = state == RUNNING
         for w in (self.path_edit, self.browse_button, self.kind_combo, self.export_button):
             w.setEnabled(not running)
+        self.export_button.setDefault(not running)  # disabling it gave the default away
         self.cancel_button.setText("Cancel" if running else "Close")
         self.progress.setVisible(running or state == FINISHED)
         if running:

@@ -282,3 +282,33 @@ def test_a_model_opened_by_a_relative_name_exports_beside_itself(
     click(qtbot, d.export_button)
     qtbot.waitUntil(lambda: d.state == FINISHED, timeout=WAIT_MS)
     assert source.with_name("net-decompressed.pt").is_file()
+
+
+def test_enter_exports_and_never_opens_browse(qtbot, dialog, out, monkeypatch) -> None:
+    browsed: list[object] = []
+    monkeypatch.setattr(
+        "inspector.gui.export_dialog.QFileDialog.getSaveFileName",
+        lambda *a, **k: browsed.append(a) or ("", ""),
+    )
+    dialog.path_edit.setText(str(out / "enter.dcz"))
+    for widget in (dialog.path_edit, dialog.kind_combo, dialog.browse_button):
+        widget.setFocus()
+        qtbot.keyClick(widget, Qt.Key.Key_Return)
+        assert not browsed, f"Enter on {widget} opened Browse"
+        if dialog.state != IDLE:
+            break
+    qtbot.waitUntil(lambda: dialog.state == FINISHED, timeout=WAIT_MS)
+    assert (out / "enter.dcz").exists()
+    assert dialog.export_button.isDefault() and not dialog.browse_button.autoDefault()
+
+
+def test_changing_the_kind_clears_the_previous_result(qtbot, dialog, out) -> None:
+    export_to(qtbot, dialog, out / "first.dcz")
+    assert dialog.result_label.text() and dialog.verify_label.text()
+    dialog.kind_combo.setCurrentIndex(dialog.kind_combo.findData(SETTINGS))
+    assert dialog.state == IDLE
+    assert not dialog.result_label.text() and not dialog.verify_label.text()
+    assert not dialog.step_label.text() and not dialog.progress.isVisible()
+    export_to(qtbot, dialog, out / "bad/x.dcz", state=FAILED)
+    dialog.path_edit.setText(str(out / "second.json"))  # a new target: the error is old
+    assert dialog.state == IDLE and not dialog.step_label.text()
