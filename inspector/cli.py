@@ -136,10 +136,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.model} ({model.format}): {len(layers)} tensors, "
           f"{model.param_count:,} parameters, {model.nbytes:,} bytes")
-    print(f"{'name':<40} {'kind':<9} {'shape':<20} {'dtype':<9} {'params':>12} {'bytes':>12}")
-    for la in layers:
-        shape = "x".join(map(str, la["shape"])) or "scalar"
-        print(f"{la['name'][:40]:<40} {la['kind']:<9} {shape[:20]:<20} {la['dtype']:<9} "
+    shapes = ["x".join(map(str, la["shape"])) or "scalar" for la in layers]
+    # Full names, however long: two tensors cut to the same prefix would print alike.
+    nw = max([4, *(len(la["name"]) for la in layers)])
+    sw = max([5, *map(len, shapes)])
+    print(f"{'name':<{nw}} {'kind':<9} {'shape':<{sw}} {'dtype':<9} {'params':>12} {'bytes':>12}")
+    for la, shape in zip(layers, shapes, strict=True):
+        print(f"{la['name']:<{nw}} {la['kind']:<9} {shape:<{sw}} {la['dtype']:<9} "
               f"{la['params']:>12,} {la['bytes']:>12,}")
     return 0
 

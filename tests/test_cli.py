@@ -363,3 +363,22 @@ def test_gui_without_a_display_is_one_line_not_a_qt_abort(tmp_path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "no display" in done.stderr
+
+
+def test_long_names_print_whole_so_different_tensors_never_print_alike(capsys, tmp_path) -> None:
+    """Names cut at 40 (info) or 28 (compress) characters printed two tensors alike."""
+    stem = "encoder.layer.10.attention.self.query_key_value_projection"
+    state = {f"{stem}.{part}": torch.randn(16, 12) * 0.1 for part in ("weight", "weight_v")}
+    state["embeddings.word_embeddings.weight"] = torch.randn(30, 8) * 0.1
+    path = tmp_path / "long.pt"
+    torch.save(state, path)
+    code, out, _ = cli(capsys, "info", path)
+    assert code == 0
+    for name in state:
+        assert sum(line.split()[0] == name for line in out.splitlines()) == 1, name
+    code, out, _ = cli(capsys, "compress", path, "-o", tmp_path / "long.dcz")
+    assert code == 0
+    rows = [line.split() for line in out.splitlines()]
+    for name in state:
+        assert sum(row[:1] == [name] for row in rows) == 1, name
+    assert any(row[:2] == ["embeddings.word_embeddings.weight", "embedding"] for row in rows)

@@ -138,8 +138,11 @@ def totals(rows: list[Row], file_nbytes: int) -> dict[str, Any]:
 
 def format_table(rows: list[Row], total: dict[str, Any]) -> str:
     """The table as aligned text for a terminal."""
+    # Full names and kinds, however long: names cut to a prefix would print alike.
+    nw = max([5, *(len(r.name) for r in rows)])
+    kw = max([4, *(len(r.kind) for r in rows)])
     head = (
-        f"{'layer':<28} {'kind':<6} {'params':>10} {'kept':>7} {'K':>4} "
+        f"{'layer':<{nw}} {'kind':<{kw}} {'params':>10} {'kept':>7} {'K':>4} "
         f"{'wbits P+Q':>9} {'+H':>5} {'ibits P+Q':>9} {'+H':>5} {'bytes':>10} {'rate':>7} "
         f"{'SQNR':>7}"
     )
@@ -148,13 +151,13 @@ def format_table(rows: list[Row], total: dict[str, Any]) -> str:
         sqnr = f"{r.sqnr_db:6.1f} dB" if math.isfinite(r.sqnr_db) else "      -  "
         if r.method == "raw":
             lines.append(
-                f"{r.name[:28]:<28} {r.kind[:6]:<6} {r.params:>10,} {'raw':>7} {'':>4} "
+                f"{r.name:<{nw}} {r.kind:<{kw}} {r.params:>10,} {'raw':>7} {'':>4} "
                 f"{'':>9} {'':>5} {'':>9} {'':>5} {r.compressed_nbytes:>10,} "
                 f"{100 * r.rate_pqh:>6.1f}% {'':>7}"
             )
             continue
         lines.append(
-            f"{r.name[:28]:<28} {r.kind[:6]:<6} {r.params:>10,} {100 * r.kept:>6.2f}% "
+            f"{r.name:<{nw}} {r.kind:<{kw}} {r.params:>10,} {100 * r.kept:>6.2f}% "
             f"{r.clusters:>4} {r.weight_bits_pq:>9.2f} {r.weight_bits_pqh:>5.2f} "
             f"{r.index_bits_pq:>9.2f} {r.index_bits_pqh:>5.2f} {r.compressed_nbytes:>10,} "
             f"{100 * r.rate_pqh:>6.2f}% {sqnr}"
