@@ -31,7 +31,7 @@ from inspector.model.session import Session
 from inspector.model.stats import LayerStats
 
 from .control_tips import INITS, POLICIES, TIPS
-from .util import bold_label, connect_session, k_note, k_text, signals_blocked
+from .util import bold_label, connect_session, elastic, k_note, k_text, signals_blocked
 
 STD_MAX, STD_STEP = 5.0, 0.01
 SPARSITY_MAX, SPARSITY_STEP = 0.999, 0.001
@@ -103,6 +103,7 @@ class ControlsWidget(QWidget):
         self.error_label.setStyleSheet("color: #d03030;")
         self.error_label.setWordWrap(True)
         self.error_label.hide()
+        elastic(self.title, self.prune_info, self.index_info)  # the panel keeps its width
         self._layout()
         self._set_tooltips()
 
@@ -330,6 +331,7 @@ class ControlsWidget(QWidget):
         if len(selected) > len(names) and names:
             text += f"  (+{len(selected) - len(names)} tensors stored losslessly)"
         self.title.setText(text)
+        self.title.setToolTip(text)  # the label may be too narrow for all of it
 
     def _show_settings(self, name: str) -> None:
         s = self.session.layer_settings(name)

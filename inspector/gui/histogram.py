@@ -43,7 +43,7 @@ from .histogram_items import (
 )
 from .plot_panel import PlotPanelWidget
 from .threshold_line import ThresholdLine
-from .util import bold_label, connect_session, signals_blocked, theme_plot
+from .util import bold_label, connect_session, elastic, signals_blocked, theme_plot
 
 THROTTLE_MS = 30  # at most one settings change per this while a line is dragged
 REBIN_MS = 40  # re-bin this long after the view stops changing (a zoom sends many)
@@ -139,6 +139,7 @@ class HistogramWidget(PlotPanelWidget):
         self.stats_label = QLabel()
         self.stats_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.add_above_plot(self.stats_label)
+        elastic(self.title, self.legend, self.stats_label)  # the plot keeps its width
         item.getViewBox().sigXRangeChanged.connect(self._on_view_x_changed)
         self.plot.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.plot.installEventFilter(self)
@@ -396,4 +397,6 @@ class HistogramWidget(PlotPanelWidget):
 
     def _show_title(self) -> None:
         threshold = self.threshold if self._dragging else None
-        self.title.setText(title_text(self.session, self.name, threshold))
+        text = title_text(self.session, self.name, threshold)
+        self.title.setText(text)
+        self.title.setToolTip(text)  # the label may be too narrow for all of it

@@ -8,7 +8,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QSignalBlocker, Qt
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
 from inspector.core.layer import LayerPlan
 
@@ -53,6 +53,17 @@ def bold_label(text: str = "") -> QLabel:
     label.setFont(font)
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     return label
+
+
+def elastic(*labels: QLabel) -> None:
+    """Let ``labels`` be narrower than their text (it is clipped, never wrapped).
+
+    A label is at least as wide as its text: a long layer name would widen its panel, and
+    the splitter beside it would move the plot at every change of selection.
+    """
+    for label in labels:
+        label.setSizePolicy(QSizePolicy.Policy.Ignored, label.sizePolicy().verticalPolicy())
+        label.setMinimumWidth(1)
 
 
 def theme_plot(widget: QWidget, plot: Any) -> tuple[QColor, QColor]:

@@ -120,3 +120,28 @@ def test_a_user_threshold_beyond_the_next_layers_range_stays_its_own(qtbot, wind
         qtbot.wait(1)
         assert s.settings is settings, (name, s.settings.layers)
         assert s.undo_label() == label
+
+
+def test_the_panels_keep_their_widths_whatever_is_selected(qtbot, window, tmp_path) -> None:
+    """Long names and texts must not widen the controls and make the plot jump."""
+    import torch
+
+    rng = np.random.default_rng(4)
+    long = "encoder.layer.11.attention.self.a_rather_long_projection_name_" * 2 + "weight"
+    state = {
+        "fc.weight": torch.from_numpy(rng.normal(0, 0.1, (30, 20)).astype(np.float32)),
+        long: torch.from_numpy(rng.normal(0, 3, (300, 200)).astype(np.float32)),
+        "fc.bias": torch.zeros(30),
+    }
+    path = tmp_path / "names.pt"
+    torch.save(state, path)
+    window.resize(1400, 860)
+    open_and_estimate(qtbot, window, str(path))
+    qtbot.wait(50)
+    s = window.session
+    sizes, plot = window.right.sizes(), window.histogram.plot.width()
+    for selection in ((long,), ("fc.weight",), ("fc.bias",), tuple(state), (long,), ()):
+        s.select(selection)
+        qtbot.wait(20)
+        assert window.right.sizes() == sizes, selection
+        assert window.histogram.plot.width() == plot, selection
