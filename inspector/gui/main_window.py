@@ -202,6 +202,8 @@ class MainWindow(QMainWindow):
         c.loaded.connect(self._on_controller_loaded)
         c.estimating.connect(self.summary.set_busy)
         c.accuracy.busy.connect(self.summary.set_accuracy_busy)
+        c.tuning.partial_sweep.connect(self.sensitivity.show_partial)
+        c.tuning.busy.connect(lambda busy: busy or self.sensitivity.end_partial())
         s.model_changed.connect(self._on_session_model_changed)
         s.undo_changed.connect(self._on_session_undo_changed)
         s.settings_changed.connect(self._update_title)

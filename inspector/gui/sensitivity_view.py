@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 import pyqtgraph as pg  # after PySide6, so pyqtgraph binds to it
 
+from inspector.core.settings import MAX_BITS, MIN_BITS
 from inspector.model.sensitivity import Sensitivity, SweepPoint
 from inspector.model.session import Session
 
@@ -36,8 +37,8 @@ class SensitivityWidget(QWidget):
         self.session = session
         self.title = QLabel()
         self.title.setWordWrap(True)
-        self.prune_plot = self._plot("fraction pruned", "top-1 accuracy (%)")
-        self.bits_plot = self._plot("cluster bits", "top-1 accuracy (%)")
+        self.prune_plot = self._plot("fraction pruned", "top-1 accuracy (%)", (0.0, 1.0))
+        self.bits_plot = self._plot("cluster bits", "top-1 accuracy (%)", (MIN_BITS, MAX_BITS))
         row = QHBoxLayout()
         row.addWidget(self.prune_plot, 1)
         row.addWidget(self.bits_plot, 1)
@@ -46,6 +47,7 @@ class SensitivityWidget(QWidget):
         column.addWidget(self.title)
         column.addLayout(row, 1)
         self._shown: tuple[Sensitivity | None, tuple[str, ...]] | None = None
+        self._partial: Sensitivity | None = None  # the layers of a sweep under way
         connect_session(
             self,
             [
@@ -56,7 +58,7 @@ class SensitivityWidget(QWidget):
         )
         self._refresh()
 
-    def _plot(self, x_label: str, y_label: str) -> pg.PlotWidget:
+    def _plot(self, x_label: str, y_label: str, x_range: tuple[float, float]) -> pg.PlotWidget:
         plot = pg.PlotWidget()
         plain_axes(plot)
         item = plot.getPlotItem()
@@ -64,12 +66,29 @@ class SensitivityWidget(QWidget):
         item.setLabel("left", y_label)
         item.showGrid(x=True, y=True, alpha=0.15)
         item.setMouseEnabled(x=False, y=True)
+        # The axes of what a sweep measures, also while there is none: an empty plot's own
+        # 0..1 range read as "accuracy 0-1 %" against "0-1 cluster bits".
+        item.setXRange(*x_range, padding=0.03)
+        item.setYRange(0.0, 100.0, padding=0.02)
+        item.disableAutoRange()
         theme_plot(self, plot)
         return plot
 
     @property
     def sensitivity(self) -> Sensitivity | None:
-        return self.session.settings.sensitivity
+        """The sweep shown: the one under way, else the settings' own."""
+        return self._partial or self.session.settings.sensitivity
+
+    def show_partial(self, sweep: Sensitivity) -> None:
+        """Draw the layers a running sweep has finished (view only; the session is unchanged)."""
+        self._partial = sweep
+        self._refresh()
+
+    def end_partial(self) -> None:
+        """The sweep has ended (done, cancelled or failed): show the settings' sweep again."""
+        if self._partial is not None:
+            self._partial = None
+            self._refresh()
 
     def _refresh(self) -> None:
         sweep, selection = self.sensitivity, self.session.selection
@@ -79,12 +98,18 @@ class SensitivityWidget(QWidget):
         self._shown = key
         for plot in (self.prune_plot, self.bits_plot):
             plot.getPlotItem().clear()
+        for plot in (self.prune_plot, self.bits_plot):  # the data's accuracies, or 0-100%
+            plot.getPlotItem().enableAutoRange(y=sweep is not None)
+            if sweep is None:
+                plot.getPlotItem().setYRange(0.0, 100.0, padding=0.02)
         if sweep is None:
             self.title.setText(EMPTY_TEXT)
             return
         chosen = [la.name for la in sweep.layers if la.name in selection]
+        running = f"Measuring: {len(sweep.layers)} layers so far. " if self._partial else ""
         self.title.setText(
-            f"Each layer pruned or quantized alone, measured on {sweep.count:,} examples; "
+            f"{running}Each layer pruned or quantized alone, measured on {sweep.count:,} "
+            "examples; "
             f"uncompressed {100 * sweep.baseline_top1:.2f}%. Bold: "
             + (", ".join(chosen) if chosen else "no swept layer selected")
         )

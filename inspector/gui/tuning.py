@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QElapsedTimer, QObject, Signal
 
 from inspector.errors import InputError
 from inspector.model.session import Session
 from inspector.tasks.codec import ModelCodec, Progress
 
 from .accuracy import AccuracyController
+from .util import eta_text
 from .workers import COLLECTOR, SerialWorker, Token, drive
 
 
@@ -28,6 +29,7 @@ class TuningController(QObject):
     status = Signal(str)
     failed = Signal(str)
     fine_tuned = Signal(str, object)  # path of the written model, its ModelSettings
+    partial_sweep = Signal(object)  # the Sensitivity of the layers swept so far
 
     def __init__(
         self, session: Session, accuracy: AccuracyController, parent: QObject | None = None
@@ -37,6 +39,7 @@ class TuningController(QObject):
         self._accuracy = accuracy  # whose evaluation file the runs use
         self._tools: tuple[tuple[str, str], Any, ModelCodec] | None = None
         self._worker = SerialWorker("tune", self)
+        self._clock = QElapsedTimer()  # since the run started: the progress's time left
         self._worker.progress.connect(self._on_worker_progress)
         self._worker.finished.connect(self._on_worker_finished)
         self._worker.failed.connect(self._on_worker_failed)
@@ -136,6 +139,7 @@ class TuningController(QObject):
             return 0
         self.busy.emit(True)
         self.status.emit(message)
+        self._clock.start()
         return self._worker.submit(job)
 
     def _open(self, token: Token) -> tuple[Any, ModelCodec]:
@@ -155,7 +159,12 @@ class TuningController(QObject):
     # ---------------------------------------------------------------- handlers
     def _on_worker_progress(self, generation: int, step: Progress) -> None:
         if generation == self._worker.generation:
-            self.progress.emit(step.done, step.total, step.label)
+            left = eta_text(step.done, step.total, self._clock.elapsed() / 1000.0)
+            label = f"{step.label} ({left})" if left else step.label
+            self.progress.emit(step.done, step.total, label)
+            partial = getattr(step, "partial", None)
+            if partial is not None:
+                self.partial_sweep.emit(partial)
 
     def _on_worker_finished(self, generation: int, result: tuple[str, Any]) -> None:
         if generation != self._worker.generation:
@@ -176,7 +185,8 @@ class TuningController(QObject):
         elif what == "finetune":
             path, settings = value
             self.status.emit(f"Fine-tuned model written to {path}")
-            self.fine_tuned.emit(path, settings)
+            # The sweep measured the weights before fine-tuning: it does not describe these.
+            self.fine_tuned.emit(path, settings.with_sensitivity(None))
 
     def _on_worker_failed(self, generation: int, message: str) -> None:
         if generation == self._worker.generation:

@@ -114,6 +114,16 @@ def k_note(bits: int, plan: LayerPlan | None) -> str:
     return "; ".join(parts) + "."
 
 
+def eta_text(done: int, total: int, elapsed_s: float) -> str:
+    """``"about 35 s left"`` from the steps done so far ("" until there is a rate to go by)."""
+    if done <= 0 or total <= done or elapsed_s <= 0:
+        return ""
+    left = elapsed_s / done * (total - done)
+    if left < 90:
+        return f"about {max(1, round(left))} s left"
+    return f"about {round(left / 60)} min left"
+
+
 def human_bytes(n: int) -> str:
     """``n`` bytes with a decimal unit and 3 significant digits, e.g. ``"1.07 MB"``.
 

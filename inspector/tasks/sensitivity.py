@@ -15,7 +15,7 @@ The evaluator is anything with ``baseline`` and ``evaluate`` (:class:`Evaluates`
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -34,6 +34,13 @@ from inspector.model.settings import COMPRESSIBLE_KINDS, ModelSettings
 from inspector.tasks.codec import ModelCodec, Progress
 
 ShouldStop = Callable[[], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepProgress(Progress):
+    """A step of a sweep; ``partial``: the layers finished so far, when one just finished."""
+
+    partial: Sensitivity | None = None
 
 
 @runtime_checkable
@@ -82,8 +89,9 @@ def sensitivity(
 
     Yields
     ------
-    Progress
-        Before each evaluation, and once when done. Closing the generator stops the sweep.
+    SweepProgress
+        Before each evaluation, and once when done; the first step after a layer is
+        finished carries the layers finished so far. Closing the generator stops the sweep.
 
     Returns
     -------
@@ -101,6 +109,7 @@ def sensitivity(
     total = len(names) * (len(fractions) + len(bit_list))
     baseline = evaluator.baseline
     done: list[LayerSensitivity] = []
+    partial: Sensitivity | None = None  # sent once, with the next step: a live plot
     step = 0
     for name in names:
         info = codec.model.info(name)
@@ -108,7 +117,8 @@ def sensitivity(
         points = [("prune", f, f"prune {f:.0%}") for f in fractions]
         points += [("bits", b, f"{b} bits") for b in bit_list]
         for curve, at, label in points:
-            yield Progress(step, total, f"{name}: {label}")
+            yield SweepProgress(step, total, f"{name}: {label}", partial)
+            partial = None
             if curve == "prune":
                 weights = pruned(codec, name, at)
             else:
@@ -121,7 +131,8 @@ def sensitivity(
         done.append(LayerSensitivity(
             name, info.kind, info.size, tuple(curves["prune"]), tuple(curves["bits"])
         ))
-    yield Progress(total, total, "done")
+        partial = Sensitivity(baseline.top1, baseline.count, tuple(done))
+    yield SweepProgress(total, total, "done")
     return Sensitivity(baseline.top1, baseline.count, tuple(done))
 
 

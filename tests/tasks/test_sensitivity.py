@@ -253,3 +253,12 @@ def test_should_stop_is_passed_through_and_ends_the_sweep() -> None:
     stopping = Stopping(tensors, x, y)
     assert drive(sensitivity(codec, stopping, ModelSettings()))[0] is None
     assert len(stopping.calls) == 3
+
+
+def test_each_finished_layer_is_sent_once_as_a_partial_sweep(swept) -> None:
+    _, _, result, steps = swept
+    partials = [(s.done, s.partial) for s in steps if s.partial is not None]
+    per_layer = len(PRUNE_FRACTIONS) + len(SWEEP_BITS)
+    assert [done for done, _ in partials] == [per_layer]  # fc1 done, with fc2's first step
+    assert partials[0][1].layers == result.layers[:1]
+    assert partials[0][1].baseline_top1 == result.baseline_top1
