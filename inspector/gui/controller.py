@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QElapsedTimer, QObject, QTimer, Signal
 
+from inspector.io.model_file import LoadedModel
 from inspector.model.estimate import ModelEstimate
 from inspector.model.session import Session
 from inspector.model.settings import ModelSettings, load_settings
@@ -21,6 +22,18 @@ from .tuning import TuningController
 from .workers import COLLECTOR, SerialWorker, Token, drive
 
 MIN_APPLY_MS = 40  # least time between two estimates shown (a drag makes many)
+
+
+def own_sweep(settings: ModelSettings | None, model: LoadedModel) -> ModelSettings | None:
+    """``settings`` without its sensitivity sweep if the sweep is of another model's layers
+    (names and sizes): a sweep describes the weights it was measured on."""
+    sweep = settings.sensitivity if settings is not None else None
+    if sweep is None:
+        return settings
+    sizes = {i.name: i.size for i in model.infos}
+    if all(sizes.get(la.name) == la.size for la in sweep.layers):
+        return settings
+    return settings.with_sensitivity(None)
 
 
 class Controller(QObject):
@@ -98,7 +111,7 @@ class Controller(QObject):
         self._deferred = None
         self.codec = opened.codec
         self.accuracy.open(opened.model, data_path)
-        self.session.open(opened.model, opened.stats, settings)
+        self.session.open(opened.model, opened.stats, own_sweep(settings, opened.model))
         self.session.settings_path = None
         self.progress.emit(1, 1, "")
         self.loaded.emit(opened.model.path)

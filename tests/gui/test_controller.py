@@ -57,3 +57,27 @@ def test_a_bad_file_is_one_message_and_the_session_is_untouched(qtbot, tmp_path)
         assert session.model is None
     finally:
         controller.shutdown()
+
+
+def test_a_sweep_of_another_models_layers_is_not_shown(qtbot, save_model) -> None:
+    from inspector.model.sensitivity import LayerSensitivity, Sensitivity, SweepPoint
+    from inspector.model.settings import ModelSettings
+
+    def sweep(name: str, size: int) -> Sensitivity:
+        prune, bits = (SweepPoint(0.0, 0.9, 1.0),), (SweepPoint(4, 0.9, 1.0),)
+        return Sensitivity(0.9, 100, (LayerSensitivity(name, "fc", size, prune, bits),))
+
+    session = Session()
+    controller = Controller(session)
+    try:
+        cases = ((sweep("fc.weight", 4000), True), (sweep("ip1.weight", 4000), False),
+                 (sweep("fc.weight", 99), False))
+        for n, (carried, kept) in enumerate(cases):
+            settings = ModelSettings(layers={"fc.weight": {"bits": 3}}).with_sensitivity(carried)
+            # a new file each time: rewriting one the open model maps would be a bus error
+            with qtbot.waitSignal(controller.loaded, timeout=20000):
+                controller.open_path(save_model(f"m{n}.pt"), settings=settings)
+            assert session.settings.sensitivity == (carried if kept else None)
+            assert session.settings.layers == settings.layers  # the rest is kept
+    finally:
+        controller.shutdown()
