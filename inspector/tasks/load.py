@@ -18,7 +18,8 @@ from inspector.tasks.codec import ModelCodec, Progress
 HISTOGRAM_BINS = 512
 ABS_BINS = 4096
 FINE_BINS = 1 << 16  # the plot's zoomed views are re-binned from this many bins at most
-EXACT_DISTINCT = 1 << 20  # distinct values are counted exactly up to this many weights
+EXACT_DISTINCT = 1 << 16  # distinct values are counted exactly up to this many weights (~3 ms)
+FEW_BINS = 4096  # ...or when so few fine bins are occupied that the weights may be a constant
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +54,9 @@ def layer_stats(name: str, codec: LayerCodec) -> LayerStats:
     # About two fine bins per weight (a power of two, so it divides the codec's grid).
     fine_bins = min(FINE_BINS, max(HISTOGRAM_BINS, 1 << max(prof.size - 1, 1).bit_length()))
     fine = codec.histogram(fine_bins)[1]
-    if prof.size <= EXACT_DISTINCT:
+    distinct, exact = int(np.count_nonzero(fine)), False  # a lower bound, for free
+    if prof.size <= EXACT_DISTINCT or distinct <= FEW_BINS:  # sorting 10M weights takes ~1 s
         distinct, exact = int(np.unique(codec.weights).size), True
-    else:  # sorting 10M weights costs a second: the nonempty fine bins are a lower bound
-        distinct, exact = int(np.count_nonzero(fine)), False
     return LayerStats(
         name=name,
         size=prof.size,
