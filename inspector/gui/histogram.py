@@ -330,6 +330,8 @@ class HistogramWidget(PlotPanelWidget):
         y, floor = self._y(counts)
         self.curve.setFillLevel(self._view_y(floor))
         self.curve.setData(edges, y)
+        if self.quantized.opts.get("x") is not None and len(self.quantized.opts["x"]):
+            self.quantized.setOpts(width=1.5 * self.bin_width)  # thin at any zoom
         self._show_beyond(stats.outside(low, high))
         self._fit_y()
 

@@ -387,3 +387,13 @@ def test_small_layers_get_few_bins_and_stats_are_shown(histogram) -> None:
     text = w.stats_label.text()
     assert f"min {stats.lo:.4g}" in text and f"max {stats.hi:.4g}" in text
     assert "distinct 200" in text and "zeros 0 (0.00%)" in text
+
+
+def test_quantized_bars_are_one_and_a_half_bins_wide_at_any_zoom(histogram, qtbot) -> None:
+    w, session, _ = histogram
+    for name in ("conv1.weight", LAYER):  # a layer with wide bins, then one with narrow
+        session.select((name,))
+        assert w.quantized.opts["width"] == pytest.approx(1.5 * w.bin_width)
+    w.plot.getPlotItem().setXRange(0.0, 0.02, padding=0)
+    qtbot.waitUntil(lambda: w.view_range()[1] < 0.03 and w.bin_width < 0.001, timeout=2000)
+    assert w.quantized.opts["width"] == pytest.approx(1.5 * w.bin_width)
