@@ -145,3 +145,27 @@ def test_the_panels_keep_their_widths_whatever_is_selected(qtbot, window, tmp_pa
         qtbot.wait(20)
         assert window.right.sizes() == sizes, selection
         assert window.histogram.plot.width() == plot, selection
+
+
+def test_clicking_rows_of_a_sorted_table_changes_no_setting(qtbot, window) -> None:
+    """As the issue did it: click conv1.weight, then ip1.weight, with the mouse."""
+    from PySide6.QtCore import Qt
+
+    from inspector.gui.layer_table import BYTES, NAME
+
+    open_and_estimate(qtbot, window, str(SAMPLES / "lenet5.pt"))
+    s, view = window.session, window.table.view
+    settings = s.settings
+    view.sortByColumn(BYTES, Qt.SortOrder.DescendingOrder)  # rows move as estimates land
+
+    def click(name: str) -> None:
+        proxy = view.model()
+        row = next(r for r in range(proxy.rowCount()) if proxy.index(r, NAME).data() == name)
+        rect = view.visualRect(proxy.index(row, NAME))
+        qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+    for name in ("conv1.weight", "ip1.weight", "conv2.weight", "ip2.weight", "conv1.weight"):
+        click(name)
+        qtbot.wait(60)  # past the estimate and redraw throttles
+        assert s.selection == (name,)
+        assert_untouched(window, settings, f"click {name}")
