@@ -381,11 +381,14 @@ class HistogramWidget(PlotPanelWidget):
         if stats is None:
             return
         base = self._view_y(self._y(np.zeros(1))[1])
-        heights = self.quantized.opts.get("height")
+        bars = self.quantized.opts.get("height")
+        heights = np.asarray([] if bars is None else bars, dtype=np.float64)
         shown = getattr(self, "shown_counts", stats.counts)
         tops = [self._view_y(float(np.max(shown, initial=1)))]
-        if heights is not None and len(heights):
-            tops.append(base + float(np.max(heights)))
+        if heights.size:  # the bars in view only: zoomed in, the others would flatten it
+            low, high = self.view_range()
+            x = np.asarray(self.quantized.opts["x"], dtype=np.float64)
+            tops.append(base + float(np.max(heights[(x >= low) & (x <= high)], initial=0)))
         want = max(tops)
         high = self.plot.getPlotItem().getViewBox().viewRange()[1][1]
         if force or want > high or want - base < 0.5 * (high - base):

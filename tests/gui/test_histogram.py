@@ -397,3 +397,13 @@ def test_quantized_bars_are_one_and_a_half_bins_wide_at_any_zoom(histogram, qtbo
     w.plot.getPlotItem().setXRange(0.0, 0.02, padding=0)
     qtbot.waitUntil(lambda: w.view_range()[1] < 0.03 and w.bin_width < 0.001, timeout=2000)
     assert w.quantized.opts["width"] == pytest.approx(1.5 * w.bin_width)
+
+
+def test_zoomed_into_the_band_the_y_axis_fits_the_bins_in_view(outliers, qtbot) -> None:
+    w, _, _ = outliers
+    t = w.threshold
+    w.plot.getPlotItem().setXRange(-t / 2, t / 2, padding=0)  # inside the band: no centroid
+    qtbot.waitUntil(lambda: w.view_range()[1] < t, timeout=2000)
+    qtbot.wait(100)
+    top = w.plot.getPlotItem().getViewBox().viewRange()[1][1]
+    assert top < 1.2 * w.shown_counts.max()  # not the height of the quantized bars
