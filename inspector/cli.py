@@ -185,16 +185,19 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 
 def _cmd_decompress(args: argparse.Namespace) -> int:
     from inspector.format import container
-    from inspector.io import write_weights
+    from inspector.tasks.export import decompress_file
 
     box = container.open_container(args.compressed)
-    tensors = {r.name: box.read_layer(i) for i, r in enumerate(box.records)}
     if args.into is not None:
+        tensors = {r.name: box.read_layer(i) for i, r in enumerate(box.records)}
         return _write_into(args, tensors)
     _needs_into(args.output)
-    dtypes = {r.name: r.dtype for r in box.records}
-    write_weights(args.output, tensors, dtypes, protect=args.compressed)
-    print(f"wrote {args.output}: {len(tensors)} tensors")
+    # The app's Export of the .dcz opened as a model: same dtypes, metadata and check.
+    result = _run(decompress_file(args.compressed, args.output), show=False)
+    if not result.verified:
+        sys.stderr.write(f"{args.output}: not verified: {'; '.join(result.mismatches)}\n")
+        return 1
+    print(f"wrote {args.output}: {len(box.records)} tensors")
     return 0
 
 

@@ -382,3 +382,26 @@ def test_long_names_print_whole_so_different_tensors_never_print_alike(capsys, t
     for name in state:
         assert sum(row[:1] == [name] for row in rows) == 1, name
     assert any(row[:2] == ["embeddings.word_embeddings.weight", "embedding"] for row in rows)
+
+
+def test_decompress_writes_what_export_writes_metadata_included(
+    capsys: pytest.CaptureFixture[str], compressed: Path, tmp_path: Path
+) -> None:
+    from inspector.tasks.export import write_decoded
+
+    target = tmp_path / "cli.safetensors"
+    code, _, err = cli(capsys, "decompress", compressed, "-o", target)
+    assert code == 0 and err == ""
+    model = read_model(compressed)  # the .dcz as the app opens it
+    exported = tmp_path / "export.safetensors"
+    gen = write_decoded(model, dict(model.tensors), exported, 2 * len(model.infos) + 1)
+    with pytest.raises(StopIteration):
+        while True:
+            next(gen)
+    written = read_model(target)
+    assert written.metadata == read_model(exported).metadata == model.metadata
+    assert any(key.startswith("compression/") for key in written.metadata)
+    again = read_model(exported)
+    for name, tensor in written.tensors.items():
+        assert written.info(name).dtype == again.info(name).dtype, name
+        np.testing.assert_array_equal(tensor, again.tensors[name], err_msg=name)

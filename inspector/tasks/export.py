@@ -128,17 +128,39 @@ def export_decompressed(
     wherever the container has it, float32 otherwise. The file is read back and compared.
     """
     output = check_target(output, model.path)
-    n = len(model.infos)
-    total = 2 * n + 1
+    total = 2 * len(model.infos) + 1
     tensors = yield from _decoded(model, settings, total)
+    return (yield from write_decoded(model, tensors, output, total))
+
+
+def decompress_file(compressed: str | Path, output: str | Path) -> Export:
+    """Write the weights of a ``.dcz`` file as ``.pt``/``.safetensors``/``.npz``.
+
+    The same writer as ``export_decompressed`` (dtypes, metadata, read-back check): the file
+    is the one Export writes for the ``.dcz`` opened as a model, its compression records in
+    the metadata of formats that keep metadata.
+    """
+    output = check_target(output, compressed)
+    yield Progress(0, 1, f"decoding {Path(compressed).name}")
+    model = read_model(compressed)
+    total = 2 * len(model.infos) + 1
+    return (yield from write_decoded(model, dict(model.tensors), output, total))
+
+
+def write_decoded(
+    model: LoadedModel, tensors: dict[str, np.ndarray], output: Path, total: int
+) -> Export:
+    """Write ``tensors`` (the decoded ``model``) with the model's dtypes and metadata to
+    ``output``, read the file back and compare; the last ``len(model.infos) + 1`` steps."""
+    n = len(model.infos)
     dtypes = {i.name: stored_dtype(i) for i in model.infos}
     with _temporary(output) as tmp:
-        yield Progress(n, total, "writing")
+        yield Progress(total - n - 1, total, "writing")
         write_weights(tmp, tensors, dtypes, protect=model.path, metadata=model.metadata)
         back = read_model(tmp).tensors
         mismatches = _missing(list(back), model)
         for i, name in enumerate(back):
-            yield Progress(n + 1 + i, total, f"verifying {name}")
+            yield Progress(total - n + i, total, f"verifying {name}")
             mismatches += _mismatch(name, back[name], tensors.get(name))
         os.replace(tmp, output)
     return ExportResult(str(output), output.stat().st_size, None, not mismatches, mismatches)
