@@ -220,7 +220,9 @@ class HistogramWidget(PlotPanelWidget):
 
     def _on_log_check_toggled(self, on: bool) -> None:
         item = self.plot.getPlotItem()
+        low, high = self.view_range()
         item.setLogMode(y=on)
+        item.setXRange(low, high, padding=0)  # setLogMode zooms out to all the data
         item.setLabel("left", "count per bin (log)" if on else "count per bin")
         self._show_histogram()
         self._on_session_settings_changed()
@@ -321,7 +323,8 @@ class HistogramWidget(PlotPanelWidget):
         stats = self.stats
         if stats is None:
             self.curve.setData([], [])
-            self._show_beyond(None)
+            self._outside = (0, 0)
+            self._show_beyond()
             return
         low, high = self.view_range()
         edges, counts = stats.binned(low, high)
@@ -332,12 +335,13 @@ class HistogramWidget(PlotPanelWidget):
         self.curve.setData(edges, y)
         if self.quantized.opts.get("x") is not None and len(self.quantized.opts["x"]):
             self.quantized.setOpts(width=1.5 * self.bin_width)  # thin at any zoom
-        self._show_beyond(stats.outside(low, high))
-        self._fit_y()
+        self._outside = stats.outside(low, high)
+        self._fit_y(place=True)
 
-    def _show_beyond(self, outside: tuple[int, int] | None) -> None:
+    def _show_beyond(self) -> None:
+        """The counts of weights beyond the view, in its top corners."""
         (low, high), (_, top) = self.plot.getPlotItem().getViewBox().viewRange()
-        self.marks.show((low, high), top, outside or (0, 0))
+        self.marks.show((low, high), top, getattr(self, "_outside", (0, 0)))
 
     def _show_band(self, t: float | None, moving: pg.InfiniteLine | None = None) -> None:
         """Band and lines at ``±t`` (hidden for None); ``moving`` is left where the user put it."""
@@ -370,7 +374,7 @@ class HistogramWidget(PlotPanelWidget):
         self._show_legend(plan is not None)
         self._fit_y()
 
-    def _fit_y(self, force: bool = False) -> None:
+    def _fit_y(self, force: bool = False, place: bool = False) -> None:
         """Fit the y range to the histogram and the quantized bars, with slack.
 
         The range changes only when a bar would be cut off or the bars have shrunk to under
@@ -393,6 +397,9 @@ class HistogramWidget(PlotPanelWidget):
         high = self.plot.getPlotItem().getViewBox().viewRange()[1][1]
         if force or want > high or want - base < 0.5 * (high - base):
             self.plot.getPlotItem().setYRange(base, want, padding=0.05)
+            place = True
+        if place:  # the outlier counts stay in the top corners
+            self._show_beyond()
 
     def _show_legend(self, compressed: bool) -> None:
         key = (compressed, self.band.isVisible() or compressed)

@@ -407,3 +407,19 @@ def test_zoomed_into_the_band_the_y_axis_fits_the_bins_in_view(outliers, qtbot) 
     qtbot.wait(100)
     top = w.plot.getPlotItem().getViewBox().viewRange()[1][1]
     assert top < 1.2 * w.shown_counts.max()  # not the height of the quantized bars
+
+
+def test_the_outlier_counts_stay_in_the_top_corners(outliers, qtbot) -> None:
+    w, session, codec = outliers
+    view = w.view_range()
+    for change in (lambda: w.set_log_y(True), lambda: w.set_log_y(False),
+                   lambda: session.set_layers(("fc.weight",), "x", bits=2)):
+        change()
+        settle(session, codec)
+        (low, high), (_, top) = w.plot.getPlotItem().getViewBox().viewRange()
+        visible = [m for m in w.marks.labels if m.isVisible()]
+        assert visible
+        for mark in visible:
+            assert mark.pos().y() == pytest.approx(top)
+            assert mark.pos().x() in (pytest.approx(low), pytest.approx(high))
+        assert w.view_range() == pytest.approx(view)  # a log axis keeps the zoom
