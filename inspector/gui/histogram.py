@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QColor, QKeyEvent
 from PySide6.QtWidgets import QLabel, QWidget
 
@@ -43,7 +43,7 @@ from .histogram_items import (
 )
 from .plot_panel import PlotPanelWidget
 from .threshold_line import ThresholdLine
-from .util import bold_label, connect_session, elastic, signals_blocked, theme_plot
+from .util import bold_label, connect_session, elastic, signals_blocked, single_shot, theme_plot
 
 THROTTLE_MS = 30  # at most one settings change per this while a line is dragged
 REBIN_MS = 40  # re-bin this long after the view stops changing (a zoom sends many)
@@ -71,8 +71,8 @@ class HistogramWidget(PlotPanelWidget):
         self._dragging = False
         self._step_open = False  # the current drag (or key repeat) has made its undo step
         self._pending: float | None = None  # threshold not yet sent to the session
-        self._throttle = self._timer(THROTTLE_MS, self._on_throttle_timeout)
-        self._rebin = self._timer(REBIN_MS, self._show_histogram)
+        self._throttle = single_shot(self, THROTTLE_MS, self._on_throttle_timeout)
+        self._rebin = single_shot(self, REBIN_MS, self._show_histogram)
         self._build()
         self._apply_palette()
         s = session
@@ -88,13 +88,6 @@ class HistogramWidget(PlotPanelWidget):
         self._on_session_selection_changed()
 
     # ----------------------------------------------------------------- building
-    def _timer(self, ms: int, slot: object) -> QTimer:
-        timer = QTimer(self)
-        timer.setSingleShot(True)
-        timer.setInterval(ms)
-        timer.timeout.connect(slot)
-        return timer
-
     def _build(self) -> None:
         item = self.plot.getPlotItem()
         item.setLabel("bottom", "weight value")

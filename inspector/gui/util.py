@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from PySide6.QtCore import QObject, QSignalBlocker, Qt
+from PySide6.QtCore import QObject, QSignalBlocker, Qt, QTimer
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
@@ -23,6 +23,15 @@ def signals_blocked(*objects: QObject) -> Iterator[None]:
         for obj in objects:
             stack.enter_context(QSignalBlocker(obj))
         yield
+
+
+def single_shot(parent: QObject, ms: int, slot: Callable[[], None]) -> QTimer:
+    """A single-shot timer of ``ms`` calling ``slot``, started with ``start()``."""
+    timer = QTimer(parent)
+    timer.setSingleShot(True)
+    timer.setInterval(ms)
+    timer.timeout.connect(slot)
+    return timer
 
 
 def connect_session(obj: QObject, pairs: list[tuple[Any, Callable[[], None]]]) -> None:
