@@ -106,7 +106,8 @@ class SensitivityWidget(QWidget):
             self.title.setText(EMPTY_TEXT)
             return
         chosen = [la.name for la in sweep.layers if la.name in selection]
-        running = f"Measuring: {len(sweep.layers)} layers so far. " if self._partial else ""
+        n = len(sweep.layers)
+        running = f"Measuring: {n} layer{'s' * (n != 1)} so far. " if self._partial else ""
         self.title.setText(
             f"{running}Each layer pruned or quantized alone, measured on {sweep.count:,} "
             "examples; "

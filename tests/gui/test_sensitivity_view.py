@@ -56,7 +56,7 @@ def test_a_running_sweep_is_drawn_layer_by_layer_without_writing_the_session(vie
     settings = session.settings
     w.show_partial(sweep("conv1.weight"))
     assert len(w.prune_plot.getPlotItem().listDataItems()) == 1
-    assert w.title.text().startswith("Measuring: 1 layers so far.")
+    assert w.title.text().startswith("Measuring: 1 layer so far.")
     w.show_partial(sweep("conv1.weight", "ip1.weight"))
     assert len(w.bits_plot.getPlotItem().listDataItems()) == 2
     assert session.settings is settings and not session.can_undo
