@@ -423,3 +423,35 @@ def test_the_outlier_counts_stay_in_the_top_corners(outliers, qtbot) -> None:
             assert mark.pos().y() == pytest.approx(top)
             assert mark.pos().x() in (pytest.approx(low), pytest.approx(high))
         assert w.view_range() == pytest.approx(view)  # a log axis keeps the zoom
+
+
+def test_a_real_shift_drag_with_the_mouse_is_ten_times_finer(outliers, qtbot, monkeypatch):
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    w, session, _ = outliers
+    monkeypatch.setitem(pg.CONFIG_OPTIONS, "mouseRateLimit", 0)  # every move counts
+    view, port = w.plot.getPlotItem().getViewBox(), w.plot.viewport()
+
+    def at(x: float) -> QPointF:
+        y = sum(view.viewRange()[1]) / 2
+        return QPointF(w.plot.mapFromScene(view.mapViewToScene(QPointF(x, y))))
+
+    def send(kind, x: float, buttons, shift: bool) -> None:
+        mods = Qt.KeyboardModifier.ShiftModifier if shift else Qt.KeyboardModifier.NoModifier
+        pos = at(x)
+        event = QMouseEvent(kind, pos, port.mapToGlobal(pos), Qt.MouseButton.LeftButton,
+                            buttons, mods)
+        QApplication.sendEvent(port, event)
+
+    t0 = w.lines[1].value()
+    high, left = w.view_range()[1], Qt.MouseButton.LeftButton
+    move = 0.2 * (high - t0)  # the cursor moves this far, in a few steps
+    send(QMouseEvent.Type.MouseButtonPress, t0, left, True)
+    for i in range(1, 6):
+        send(QMouseEvent.Type.MouseMove, t0 + move * i / 5, left, True)
+    send(QMouseEvent.Type.MouseButtonRelease, t0 + move, Qt.MouseButton.NoButton, True)
+    assert w.lines[1].value() == pytest.approx(t0 + move / 10, rel=0.02)
+    assert session.layer_settings("fc.weight").value == pytest.approx(
+        session.stats["fc.weight"].value_of("sparsity", w.lines[1].value())
+    )
