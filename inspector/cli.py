@@ -300,6 +300,14 @@ def _apply_flags(settings: Any, args: argparse.Namespace) -> Any:
     return settings
 
 
+def _middle(text: str, width: int) -> str:
+    """``text`` in ``width`` characters, cut in the middle: a name's two ends tell it apart."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (width - 1 - head):]}"
+
+
 def _run(gen: Generator[Any, None, T], show: bool) -> T:
     """Drive a task generator, drawing a progress bar on stderr when asked."""
     try:
@@ -309,7 +317,8 @@ def _run(gen: Generator[Any, None, T], show: bool) -> T:
                 width = 30
                 filled = width * step.done // max(step.total, 1)
                 bar = "#" * filled + "-" * (width - filled)
-                sys.stderr.write(f"\r[{bar}] {step.done}/{step.total} {step.label[:40]:<40}")
+                label = _middle(step.label, 40)
+                sys.stderr.write(f"\r[{bar}] {step.done}/{step.total} {label:<40}")
                 sys.stderr.flush()
     except StopIteration as stop:
         if show:

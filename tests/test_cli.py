@@ -405,3 +405,12 @@ def test_decompress_writes_what_export_writes_metadata_included(
     for name, tensor in written.tensors.items():
         assert written.info(name).dtype == again.info(name).dtype, name
         np.testing.assert_array_equal(tensor, again.tensors[name], err_msg=name)
+
+
+def test_the_progress_line_cuts_long_labels_in_the_middle() -> None:
+    from inspector.cli import _middle
+
+    a = "profiling encoder.layer.10.attention.self.query.weight"
+    b = "profiling encoder.layer.10.attention.self.key.weight"
+    assert len(_middle(a, 40)) == 40 and _middle(a, 40) != _middle(b, 40)
+    assert _middle(a, 40).endswith("query.weight") and _middle("short", 40) == "short"
