@@ -126,8 +126,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     model = read_model(args.model)
     layers = [
-        {"name": i.name, "kind": i.kind, "shape": list(i.shape), "dtype": i.dtype,
-         "params": i.size, "bytes": i.nbytes}
+        {"name": i.name, "kind": i.kind, "reason": i.reason, "shape": list(i.shape),
+         "dtype": i.dtype, "params": i.size, "bytes": i.nbytes}
         for i in model.infos
     ]
     if args.json:
