@@ -136,11 +136,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.model} ({model.format}): {len(layers)} tensors, "
           f"{model.param_count:,} parameters, {model.nbytes:,} bytes")
-    print(f"{'name':<40} {'kind':<9} {'shape':<20} {'dtype':<9} {'params':>12} {'bytes':>12}")
+    print(f"{'name':<40} {'kind':<9} {'shape':<20} {'dtype':<9} {'params':>12} {'bytes':>12}"
+          "  why")
     for la in layers:
         shape = "x".join(map(str, la["shape"])) or "scalar"
         print(f"{la['name'][:40]:<40} {la['kind']:<9} {shape[:20]:<20} {la['dtype']:<9} "
-              f"{la['params']:>12,} {la['bytes']:>12,}")
+              f"{la['params']:>12,} {la['bytes']:>12,}  {la['reason']}")
     return 0
 
 

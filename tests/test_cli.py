@@ -363,3 +363,16 @@ def test_gui_without_a_display_is_one_line_not_a_qt_abort(tmp_path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "no display" in done.stderr
+
+
+def test_info_says_why_each_tensor_has_its_kind(
+    capsys: pytest.CaptureFixture[str], state_dict_file: Path
+) -> None:
+    layers = {la["name"]: la for la in cli_json(capsys, "info", state_dict_file)["layers"]}
+    assert layers["conv1.weight"]["reason"] == "name ends in weight, 4-D"
+    assert layers["bn1.num_batches_tracked"]["reason"] == "int64 values: not a learned weight"
+    code, out, _ = cli(capsys, "info", state_dict_file)
+    assert code == 0
+    assert out.splitlines()[1].endswith("  why")
+    row = next(line for line in out.splitlines() if line.startswith("conv1.weight "))
+    assert row.endswith("  name ends in weight, 4-D")
