@@ -29,8 +29,8 @@ _RNN_BIAS = re.compile(r"^bias_(ih|hh)(_l\d+)?(_reverse)?$")
 _WEIGHT_LEAF = re.compile(r"(weight|kernel|filter)s?(_orig)?$|^w$", re.IGNORECASE)
 # GPT-2 names its token/position tables wte/wpe; most others say "embed".
 _EMBED_TOKEN = re.compile(r"embed|^wte$|^wpe$", re.IGNORECASE)
-# "bn1", "ln_f", "ln_1", "LayerNorm", "norm2", "group_norm" ...
-_NORM_TOKEN = re.compile(r"norm|^bn\d*$|^bn_|^ln\d*$|^ln_", re.IGNORECASE)
+# "bn1", "ln_f", "ln_1", "LayerNorm", "norm2", "group_norm", EfficientNet's "_bn0" ...
+_NORM_TOKEN = re.compile(r"norm|^_*bn\d*$|^_*bn_|^_*ln\d*$|^_*ln_", re.IGNORECASE)
 # The projections Keras's MultiHeadAttention (and GroupedQueryAttention) builds as EinsumDense
 # sub-layers under these fixed names: their kernels are dense matrices with the head axis split
 # out, 3-D like a Conv1D kernel.

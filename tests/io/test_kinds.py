@@ -14,6 +14,7 @@ CASES = [
     ("conv1.weight", (64, 3, 7, 7), "float32", "conv"),
     ("layer1.0.conv2.weight", (64, 64, 3, 3), "float16", "conv"),
     ("bn1.weight", (64,), "float32", "norm"),
+    ("_blocks.0._bn1.weight", (32,), "float32", "norm"),  # EfficientNet (lukemelas)
     ("bn1.bias", (64,), "float32", "bias"),
     ("bn1.running_mean", (64,), "float32", "buffer"),
     ("bn1.running_var", (64,), "float32", "buffer"),
