@@ -83,3 +83,14 @@ def test_a_damaged_archive_gives_no_hints(tmp_path: Path) -> None:
         archive.writestr("m/data.pkl", b"\x80\x02garbage")
     path.write_bytes(buf.getvalue())
     assert script_kinds(path) == {}
+
+
+def test_the_runnable_reference_has_the_readers_kinds(tmp_path: Path) -> None:
+    """Evaluation compresses the runnable's reference model: its kinds must be the reader's."""
+    from inspector.io.runnable import open_runnable
+
+    path = _scripted(tmp_path)
+    read = {i.name: (i.kind, i.reason) for i in read_model(path).infos}
+    reference = {i.name: (i.kind, i.reason) for i in open_runnable(path).reference().infos}
+    assert reference == read
+    assert reference["basis"][0] == "buffer"
