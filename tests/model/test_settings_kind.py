@@ -67,3 +67,18 @@ def test_an_included_other_tensor_is_compressed_but_only_when_finite() -> None:
     assert plans["mask"] is None and plans["ids"] is None  # the data does not allow it
     assert len(np.unique(codec.quantized("scale", forced))) <= 5
     np.testing.assert_array_equal(codec.quantized("mask", forced), mask)
+
+
+def test_a_sensitivity_sweep_follows_the_kind_override() -> None:
+    from inspector.tasks.sensitivity import sweep_layers
+
+    rng = np.random.default_rng(1)
+    tensors = {"123": rng.normal(size=(8, 4, 3, 3)).astype(np.float32),
+               "fc.weight": rng.normal(size=(10, 20)).astype(np.float32)}
+    codec = ModelCodec(LoadedModel.build("m", "x", tensors))
+    assert sweep_layers(codec, ModelSettings()) == ["fc.weight"]
+    forced = ModelSettings().with_layer("123", kind="conv").with_layer("fc.weight", kind="other")
+    assert sweep_layers(codec, forced) == ["123"]
+    assert sweep_layers(codec, forced, ["123"]) == ["123"]
+    with pytest.raises(SettingsError, match=r"fc.weight \(other\) is always stored losslessly"):
+        sweep_layers(codec, forced, ["fc.weight"])
