@@ -11,6 +11,7 @@ is checked in full (in bounded chunks), so a 10M-weight layer costs well under a
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 
@@ -42,7 +43,8 @@ def constant_reason(arr: np.ndarray) -> str | None:
     """
     if arr.dtype.kind != "f" or arr.size < MIN_EXACT_SIZE:
         return None
-    flat = arr.reshape(-1)
+    # a view in memory order: reshape(-1) would copy a Fortran-ordered 10M-weight tensor
+    flat = arr.reshape(-1) if arr.flags.c_contiguous else arr.ravel(order="K")
     if _evenly_spaced(flat):
         return "evenly spaced values (arange-like)"
     if _integers(flat):
@@ -111,16 +113,26 @@ def _dft_basis(arr: np.ndarray) -> bool:
     different frequencies: nearly all of each row's energy sits within 2 bins of its peak."""
     if arr.ndim < 2:
         return False
-    rows = arr.reshape(arr.shape[0], -1)
-    views = (rows, rows.T) if arr.ndim == 2 else (rows,)
-    return any(_sinusoid_rows(v) for v in views)
-
-
-def _sinusoid_rows(rows: np.ndarray) -> bool:
-    n, length = rows.shape
-    if n < _DFT_MIN_ROWS or not _DFT_MIN_LEN <= length <= _DFT_MAX_LEN:
+    rows = _picked(arr, arr.shape[0], lambda i: arr[i].reshape(i.size, -1))
+    if rows is not None and _sinusoid_rows(rows):
+        return True
+    if arr.ndim != 2:
         return False
-    picked = rows[np.linspace(0, n - 1, min(n, _DFT_ROWS)).astype(np.intp)]
+    cols = _picked(arr, arr.shape[1], lambda i: arr[:, i].T)
+    return cols is not None and _sinusoid_rows(cols)
+
+
+def _picked(
+    arr: np.ndarray, n: int, take: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray | None:
+    """Up to _DFT_ROWS evenly chosen rows (only those are copied), if rows are long enough."""
+    length = arr.size // n if n else 0
+    if n < _DFT_MIN_ROWS or not _DFT_MIN_LEN <= length <= _DFT_MAX_LEN:
+        return None
+    return take(np.linspace(0, n - 1, min(n, _DFT_ROWS)).astype(np.intp))
+
+
+def _sinusoid_rows(picked: np.ndarray) -> bool:
     power = np.abs(np.fft.rfft(picked.astype(np.float64), axis=1)) ** 2
     total = power.sum(axis=1)
     live = total > 1e-9 * total.max()  # sine rows at frequency 0 and n/2 are (nearly) zero
