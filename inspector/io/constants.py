@@ -133,11 +133,22 @@ def _picked(
 
 
 def _sinusoid_rows(picked: np.ndarray) -> bool:
-    power = np.abs(np.fft.rfft(picked.astype(np.float64), axis=1)) ** 2
-    total = power.sum(axis=1)
-    live = total > 1e-9 * total.max()  # sine rows at frequency 0 and n/2 are (nearly) zero
-    if live.sum() < _DFT_MIN_ROWS:
+    # Three rows first: a learned kernel fails at once, so a big layer costs three short FFTs.
+    if _peaks(picked[[0, picked.shape[0] // 2, -1]]) is None:
         return False
+    peaks = _peaks(picked)
+    if peaks is None or peaks.size < _DFT_MIN_ROWS:
+        return False
+    # a bank of filters tuned to many frequencies, not one smooth kernel repeated
+    return np.unique(peaks).size >= min(_DFT_MIN_ROWS, peaks.size // 2)
+
+
+def _peaks(rows: np.ndarray) -> np.ndarray | None:
+    """The peak frequency bin of each nonzero row, or None if some row's spectrum does not sit
+    almost wholly within 2 bins of its peak."""
+    power = np.abs(np.fft.rfft(rows.astype(np.float64), axis=1)) ** 2
+    total = power.sum(axis=1)
+    live = total > 1e-9 * float(total.max())  # sine rows at 0 and n/2 are (nearly) zero
     power, total = power[live], total[live]
     peak = power.argmax(axis=1)
     near = np.zeros(power.shape[0])
@@ -145,7 +156,4 @@ def _sinusoid_rows(picked: np.ndarray) -> bool:
         at = peak + offset
         ok = (at >= 0) & (at < power.shape[1])
         near[ok] += power[ok, at[ok]]
-    if not np.all(near >= _DFT_SHARE * total):
-        return False
-    # a bank of filters tuned to many frequencies, not one smooth kernel repeated
-    return np.unique(peak).size >= min(_DFT_MIN_ROWS, power.shape[0] // 2)
+    return peak if np.all(near >= _DFT_SHARE * total) else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -104,11 +105,18 @@ def test_learned_weights_are_not_called_constants(arr: np.ndarray) -> None:
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_constant_checks_are_cheap_on_a_big_layer(shape: tuple[int, ...], order: str) -> None:
     big = np.asarray(_learned(*shape), order=order)  # Fortran order: no copy either
-    constant_reason(big)  # warm up
-    start = time.perf_counter()
-    for _ in range(5):
-        assert constant_reason(big) is None
-    assert (time.perf_counter() - start) / 5 < 0.02  # a full pass or copy would be >= 10 ms
+    assert constant_reason(big) is None  # warm up
+
+    def fastest(work: Callable[[], object]) -> float:
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    # against one pass over the weights, timed alike: the machine's load cancels out
+    assert fastest(lambda: constant_reason(big)) < 0.5 * fastest(lambda: np.abs(big).max())
 
 
 def test_a_big_few_valued_tensor_is_counted_in_full() -> None:
