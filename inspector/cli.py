@@ -126,8 +126,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     model = read_model(args.model)
     layers = [
-        {"name": i.name, "kind": i.kind, "shape": list(i.shape), "dtype": i.dtype,
-         "params": i.size, "bytes": i.nbytes}
+        {"name": i.name, "kind": i.kind, "reason": i.reason, "shape": list(i.shape),
+         "dtype": i.dtype, "params": i.size, "bytes": i.nbytes}
         for i in model.infos
     ]
     if args.json:
@@ -140,10 +140,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     # Full names, however long: two tensors cut to the same prefix would print alike.
     nw = max([4, *(len(la["name"]) for la in layers)])
     sw = max([5, *map(len, shapes)])
-    print(f"{'name':<{nw}} {'kind':<9} {'shape':<{sw}} {'dtype':<9} {'params':>12} {'bytes':>12}")
+    print(f"{'name':<{nw}} {'kind':<9} {'shape':<{sw}} {'dtype':<9} {'params':>12} {'bytes':>12}"
+          "  why")
     for la, shape in zip(layers, shapes, strict=True):
         print(f"{la['name']:<{nw}} {la['kind']:<9} {shape:<{sw}} {la['dtype']:<9} "
-              f"{la['params']:>12,} {la['bytes']:>12,}")
+              f"{la['params']:>12,} {la['bytes']:>12,}  {la['reason']}")
     return 0
 
 

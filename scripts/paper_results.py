@@ -239,7 +239,9 @@ def run_model(
     for seed in seeds:
         result = fine_tune(key, seed, train, {**recipe["finetune"], **(options or {})})
         error = max(error, result.reproduction_error)
-        model = LoadedModel.build(f"<{key} fine-tuned, seed {seed}>", "torch", result.tensors)
+        model = LoadedModel.build(
+            f"<{key} fine-tuned, seed {seed}>", "torch", result.tensors, learned=result.tensors
+        )
         out = folder / f"{key}_tuned_seed{seed}.dcz"
         tuned.append((seed, measure(model, result.settings, evaluator, out)))
         m = tuned[-1][1]

@@ -414,3 +414,16 @@ def test_the_progress_line_cuts_long_labels_in_the_middle() -> None:
     b = "profiling encoder.layer.10.attention.self.key.weight"
     assert len(_middle(a, 40)) == 40 and _middle(a, 40) != _middle(b, 40)
     assert _middle(a, 40).endswith("query.weight") and _middle("short", 40) == "short"
+
+
+def test_info_says_why_each_tensor_has_its_kind(
+    capsys: pytest.CaptureFixture[str], state_dict_file: Path
+) -> None:
+    layers = {la["name"]: la for la in cli_json(capsys, "info", state_dict_file)["layers"]}
+    assert layers["conv1.weight"]["reason"] == "name ends in weight, 4-D"
+    assert layers["bn1.num_batches_tracked"]["reason"] == "int64 values: not a learned weight"
+    code, out, _ = cli(capsys, "info", state_dict_file)
+    assert code == 0
+    assert out.splitlines()[1].endswith("  why")
+    row = next(line for line in out.splitlines() if line.startswith("conv1.weight "))
+    assert row.endswith("  name ends in weight, 4-D")

@@ -178,8 +178,7 @@ class ControlsWidget(QWidget):
     def targets(self) -> tuple[str, ...]:
         """The selected layers a change applies to (the compressible ones)."""
         s = self.session
-        names = {i.name for i in s.infos if s.is_compressible(i)}
-        return tuple(n for n in s.selection if n in names)
+        return tuple(n for n in s.selection if s.compressible(n))
 
     @property
     def editors(self) -> tuple[QWidget, ...]:

@@ -19,6 +19,7 @@ from PySide6.QtCore import (
     QModelIndex,
     QObject,
     QPersistentModelIndex,
+    QPoint,
     QSortFilterProxyModel,
     Qt,
 )
@@ -37,6 +38,7 @@ from inspector.model.estimate import LayerEstimate
 from inspector.model.session import Session
 from inspector.tasks import report
 
+from .kind_menu import build_kind_menu, kind_tooltip
 from .util import connect_session, k_note, k_text, signals_blocked
 
 Index = QModelIndex | QPersistentModelIndex
@@ -134,16 +136,20 @@ def _estimated(layer: LayerEstimate) -> tuple[list[str], list[Any], list[str]]:
     return texts, keys, tips
 
 
-def _row(info: TensorInfo, total_nbytes: int, layer: LayerEstimate | None, raw: bool) -> _Row:
-    """Everything one row shows."""
+def _row(
+    info: TensorInfo, total_nbytes: int, layer: LayerEstimate | None, raw: bool,
+    kind: tuple[str, str] = ("", ""),
+) -> _Row:
+    """Everything one row shows; ``kind`` is the kind used and why (default: the file's)."""
+    kind_text, kind_tip = kind if kind[0] else (info.kind, info.reason)
     share = info.nbytes / total_nbytes if total_nbytes else 0.0
     pct = 100 * share
     shape = "x".join(str(d) for d in info.shape) or "scalar"
-    texts = [info.name, info.kind, shape, f"{info.size:,}", f"{pct:.1f}%"]
+    texts = [info.name, kind_text, shape, f"{info.size:,}", f"{pct:.1f}%"]
     if 0 < pct < 0.05:
         texts[SHARE] = "<0.1%"
-    keys: list[Any] = [_natural(info.name), info.kind, float(info.size), float(info.size), share]
-    tips = [f"{info.name} ({info.dtype})", "", "", "", f"{info.nbytes:,} B"]
+    keys: list[Any] = [_natural(info.name), kind_text, float(info.size), float(info.size), share]
+    tips = [f"{info.name} ({info.dtype})", kind_tip, "", "", f"{info.nbytes:,} B"]
     if layer is None:
         texts += [""] * len(ESTIMATED)
         keys += [MISSING] * len(ESTIMATED)
@@ -230,7 +236,8 @@ class LayerTableModel(QAbstractTableModel):
         total = sum(i.nbytes for i in s.infos)
         est = {r.info.name: r for r in s.estimate.layers} if s.estimate else {}
         self._rows = [
-            _row(i, total, est.get(i.name), not s.is_compressible(i) or _excluded(s, i.name))
+            _row(i, total, est.get(i.name), _excluded(s, i.name) or not i.lossy_ok,
+                 (s.settings.kind_of(i.name, i.kind), kind_tooltip(s, i.name)))
             for i in s.infos
         ]
 
@@ -294,6 +301,8 @@ class LayerTableWidget(QWidget):
         layout.addWidget(self.view)
         self.filter_edit.textChanged.connect(self._on_filter_text_changed)
         self.view.selectionModel().selectionChanged.connect(self._on_view_selection_changed)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._on_view_context_menu)
         connect_session(
             self,
             [
@@ -335,6 +344,13 @@ class LayerTableWidget(QWidget):
     # ---------------------------------------------------------------- handlers
     def _on_view_selection_changed(self, *_: object) -> None:
         self.session.select(self.selected_names())
+
+    def _on_view_context_menu(self, pos: QPoint) -> None:
+        names = self.selected_names()
+        if names:
+            menu = build_kind_menu(self.session, names, self)
+            menu.exec(self.view.viewport().mapToGlobal(pos))
+            menu.deleteLater()  # one menu per right-click: do not keep them all
 
     def _on_filter_text_changed(self, text: str) -> None:
         with signals_blocked(self.view.selectionModel()):

@@ -105,7 +105,8 @@ def read_dcz(path: Path) -> LoadedModel:
             dtypes[record.name] = "bfloat16"
         metadata[LAYER_KEY_PREFIX + record.name] = json.dumps(describe_record(record))
     metadata[SUMMARY_KEY] = json.dumps(_summary(box))
-    return LoadedModel.build(str(path), "dcz", tensors, dtypes, metadata)
+    learned = {r.name for r in box.records if r.deep is not None}  # clustered: few values
+    return LoadedModel.build(str(path), "dcz", tensors, dtypes, metadata, learned=learned)
 
 
 def _decode(box: Container, index: int, path: Path) -> np.ndarray:

@@ -23,11 +23,14 @@ _BUFFER_LEAVES = frozenset(
     {"running_mean", "running_var", "num_batches_tracked", "moving_mean", "moving_variance"}
 )
 _INTEGER_PREFIXES = ("int", "uint", "bool", "qint", "quint")
+# PyTorch's LSTM/GRU/RNN name their tensors weight_ih_l0, bias_hh_l1_reverse, weight_hr_l0
+# (projections); LSTMCell/GRUCell drop the layer suffix: bias_ih, bias_hh.
+_RNN_BIAS = re.compile(r"^bias_(ih|hh)(_l\d+)?(_reverse)?$")
 _WEIGHT_LEAF = re.compile(r"(weight|kernel|filter)s?(_orig)?$|^w$", re.IGNORECASE)
 # GPT-2 names its token/position tables wte/wpe; most others say "embed".
 _EMBED_TOKEN = re.compile(r"embed|^wte$|^wpe$", re.IGNORECASE)
-# "bn1", "ln_f", "ln_1", "LayerNorm", "norm2", "group_norm" ...
-_NORM_TOKEN = re.compile(r"norm|^bn\d*$|^bn_|^ln\d*$|^ln_", re.IGNORECASE)
+# "bn1", "ln_f", "ln_1", "LayerNorm", "norm2", "group_norm", EfficientNet's "_bn0" ...
+_NORM_TOKEN = re.compile(r"norm|^_*bn\d*$|^_*bn_|^_*ln\d*$|^_*ln_", re.IGNORECASE)
 # The projections Keras's MultiHeadAttention (and GroupedQueryAttention) builds as EinsumDense
 # sub-layers under these fixed names: their kernels are dense matrices with the head axis split
 # out, 3-D like a Conv1D kernel.
@@ -75,7 +78,8 @@ def _is_fc(t: _Tensor) -> bool:
 def _is_bias(t: _Tensor) -> bool:
     # Keras keeps some biases 2-D: a GRU's (2, 3 * units) with reset_after, an attention
     # projection's (heads, head_dim).
-    return 1 <= t.ndim <= 2 and t.leaf.lower().endswith("bias")
+    leaf = t.leaf.lower()
+    return 1 <= t.ndim <= 2 and (leaf.endswith("bias") or bool(_RNN_BIAS.match(leaf)))
 
 
 def _is_norm(t: _Tensor) -> bool:
@@ -84,19 +88,30 @@ def _is_norm(t: _Tensor) -> bool:
     return t.ndim == 1 and named
 
 
-_RULES: tuple[tuple[str, Callable[[_Tensor], bool]], ...] = (
-    ("buffer", _is_buffer),
-    ("bias", _is_bias),
-    ("embedding", _is_embedding),
-    ("fc", _is_attention_projection),
-    ("conv", _is_conv),
-    ("fc", _is_fc),
-    ("norm", _is_norm),
+def _dims(t: _Tensor) -> str:
+    return f"{t.ndim}-D" if t.ndim else "0-D"
+
+
+def _why_buffer(t: _Tensor) -> str:
+    if t.dtype.startswith(_INTEGER_PREFIXES):
+        return f"{t.dtype} values: not a learned weight"
+    return f"name ends in {t.leaf}: a running statistic or counter"
+
+
+# Each rule: kind, test, and why it matched (for the app's tooltip and ``inspector info``).
+_RULES: tuple[tuple[str, Callable[[_Tensor], bool], Callable[[_Tensor], str]], ...] = (
+    ("buffer", _is_buffer, _why_buffer),
+    ("bias", _is_bias, lambda t: f"name ends in {t.leaf}, {_dims(t)}"),
+    ("embedding", _is_embedding, lambda t: "name says embed (or wte/wpe), 2-D"),
+    ("fc", _is_attention_projection, lambda t: f"attention projection {t.parts[-2]}.kernel, 3-D"),
+    ("conv", _is_conv, lambda t: f"name ends in {t.leaf}, {_dims(t)}"),
+    ("fc", _is_fc, lambda t: "2-D tensor"),
+    ("norm", _is_norm, lambda t: "1-D, named like a norm layer"),
 )
 
 
-def layer_kind(name: str, shape: tuple[int, ...], dtype: str) -> str:
-    """Classify a tensor as one of :data:`ALL_KINDS`.
+def guess_kind(name: str, shape: tuple[int, ...], dtype: str) -> tuple[str, str]:
+    """Classify a tensor from its name, shape and dtype, and say why.
 
     Parameters
     ----------
@@ -109,12 +124,23 @@ def layer_kind(name: str, shape: tuple[int, ...], dtype: str) -> str:
 
     Returns
     -------
+    tuple of str
+        One of :data:`ALL_KINDS`, and a short reason such as ``"name ends in weight, 4-D"``.
+    """
+    tensor = _Tensor(tuple(p for p in name.split(".") if p), tuple(shape), dtype.lower())
+    for kind, matches, why in _RULES:
+        if matches(tensor):
+            return kind, why(tensor)
+    return "other", f"no name rule matches ({_dims(tensor)})"
+
+
+def layer_kind(name: str, shape: tuple[int, ...], dtype: str) -> str:
+    """Classify a tensor as one of :data:`ALL_KINDS` (:func:`guess_kind` without the reason).
+
+    Returns
+    -------
     str
         ``"conv"``, ``"fc"``, ``"embedding"``, ``"norm"``, ``"bias"``, ``"buffer"`` or
         ``"other"``.
     """
-    tensor = _Tensor(tuple(p for p in name.split(".") if p), tuple(shape), dtype.lower())
-    for kind, matches in _RULES:
-        if matches(tensor):
-            return kind
-    return "other"
+    return guess_kind(name, shape, dtype)[0]

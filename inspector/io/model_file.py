@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from inspector.io.kinds import COMPRESSIBLE_KINDS, layer_kind
+from inspector.io.constants import constant_reason
+from inspector.io.kinds import ALL_KINDS, COMPRESSIBLE_KINDS, guess_kind
 
 # Bytes per element of dtypes numpy cannot hold; they are widened on reading, but sizes are
 # reported for the dtype stored in the file.
@@ -38,12 +39,19 @@ def dtype_itemsize(dtype: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class TensorInfo:
-    """Name, role and original storage type of one tensor."""
+    """Name, role and original storage type of one tensor.
+
+    ``reason`` says why it has its kind (``"feeds Conv 'conv1' as W"``, ``"name ends in
+    weight, 4-D"``, ``"constant: 16 distinct values"``); ``lossy_ok`` whether its values allow
+    lossy compression at all (finite floats), so a user may force even an "other" tensor.
+    """
 
     name: str
     kind: str
     shape: tuple[int, ...]
     dtype: str
+    reason: str = ""
+    lossy_ok: bool = True
 
     @property
     def size(self) -> int:
@@ -100,6 +108,8 @@ class LoadedModel:
         tensors: dict[str, np.ndarray],
         dtypes: Mapping[str, str] | None = None,
         metadata: Mapping[str, str] | None = None,
+        kinds: Mapping[str, tuple[str, str]] | None = None,
+        learned: Collection[str] = (),
     ) -> LoadedModel:
         """Describe ``tensors`` and wrap them.
 
@@ -113,18 +123,49 @@ class LoadedModel:
             Original dtype of tensors that were widened on reading; others use ``arr.dtype``.
         metadata : mapping of str to str, optional
             Free-form string metadata from the file.
+        kinds : mapping of str to (kind, reason), optional
+            What the file itself says a tensor is (the op an ONNX initializer feeds, the module
+            type of a TorchScript parameter); these win over the guess from names. Either way a
+            compressible tensor whose values are not finite, or look like a fixed constant,
+            becomes "other".
+        learned : collection of str, optional
+            Tensors the file says are learned weights, spared the constant check (a compressed
+            file's clustered layers hold a few distinct values by design).
         """
-        dtypes = dtypes or {}
+        dtypes, kinds = dtypes or {}, kinds or {}
         infos = []
         for name, arr in tensors.items():
             dtype = dtypes.get(name, arr.dtype.name)
             shape = tuple(int(n) for n in arr.shape)
-            kind = layer_kind(name, shape, dtype)
-            if kind in COMPRESSIBLE_KINDS and not _all_finite(arr):
-                # an attention mask of -inf, say: pruning or clustering it makes no sense
-                kind = "other"
-            infos.append(TensorInfo(name, kind, shape, dtype))
+            kind, reason = _hint(kinds.get(name)) or guess_kind(name, shape, dtype)
+            lossy_ok = arr.dtype.kind == "f" and _all_finite(arr)
+            if kind in COMPRESSIBLE_KINDS:
+                kind, reason = _checked(arr, kind, reason, lossy_ok, name not in learned)
+            infos.append(TensorInfo(name, kind, shape, dtype, reason, lossy_ok))
         return cls(str(path), format, tensors, tuple(infos), dict(metadata or {}))
+
+
+def _hint(hint: tuple[str, str] | None) -> tuple[str, str] | None:
+    """A reader's (kind, reason), if it names a known kind."""
+    if hint is None or hint[0] not in ALL_KINDS:
+        return None
+    return hint[0], str(hint[1])
+
+
+def _checked(
+    arr: np.ndarray, kind: str, reason: str, lossy_ok: bool, constants: bool
+) -> tuple[str, str]:
+    """``kind`` unless the values say the tensor is not a learned weight after all."""
+    if arr.dtype.kind != "f":
+        return "other", f"{arr.dtype.name} values: only float tensors are compressed"
+    if not lossy_ok:
+        # an attention mask of -inf, say: pruning or clustering it makes no sense
+        return "other", "holds NaN or infinite values"
+    constant = constant_reason(arr) if constants else None
+    if constant is not None:
+        # a fixed projection or filterbank shaped like a weight: pruning it breaks the model
+        return "other", f"constant: {constant} (else {kind}: {reason})"
+    return kind, reason
 
 
 _CHUNK = 1 << 20  # elements checked at a time: bounded scratch memory on huge tensors

@@ -29,6 +29,7 @@ import numpy as np
 
 from inspector.errors import InputError
 from inspector.io.model_file import LoadedModel
+from inspector.io.onnx_kinds import onnx_kinds
 from inspector.io.registry import reader
 
 # TensorProto.DataType numbers of float types, with the dtype names LoadedModel uses.
@@ -318,11 +319,13 @@ def read_onnx(path: Path) -> LoadedModel:
     proto = load_proto(path)
     tensors: dict[str, np.ndarray] = {}
     dtypes: dict[str, str] = {}
-    for weight in weights_of(proto, path):
+    weights = weights_of(proto, path)
+    for weight in weights:
         tensors[weight.name], dtypes[weight.name] = weight_array(weight, path)
     if not tensors:
         raise InputError("ONNX model has no float initializers or Constant tensors (weights)", path)
-    return LoadedModel.build(str(path), "onnx", tensors, dtypes, _metadata(proto))
+    kinds = onnx_kinds(node_holders(proto), [(w.name, w.value, w.shape) for w in weights])
+    return LoadedModel.build(str(path), "onnx", tensors, dtypes, _metadata(proto), kinds)
 
 
 def _metadata(proto: Any) -> dict[str, str]:

@@ -16,6 +16,7 @@ from inspector.io._torch import numpy_to_tensor
 from inspector.io.model_file import LoadedModel
 from inspector.io.runnable import Runnable, cannot_run, run_failed
 from inspector.io.torchscript import load_script, module_tensors, torch_reason
+from inspector.io.torchscript_types import script_kinds
 
 _WEIGHTS_ONLY = (
     "it holds only weights (a state dict or checkpoint), not the network; save the network "
@@ -64,7 +65,9 @@ class TorchRunnable(Runnable):
 
     def reference(self) -> LoadedModel:
         tensors, dtypes = module_tensors(self._module, Path(self.path))
-        return LoadedModel.build(self.path, self.format, tensors, dtypes)
+        # the same kinds the TorchScript reader gives, so evaluation compresses what Export does
+        kinds = script_kinds(Path(self.path)) if self.format == "torchscript" else None
+        return LoadedModel.build(self.path, self.format, tensors, dtypes, kinds=kinds)
 
     @contextmanager
     def substituted(self, weights: Mapping[str, np.ndarray]) -> Iterator[None]:

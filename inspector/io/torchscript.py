@@ -18,6 +18,7 @@ from inspector.errors import InputError
 from inspector.io.model_file import LoadedModel
 from inspector.io.registry import reader
 from inspector.io.sniff import check_zip_members, zip_first_name
+from inspector.io.torchscript_types import script_kinds
 
 # torch.jit.save writes the tensor data first ("<archive>/data/0"), torch.save writes its pickle
 # first ("<archive>/data.pkl"); code and constants exist only in TorchScript archives.
@@ -111,4 +112,5 @@ def read_torchscript(path: Path) -> LoadedModel:
             "TorchScript archive holds no parameters or buffers (a frozen module inlines them)",
             path,
         )
-    return LoadedModel.build(str(path), "torchscript", tensors, dtypes)
+    kinds = script_kinds(path)  # module classes from data.pkl, read without running code
+    return LoadedModel.build(str(path), "torchscript", tensors, dtypes, kinds=kinds)

@@ -88,6 +88,18 @@ class Session:
         """Whether a layer's kind can be compressed at all (conv, fc, embedding weights)."""
         return info.kind in COMPRESSIBLE_KINDS
 
+    def compressible(self, name: str) -> bool:
+        """Whether layer ``name`` is one the user tunes: its kind (the file's, or the user's
+        ``"kind"``) is compressible, or the user included it, and its values allow it."""
+        try:
+            info = self.info(name)
+        except KeyError:  # a name from another model
+            return False
+        if not info.lossy_ok:
+            return False
+        kind = self.settings.kind_of(name, info.kind)
+        return kind in COMPRESSIBLE_KINDS or not self.layer_settings(name).excluded
+
     # --------------------------------------------------------------- settings
     def layer_settings(self, name: str) -> LayerSettings:
         """The resolved settings of layer ``name`` (memoised per settings object)."""

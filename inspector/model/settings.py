@@ -9,8 +9,10 @@ The app and the CLI read and write the same file::
      "sensitivity": {...}}
 
 A layer's settings are ``LayerSettings()`` updated by ``defaults``, then by its kind's entry,
-then by its own entry. Kinds that are not compressible (biases, norms, buffers) are always
-stored losslessly. ``"sensitivity"`` (optional, omitted when there is none) is the last
+then by its own entry. A layer's own ``"kind"`` (``{"x": {"kind": "conv"}}``) replaces the kind
+the file gave it, for the kind defaults and for whether it is compressed. Kinds that are not
+compressible (biases, norms, buffers, other) are stored losslessly unless the layer's own entry
+says ``"excluded": false``. ``"sensitivity"`` (optional, omitted when there is none) is the last
 sensitivity sweep of the model (:mod:`inspector.model.sensitivity`), kept with the settings it
 informs.
 """
@@ -25,6 +27,7 @@ from typing import Any
 from inspector.atomic import atomic_path
 from inspector.core.settings import LayerSettings
 from inspector.errors import InputError, SettingsError
+from inspector.io.kinds import ALL_KINDS
 from inspector.model.sensitivity import Sensitivity
 
 SETTINGS_VERSION = 1
@@ -60,23 +63,44 @@ class ModelSettings:
     def _check_layer(self, name: str) -> None:
         """An override must be valid on top of some kind's settings (its kind is not known
         here: a conv layer whose kind prunes by threshold may set a value above 1)."""
+        entry = self.layers[name]
+        if isinstance(entry, dict) and "kind" in entry:
+            kind = entry["kind"]
+            if not isinstance(kind, str) or kind not in ALL_KINDS:
+                kinds = ", ".join(ALL_KINDS)
+                raise SettingsError(f"layer {name}: kind must be one of {kinds}, got {kind!r}")
+            entry = _without_kind(entry)
         problem = None
         for kind in (*self.kinds, ""):
             try:
-                LayerSettings.from_json(self.layers[name], self.resolve("", kind))
+                LayerSettings.from_json(entry, self.resolve("", kind))
                 return
             except SettingsError as exc:
                 problem = problem or exc
         raise SettingsError(f"layer {name}: {problem.problem}") from problem
 
     def resolve(self, name: str, kind: str) -> LayerSettings:
-        """The settings of layer ``name`` of ``kind``."""
+        """The settings of layer ``name``, whose file says it is of ``kind``.
+
+        The layer's own ``"kind"`` entry, if any, replaces ``kind``; a kind that is not
+        compressible is stored losslessly unless the layer's own entry says
+        ``"excluded": false``.
+        """
+        own = self.layers.get(name, {})
+        kind = self.kind_of(name, kind)
+        own = _without_kind(own)
         s = LayerSettings.from_json(self.defaults)
         s = LayerSettings.from_json(self.kinds.get(kind, {}), s)
-        s = LayerSettings.from_json(self.layers.get(name, {}), s)
-        if kind not in COMPRESSIBLE_KINDS and not s.excluded:
+        s = LayerSettings.from_json(own, s)
+        included = isinstance(own, dict) and own.get("excluded") is False
+        if kind not in COMPRESSIBLE_KINDS and not s.excluded and not included:
             s = replace(s, excluded=True)
         return s
+
+    def kind_of(self, name: str, kind: str) -> str:
+        """The kind layer ``name`` is treated as: its own ``"kind"`` entry, else ``kind``."""
+        own = self.layers.get(name)
+        return own.get("kind", kind) if isinstance(own, dict) else kind
 
     def with_defaults(self, **changes: Any) -> ModelSettings:
         """A copy whose global defaults are updated (every kind and layer inherits them)."""
@@ -125,6 +149,13 @@ class ModelSettings:
         sweep = data.get("sensitivity")
         sensitivity = None if sweep is None else Sensitivity.from_json(sweep)
         return cls(parts["defaults"], kinds, parts["layers"], sensitivity)
+
+
+def _without_kind(entry: Any) -> Any:
+    """A layer entry without its ``"kind"`` (not a LayerSettings field)."""
+    if isinstance(entry, dict) and "kind" in entry:
+        return {k: v for k, v in entry.items() if k != "kind"}
+    return entry
 
 
 def load_settings(path: str | Path) -> ModelSettings:

@@ -48,7 +48,7 @@ class ModelCodec:
         """The exact estimate of one tensor under ``settings``."""
         s = settings.resolve(info.name, info.kind)
         dtype = stored_dtype(info)
-        if s.excluded:
+        if s.excluded or not info.lossy_ok:  # NaN, inf or integers: only lossless makes sense
             record = LayerRecord(info.name, dtype, info.shape, _raw_nbytes(info, dtype), 0)
             return LayerEstimate(info, None, record)
         try:
@@ -83,7 +83,7 @@ class ModelCodec:
         info = next(i for i in self.model.infos if i.name == name)
         s = settings.resolve(name, info.kind)
         dtype = stored_dtype(info)
-        if s.excluded:
+        if s.excluded or not info.lossy_ok:
             array = self.model.tensors[name]
             return dtypes.from_bytes(dtypes.to_bytes(array, dtype), dtype, info.shape)
         return dtypes.cast(self.codec(name).quantized(s), dtype).reshape(info.shape)

@@ -276,7 +276,7 @@ def _run(req: FineTuneRequest) -> Generator[Progress, None, FineTuned]:
         (req.prune_epochs + req.quant_epochs) * nbatches,
     )
     original = state_arrays(module)
-    codec = ModelCodec(LoadedModel.build("<fine-tuning>", "torch", original))
+    codec = ModelCodec(LoadedModel.build("<fine-tuning>", "torch", original, learned=original))
     names = _compressed_names(codec.model, req.settings)
     run.layers = _masked_layers(module, codec, names, req.settings)
     baseline = _top1(module, run.val)
@@ -355,7 +355,7 @@ def reproduction_error(
     tensors: dict[str, np.ndarray], settings: ModelSettings, names: list[str] | tuple[str, ...]
 ) -> float:
     """Largest ``|decode(compress(tensors)) - tensors|`` over the layers ``names``."""
-    codec = ModelCodec(LoadedModel.build("<fine-tuned>", "torch", tensors))
+    codec = ModelCodec(LoadedModel.build("<fine-tuned>", "torch", tensors, learned=tensors))
     err = 0.0
     for name in names:
         decoded = codec.quantized(name, settings).astype(np.float64)

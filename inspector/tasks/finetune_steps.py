@@ -223,7 +223,8 @@ def _quantize_layers(module: Any, layers: list[_Layer], settings: ModelSettings)
     """
     import torch
 
-    codec = ModelCodec(LoadedModel.build("<retrained>", "torch", state_arrays(module)))
+    tensors = state_arrays(module)  # clustered weights: few values by design, not constants
+    codec = ModelCodec(LoadedModel.build("<retrained>", "torch", tensors, learned=tensors))
     for la in layers:
         s = settings.resolve(la.name, codec.model.info(la.name).kind)
         plan = codec.codec(la.name).plan(s)
@@ -326,7 +327,8 @@ def _snap(module: Any, layers: list[_Layer], settings: ModelSettings) -> None:
     import torch
 
     _write_quantized(layers)
-    codec = ModelCodec(LoadedModel.build("<snap>", "torch", state_arrays(module)))
+    tensors = state_arrays(module)
+    codec = ModelCodec(LoadedModel.build("<snap>", "torch", tensors, learned=tensors))
     with torch.no_grad():
         for la in layers:
             decoded = codec.quantized(la.name, settings).reshape(-1).astype(np.float32)

@@ -148,8 +148,9 @@ def sweep_layers(
     infos = codec.model.infos
     if layers is None:
         return [i.name for i in infos
-                if i.kind in COMPRESSIBLE_KINDS and not settings.resolve(i.name, i.kind).excluded]
-    known = {i.name: i.kind for i in infos}
+                if settings.kind_of(i.name, i.kind) in COMPRESSIBLE_KINDS
+                and not settings.resolve(i.name, i.kind).excluded]
+    known = {i.name: settings.kind_of(i.name, i.kind) for i in infos}  # the user's kind wins
     for name in layers:
         if name not in known:
             raise SettingsError(f"the model has no layer {name!r}", codec.model.path)

@@ -14,6 +14,7 @@ CASES = [
     ("conv1.weight", (64, 3, 7, 7), "float32", "conv"),
     ("layer1.0.conv2.weight", (64, 64, 3, 3), "float16", "conv"),
     ("bn1.weight", (64,), "float32", "norm"),
+    ("_blocks.0._bn1.weight", (32,), "float32", "norm"),  # EfficientNet (lukemelas)
     ("bn1.bias", (64,), "float32", "bias"),
     ("bn1.running_mean", (64,), "float32", "buffer"),
     ("bn1.running_var", (64,), "float32", "buffer"),
@@ -38,6 +39,12 @@ CASES = [
     ("attn.in_proj_weight", (2304, 768), "float32", "fc"),
     ("h.0.attn.c_attn.bias", (2304,), "float32", "bias"),
     ("lstm.weight_ih_l0", (128, 64), "float32", "fc"),
+    # PyTorch RNN biases: bias_ih/bias_hh, with layer and direction suffixes
+    ("lstm.bias_ih_l0", (128,), "float32", "bias"),
+    ("rnn.bias_hh_l1_reverse", (96,), "float32", "bias"),
+    ("cell.bias_ih", (128,), "float32", "bias"),
+    ("lstm.weight_hh_l0_reverse", (128, 32), "float32", "fc"),
+    ("lstm.weight_hr_l0", (16, 32), "float32", "fc"),
     # Keras (names from inspector.io.keras_layout)
     ("conv1d.kernel", (3, 8, 16), "float32", "conv"),  # [width, in, out]
     ("gru.gru_cell.bias", (2, 96), "float32", "bias"),  # reset_after: input and recurrent rows
@@ -94,7 +101,7 @@ def test_weights_holding_infinities_or_nans_are_not_compressed_by_default() -> N
     from inspector.io.model_file import LoadedModel
 
     mask = np.triu(np.full((64, 64), -np.inf, np.float32), 1)
-    weight = np.ones((64, 64), np.float32)
+    weight = np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32)  # learned-like
     nan = weight.copy()
     nan[-1, -1] = np.nan
     tensors = {"mask": mask, "fc.weight": weight, "x.weight": nan}

@@ -176,8 +176,9 @@ def test_bits_points_are_the_codecs_decoded_tensors_without_pruning(swept) -> No
 def test_pruned_matches_the_codecs_mask_in_c_order() -> None:
     rng = np.random.default_rng(5)
     fortran = np.asfortranarray(rng.normal(size=(30, 20)).astype(np.float32))
-    # Five magnitudes only: the masks must break ties by position, as the codec does.
-    ties = (rng.integers(1, 6, (10, 40)) * rng.choice([-0.1, 0.1], (10, 40))).astype(np.float32)
+    # Nine magnitudes only: the masks must break ties by position, as the codec does. (Not
+    # fewer: a tensor of at most 16 distinct values reads as a fixed constant, kind "other".)
+    ties = (rng.integers(1, 10, (10, 40)) * rng.choice([-0.1, 0.1], (10, 40))).astype(np.float32)
     codec = ModelCodec(LoadedModel.build("t.npz", "npz", {"a.weight": fortran, "b.weight": ties}))
     for name in ("a.weight", "b.weight"):
         original = codec.model.tensors[name]
