@@ -45,6 +45,11 @@ class Runnable(ABC):
 
     path: str
     names: tuple[str, ...]
+    #: The data input's shape per example (batch axis dropped), None for a dimension the file
+    #: leaves open; None as a whole when the file does not record it (TorchScript).
+    input_shape: tuple[int | None, ...] | None = None
+    #: Whether the first output is a softmax's (its last axis then holds classes).
+    ends_in_softmax: bool = False
 
     @abstractmethod
     def reference(self) -> LoadedModel:
@@ -66,6 +71,17 @@ class Runnable(ABC):
         InputError
             The runtime refused the batch (shape or dtype mismatch...), naming the model file.
         """
+
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Every output of one batch that has a batch axis, float32 ``[n, ...]``, in the
+        model's order (the first is what :meth:`forward` flattens to logits).
+
+        Raises
+        ------
+        InputError
+            As :meth:`forward`.
+        """
+        return (self.forward(batch),)
 
     def batch_size(self, inputs: np.ndarray) -> int:
         """How many examples of ``inputs`` go into one :meth:`forward` call."""
