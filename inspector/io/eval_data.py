@@ -380,6 +380,7 @@ def _read_npy(path: Path) -> EvalInputs:
             _check_shapes(path, names, shape, None)
             _check_size(path, "inputs", shape, math.prod(shape) * dtype.itemsize,
                         path.stat().st_size)
+            f.seek(0)
             inputs = np.lib.format.read_array(f, allow_pickle=False).astype(np.float32)
     except InputError:
         raise

@@ -48,8 +48,9 @@ class Runnable(ABC):
     #: The data input's shape per example (batch axis dropped), None for a dimension the file
     #: leaves open; None as a whole when the file does not record it (TorchScript).
     input_shape: tuple[int | None, ...] | None = None
-    #: Whether the first output is a softmax's (its last axis then holds classes).
-    ends_in_softmax: bool = False
+    #: The operator that computes the first output ("Softmax", "Gemm"...; "" when unknown):
+    #: a hint whether its last axis holds classes (see ``inspector.tasks.agreement``).
+    ends_in: str = ""
 
     @abstractmethod
     def reference(self) -> LoadedModel:

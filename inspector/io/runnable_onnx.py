@@ -54,7 +54,9 @@ class OnnxRunnable(Runnable):
         self._input = data.name
         self._input_dtype = _INPUT_TYPES[data.type.tensor_type.elem_type]
         dims = data.type.tensor_type.shape.dim
-        self._fixed_batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else 0
+        # A batch axis of -1 (some exporters write it for "any") is as open as a named one.
+        fixed = dims[0].dim_value if dims and dims[0].HasField("dim_value") else 0
+        self._fixed_batch = max(0, fixed)
         self.input_shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0
                                  else None for d in dims[1:])
         weights = weights_of(proto, path)
@@ -70,7 +72,7 @@ class OnnxRunnable(Runnable):
         self._output_names = [o.name for o in self._base.get_outputs()]
         self._output = self._output_names[0]
         producers = {out: node.op_type for node in proto.graph.node for out in node.output}
-        self.ends_in_softmax = producers.get(self._output) in ("Softmax", "LogSoftmax")
+        self.ends_in = producers.get(self._output, "")
         self._nested_key: tuple[tuple[str, str], ...] = ()
         self._nested_session: Any = None
         self._feeds: dict[str, Any] = {}

@@ -213,7 +213,7 @@ class Evaluator:
             nonlocal correct
             if self._outputs is None:
                 classes = self._labels is not None or has_class_axis(
-                    outputs, self.runnable.ends_in_softmax)
+                    outputs, self.runnable.ends_in)
                 self._outputs = Reference(count, classes, self.runnable.path)
             self._outputs.store(where, outputs)
             if self._labels is not None:

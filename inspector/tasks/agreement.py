@@ -4,10 +4,11 @@ The original outputs are run once and kept (:class:`Reference`); every later run
 with them per example: the top-1 prediction (for outputs with a class axis), the cosine of the
 flattened outputs, and the squared error for the relative error over everything.
 
-A class axis: a single output ``[N, C]`` (``C >= 2``, logits or probabilities), or a single
-``[N, T, C]`` that the model ends in a softmax over (a sequence of classes, as in text
-recognition). Anything else (embeddings of several axes, detection maps, several outputs) is
-compared by cosine only.
+A class axis: a single output ``[N, C]`` (``C >= 2``, logits or probabilities) that is not
+normalised like an embedding, or a single ``[N, T, C]`` that the model ends in a softmax over (a
+sequence of classes, as in text recognition). Anything else (embeddings, detection maps, several
+outputs) is compared by cosine only. ``[N, C]`` from a plain Gemm may be logits or an embedding:
+both measures are reported, and the user can choose the metric.
 """
 
 from __future__ import annotations
@@ -22,12 +23,21 @@ from inspector.errors import InputError
 MAX_REFERENCE_NBYTES = 512 << 20
 
 
-def has_class_axis(outputs: tuple[np.ndarray, ...], ends_in_softmax: bool) -> bool:
-    """Whether top-1 predictions of ``outputs`` mean something (see the module docstring)."""
-    if len(outputs) != 1:
+#: Operators that end a classifier over the last axis.
+SOFTMAX_OPS = ("Softmax", "LogSoftmax")
+#: Operators that end an embedding (a normalised or pooled vector, not class scores).
+EMBEDDING_OPS = ("LpNormalization", "Div", "ReduceMean", "ReduceL2", "LayerNormalization")
+
+
+def has_class_axis(outputs: tuple[np.ndarray, ...], ends_in: str) -> bool:
+    """Whether top-1 predictions of ``outputs`` mean something (see the module docstring).
+
+    ``ends_in`` is the operator computing the first output (``""`` when unknown).
+    """
+    if len(outputs) != 1 or outputs[0].shape[-1] < 2:
         return False
-    out = outputs[0]
-    return out.shape[-1] >= 2 and (out.ndim == 2 or (out.ndim == 3 and ends_in_softmax))
+    ndim = outputs[0].ndim
+    return (ndim == 2 and ends_in not in EMBEDDING_OPS) or (ndim == 3 and ends_in in SOFTMAX_OPS)
 
 
 def flat(outputs: tuple[np.ndarray, ...]) -> np.ndarray:
