@@ -27,8 +27,9 @@ DEFAULT_COUNT = 256
 OPEN_DIM = 160
 DISTRIBUTIONS = ("normal", "uniform")
 _NO_SHAPE = (
-    "the model file records no input shape (TorchScript archives do not); give it with "
-    "--input-shape, batch first, e.g. 1x784 or 1x3x224x224"
+    "the model file records no input shape (TorchScript archives do not), so no synthetic "
+    "inputs can be made: give evaluation data, or the shape with --input-shape, batch first "
+    "(e.g. 1x784 or 1x3x224x224)"
 )
 
 

@@ -151,6 +151,27 @@ def open_runnable(path: str | os.PathLike[str], *, allow_pickle: bool = False) -
     raise InputError(f"cannot run this file: {_RUNNABLE}", path)
 
 
+#: Formats (reader names) whose files :func:`open_runnable` runs without running pickled code.
+RUNNABLE_FORMATS = ("onnx", "torchscript")
+_WEIGHTS_ONLY = {
+    "safetensors": "safetensors holds weights only: nothing to run",
+    "pytorch": "a torch.save file holds weights (or a pickled module inspector does not run "
+               "here): nothing to run; save the network with torch.jit.script or export ONNX",
+    "keras": "Keras files are read for their weights: inspector runs TorchScript and ONNX",
+    "numpy": ".npz holds arrays only: nothing to run",
+    "dcz": "a .dcz file holds compressed weights: open the original model to run it",
+    "caffe": "Caffe models are read for their weights: inspector runs TorchScript and ONNX",
+}
+
+
+def run_refusal(format: str) -> str | None:
+    """Why a model read as ``format`` cannot run (None when it can), in one line."""
+    if format in RUNNABLE_FORMATS:
+        return None
+    return _WEIGHTS_ONLY.get(
+        format, f"{format} files hold weights only here: inspector runs TorchScript and ONNX")
+
+
 def _names(names: list[str], limit: int = 5) -> str:
     shown = ", ".join(repr(n) for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
