@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 import pyqtgraph as pg  # after PySide6, so pyqtgraph binds to it
 
+from inspector.model.accuracy import metric_name
 from inspector.model.sensitivity import Sensitivity, SweepPoint
 from inspector.model.session import Session
 
@@ -83,9 +84,12 @@ class SensitivityWidget(QWidget):
             self.title.setText(EMPTY_TEXT)
             return
         chosen = [la.name for la in sweep.layers if la.name in selection]
+        measure = metric_name(sweep.metric)
+        for plot in (self.prune_plot, self.bits_plot):
+            plot.getPlotItem().setLabel("left", f"{measure} (%)")
         self.title.setText(
-            f"Each layer pruned or quantized alone, measured on {sweep.count:,} examples; "
-            f"uncompressed {100 * sweep.baseline_top1:.2f}%. Bold: "
+            f"Each layer pruned or quantized alone, {measure} measured on {sweep.count:,} "
+            f"examples; uncompressed {100 * sweep.baseline_top1:.2f}%. Bold: "
             + (", ".join(chosen) if chosen else "no swept layer selected")
         )
         for plot in (self.prune_plot, self.bits_plot):

@@ -232,6 +232,9 @@ def test_without_data_the_summary_shows_agreement_on_synthetic_inputs(qtbot, win
     sweep = s.settings.sensitivity
     assert sweep is not None and sweep.metric == "agreement" and sweep.baseline_top1 == 1.0
     assert {la.name for la in sweep.layers} == {"fc1.weight", "fc2.weight"}
+    axis = window.sensitivity.prune_plot.getPlotItem().getAxis("left")
+    window.sensitivity._refresh()  # drawn when shown; the labels name what was measured
+    assert "agreement with the original" in axis.labelText
 
 
 def test_tune_menu_needs_a_model_that_runs(qtbot, window, tmp_path):
