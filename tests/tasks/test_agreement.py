@@ -30,7 +30,8 @@ SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"
 IN, HIDDEN, OUT = 12, 32, 16
 
 
-def embedder(path: Path, end: str | None = None, two_outputs: bool = False) -> Path:
+def embedder(path: Path, end: str | None = None, two_outputs: bool = False,
+             batch: int | str = "N") -> Path:
     """Gemm -> Relu -> Gemm: an embedding of 16 values (optionally L2-normalised), input
     ``[N, 12]`` with an open batch axis."""
     rng = np.random.default_rng(1)
@@ -48,11 +49,11 @@ def embedder(path: Path, end: str | None = None, two_outputs: bool = False) -> P
     ]
     if end is not None:
         nodes.append(helper.make_node(end, ["raw"], ["emb"], axis=1, p=2))
-    outputs = [helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["N", OUT])]
+    outputs = [helper.make_tensor_value_info("emb", TensorProto.FLOAT, [batch, OUT])]
     if two_outputs:
         outputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, ["N", HIDDEN]))
     graph = helper.make_graph(
-        nodes, "embedder", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", IN])],
+        nodes, "embedder", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, IN])],
         outputs, inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -178,6 +179,14 @@ def test_input_shapes(tmp_path: Path) -> None:
         example_shape((3, None, None), (1, 1, 48, 320), "m.onnx")
     with pytest.raises(InputError, match="--input-shape"):
         example_shape(None, None, "m.pt")
+
+
+def test_a_batch_axis_of_minus_one_is_open(tmp_path: Path) -> None:
+    # Paddle exports (PP-OCR's classifier) write -1 for "any batch"; it once meant batches of
+    # -1 examples, that is no batch at all.
+    evaluator = open_evaluator(embedder(tmp_path / "m1.onnx", batch=-1), synthetic=10)
+    assert evaluator.baseline.count == 10 and evaluator.runnable.batch_size(
+        evaluator.data.inputs) > 1
 
 
 def test_torchscript_needs_an_input_shape() -> None:
