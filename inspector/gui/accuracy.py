@@ -11,6 +11,7 @@ slider while it moves; the accuracy is measured once the settings have been stil
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,9 @@ class AccuracyController(QObject):
         self._worker.cancelled.connect(self._on_worker_cancelled)
         session.settings_changed.connect(self._on_session_settings_changed)
         session.model_changed.connect(self._on_session_model_changed)
+        session.estimate_changed.connect(self._on_session_estimate_changed)
         self._refusal: str | None = None  # why the open model cannot run
+        self._deferred: Callable[[], None] | None = None  # the synthetic open, after an estimate
 
     @property
     def ready(self) -> bool:
@@ -63,13 +66,21 @@ class AccuracyController(QObject):
         from inspector.io.runnable import run_refusal
 
         self._evaluator, self._codec, self._refusal = None, None, None
+        self._deferred = None
         self.data_path = None if data_path is None else str(data_path)
         data = self.data_path
         if data is None:
             self._refusal = run_refusal(model.format)
-            if self._refusal is not None:
-                self._worker.cancel()  # the session gets the reason once it holds the model
-                return
+            self._worker.cancel()
+            if self._refusal is None:
+                # Made-up inputs are nothing the user asked for: the first size estimate (what
+                # opening a model is for) gets the CPU first, then the comparison starts.
+                self._deferred = lambda: self._submit_open(model, None)
+            return  # a refusal reaches the session once it holds the model
+        self._submit_open(model, data)
+
+    def _submit_open(self, model: LoadedModel, data: str | None) -> None:
+        if data is None:
             self.status.emit(f"Comparing {Path(model.path).name} with itself on "
                              f"{GUI_SYNTHETIC} synthetic inputs…")
         else:
@@ -104,9 +115,17 @@ class AccuracyController(QObject):
 
     def shutdown(self) -> None:
         self._settle.stop()
+        self._deferred = None
         self._worker.shutdown()
 
     # ---------------------------------------------------------------- handlers
+    def _on_session_estimate_changed(self) -> None:
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None and self.session.estimate is not None:
+            deferred()
+        elif deferred is not None:
+            self._deferred = deferred  # a cleared estimate: keep waiting
+
     def _on_session_model_changed(self) -> None:
         if self._refusal is not None and self.session.model is not None:
             self.session.set_accuracy(None, None, self._refusal)  # shown in the proxy's tooltip
