@@ -101,11 +101,10 @@ def open_evaluator_of(args: argparse.Namespace) -> Any:
 
 
 def agreement_line(acc: Any) -> str:
-    """``"agreement with the original on 256 synthetic inputs (...): top-1 98.4%, output
-    cosine 0.996, relative error 0.05"``."""
-    parts = [] if acc.agreement != acc.agreement else [f"top-1 {acc.agreement:.1%}"]
-    parts += [f"output cosine {acc.cosine:.4f}", f"relative output error {acc.relative_error:.3g}"]
-    return f"agreement with the original on {acc.inputs}: " + ", ".join(parts)
+    """See :func:`inspector.tasks.accuracy.agreement_line`."""
+    from inspector.tasks.accuracy import agreement_line
+
+    return agreement_line(acc)
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -51,10 +51,10 @@ def measured_accuracy(acc: Accuracy, note: str) -> str:
     Without labels (an inputs-only file, or synthetic inputs) there is no accuracy: the line
     says it is the agreement with the original, and on what.
     """
-    if not acc.labelled:
+    if not acc.labelled:  # how the inputs were made is in the tooltip: the line stays short
         top1 = "" if math.isnan(acc.agreement) else f"top-1 {100 * acc.agreement:.1f}%, "
         return (f"agreement with the original: {top1}output cosine {acc.cosine:.3f} "
-                f"— measured on {note}")
+                f"— measured on {note.split(' (')[0]}")
     drop = (acc.baseline_top1 - acc.top1) * 100
     change = f"{-drop:+.2f} pt" if abs(drop) >= 0.005 else "no change"
     return (
@@ -191,6 +191,8 @@ class SummaryWidget(QWidget):
                 self.accuracy.setToolTip(f"{PROXY_TIP}\n\nNot measured: {s.accuracy_note}")
             return
         self.set_accuracy(measured_accuracy(s.accuracy, s.accuracy_note), "measured")
+        if not s.accuracy.labelled:
+            self.accuracy.setToolTip(f"{AGREEMENT_TIP}\n\nMeasured on {s.accuracy_note}.")
         current = s.accuracy_is_current and not self._accuracy_busy
         self.accuracy.setEnabled(current and not self._estimating)
         if not current:

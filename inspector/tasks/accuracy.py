@@ -27,7 +27,7 @@ from inspector.io.eval_data import EvalData, EvalInputs, read_eval_inputs
 from inspector.io.eval_inputs import DEFAULT_COUNT, example_shape, synthetic_inputs
 from inspector.io.model_file import LoadedModel
 from inspector.io.runnable import Runnable, open_runnable
-from inspector.model.accuracy import METRICS, Accuracy, metric_name
+from inspector.model.accuracy import METRICS, Accuracy
 from inspector.model.estimate import ModelEstimate
 from inspector.model.settings import ModelSettings
 from inspector.tasks.agreement import Reference, Tally, has_class_axis
@@ -337,20 +337,13 @@ def open_evaluator(
     return Evaluator(runnable, data, runnable.reference(), metric)
 
 
-def describe(acc: Accuracy) -> str:
-    """One line saying exactly what was measured, e.g. ``"agreement with the original on
-    256 synthetic inputs (...): top-1 98.4%, output cosine 0.996"``."""
-    parts = []
-    if acc.labelled:
-        parts.append(f"top-1 {acc.top1:.2%} (uncompressed {acc.baseline_top1:.2%})")
-    agree = []
-    if not math.isnan(acc.agreement):
-        agree.append(f"top-1 {acc.agreement:.1%}")
-    agree.append(f"output cosine {acc.cosine:.4g}")
-    agree.append(f"relative output error {acc.relative_error:.3g}")
-    parts.append("agreement with the original: " + ", ".join(agree))
-    measure = f"measure: {metric_name(acc.metric)}, drop {acc.drop_points:.2f} points"
-    return f"on {acc.inputs}: " + "; ".join(parts) + f" ({measure})"
+def agreement_line(acc: Accuracy) -> str:
+    """What was measured against the original, in one line: ``"agreement with the original on
+    256 synthetic inputs (...): top-1 98.4%, output cosine 0.9960, relative output error
+    0.05"`` (no top-1 for outputs without classes)."""
+    parts = [] if math.isnan(acc.agreement) else [f"top-1 {acc.agreement:.1%}"]
+    parts += [f"output cosine {acc.cosine:.4f}", f"relative output error {acc.relative_error:.3g}"]
+    return f"agreement with the original on {acc.inputs}: " + ", ".join(parts)
 
 
 # ---------------------------------------------------------------------------------- proxy

@@ -221,7 +221,8 @@ def test_without_data_the_summary_shows_agreement_on_synthetic_inputs(qtbot, win
     assert window.summary.accuracy_kind == "measured" and "SQNR" not in text
     assert "agreement with the original: top-1" in text and "synthetic inputs" in text
     assert s.accuracy.metric == "agreement" and not s.accuracy.labelled
-    assert "without labels" in window.summary.accuracy.toolTip()
+    tip = window.summary.accuracy.toolTip()
+    assert "without labels" in tip and "64 synthetic inputs (normal, seed 0, 64 each" in tip
     s.set_layers(("fc1.weight", "fc2.weight"), "harsh", policy="sparsity", value=0.95, bits=1)
     _measured(qtbot, window)
     assert s.accuracy.cosine < 0.99 and f"{s.accuracy.cosine:.3f}" in window.summary.accuracy.text()

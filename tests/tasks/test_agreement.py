@@ -18,7 +18,7 @@ from inspector.model.accuracy import Accuracy
 from inspector.model.sensitivity import Sensitivity
 from inspector.model.settings import ModelSettings
 from inspector.tasks import agreement
-from inspector.tasks.accuracy import describe, open_evaluator
+from inspector.tasks.accuracy import agreement_line, open_evaluator
 from inspector.tasks.codec import ModelCodec, Progress
 from inspector.tasks.sensitivity import sensitivity
 from inspector.tasks.tune import tune
@@ -92,7 +92,8 @@ def test_an_embedding_agrees_with_itself_exactly(tmp_path: Path, end: str | None
         assert base.metric == "agreement" and again.agreement == 1.0
     else:  # a normalised embedding has no classes: cosine only
         assert base.metric == "cosine" and np.isnan(again.agreement)
-        assert "top-1" not in describe(again) and "output cosine 1" in describe(again)
+        line = agreement_line(again)
+        assert "top-1" not in line and "output cosine 1.0000, relative output error 0" in line
 
 
 @pytest.mark.parametrize("name, shape", [("lenet300_100.onnx", None),
