@@ -238,6 +238,23 @@ def test_without_data_the_summary_shows_agreement_on_synthetic_inputs(qtbot, win
     assert "agreement with the original" in axis.labelText
 
 
+def test_auto_tune_asks_for_the_budget_in_the_measured_metric(qtbot, window, digits,
+                                                              tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    asked: list[str] = []
+    monkeypatch.setattr(QInputDialog, "getDouble",
+                        lambda *args, **kw: (asked.append(args[2]), (0.0, False))[1])
+    _open(qtbot, window, _onnx_mlp(tmp_path / "mlp.onnx"), None)
+    _measured(qtbot, window)
+    window.tune.auto_tune()
+    _open(qtbot, window, digits["model"], digits["test"])
+    _measured(qtbot, window)
+    window.tune.auto_tune()
+    assert asked == ["Largest drop in top-1 agreement with the original (percentage points):",
+                     "Largest drop in top-1 accuracy (percentage points):"]
+
+
 def test_tune_menu_needs_a_model_that_runs(qtbot, window, tmp_path):
     from safetensors.numpy import save_file
 
