@@ -95,15 +95,16 @@ def _parser() -> argparse.ArgumentParser:
                           "(ONNX, Keras .keras/.h5, TorchScript): OUTPUT runs where MODEL ran")
     dec.set_defaults(func=_cmd_decompress)
 
-    ev = sub.add_parser("eval", help="measure top-1 accuracy of a runnable model on labelled data")
+    ev = sub.add_parser(
+        "eval", help="measure a runnable model's accuracy on labelled data, or its agreement "
+                     "with the original on inputs alone (a file or synthetic inputs)")
     ev.add_argument("model", type=Path, help="TorchScript archive or ONNX model")
     weights = ev.add_mutually_exclusive_group()
     weights.add_argument("--compressed", type=Path, metavar="FILE.dcz",
                          help="run with the weights decoded from this compressed file")
     weights.add_argument("--config", type=Path, metavar="SETTINGS.json",
                          help="run with the weights these settings would decode to")
-    ev.add_argument("--data", type=Path, metavar="EVAL", required=True,
-                    help="evaluation data: .h5/.hdf5 or .npz with inputs and labels")
+    cli_tune.add_input_options(ev)
     ev.add_argument("--allow-pickle", action="store_true",
                     help="allow a whole module saved with torch.save (runs code from the file)")
     ev.add_argument("--json", action="store_true", help="print JSON")
@@ -238,15 +239,15 @@ def _write_into(args: argparse.Namespace, tensors: dict[str, Any]) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from inspector.tasks.accuracy import open_evaluator
 
-    evaluator = open_evaluator(args.model, args.data, allow_pickle=args.allow_pickle)
+    evaluator = cli_tune.open_evaluator_of(args)
     show = sys.stderr.isatty() and not args.json
     if args.compressed:
         from inspector.format import container
 
         box = container.open_container(args.compressed)
         tensors = {r.name: box.read_layer(i) for i, r in enumerate(box.records)}
+        evaluator.baseline  # noqa: B018 - the original's outputs first, then the compressed
         accuracy = evaluator.evaluate(tensors)
         weights = "compressed"
     elif args.config:
@@ -262,16 +263,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     assert accuracy is not None  # evaluate() returns None only when asked to stop
     source = args.compressed or args.config
     if args.json:
-        _print_json({"model": str(args.model), "data": str(args.data), "weights": weights,
+        _print_json({"model": str(args.model),
+                     "data": None if args.data is None else str(args.data),
+                     "synthetic": args.data is None, "weights": weights,
                      "weights_from": None if source is None else str(source),
                      **accuracy.to_json()})
         return 0
-    print(f"{args.model} on {args.data}, {weights} weights"
-          + (f" ({source})" if source is not None else ""))
-    print(f"top-1            {accuracy.top1:8.2%}")
-    print(f"baseline top-1   {accuracy.baseline_top1:8.2%}")
-    print(f"drop             {accuracy.drop_points:8.2f} points")
-    print(f"agreement        {accuracy.agreement:8.2%}")
+    print(f"{args.model}, {weights} weights" + (f" ({source})" if source is not None else ""))
+    if accuracy.labelled:
+        print(f"top-1            {accuracy.top1:8.2%}")
+        print(f"baseline top-1   {accuracy.baseline_top1:8.2%}")
+    if accuracy.metric == "top1":
+        print(f"drop             {accuracy.drop_points:8.2f} points")
+    print(cli_tune.agreement_line(accuracy))
     print(f"examples         {accuracy.count:8,}")
     return 0
 

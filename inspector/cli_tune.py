@@ -1,9 +1,15 @@
 """Command line: ``inspector sensitivity`` and ``inspector tune`` (accuracy-driven settings).
 
-``sensitivity`` prunes and quantizes one layer at a time, measures the accuracy on labelled
-data and saves the sweep with the settings; ``tune`` picks per-layer sparsity and bits for the
-smallest file whose measured top-1 drop stays within ``--max-drop`` points, reusing a sweep
-found in ``--config``. ``inspector.cli`` registers both with :func:`add_parsers`.
+``sensitivity`` prunes and quantizes one layer at a time, measures the accuracy and saves the
+sweep with the settings; ``tune`` picks per-layer sparsity and bits for the smallest file whose
+measured drop stays within ``--max-drop`` points (or whose output cosine stays above
+``--min-cosine``), reusing a sweep found in ``--config``. ``inspector.cli`` registers both with
+:func:`add_parsers`.
+
+What is measured: top-1 accuracy on labelled data (``--data`` with labels); without labels
+(``--data`` with inputs only, or ``--synthetic N`` inputs made from the model's input shape)
+the agreement with the original model: top-1 agreement for outputs with classes, else the
+output cosine. ``--metric`` chooses; the sweep saved records which.
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ from typing import Any
 EXIT_NO_FIT = 3
 #: The commands this module adds.
 COMMANDS = ("sensitivity", "tune")
+# inspector.io.eval_inputs' DEFAULT_COUNT and DISTRIBUTIONS (a test checks), repeated so that
+# building the parser does not import numpy.
+SYNTHETIC_COUNT = 256
+SYNTHETIC_DISTRIBUTIONS = ("normal", "uniform")
 
 
 def add_parsers(sub: Any) -> None:
@@ -39,17 +49,67 @@ def add_parsers(sub: Any) -> None:
                "settings are written).",
     )
     _common(tune)
-    tune.add_argument("--max-drop", type=float, required=True, metavar="POINTS",
-                      help="largest measured top-1 drop allowed, in percentage points")
+    budget = tune.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--max-drop", type=float, metavar="POINTS",
+                        help="largest measured drop allowed, in percentage points of the metric "
+                             "(top-1, agreement, or cosine x 100)")
+    budget.add_argument("--min-cosine", type=float, metavar="C",
+                        help="smallest output cosine with the original allowed (e.g. 0.99); "
+                             "implies --metric cosine")
     tune.add_argument("--rounds", type=int, default=None, metavar="N",
                       help="most combined checks before falling back (default 12)")
     tune.set_defaults(func=cmd_tune)
 
 
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    """What the model runs on: ``--data`` or ``--synthetic`` inputs, and the metric."""
+    from inspector.model.accuracy import METRICS
+
+    given = p.add_mutually_exclusive_group()
+    given.add_argument("--data", type=Path, metavar="EVAL",
+                       help="inputs: .h5/.hdf5 or .npz with 'inputs' (and 'labels' for top-1 "
+                            "accuracy), or a .npy array of inputs")
+    given.add_argument("--synthetic", type=int, metavar="N",
+                       help=f"run on N seeded random inputs made from the model's input shape "
+                            f"(the default without --data, N={SYNTHETIC_COUNT})")
+    p.add_argument("--input-shape", metavar="1x3xHxW",
+                   help="input shape for synthetic inputs, batch first (needed for TorchScript; "
+                        "overrides an ONNX model's, whose open dimensions default to 160)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic inputs")
+    p.add_argument("--distribution", choices=SYNTHETIC_DISTRIBUTIONS, default="normal",
+                   help="of the synthetic inputs: normal (0, 1) or uniform [0, 1)")
+    p.add_argument("--metric", choices=METRICS,
+                   help="what drops are measured in: top1 (needs labels), agreement (top-1 "
+                        "agreement with the original) or cosine (of the outputs); default top1 "
+                        "with labels, else agreement for outputs with classes, else cosine")
+
+
+def open_evaluator_of(args: argparse.Namespace) -> Any:
+    """The evaluator that the input options of ``args`` describe."""
+    from inspector.io.eval_inputs import parse_shape
+    from inspector.tasks.accuracy import open_evaluator
+
+    if args.data is not None and args.input_shape is not None:
+        from inspector.errors import InputError
+
+        raise InputError("--input-shape is for synthetic inputs; --data has its own shape")
+    shape = None if args.input_shape is None else parse_shape(args.input_shape)
+    metric = "cosine" if getattr(args, "min_cosine", None) is not None else args.metric
+    return open_evaluator(args.model, args.data, allow_pickle=args.allow_pickle,
+                          synthetic=args.synthetic, input_shape=shape, seed=args.seed,
+                          distribution=args.distribution, metric=metric)
+
+
+def agreement_line(acc: Any) -> str:
+    """See :func:`inspector.tasks.accuracy.agreement_line`."""
+    from inspector.tasks.accuracy import agreement_line
+
+    return agreement_line(acc)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="TorchScript archive or ONNX model")
-    p.add_argument("--data", type=Path, required=True, metavar="EVAL",
-                   help="evaluation data: .h5/.hdf5 or .npz with inputs and labels")
+    add_input_options(p)
     p.add_argument("-o", "--output", type=Path, required=True, metavar="SETTINGS.json",
                    help="settings file to write (with the sweep)")
     p.add_argument("--config", type=Path, metavar="START.json", help="settings to start from")
@@ -83,6 +143,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     """Tune per-layer settings (sweeping first unless ``--config`` holds a sweep) and save."""
     from inspector.cli import _print_json, _run
+    from inspector.model.accuracy import metric_name
     from inspector.model.settings import save_settings
     from inspector.tasks import report
     from inspector.tasks.sensitivity import sensitivity
@@ -90,10 +151,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     settings, codec, evaluator = _open(args)
     sweep = settings.sensitivity
+    if sweep is not None and sweep.metric != evaluator.metric:
+        print(f"inspector: note: the sweep in {args.config} measured {sweep.metric}, these "
+              f"inputs measure {evaluator.metric}: sweeping again", file=sys.stderr)
+        sweep = None
     if sweep is None:
         sweep = _run(sensitivity(codec, evaluator, settings), _show(args))
     rounds = MAX_ROUNDS if args.rounds is None else args.rounds
-    result = _run(tune(codec, evaluator, sweep, args.max_drop, settings, rounds), _show(args))
+    budget = args.max_drop
+    if args.min_cosine is not None:
+        budget = _cosine_budget(args.min_cosine)
+    result = _run(tune(codec, evaluator, sweep, budget, settings, rounds), _show(args))
     save_settings(result.settings, args.output)
     code = 0 if result.fits else EXIT_NO_FIT
     acc = result.accuracy
@@ -109,9 +177,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return code
     rows = report.rows_of_estimate(codec.estimate(result.settings))
     print(report.format_table(rows, report.totals(rows, result.file_nbytes)))
-    print(f"top-1 {acc.top1:.2%} (baseline {acc.baseline_top1:.2%}, drop {acc.drop_points:.2f} "
-          f"points, budget {result.max_drop_points:g}) on {acc.count:,} examples; "
-          f"{result.file_nbytes:,} bytes, {result.ratio:.1f}x; {len(result.rounds)} check(s)")
+    if acc.metric == "top1":
+        measured = (f"top-1 {acc.top1:.2%} (baseline {acc.baseline_top1:.2%}, drop "
+                    f"{acc.drop_points:.2f} points, budget {result.max_drop_points:g}) on "
+                    f"{acc.count:,} examples")
+    else:
+        measured = (f"{metric_name(acc.metric)} {acc.score:.4g} (drop {acc.drop_points:.2f} "
+                    f"points, budget {result.max_drop_points:g})")
+    print(f"{measured}; {result.file_nbytes:,} bytes, {result.ratio:.1f}x; "
+          f"{len(result.rounds)} check(s)")
+    print(agreement_line(acc))
     print(result.note)
     print(f"wrote {args.output}")
     if not result.fits:
@@ -120,25 +195,40 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def format_sweep(sweep: Any) -> str:
-    """A sweep as text: per layer, top-1 (%) at each fraction pruned and at each bits."""
-    lines = [f"baseline top-1 {sweep.baseline_top1:.2%} on {sweep.count:,} examples"]
+    """A sweep as text: per layer, its metric (%) at each fraction pruned and at each bits."""
+    from inspector.model.accuracy import metric_name
+
+    short = {"top1": "top-1", "agreement": "agrees", "cosine": "cosine"}[sweep.metric]
+    if sweep.metric == "top1":
+        lines = [f"baseline top-1 {sweep.baseline_top1:.2%} on {sweep.count:,} examples"]
+    else:
+        lines = [f"measured: {metric_name(sweep.metric)} (the original: 100%) on "
+                 f"{sweep.count:,} inputs"]
     for la in sweep.layers:
         lines.append(f"{la.name} ({la.kind}, {la.size:,} weights)")
         lines.append("  pruned " + " ".join(f"{p.at:>6.0%}" for p in la.prune))
-        lines.append("  top-1  " + " ".join(f"{p.top1:>6.1%}" for p in la.prune))
+        lines.append(f"  {short:<6} " + " ".join(f"{p.top1:>6.1%}" for p in la.prune))
         lines.append("  bits   " + " ".join(f"{int(p.at):>6}" for p in la.bits))
-        lines.append("  top-1  " + " ".join(f"{p.top1:>6.1%}" for p in la.bits))
+        lines.append(f"  {short:<6} " + " ".join(f"{p.top1:>6.1%}" for p in la.bits))
     return "\n".join(lines)
+
+
+def _cosine_budget(min_cosine: float) -> float:
+    """``--min-cosine C`` as a budget of points of cosine: 0.99 allows a drop of 1 point."""
+    if not -1.0 <= min_cosine <= 1.0:
+        from inspector.errors import SettingsError
+
+        raise SettingsError(f"--min-cosine must be in [-1, 1], got {min_cosine:g}")
+    return (1.0 - min_cosine) * 100.0
 
 
 def _open(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """The starting settings, the codec of the runnable model's own tensors, its evaluator."""
     from inspector.model.settings import ModelSettings, load_settings
-    from inspector.tasks.accuracy import open_evaluator
     from inspector.tasks.codec import ModelCodec
 
     settings = load_settings(args.config) if args.config else ModelSettings()
-    evaluator = open_evaluator(args.model, args.data, allow_pickle=args.allow_pickle)
+    evaluator = open_evaluator_of(args)
     return settings, ModelCodec(evaluator.reference), evaluator
 
 

@@ -146,8 +146,9 @@ def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], files: dict[str
         code, out, err = run(capsys, "eval", model, "--data", data)
         assert code == 2 and out == ""
         assert err.startswith("inspector: error: ") and problem in err and err.count("\n") == 1
-    with pytest.raises(SystemExit) as info:  # argparse: --data is required, one source only
-        main(["eval", str(files["net.onnx"])])
+    with pytest.raises(SystemExit) as info:  # argparse: data or synthetic inputs, not both
+        main(["eval", str(files["net.onnx"]), "--data", str(files["data.npz"]),
+              "--synthetic", "8"])
     assert info.value.code == 2
     with pytest.raises(SystemExit):
         main(["eval", str(files["net.onnx"]), "--data", str(files["data.npz"]),

@@ -154,3 +154,76 @@ def test_bad_budget_is_one_line(capsys, files, tmp_path, extra) -> None:
                          "-o", tmp_path / "t.json", "--config", swept, *extra)
     assert code == 2 and out == "" and "budget" in err and err.count("\n") == 1
     assert not (tmp_path / "t.json").exists()
+
+
+# ------------------------------------------------------------------ without labels
+
+
+def test_eval_on_synthetic_inputs(capsys: pytest.CaptureFixture[str],
+                                  files: dict[str, Path]) -> None:
+    code, out, err = run(capsys, "eval", files["model"], "--synthetic", "32", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["synthetic"] and data["metric"] == "agreement"
+    assert (data["agreement"], data["cosine"], data["relative_error"]) == (1.0, 1.0, 0.0)
+    assert data["top1"] is None and data["count"] == 32
+    code, out, err = run(capsys, "eval", files["model"], "--synthetic", "32")
+    assert code == 0 and err == ""
+    assert ("agreement with the original on 32 synthetic inputs (normal, seed 0, 16 each; "
+            "the model's shape): top-1 100.0%, output cosine 1.0000") in out
+    assert "top-1  " not in out  # no accuracy without labels
+
+
+def test_eval_input_shape_errors(capsys: pytest.CaptureFixture[str],
+                                 files: dict[str, Path]) -> None:
+    script = Path(__file__).resolve().parents[1] / "sample_models" / "lenet300_100_scripted.pt"
+    for args, problem in [
+        ((script,), "--input-shape"),
+        ((files["model"], "--input-shape", "1x8"), "does not fit the model's input Nx16"),
+        ((files["model"], "--input-shape", "big"), "batch first"),
+        ((files["model"], "--data", files["data"], "--input-shape", "1x16"), "synthetic"),
+        ((files["model"], "--data", files["data"], "--metric", "agreement", "--synthetic", "4"),
+         None),
+    ]:
+        if problem is None:
+            with pytest.raises(SystemExit):
+                main(["eval", *map(str, args)])
+            continue
+        code, out, err = run(capsys, "eval", *args)
+        assert code == 2 and out == "" and problem in err and err.count("\n") == 1
+    capsys.readouterr()
+
+
+def test_tune_to_a_minimum_cosine(capsys: pytest.CaptureFixture[str], files: dict[str, Path],
+                                  tmp_path: Path) -> None:
+    tuned = tmp_path / "tuned.json"
+    code, out, err = run(capsys, "tune", files["model"], "--synthetic", "64",
+                         "--min-cosine", "0.99", "-o", tuned, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["fits"] and data["accuracy"]["metric"] == "cosine"
+    assert data["accuracy"]["cosine"] >= 0.99 - 1e-9
+    assert load_settings(tuned).sensitivity.metric == "cosine"
+    # Measured again from the file: the same cosine.
+    code, out, err = run(capsys, "eval", files["model"], "--synthetic", "64", "--metric",
+                         "cosine", "--config", tuned, "--json")
+    assert json.loads(out)["cosine"] == pytest.approx(data["accuracy"]["cosine"])
+    # A top-1 sweep from labelled data is not reused for an agreement tune: swept again.
+    swept = tmp_path / "swept.json"
+    run(capsys, "sensitivity", files["model"], "--data", files["data"], "-o", swept,
+        "--fractions", "0,0.5", "--bits", "4,8")
+    code, out, err = run(capsys, "tune", files["model"], "--synthetic", "32", "--config", swept,
+                         "--max-drop", "2", "-o", tmp_path / "t.json")
+    assert code in (0, EXIT_NO_FIT) and "sweeping again" in err
+    assert load_settings(tmp_path / "t.json").sensitivity.metric == "agreement"
+    assert "agreement with the original on 32 synthetic inputs" in out
+
+
+def test_sensitivity_records_its_metric(capsys: pytest.CaptureFixture[str],
+                                        files: dict[str, Path], tmp_path: Path) -> None:
+    out_path = tmp_path / "cos.json"
+    code, out, err = run(capsys, "sensitivity", files["model"], "--synthetic", "16",
+                         "--metric", "cosine", "-o", out_path, "--fractions", "0,0.9",
+                         "--bits", "2,8")
+    assert code == 0, err
+    assert json.loads(out_path.read_text())["sensitivity"]["metric"] == "cosine"
+    assert "output cosine with the original" in out

@@ -1,6 +1,9 @@
-"""Keeps a measured accuracy beside the size estimate when the model can run on data.
+"""Keeps a measured accuracy beside the size estimate when the model can run.
 
-The model is evaluated on the evaluation file in a worker of its own, with codecs of its own
+With an evaluation file, the model is evaluated on it (top-1 with labels, agreement with the
+original without); with none, a runnable model is compared with itself on ``GUI_SYNTHETIC``
+synthetic inputs made from its input shape (agreement with the original, labelled as such).
+The model is evaluated in a worker of its own, with codecs of its own
 (a ``ModelCodec`` is not thread-safe and the estimator uses the app's). The size follows a
 slider while it moves; the accuracy is measured once the settings have been still for
 ``SETTLE_MS`` (a drag's release), and a newer request cancels the one running.
@@ -8,6 +11,7 @@ slider while it moves; the accuracy is measured once the settings have been stil
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,9 @@ from inspector.tasks.codec import ModelCodec
 from .workers import COLLECTOR, SerialWorker, Token, drive
 
 SETTLE_MS = 250  # settings unchanged this long = the user let go of the slider
+#: Synthetic inputs measured without evaluation data: fewer than the CLI's 256, so that a
+#: detector's measurement follows a drag within a few seconds.
+GUI_SYNTHETIC = 64
 
 
 class AccuracyController(QObject):
@@ -43,6 +50,10 @@ class AccuracyController(QObject):
         self._worker.failed.connect(self._on_worker_failed)
         self._worker.cancelled.connect(self._on_worker_cancelled)
         session.settings_changed.connect(self._on_session_settings_changed)
+        session.model_changed.connect(self._on_session_model_changed)
+        session.estimate_changed.connect(self._on_session_estimate_changed)
+        self._refusal: str | None = None  # why the open model cannot run
+        self._deferred: Callable[[], None] | None = None  # the synthetic open, after an estimate
 
     @property
     def ready(self) -> bool:
@@ -50,21 +61,38 @@ class AccuracyController(QObject):
         return self._evaluator is not None
 
     def open(self, model: LoadedModel, data_path: str | Path | None) -> None:
-        """Prepare to evaluate ``model`` on ``data_path`` (None: no data, the proxy only)."""
-        self._evaluator, self._codec = None, None
+        """Prepare to evaluate ``model`` on ``data_path``; with None, on synthetic inputs if the
+        model can run (else the proxy only, with the reason)."""
+        from inspector.io.runnable import run_refusal
+
+        self._evaluator, self._codec, self._refusal = None, None, None
+        self._deferred = None
         self.data_path = None if data_path is None else str(data_path)
-        if self.data_path is None:
-            self._worker.cancel()
-            return
         data = self.data_path
-        self.status.emit(f"Evaluating {Path(model.path).name} on {Path(data).name}…")
+        if data is None:
+            self._refusal = run_refusal(model.format)
+            self._worker.cancel()
+            if self._refusal is None:
+                # Made-up inputs are nothing the user asked for: the first size estimate (what
+                # opening a model is for) gets the CPU first, then the comparison starts.
+                self._deferred = lambda: self._submit_open(model, None)
+            return  # a refusal reaches the session once it holds the model
+        self._submit_open(model, data)
+
+    def _submit_open(self, model: LoadedModel, data: str | None) -> None:
+        if data is None:
+            self.status.emit(f"Comparing {Path(model.path).name} with itself on "
+                             f"{GUI_SYNTHETIC} synthetic inputs…")
+        else:
+            self.status.emit(f"Evaluating {Path(model.path).name} on {Path(data).name}…")
         self.busy.emit(True)
 
         def job(_token: Token) -> tuple[Any, ModelCodec]:
             from inspector.tasks.accuracy import open_evaluator
 
             with COLLECTOR.paused():
-                evaluator = open_evaluator(model.path, data)
+                evaluator = open_evaluator(
+                    model.path, data, synthetic=None if data else GUI_SYNTHETIC)
                 evaluator.baseline  # noqa: B018 - measured here, off the GUI thread
             return evaluator, ModelCodec(model)
 
@@ -87,9 +115,20 @@ class AccuracyController(QObject):
 
     def shutdown(self) -> None:
         self._settle.stop()
+        self._deferred = None
         self._worker.shutdown()
 
     # ---------------------------------------------------------------- handlers
+    def _on_session_estimate_changed(self) -> None:
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None and self.session.estimate is not None:
+            deferred()
+        elif deferred is not None:
+            self._deferred = deferred  # a cleared estimate: keep waiting
+
+    def _on_session_model_changed(self) -> None:
+        if self._refusal is not None and self.session.model is not None:
+            self.session.set_accuracy(None, None, self._refusal)  # shown in the proxy's tooltip
     def _on_session_settings_changed(self) -> None:
         if self._evaluator is not None:
             self._settle.start()  # restarted by every change of a drag
@@ -103,8 +142,7 @@ class AccuracyController(QObject):
             self.request()
             return
         accuracy, settings = value
-        count = f"{accuracy.count:,} examples of {Path(self.data_path or '').name}"
-        self.session.set_accuracy(accuracy, settings, count)
+        self.session.set_accuracy(accuracy, settings, accuracy.inputs)
         self.busy.emit(False)
 
     def _on_worker_failed(self, generation: int, message: str) -> None:

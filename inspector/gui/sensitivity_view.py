@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 import pyqtgraph as pg  # after PySide6, so pyqtgraph binds to it
 
 from inspector.core.settings import MAX_BITS, MIN_BITS
+from inspector.model.accuracy import metric_name
 from inspector.model.sensitivity import Sensitivity, SweepPoint
 from inspector.model.session import Session
 
@@ -106,12 +107,14 @@ class SensitivityWidget(QWidget):
             self.title.setText(EMPTY_TEXT)
             return
         chosen = [la.name for la in sweep.layers if la.name in selection]
+        measure = metric_name(sweep.metric)
+        for plot in (self.prune_plot, self.bits_plot):
+            plot.getPlotItem().setLabel("left", f"{measure} (%)")
         n = len(sweep.layers)
         running = f"Measuring: {n} layer{'s' * (n != 1)} so far. " if self._partial else ""
         self.title.setText(
-            f"{running}Each layer pruned or quantized alone, measured on {sweep.count:,} "
-            "examples; "
-            f"uncompressed {100 * sweep.baseline_top1:.2f}%. Bold: "
+            f"{running}Each layer pruned or quantized alone, {measure} measured on "
+            f"{sweep.count:,} examples; uncompressed {100 * sweep.baseline_top1:.2f}%. Bold: "
             + (", ".join(chosen) if chosen else "no swept layer selected")
         )
         for plot in (self.prune_plot, self.bits_plot):

@@ -24,6 +24,13 @@ PROXY_TIP = (
     "the compressed model is; that needs evaluation data."
 )
 
+AGREEMENT_TIP = (
+    "Measured by running the original and the compressed model on the same inputs, without "
+    "labels: how often their top-1 predictions agree, and the mean cosine between their "
+    "outputs. On synthetic inputs (seeded random, from the model's input shape) it says how "
+    "faithfully the compressed model follows the original, not how accurate it is on real data."
+)
+
 
 def exact_bytes(n: int) -> str:
     """``"1.07 MB (1,066,440 B)"``; bytes below 1000 are shown once (``"512 B"``)."""
@@ -39,8 +46,16 @@ def proxy_accuracy(sqnr_db: float) -> str:
 
 
 def measured_accuracy(acc: Accuracy, note: str) -> str:
-    """The accuracy line of a measurement: top-1, the drop, agreement and what it ran on."""
-    drop = acc.drop_points
+    """The accuracy line of a measurement: top-1, the drop, agreement and what it ran on.
+
+    Without labels (an inputs-only file, or synthetic inputs) there is no accuracy: the line
+    says it is the agreement with the original, and on what.
+    """
+    if not acc.labelled:  # how the inputs were made is in the tooltip: the line stays short
+        top1 = "" if math.isnan(acc.agreement) else f"top-1 {100 * acc.agreement:.1f}%, "
+        return (f"agreement with the original: {top1}output cosine {acc.cosine:.3f} "
+                f"— measured on {note.split(' (')[0]}")
+    drop = (acc.baseline_top1 - acc.top1) * 100
     change = f"{-drop:+.2f} pt" if abs(drop) >= 0.005 else "no change"
     return (
         f"top-1 {100 * acc.top1:.2f}% ({change} vs {100 * acc.baseline_top1:.2f}% "
@@ -151,7 +166,10 @@ class SummaryWidget(QWidget):
         self._measured = text if kind == "measured" else None
         shown = text if kind in text.lower() else f"{text} ({kind})"
         self.accuracy.setText(shown)
-        self.accuracy.setToolTip(PROXY_TIP if kind == "proxy" else "Measured on evaluation data.")
+        tip = PROXY_TIP if kind == "proxy" else "Measured on evaluation data."
+        if kind == "measured" and "agreement with the original" in text:
+            tip = AGREEMENT_TIP
+        self.accuracy.setToolTip(tip)
 
     def clear_accuracy(self) -> None:
         """Go back to the weight-space proxy of the current estimate."""
@@ -173,6 +191,8 @@ class SummaryWidget(QWidget):
                 self.accuracy.setToolTip(f"{PROXY_TIP}\n\nNot measured: {s.accuracy_note}")
             return
         self.set_accuracy(measured_accuracy(s.accuracy, s.accuracy_note), "measured")
+        if not s.accuracy.labelled:
+            self.accuracy.setToolTip(f"{AGREEMENT_TIP}\n\nMeasured on {s.accuracy_note}.")
         current = s.accuracy_is_current and not self._accuracy_busy
         self.accuracy.setEnabled(current and not self._estimating)
         if not current:

@@ -2,6 +2,10 @@
 
 Its own module so that the main window only composes; the runs themselves belong to
 ``TuningController`` (background work), this class only asks the user and starts them.
+
+The runs need a model that can run (TorchScript or ONNX): for any other the actions are
+disabled, with the reason as their tooltip and in the status bar. Without evaluation data they
+measure agreement with the original model on synthetic inputs.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog
 if TYPE_CHECKING:
     from .main_window import MainWindow
 
-DATA_FILTER = "Evaluation data (*.h5 *.hdf5 *.npz);;All files (*)"
-DEFAULT_BUDGET = 0.5  # points of top-1 accuracy
+DATA_FILTER = "Evaluation data (*.h5 *.hdf5 *.npz *.npy);;All files (*)"
+DEFAULT_BUDGET = 0.5  # points of top-1 accuracy (or of agreement, or of cosine x 100)
+RUN_TIP = "Runs the model: on the evaluation data, or without it on synthetic inputs."
 
 
 class TuneMenu(QObject):
@@ -32,7 +37,10 @@ class TuneMenu(QObject):
         self.finetune_action = self._action("&Fine-Tune…", self.fine_tune)
         self.cancel_action = self._action("&Cancel", tuning.cancel, "Esc")
         self.cancel_action.setEnabled(False)
+        #: Why the runs are disabled for the open model ("" when they can run).
+        self.reason = ""
         menu = window.menuBar().addMenu("&Tune")
+        menu.setToolTipsVisible(True)
         for action in self.run_actions:
             menu.addAction(action)
         menu.addSeparator()
@@ -54,8 +62,20 @@ class TuneMenu(QObject):
         return action
 
     def set_enabled(self, has_model: bool) -> None:
+        """Enable the runs for a model that can run; else say why (tooltip and status tip)."""
+        from inspector.io.runnable import run_refusal
+
+        model = self.window.session.model
+        self.reason = "" if model is None else (run_refusal(model.format) or "")
         for action in self.run_actions:
-            action.setEnabled(has_model and not self.tuning.running)
+            action.setToolTip(self.reason or RUN_TIP)
+            action.setStatusTip(self.reason or RUN_TIP)  # the status bar, on hovering it
+        self._update_actions(busy=self.tuning.running)
+
+    def _update_actions(self, busy: bool) -> None:
+        runnable = self.window.session.model is not None and not self.reason
+        for action in self.run_actions:
+            action.setEnabled(runnable and not busy)
 
     # ----------------------------------------------------------------- commands
     def measure_sensitivity(self) -> None:
@@ -64,7 +84,7 @@ class TuneMenu(QObject):
 
     def auto_tune(self) -> None:
         budget, ok = QInputDialog.getDouble(
-            self.window, "Auto-tune", "Largest top-1 accuracy drop (percentage points):",
+            self.window, "Auto-tune", f"Largest drop in {self._measure()} (percentage points):",
             DEFAULT_BUDGET, 0.0, 100.0, 2,
         )
         if ok:
@@ -87,12 +107,22 @@ class TuneMenu(QObject):
         if output:
             self.tuning.fine_tune(train, output)
 
+    def _measure(self) -> str:
+        """What the budget is in: the metric of the last measurement, if any."""
+        from inspector.model.accuracy import metric_name
+
+        accuracy = self.window.session.accuracy
+        if accuracy is not None:
+            name = metric_name(accuracy.metric)
+            return name + (" (cosine x 100)" if accuracy.metric == "cosine" else "")
+        if self.tuning.data_path is None:
+            return "agreement with the original (on synthetic inputs)"
+        return "top-1 accuracy"
+
     # ---------------------------------------------------------------- handlers
     def _on_tuning_busy(self, busy: bool) -> None:
         self.cancel_action.setEnabled(busy)
-        has_model = self.window.session.model is not None
-        for action in self.run_actions:
-            action.setEnabled(not busy and has_model)
+        self._update_actions(busy)
         if not busy:
             self.window.progress.hide()
 

@@ -16,7 +16,7 @@ from inspector.errors import InputError
 from inspector.model.session import Session
 from inspector.tasks.codec import ModelCodec, Progress
 
-from .accuracy import AccuracyController
+from .accuracy import GUI_SYNTHETIC, AccuracyController
 from .util import eta_text
 from .workers import COLLECTOR, SerialWorker, Token, drive
 
@@ -80,6 +80,8 @@ class TuningController(QObject):
         def job(token: Token) -> tuple[str, Any]:
             evaluator, codec = self._open(token)
             sweep = settings.sensitivity
+            if sweep is not None and sweep.metric != evaluator.metric:
+                sweep = None  # measured on other data (labelled vs not): sweep again
             if sweep is None:
                 sweep = drive(sensitivity(codec, evaluator, settings,
                                           should_stop=lambda: token.cancelled), token)
@@ -134,9 +136,6 @@ class TuningController(QObject):
     def _start(self, job: Any, message: str) -> int:
         if self.session.model is None:
             return 0
-        if self.data_path is None:
-            self.failed.emit("Open evaluation data first (File ▸ Open Evaluation Data).")
-            return 0
         self.busy.emit(True)
         self.status.emit(message)
         self._clock.start()
@@ -147,13 +146,17 @@ class TuningController(QObject):
         from inspector.tasks.accuracy import open_evaluator
 
         model, data = self.session.model, self.data_path
-        if model is None or data is None:
-            raise InputError("no model or evaluation data")
-        key = (model.path, data)
+        if model is None:
+            raise InputError("no model")
+        key = (model.path, data or "")
         if self._tools is None or self._tools[0] != key or self._tools[2].model is not model:
-            token.report(Progress(0, 1, "opening the evaluation data"))
+            token.report(Progress(0, 1, "opening the evaluation data" if data
+                                  else "making synthetic inputs"))
             with COLLECTOR.paused():
-                self._tools = (key, open_evaluator(model.path, data), ModelCodec(model))
+                # Without data: agreement with the original on synthetic inputs.
+                evaluator = open_evaluator(model.path, data,
+                                           synthetic=None if data else GUI_SYNTHETIC)
+                self._tools = (key, evaluator, ModelCodec(model))
         return self._tools[1], self._tools[2]
 
     # ---------------------------------------------------------------- handlers
@@ -178,9 +181,11 @@ class TuningController(QObject):
         elif what == "tune":
             s.set_settings(value.settings, f"auto-tune ({value.max_drop_points:g} pt)")
             acc = value.accuracy
+            measure = {"top1": "top-1", "agreement": "agreement", "cosine": "cosine"}
             self.status.emit(
-                f"Auto-tune: {value.ratio:.1f}x smaller, top-1 {100 * acc.top1:.2f}% "
-                f"({-acc.drop_points:+.2f} pt): {value.note}"
+                f"Auto-tune: {value.ratio:.1f}x smaller, {measure[acc.metric]} "
+                f"{100 * acc.score:.2f}% ({-acc.drop_points:+.2f} pt) on {acc.inputs}: "
+                f"{value.note}"
             )
         elif what == "finetune":
             path, settings = value

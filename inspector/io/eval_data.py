@@ -1,9 +1,11 @@
-"""Labelled evaluation data: inputs and integer labels from HDF5 or ``.npz``.
+"""Evaluation data: inputs and integer labels from HDF5 or ``.npz``; or inputs alone.
 
 Layout: a dataset (or array) ``inputs`` of shape ``[N, ...]`` and ``labels`` of shape ``[N]``
-(``x``/``y`` are accepted too). An optional ``scale`` (HDF5 attribute of the file or of
-``inputs``; in an ``.npz`` an array named ``scale``) multiplies the inputs after their cast to
-float32, so uint8 pixels can be stored as they are and fed as 0..1.
+(``x``/``y`` are accepted too). :func:`read_eval_data` needs both; :func:`read_eval_inputs`
+takes the labels when there are some, and reads a bare ``.npy`` array as inputs (measuring
+agreement with the original model needs no labels). An optional ``scale`` (HDF5 attribute of
+the file or of ``inputs``; in an ``.npz`` an array named ``scale``) multiplies the inputs after
+their cast to float32, so uint8 pixels can be stored as they are and fed as 0..1.
 
 Every size is checked before anything is allocated: a dataset that claims more bytes than its
 file could hold is refused instead of being read into memory.
@@ -31,6 +33,7 @@ MAX_INPUT_NBYTES = 4 << 30
 MAX_COMPRESSION_RATIO = 1100
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGIC = b"PK\x03\x04"
+_NPY_MAGIC = b"\x93NUMPY"
 _NAMES = (("inputs", "labels"), ("x", "y"))
 
 
@@ -61,6 +64,36 @@ class EvalData:
         return int(self.labels.shape[0])
 
 
+@dataclass(frozen=True, slots=True)
+class EvalInputs:
+    """Inputs to run a model on, with labels when the file has them.
+
+    Attributes
+    ----------
+    inputs : ndarray
+        float32 ``[N, ...]``, already multiplied by the file's ``scale``.
+    labels : ndarray or None
+        int64 ``[N]``, or None: only agreement with the original model can be measured.
+    path : str
+        The file they came from (``""`` for synthesised inputs).
+    source : str
+        What they are, for people: the file's ``source``, or how they were synthesised.
+    synthetic : bool
+        Whether they were made up (:mod:`inspector.io.eval_inputs`), not read from a file.
+    """
+
+    inputs: np.ndarray
+    labels: np.ndarray | None
+    path: str
+    source: str
+    synthetic: bool = False
+
+    @property
+    def count(self) -> int:
+        """Number of examples."""
+        return int(self.inputs.shape[0])
+
+
 def read_eval_data(path: str | os.PathLike[str]) -> EvalData:
     """Read labelled examples from an HDF5 (``.h5``/``.hdf5``) or ``.npz`` file.
 
@@ -70,7 +103,26 @@ def read_eval_data(path: str | os.PathLike[str]) -> EvalData:
         Unreadable file, missing arrays, labels that are not 1-D non-negative integers,
         mismatched or zero counts, a size the file cannot hold, or a bad ``scale``.
     """
+    data = _read(Path(path), need_labels=True)
+    assert data.labels is not None  # need_labels: a file without labels was refused
+    return EvalData(data.inputs, data.labels, data.path, data.source)
+
+
+def read_eval_inputs(path: str | os.PathLike[str]) -> EvalInputs:
+    """Read inputs, and labels if present, from HDF5, ``.npz`` or ``.npy`` (inputs only).
+
+    Raises
+    ------
+    InputError
+        As :func:`read_eval_data`, except that missing labels are no error.
+    """
     path = Path(path)
+    if path.suffix.lower() == ".npy":
+        return _read_npy(path)
+    return _read(path, need_labels=False)
+
+
+def _read(path: Path, need_labels: bool) -> EvalInputs:
     try:
         with path.open("rb") as f:
             head = f.read(8)
@@ -82,10 +134,13 @@ def read_eval_data(path: str | os.PathLike[str]) -> EvalData:
         raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
     suffix = path.suffix.lower()
     if head.startswith(_ZIP_MAGIC) or (suffix == ".npz" and not head.startswith(_HDF5_MAGIC)):
-        return _read_npz(path)
+        return _read_npz(path, need_labels)
     if head.startswith(_HDF5_MAGIC) or suffix in (".h5", ".hdf5"):
-        return _read_hdf5(path)
-    raise InputError("unsupported evaluation data; expected HDF5 (.h5, .hdf5) or .npz", path)
+        return _read_hdf5(path, need_labels)
+    if head.startswith(_NPY_MAGIC) and not need_labels:
+        return _read_npy(path)
+    expected = "HDF5 (.h5, .hdf5) or .npz" + ("" if need_labels else " or .npy")
+    raise InputError(f"unsupported evaluation data; expected {expected}", path)
 
 
 # ---------------------------------------------------------------------------------- checks
@@ -109,24 +164,45 @@ def _check_size(path: Path, name: str, shape: tuple[int, ...], stored: int, limi
         )
 
 
-def _check_dtypes(path: Path, names: tuple[str, str], inputs: np.dtype, labels: np.dtype) -> None:
+def _check_dtypes(path: Path, names: tuple[str, str], inputs: np.dtype,
+                  labels: np.dtype | None) -> None:
     if inputs.kind not in "biuf":
         raise InputError(f"{names[0]!r} must be numeric, not {inputs}", path)
-    if labels.kind not in "iu":
+    if labels is not None and labels.kind not in "iu":
         raise InputError(f"{names[1]!r} must hold integer class labels, not {labels}", path)
 
 
-def _check_shapes(path: Path, names: tuple[str, str], inputs: tuple, labels: tuple) -> None:
-    if len(labels) != 1:
+def _check_shapes(path: Path, names: tuple[str, str], inputs: tuple,
+                  labels: tuple | None) -> None:
+    if labels is not None and len(labels) != 1:
         raise InputError(f"{names[1]!r} must be 1-D, got shape {list(labels)}", path)
     if len(inputs) < 2:
         raise InputError(f"{names[0]!r} must be [N, ...] with N examples, got {list(inputs)}", path)
-    if inputs[0] != labels[0]:
+    if labels is not None and inputs[0] != labels[0]:
         raise InputError(
             f"{inputs[0]:,} inputs but {labels[0]:,} labels; they must match", path
         )
-    if labels[0] < 1:
+    if inputs[0] < 1:
         raise InputError("holds no examples", path)
+
+
+def _names(
+    path: Path, found: set[str], need_labels: bool, what: str
+) -> tuple[tuple[str, str], bool]:
+    """The (inputs, labels) names of the first layout present, and whether labels are there."""
+    for names in _NAMES:
+        if all(k in found for k in names):
+            return names, True
+    if not need_labels:
+        for names in _NAMES:
+            if names[0] in found:
+                return names, False
+    listed = ", ".join(sorted(found)) or "nothing"
+    if need_labels:
+        wanted = "'inputs' and 'labels' (or 'x' and 'y')"
+    else:
+        wanted = "'inputs' (or 'x'), labels optional"
+    raise InputError(f"needs {what} {wanted}; found {listed}", path)
 
 
 def _scale(path: Path, value: Any) -> np.float32 | None:
@@ -139,39 +215,53 @@ def _scale(path: Path, value: Any) -> np.float32 | None:
 
 
 def _finish(
-    path: Path, inputs: np.ndarray, labels: np.ndarray, scale: np.float32 | None, source: str
-) -> EvalData:
+    path: Path, inputs: np.ndarray, labels: np.ndarray | None, scale: np.float32 | None,
+    source: str,
+) -> EvalInputs:
     if scale is not None:
         inputs *= scale  # in place: inputs is our own float32 copy
-    labels = labels.astype(np.int64, copy=False)
-    if labels.min() < 0:
-        raise InputError(f"labels must be >= 0, found {int(labels.min())}", path)
-    return EvalData(inputs, labels, str(path), source)
+    if labels is not None:
+        labels = labels.astype(np.int64, copy=False)
+        if labels.min() < 0:
+            raise InputError(f"labels must be >= 0, found {int(labels.min())}", path)
+    return EvalInputs(inputs, labels, str(path), source)
 
 
 # ---------------------------------------------------------------------------------- HDF5
 
 
-def _read_hdf5(path: Path) -> EvalData:
+def _read_hdf5(path: Path, need_labels: bool) -> EvalInputs:
     """In a child process: the HDF5 library can crash on a damaged file (see isolated)."""
-    model = read_isolated(hdf5_as_model, path, library="HDF5")
-    inputs, labels = model.tensors["inputs"], model.tensors["labels"]
-    return EvalData(inputs, labels, str(path), model.metadata.get("source", ""))
+    child = hdf5_as_model if need_labels else hdf5_inputs_as_model
+    model = read_isolated(child, path, library="HDF5")
+    labels = model.tensors.get("labels")
+    source = model.metadata.get("source", "")
+    return EvalInputs(model.tensors["inputs"], labels, str(path), source)
 
 
 def hdf5_as_model(path: Path) -> LoadedModel:
     """The child's side of :func:`_read_hdf5`: the data as a two-tensor model."""
-    data = _read_hdf5_here(path)
-    tensors = {"inputs": data.inputs, "labels": data.labels}
+    return _as_model(path, _read_hdf5_here(path, need_labels=True))
+
+
+def hdf5_inputs_as_model(path: Path) -> LoadedModel:
+    """As :func:`hdf5_as_model`, for a file whose labels are optional."""
+    return _as_model(path, _read_hdf5_here(path, need_labels=False))
+
+
+def _as_model(path: Path, data: EvalInputs) -> LoadedModel:
+    tensors = {"inputs": data.inputs}
+    if data.labels is not None:
+        tensors["labels"] = data.labels
     return LoadedModel.build(str(path), "eval-data", tensors, metadata={"source": data.source})
 
 
-def _read_hdf5_here(path: Path) -> EvalData:
+def _read_hdf5_here(path: Path, need_labels: bool) -> EvalInputs:
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
-            return _from_hdf5(path, f)
+            return _from_hdf5(path, f, need_labels)
     except InputError:
         raise
     except MemoryError:
@@ -181,7 +271,7 @@ def _read_hdf5_here(path: Path) -> EvalData:
         raise InputError(f"not a readable HDF5 file ({reason})", path) from None
 
 
-def _from_hdf5(path: Path, f: Any) -> EvalData:
+def _from_hdf5(path: Path, f: Any, need_labels: bool) -> EvalInputs:
     import h5py
 
     # Only datasets stored in this file: an external link, external raw storage or a virtual
@@ -189,26 +279,25 @@ def _from_hdf5(path: Path, f: Any) -> EvalData:
     def local(name: str) -> bool:
         return isinstance(f.get(name, getlink=True), h5py.HardLink | h5py.SoftLink)
 
-    names = next((n for n in _NAMES if all(isinstance(f.get(k), h5py.Dataset) for k in n)), None)
-    if names is None:
-        found = ", ".join(sorted(f.keys())) or "nothing"
-        problem = f"needs datasets 'inputs' and 'labels' (or 'x' and 'y'); found {found}"
-        raise InputError(problem, path)
-    x, y = f[names[0]], f[names[1]]
-    for name, ds in zip(names, (x, y), strict=True):
+    found = {k for k in f if isinstance(f.get(k), h5py.Dataset)}
+    names, labelled = _names(path, found, need_labels, "datasets")
+    used = names if labelled else names[:1]
+    sets = [f[name] for name in used]
+    for name, ds in zip(used, sets, strict=True):
         if not local(name) or ds.is_virtual or ds.external:
             raise InputError(f"{name!r} keeps its data in another file; store it in this one", path)
-    _check_dtypes(path, names, x.dtype, y.dtype)
-    _check_shapes(path, names, x.shape, y.shape)
+    x, y = sets[0], (sets[1] if labelled else None)
+    _check_dtypes(path, names, x.dtype, None if y is None else y.dtype)
+    _check_shapes(path, names, x.shape, None if y is None else y.shape)
     file_nbytes = path.stat().st_size
-    for name, ds in zip(names, (x, y), strict=True):
+    for name, ds in zip(used, sets, strict=True):
         filtered = ds.id.get_create_plist().get_nfilters() > 0
         limit = file_nbytes * (MAX_COMPRESSION_RATIO if filtered else 1)
         _check_size(path, name, ds.shape, ds.size * ds.dtype.itemsize, limit)
     inputs = np.empty(x.shape, dtype=np.float32)
     if inputs.size:
         x.read_direct(inputs)  # HDF5 converts to float32 while reading: one copy, not two
-    labels = np.asarray(y[()])
+    labels = None if y is None else np.asarray(y[()])
     scale = _scale(path, x.attrs.get("scale", f.attrs.get("scale")))
     return _finish(path, inputs, labels, scale, _text(f.attrs.get("source")))
 
@@ -222,10 +311,10 @@ def _text(value: Any) -> str:
 # ---------------------------------------------------------------------------------- npz
 
 
-def _read_npz(path: Path) -> EvalData:
+def _read_npz(path: Path, need_labels: bool) -> EvalInputs:
     try:
         with zipfile.ZipFile(path) as archive:
-            return _from_npz(path, archive)
+            return _from_npz(path, archive, need_labels)
     except InputError:
         raise
     except MemoryError:
@@ -235,17 +324,15 @@ def _read_npz(path: Path) -> EvalData:
         raise InputError(f"not a readable .npz archive ({reason})", path) from None
 
 
-def _from_npz(path: Path, archive: zipfile.ZipFile) -> EvalData:
+def _from_npz(path: Path, archive: zipfile.ZipFile, need_labels: bool) -> EvalInputs:
     members = {n.removesuffix(".npy"): n for n in archive.namelist() if n.endswith(".npy")}
-    names = next((n for n in _NAMES if all(k in members for k in n)), None)
-    if names is None:
-        found = ", ".join(sorted(members)) or "nothing"
-        problem = f"needs arrays 'inputs' and 'labels' (or 'x' and 'y'); found {found}"
-        raise InputError(problem, path)
-    (x_shape, x_dtype), (y_shape, y_dtype) = (_npy_header(archive, members[k]) for k in names)
-    _check_dtypes(path, names, x_dtype, y_dtype)
-    _check_shapes(path, names, x_shape, y_shape)
-    for name, shape, dtype in ((names[0], x_shape, x_dtype), (names[1], y_shape, y_dtype)):
+    names, labelled = _names(path, set(members), need_labels, "arrays")
+    used = names if labelled else names[:1]
+    headers = [_npy_header(archive, members[k]) for k in used]
+    (x_shape, x_dtype), y = headers[0], (headers[1] if labelled else None)
+    _check_dtypes(path, names, x_dtype, None if y is None else y[1])
+    _check_shapes(path, names, x_shape, None if y is None else y[0])
+    for name, (shape, dtype) in zip(used, headers, strict=True):
         info = archive.getinfo(members[name])
         limit = info.file_size
         if info.compress_type != zipfile.ZIP_STORED:
@@ -255,16 +342,20 @@ def _from_npz(path: Path, archive: zipfile.ZipFile) -> EvalData:
     inputs = read(names[0]).astype(np.float32)
     scale = _scale(path, read("scale")) if "scale" in members else None
     source = _text(read("source").item()) if "source" in members else ""
-    return _finish(path, inputs, read(names[1]), scale, source)
+    return _finish(path, inputs, read(names[1]) if labelled else None, scale, source)
 
 
 def _npy_header(archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype]:
     with archive.open(member) as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-        else:
-            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        return _header_of(f)
+
+
+def _header_of(f: Any) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
     return tuple(int(n) for n in shape), dtype
 
 
@@ -274,3 +365,30 @@ def _npy_reader(archive: zipfile.ZipFile, members: dict[str, str]) -> Callable[[
             return np.lib.format.read_array(f, allow_pickle=False)
 
     return read
+
+
+# ---------------------------------------------------------------------------------- npy
+
+
+def _read_npy(path: Path) -> EvalInputs:
+    """A bare ``.npy`` array of inputs ``[N, ...]`` (no labels, no scale)."""
+    names = ("inputs", "labels")
+    try:
+        with path.open("rb") as f:
+            shape, dtype = _header_of(f)
+            _check_dtypes(path, names, dtype, None)
+            _check_shapes(path, names, shape, None)
+            _check_size(path, "inputs", shape, math.prod(shape) * dtype.itemsize,
+                        path.stat().st_size)
+            f.seek(0)
+            inputs = np.lib.format.read_array(f, allow_pickle=False).astype(np.float32)
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError("no such file", path) from None
+    except MemoryError:
+        raise InputError("not enough memory to read this data file", path) from None
+    except Exception as exc:  # a bad header, a truncated array, an object array...
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise InputError(f"not a readable .npy array ({reason})", path) from None
+    return EvalInputs(inputs, None, str(path), "")

@@ -45,6 +45,12 @@ class Runnable(ABC):
 
     path: str
     names: tuple[str, ...]
+    #: The data input's shape per example (batch axis dropped), None for a dimension the file
+    #: leaves open; None as a whole when the file does not record it (TorchScript).
+    input_shape: tuple[int | None, ...] | None = None
+    #: The operator that computes the first output ("Softmax", "Gemm"...; "" when unknown):
+    #: a hint whether its last axis holds classes (see ``inspector.tasks.agreement``).
+    ends_in: str = ""
 
     @abstractmethod
     def reference(self) -> LoadedModel:
@@ -66,6 +72,17 @@ class Runnable(ABC):
         InputError
             The runtime refused the batch (shape or dtype mismatch...), naming the model file.
         """
+
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Every output of one batch that has a batch axis, float32 ``[n, ...]``, in the
+        model's order (the first is what :meth:`forward` flattens to logits).
+
+        Raises
+        ------
+        InputError
+            As :meth:`forward`.
+        """
+        return (self.forward(batch),)
 
     def batch_size(self, inputs: np.ndarray) -> int:
         """How many examples of ``inputs`` go into one :meth:`forward` call."""
@@ -132,6 +149,27 @@ def open_runnable(path: str | os.PathLike[str], *, allow_pickle: bool = False) -
 
         return TorchRunnable.open_pickle(path, allow_pickle=allow_pickle)
     raise InputError(f"cannot run this file: {_RUNNABLE}", path)
+
+
+#: Formats (reader names) whose files :func:`open_runnable` runs without running pickled code.
+RUNNABLE_FORMATS = ("onnx", "torchscript")
+_WEIGHTS_ONLY = {
+    "safetensors": "safetensors holds weights only: nothing to run",
+    "pytorch": "a torch.save file holds weights (or a pickled module inspector does not run "
+               "here): nothing to run; save the network with torch.jit.script or export ONNX",
+    "keras": "Keras files are read for their weights: inspector runs TorchScript and ONNX",
+    "numpy": ".npz holds arrays only: nothing to run",
+    "dcz": "a .dcz file holds compressed weights: open the original model to run it",
+    "caffe": "Caffe models are read for their weights: inspector runs TorchScript and ONNX",
+}
+
+
+def run_refusal(format: str) -> str | None:
+    """Why a model read as ``format`` cannot run (None when it can), in one line."""
+    if format in RUNNABLE_FORMATS:
+        return None
+    return _WEIGHTS_ONLY.get(
+        format, f"{format} files hold weights only here: inspector runs TorchScript and ONNX")
 
 
 def _names(names: list[str], limit: int = 5) -> str:

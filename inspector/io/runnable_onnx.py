@@ -54,7 +54,11 @@ class OnnxRunnable(Runnable):
         self._input = data.name
         self._input_dtype = _INPUT_TYPES[data.type.tensor_type.elem_type]
         dims = data.type.tensor_type.shape.dim
-        self._fixed_batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else 0
+        # A batch axis of -1 (some exporters write it for "any") is as open as a named one.
+        fixed = dims[0].dim_value if dims and dims[0].HasField("dim_value") else 0
+        self._fixed_batch = max(0, fixed)
+        self.input_shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0
+                                 else None for d in dims[1:])
         weights = weights_of(proto, path)
         self.names = tuple(w.name for w in weights)
         self._shapes = {w.name: w.shape for w in weights}
@@ -65,7 +69,10 @@ class OnnxRunnable(Runnable):
         self._proto = proto
         self._base = _session(path, proto)
         self._session = self._base
-        self._output = self._base.get_outputs()[0].name
+        self._output_names = [o.name for o in self._base.get_outputs()]
+        self._output = self._output_names[0]
+        producers = {out: node.op_type for node in proto.graph.node for out in node.output}
+        self.ends_in = producers.get(self._output, "")
         self._nested_key: tuple[tuple[str, str], ...] = ()
         self._nested_session: Any = None
         self._feeds: dict[str, Any] = {}
@@ -111,18 +118,35 @@ class OnnxRunnable(Runnable):
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         count = batch.shape[0]
+        out = self._run(batch, [self._output])[0]
+        if out.ndim == 0 or out.shape[0] != count:
+            raise cannot_run(self.path, f"its output has shape {list(out.shape)}, not [N, C]")
+        return out.astype(np.float32, copy=False).reshape(count, -1)
+
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        count = batch.shape[0]
+        outs = self._run(batch, self._output_names)
+        kept = tuple(o.astype(np.float32, copy=False) for o in outs
+                     if o.ndim > 0 and o.shape[0] == count)
+        if not kept:
+            shapes = ", ".join(str(list(o.shape)) for o in outs)
+            raise cannot_run(self.path, f"no output has a batch axis (shapes {shapes})")
+        return kept
+
+    def _run(self, batch: np.ndarray, names: list[str]) -> list[np.ndarray]:
+        """The outputs ``names`` of one batch, the padding of a fixed batch cut off."""
+        count = batch.shape[0]
         x = np.ascontiguousarray(batch, dtype=self._input_dtype)
         if self._fixed_batch and count < self._fixed_batch:
             pad = np.zeros((self._fixed_batch - count, *x.shape[1:]), dtype=x.dtype)
             x = np.concatenate([x, pad])
         feeds = {self._input: ort.OrtValue.ortvalue_from_numpy(x), **self._feeds}
         try:
-            out = self._session.run_with_ort_values([self._output], feeds)[0].numpy()
+            outs = [v.numpy() for v in self._session.run_with_ort_values(names, feeds)]
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidArgument types
             raise run_failed(self.path, batch.shape, " ".join(str(exc).split())[:200]) from None
-        if out.ndim == 0 or out.shape[0] != x.shape[0]:
-            raise cannot_run(self.path, f"its output has shape {list(out.shape)}, not [N, C]")
-        return out[:count].astype(np.float32, copy=False).reshape(count, -1)
+        padded = x.shape[0]
+        return [o[:count] if o.ndim and o.shape[0] == padded else o for o in outs]
 
     def _with_nested(self, arrays: Mapping[str, np.ndarray]) -> Any:
         """A session whose subgraph tensors hold ``arrays`` (the others the file's values)."""

@@ -88,13 +88,23 @@ class TorchRunnable(Runnable):
                     target.copy_(original)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
+        return _logits(self.path, _first_tensor(self._call(batch)), batch.shape[0])
+
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        count = batch.shape[0]
+        kept = tuple(t.detach().to(torch.float32).numpy() for t in _tensors(self._call(batch))
+                     if t.ndim > 0 and t.shape[0] == count)
+        if not kept:
+            raise cannot_run(self.path, "no output is a tensor with a batch axis")
+        return kept
+
+    def _call(self, batch: np.ndarray) -> Any:
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(self._input_dtype)
         try:
             with torch.inference_mode():
-                out = self._module(x)
+                return self._module(x)
         except Exception as exc:  # TorchScript reports shape mismatches as RuntimeError
             raise run_failed(self.path, batch.shape, torch_reason(exc)) from None
-        return _logits(self.path, _first_tensor(out), batch.shape[0])
 
 
 def _check_shape(path: str, name: str, got: tuple[int, ...], want: tuple[int, ...]) -> None:
@@ -109,6 +119,17 @@ def _first_tensor(out: Any) -> Any:
     elif isinstance(out, (list, tuple)):
         out = out[0] if out else None
     return out
+
+
+def _tensors(out: Any) -> list[Any]:
+    """Every tensor of a (nested) tuple, list or dict of outputs, in order."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, Mapping):
+        out = list(out.values())
+    if isinstance(out, (list, tuple)):
+        return [t for item in out for t in _tensors(item)]
+    return []
 
 
 def _logits(path: str, out: Any, count: int) -> np.ndarray:

@@ -9,9 +9,13 @@ A sweep has, per layer, two curves measured with only that layer changed:
   apart so each curve depends on one knob only; a combination is checked by measuring it
   (``inspector.tasks.tune``), never assumed from the curves.
 
+Without labels the curves measure agreement with the original model instead (``"metric"``:
+``"agreement"``, the top-1 agreement, or ``"cosine"``, the output cosine clipped to [0, 1]); the
+``top1`` of each point and ``baseline_top1`` then hold that metric (the baseline is 1).
+
 It is saved with the settings (``"sensitivity"`` in SETTINGS.json)::
 
-    {"baseline_top1": 0.981, "count": 10000,
+    {"metric": "top1", "baseline_top1": 0.981, "count": 10000,
      "layers": [{"name": "ip1.weight", "kind": "fc", "size": 235200,
                  "prune": [{"fraction": 0.0, "top1": 0.981, "agreement": 1.0}, ...],
                  "bits": [{"bits": 1, "top1": 0.52, "agreement": 0.53}, ...]}]}
@@ -27,6 +31,7 @@ from typing import Any
 
 from inspector.core.settings import MAX_BITS, MIN_BITS
 from inspector.errors import SettingsError
+from inspector.model.accuracy import METRICS
 
 #: Fractions pruned in a default sweep.
 PRUNE_FRACTIONS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -102,13 +107,19 @@ class Sensitivity:
         Number of examples each point was measured on.
     layers : tuple of LayerSensitivity
         The swept layers, in model order.
+    metric : str
+        What the points' ``top1`` measure (:data:`inspector.model.accuracy.METRICS`).
     """
 
     baseline_top1: float
     count: int
     layers: tuple[LayerSensitivity, ...]
+    metric: str = "top1"
 
     def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise SettingsError(f"metric must be one of {', '.join(METRICS)}, "
+                                f"got {self.metric!r}")
         _check_unit("baseline_top1", self.baseline_top1)
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
             raise SettingsError(f"count must be an integer >= 1, got {self.count!r}")
@@ -123,6 +134,7 @@ class Sensitivity:
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (see the module docstring)."""
         return {
+            "metric": self.metric,
             "baseline_top1": self.baseline_top1,
             "count": self.count,
             "layers": [
@@ -140,13 +152,14 @@ class Sensitivity:
     @classmethod
     def from_json(cls, data: Any) -> Sensitivity:
         """A sweep from its JSON dict; anything malformed raises ``SettingsError``."""
-        obj = _object(data, "sensitivity", {"baseline_top1", "count", "layers"})
+        obj = _object(data, "sensitivity", {"metric", "baseline_top1", "count", "layers"})
         layers = obj.get("layers", [])
         if not isinstance(layers, list):
             raise SettingsError('sensitivity: "layers" must be a list')
         try:
             return cls(obj.get("baseline_top1"), obj.get("count"),
-                       tuple(_layer_from_json(la) for la in layers))
+                       tuple(_layer_from_json(la) for la in layers),
+                       obj.get("metric", "top1"))  # files before metrics measured top-1
         except SettingsError as exc:
             raise SettingsError(f"sensitivity: {exc.problem}") from exc
 

@@ -126,14 +126,25 @@ def sensitivity(
             acc = evaluator.evaluate({name: weights}, should_stop)
             if acc is None or stopped(should_stop):
                 return None
-            curves[curve].append(SweepPoint(at, acc.top1, acc.agreement))
+            curves[curve].append(sweep_point(at, acc))
             step += 1
         done.append(LayerSensitivity(
             name, info.kind, info.size, tuple(curves["prune"]), tuple(curves["bits"])
         ))
-        partial = Sensitivity(baseline.top1, baseline.count, tuple(done))
+        partial = Sensitivity(baseline.baseline_score, baseline.count, tuple(done), baseline.metric)
     yield SweepProgress(total, total, "done")
-    return Sensitivity(baseline.top1, baseline.count, tuple(done))
+    return Sensitivity(baseline.baseline_score, baseline.count, tuple(done), baseline.metric)
+
+
+def sweep_point(at: float, acc: Accuracy) -> SweepPoint:
+    """The point of ``acc``: its metric's score, and the top-1 agreement (the cosine for
+    outputs without classes), clipped to [0, 1] (a cosine can be negative)."""
+    agreement = acc.agreement if acc.agreement == acc.agreement else acc.cosine  # nan: none
+    return SweepPoint(at, _unit(acc.score), _unit(agreement))
+
+
+def _unit(value: float) -> float:
+    return min(1.0, max(0.0, float(value)))
 
 
 def stopped(should_stop: ShouldStop | None) -> bool:

@@ -1,5 +1,9 @@
 """Auto-tuning: per-layer sparsity and bits for the smallest file within an accuracy budget.
 
+The budget is in percentage points of the sweep's metric: top-1 accuracy on labelled data, or
+without labels the top-1 agreement with the original model, or its output cosine (a cosine of
+0.99 is 1 point below the original's 1). Below, "top-1" stands for whichever it is.
+
 The method, from a sensitivity sweep (:mod:`inspector.tasks.sensitivity`):
 
 1. **Candidates.** For every swept layer, each pair (fraction pruned f, bits b) of the sweep's
@@ -43,7 +47,7 @@ import numpy as np
 
 from inspector.core.settings import LayerSettings
 from inspector.errors import SettingsError
-from inspector.model.accuracy import Accuracy
+from inspector.model.accuracy import Accuracy, metric_name
 from inspector.model.sensitivity import LayerSensitivity, Sensitivity
 from inspector.model.settings import ModelSettings
 from inspector.tasks.codec import ModelCodec, Progress
@@ -174,6 +178,11 @@ def tune(
         For a negative or non-finite budget, or a sweep that does not match the model.
     """
     _check_budget(max_drop_points, max_rounds)
+    measured = evaluator.baseline.metric
+    if measured != sensitivity.metric:
+        raise SettingsError(
+            f"the sensitivity sweep measured {metric_name(sensitivity.metric)}, this evaluation "
+            f"measures {metric_name(measured)}; sweep again with the same data and metric")
     settings = settings.with_sensitivity(sensitivity)  # saved with the settings it chose
     layers = _tuned_layers(codec, sensitivity, settings)
     total = len(layers) + max_rounds + 1

@@ -177,12 +177,99 @@ def test_a_cancelled_sweep_changes_nothing(qtbot, window, digits):
     assert window.session.settings.sensitivity is None
 
 
-def test_tuning_without_data_asks_for_it(qtbot, window, digits, monkeypatch):
+def test_torchscript_without_data_says_what_is_needed(qtbot, window, digits, monkeypatch):
     errors: list[tuple[str, str]] = []
     monkeypatch.setattr(window, "on_error", lambda title, text: errors.append((title, text)))
     _open(qtbot, window, digits["model"], None)
+    # No shape in the archive: no synthetic inputs, so the proxy stays, with the reason.
+    qtbot.waitUntil(lambda: bool(window.session.accuracy_note), timeout=LOAD_MS)
+    assert window.session.accuracy is None and window.summary.accuracy_kind == "proxy"
+    assert "input shape" in window.session.accuracy_note
+    assert window.tune.sweep_action.isEnabled()  # it can run, given data
     window.tune.measure_sensitivity()
-    assert errors and "Evaluation Data" in errors[0][1]
+    qtbot.waitUntil(lambda: bool(errors), timeout=LOAD_MS)
+    assert "evaluation data" in errors[0][1] and "input shape" in errors[0][1]
+
+
+def _onnx_mlp(path: Path) -> str:
+    """Linear 64 -> 48 -> ReLU -> 10 with an open batch axis (the shape synthetic inputs use)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in (
+        ("fc1.weight", rng.normal(0, 0.3, (48, 64))), ("fc1.bias", rng.normal(0, 0.1, 48)),
+        ("fc2.weight", rng.normal(0, 0.3, (10, 48))), ("fc2.bias", rng.normal(0, 0.1, 10)))]
+    nodes = [helper.make_node("Gemm", ["x", "fc1.weight", "fc1.bias"], ["h"], transB=1),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Gemm", ["r", "fc2.weight", "fc2.bias"], ["y"], transB=1)]
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return str(path)
+
+
+def test_without_data_the_summary_shows_agreement_on_synthetic_inputs(qtbot, window, tmp_path):
+    model = _onnx_mlp(tmp_path / "mlp.onnx")
+    _open(qtbot, window, model, None)
+    _measured(qtbot, window)
+    s = window.session
+    text = window.summary.accuracy.text()
+    assert window.summary.accuracy_kind == "measured" and "SQNR" not in text
+    assert "agreement with the original: top-1" in text and "synthetic inputs" in text
+    assert s.accuracy.metric == "agreement" and not s.accuracy.labelled
+    tip = window.summary.accuracy.toolTip()
+    assert "without labels" in tip and "64 synthetic inputs (normal, seed 0, 64 each" in tip
+    s.set_layers(("fc1.weight", "fc2.weight"), "harsh", policy="sparsity", value=0.95, bits=1)
+    _measured(qtbot, window)
+    assert s.accuracy.cosine < 0.99 and f"{s.accuracy.cosine:.3f}" in window.summary.accuracy.text()
+    # The Tune menu runs with agreement as its measure.
+    with qtbot.waitSignal(window.controller.tuning.busy, timeout=LOAD_MS,
+                          check_params_cb=lambda busy: not busy):
+        window.controller.tuning.measure_sensitivity()
+    sweep = s.settings.sensitivity
+    assert sweep is not None and sweep.metric == "agreement" and sweep.baseline_top1 == 1.0
+    assert {la.name for la in sweep.layers} == {"fc1.weight", "fc2.weight"}
+    axis = window.sensitivity.prune_plot.getPlotItem().getAxis("left")
+    window.sensitivity._refresh()  # drawn when shown; the labels name what was measured
+    assert "agreement with the original" in axis.labelText
+
+
+def test_auto_tune_asks_for_the_budget_in_the_measured_metric(qtbot, window, digits,
+                                                              tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    asked: list[str] = []
+    monkeypatch.setattr(QInputDialog, "getDouble",
+                        lambda *args, **kw: (asked.append(args[2]), (0.0, False))[1])
+    _open(qtbot, window, _onnx_mlp(tmp_path / "mlp.onnx"), None)
+    _measured(qtbot, window)
+    window.tune.auto_tune()
+    _open(qtbot, window, digits["model"], digits["test"])
+    _measured(qtbot, window)
+    window.tune.auto_tune()
+    assert asked == ["Largest drop in top-1 agreement with the original (percentage points):",
+                     "Largest drop in top-1 accuracy (percentage points):"]
+
+
+def test_tune_menu_needs_a_model_that_runs(qtbot, window, tmp_path):
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "weights.safetensors"
+    save_file({"fc.weight": np.ones((8, 8), np.float32)}, str(path))
+    _open(qtbot, window, str(path), None)
+    menu = window.tune
+    for action in menu.run_actions:
+        assert not action.isEnabled()
+        assert action.toolTip() == "safetensors holds weights only: nothing to run"
+        assert action.statusTip() == action.toolTip()
+    assert "nothing to run" in window.session.accuracy_note  # the proxy says why, too
+    model = _onnx_mlp(tmp_path / "mlp.onnx")
+    _open(qtbot, window, model, None)
+    assert all(a.isEnabled() for a in menu.run_actions) and menu.reason == ""
 
 
 def test_fine_tune_writes_and_opens_the_retrained_model(qtbot, window, digits, tmp_path):

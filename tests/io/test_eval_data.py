@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from inspector.errors import InputError
-from inspector.io.eval_data import EvalData, read_eval_data
+from inspector.io.eval_data import EvalData, EvalInputs, read_eval_data, read_eval_inputs
 
 RNG = np.random.default_rng(0)
 PIXELS = RNG.integers(0, 256, size=(50, 12), dtype=np.uint8)
@@ -216,3 +216,58 @@ def test_damaged_hdf5_is_one_error_or_a_read_never_a_crash(tmp_path: Path) -> No
             assert str(path) in str(exc) and "\n" not in str(exc)
         else:
             assert data.count == 20
+
+
+# ---------------------------------------------------------------------- inputs without labels
+
+
+def test_inputs_without_labels(tmp_path: Path) -> None:
+    h5 = bad_h5(tmp_path / "x.h5", inputs=PIXELS)
+    with h5py.File(h5, "a") as f:
+        f["inputs"].attrs["scale"] = 0.5
+    npz = save_npz(tmp_path / "x.npz", x=PIXELS)
+    npy = tmp_path / "x.npy"
+    np.save(npy, PIXELS)
+    for path, factor in ((h5, 0.5), (npz, 1.0), (npy, 1.0)):
+        data = read_eval_inputs(path)
+        assert isinstance(data, EvalInputs) and data.labels is None and not data.synthetic
+        assert data.count == 50 and data.inputs.dtype == np.float32
+        np.testing.assert_array_equal(data.inputs, PIXELS.astype(np.float32) * factor)
+    for path in (h5, npz):  # labelled data is still needed where labels are
+        with pytest.raises(InputError, match=r"needs (datasets|arrays) 'inputs' and 'labels'"):
+            read_eval_data(path)
+    with pytest.raises(InputError, match=r"expected HDF5 \(.h5, .hdf5\) or .npz$"):
+        read_eval_data(npy)
+
+
+def test_labels_are_kept_when_present(tmp_path: Path) -> None:
+    data = read_eval_inputs(write_h5(tmp_path / "d.h5"))
+    np.testing.assert_array_equal(data.labels, LABELS)
+    with pytest.raises(InputError, match="must be 1-D"):  # present labels are still checked
+        read_eval_inputs(bad_h5(tmp_path / "b.h5", inputs=PIXELS, labels=LABELS[:, None]))
+    with pytest.raises(InputError, match=r"needs datasets 'inputs' \(or 'x'\), labels optional"):
+        read_eval_inputs(bad_h5(tmp_path / "none.h5", images=PIXELS))
+
+
+def test_bad_npy(tmp_path: Path) -> None:
+    cases = {
+        "objects.npy": np.array([{"a": 1}, None], dtype=object),
+        "text.npy": np.array(["a", "b"]),
+        "flat.npy": np.arange(5, dtype=np.float32),
+        "empty.npy": np.zeros((0, 3), np.float32),
+    }
+    matches = {"objects.npy": "must be numeric", "text.npy": "must be numeric",
+               "flat.npy": r"must be \[N, ...\]", "empty.npy": "holds no examples"}
+    for name, array in cases.items():
+        path = tmp_path / name
+        np.save(path, array, allow_pickle=True)
+        with pytest.raises(InputError, match=matches[name]) as info:
+            read_eval_inputs(path)
+        assert str(info.value).startswith(f"{path}: ")
+    big = tmp_path / "truncated.npy"
+    np.save(big, np.zeros((1000, 10), np.float32))
+    big.write_bytes(big.read_bytes()[:2000])
+    with pytest.raises(InputError, match="claims 40,000 bytes but the file can hold only"):
+        read_eval_inputs(big)
+    with pytest.raises(InputError, match="no such file"):
+        read_eval_inputs(tmp_path / "missing.npy")

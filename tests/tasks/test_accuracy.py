@@ -146,7 +146,9 @@ def test_settings_on_onnx_and_torchscript_agree_with_torch(setup: dict) -> None:
     decoded = {n: codec.quantized(n, SETTINGS) for n in ("layers.0.weight", "layers.1.weight")}
     predictions = torch_predictions(setup["net"], setup["x"], decoded)
     base = torch_predictions(setup["net"], setup["x"], {})
-    assert results[0] == results[1]
+    # Same predictions; the output cosine differs between runtimes only by float rounding.
+    assert (results[0].top1, results[0].agreement) == (results[1].top1, results[1].agreement)
+    assert results[0].cosine == pytest.approx(results[1].cosine, rel=1e-6)
     assert results[0].top1 == pytest.approx(np.mean(predictions == setup["labels"]))
     assert results[0].agreement == pytest.approx(np.mean(predictions == base))
     assert results[0].agreement < 1.0  # 3-bit weights change some predictions
