@@ -123,7 +123,10 @@ class Session:
         self.window = self.xdo("search", "--sync", "--onlyvisible", "--name", "Inspector",
                                timeout=120).split()[0]
         self.xdo("windowactivate", "--sync", self.window)
-        self.xdo("windowsize", self.window, "100%", "100%")
+        # The whole screen less the window manager's title bar, so the status bar is on it.
+        width, height = self.xdo("getdisplaygeometry").split()
+        self.xdo("windowmove", self.window, "0", "0")
+        self.xdo("windowsize", self.window, str(int(width) - 8), str(int(height) - 40))
         self.wait_title(Path(self.models[0]).name)
         end = time.monotonic() + 60 * self.args.minutes
         next_shot = next_switch = time.monotonic()
