@@ -125,8 +125,8 @@ class Session:
         self.xdo("windowactivate", "--sync", self.window)
         # The whole screen less the window manager's title bar, so the status bar is on it.
         width, height = self.xdo("getdisplaygeometry").split()
-        self.xdo("windowmove", self.window, "0", "0")
-        self.xdo("windowsize", self.window, str(int(width) - 8), str(int(height) - 40))
+        self.xdo("windowmove", self.window, "0", "30")  # below the title bar
+        self.xdo("windowsize", self.window, str(int(width) - 8), str(int(height) - 36))
         self.wait_title(Path(self.models[0]).name)
         end = time.monotonic() + 60 * self.args.minutes
         next_shot = next_switch = time.monotonic()
