@@ -15,8 +15,11 @@ $(PY):
 	$(PYTHON3) -m venv $(VENV)
 
 # torch is pinned to 2.13.0 in pyproject.toml: that is the CPU wheel these machines provide.
+# The warm-up compiles every numba kernel into its disk cache (~15 s once), so the app's first
+# slider move does not.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -e '.[test,bench,samples]'
+	$(PY) -m inspector.tasks.warmup
 	touch $(STAMP)
 
 # The app on the bundled LeNet-300-100 (TorchScript, so it can run) with the paper's settings,

@@ -12,9 +12,12 @@ import gc
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 SCREENSHOT_SIZE = (1400, 860)
+COMPILING = "Compiling compression kernels (first start only)..."
 # Harmless notices of Qt's offscreen platform that would bury the one line an error prints.
 OFFSCREEN_NOISE = ("This plugin does not support",)
 
@@ -38,6 +41,12 @@ def run(
             file=sys.stderr,
         )
         return 2
+    from .xcb_check import xcb_problem
+
+    problem = xcb_problem()
+    if problem:
+        print(f"inspector: error: {problem}", file=sys.stderr)
+        return 2
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
@@ -59,12 +68,44 @@ def run(
         window.resize(*SCREENSHOT_SIZE)
         _arm_screenshot(window, Path(screenshot), select, measured=data is not None)
     window.show()
+    if not screenshot:
+        start_warm_up(window)
     gc.freeze()  # Qt's and pyqtgraph's objects live as long as the app (see workers.COLLECTOR)
     if model:
         window.open_model(model, config, data)
     elif screenshot:
         _save_later(window, Path(screenshot))
     return app.exec()
+
+
+def start_warm_up(window: Any, warm: Callable[..., int] | None = None) -> Any:
+    """Load or compile the numba kernels in a worker; say so in the status bar if it compiles.
+
+    ``make venv`` builds the kernel cache, so usually this only loads it (about a second, off
+    the GUI thread). Returns the worker (``warm`` replaces ``tasks.warmup.warm_up`` in tests).
+    """
+    from PySide6.QtWidgets import QApplication
+
+    from .workers import SerialWorker, Token
+
+    if warm is None:
+        from inspector.tasks.warmup import warm_up as warm
+    worker = SerialWorker("warm-up", window)
+
+    def job(token: Token) -> int:
+        return warm(on_compile=lambda: token.report(COMPILING), check=token.check)
+
+    def on_finished(_generation: int, compiled: int) -> None:
+        if compiled and window.statusBar().currentMessage() == COMPILING:
+            window.statusBar().showMessage("Compression kernels compiled", 5000)
+
+    worker.progress.connect(lambda _generation, text: window.statusBar().showMessage(text))
+    worker.finished.connect(on_finished)
+    app = QApplication.instance()
+    if app is not None:
+        app.aboutToQuit.connect(worker.shutdown)
+    worker.submit(job)
+    return worker
 
 
 def _fail(_title: str, message: str) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import shiboken6
-from PySide6.QtCore import QEvent, QMimeData, QPointF, QSettings, Qt, QUrl
+from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
@@ -136,7 +136,7 @@ def test_dropping_a_file_url_opens_it(qtbot, make_window, save_model):
     mime.setUrls([QUrl.fromLocalFile(path)])
     action = Qt.DropAction.CopyAction
     button, mods = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
-    enter = QDragEnterEvent(QPointF(50, 50), action, mime, button, mods)
+    enter = QDragEnterEvent(QPoint(50, 50), action, mime, button, mods)  # Qt: a QPoint
     QApplication.sendEvent(window, enter)
     assert enter.isAccepted()
     drop = QDropEvent(QPointF(50, 50), action, mime, button, mods)
