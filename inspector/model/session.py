@@ -208,7 +208,7 @@ class Session:
         layer = self.estimate.layer(name) if self.estimate else None
         if layer is None or layer.plan is None:
             return None
-        return layer.plan if layer.plan.settings == self.layer_settings(name) else None
+        return layer.plan if layer.plan.asked == self.layer_settings(name) else None
 
     def threshold(self, name: str) -> float:
         """The magnitude threshold layer ``name`` prunes up to.

@@ -1,0 +1,199 @@
+"""A fidelity floor: prune a layer less, down to nothing, until its SQNR reaches ``min_sqnr``.
+
+The safe default prunes at most 90% of a layer but never so much that the decoded weights fall
+below a weight-space signal-to-noise floor (pruning 90% of a Gaussian layer removes 56% of its
+energy: SQNR 2.5 dB, noise). The search runs on the layer's fine histogram (count, sum and sum
+of squares of each of 2**16 value bins), not on re-encodes: the energy the k smallest
+magnitudes carry is a cumulative sum, and the quantization error of the survivors is k-means on
+the histogram's points. Because optimal k-means error never grows when points are removed, a
+short fixed-point iteration (k-means of the current survivors, then the largest count whose
+pruned energy fits what is left of the budget) climbs to the most pruning the floor allows in
+2-3 k-means runs. One exact plan then checks the result; if it disagrees, the search repeats
+with the budget corrected by what the plan measured. The result is ordinary settings (target
+sparsity, no floor) that the plan, the file's record and the app all share, so the estimate is
+still the bytes written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from inspector.core.cluster import Points, kmeans
+from inspector.core.settings import MAX_BITS, LayerSettings
+
+FIXED_POINT_STEPS = 4  # k-means runs of one search; the pruned count converges in 2-3
+SPARSITY_GRID = 10_000  # the chosen sparsity is a multiple of 1/SPARSITY_GRID (0.01%)
+CLEARLY_ABOVE = 1.0  # pruned energy alone over the budget: no exact check needed
+CORRECTIONS = 4  # exact checks before giving up and pruning nothing
+Exact = Callable[[LayerSettings], tuple[float, int, int]]  # -> (error SSE, pruned, bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyOrder:
+    """A layer's nonempty histogram bins by value, and cumulative counts and energies by
+    magnitude (bins ordered by the magnitude of their mean)."""
+
+    cnt: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+    order: np.ndarray  # bin positions, smallest magnitude first
+    rank: np.ndarray  # rank[i]: where bin i comes in ``order``
+    cum_cnt: np.ndarray
+    cum_s2: np.ndarray
+    sumsq: float
+
+    @property
+    def size(self) -> int:
+        return int(self.cum_cnt[-1]) if self.cum_cnt.size else 0
+
+
+def energy_order(cnt: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> EnergyOrder:
+    """The search's view of a fine histogram (``cnt``, ``s1``, ``s2`` per bin, by value)."""
+    bins = np.flatnonzero(cnt)
+    c, a, b = cnt[bins].astype(np.int64), s1[bins].astype(np.float64), s2[bins].astype(np.float64)
+    order = np.argsort(np.abs(a / np.maximum(c, 1)), kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return EnergyOrder(c, a, b, order, rank, np.cumsum(c[order]), np.cumsum(b[order]),
+                       float(b.sum()))
+
+
+def pruned_energy(e: EnergyOrder, k: int) -> float:
+    """Sum of squares of the ``k`` smallest magnitudes (the last bin pro rata)."""
+    if k <= 0 or e.size == 0:
+        return 0.0
+    j = min(int(np.searchsorted(e.cum_cnt, k, side="left")), e.order.size - 1)
+    before_cnt = int(e.cum_cnt[j - 1]) if j else 0
+    before = float(e.cum_s2[j - 1]) if j else 0.0
+    b = e.order[j]
+    return before + e.s2[b] * min(1.0, (k - before_cnt) / e.cnt[b])
+
+
+def survivors(e: EnergyOrder, k: int) -> Points:
+    """The histogram points left after pruning the ``k`` smallest magnitudes."""
+    cnt, s1, s2 = e.cnt.copy(), e.s1.copy(), e.s2.copy()
+    if k > 0:
+        j = min(int(np.searchsorted(e.cum_cnt, k, side="left")), e.order.size - 1)
+        cnt[e.rank < j] = 0
+        b = e.order[j]
+        left = max(int(e.cum_cnt[j]) - k, 0)
+        scale = left / e.cnt[b]
+        cnt[b], s1[b], s2[b] = left, s1[b] * scale, s2[b] * scale
+    keep = cnt > 0
+    return Points(cnt[keep], s1[keep], s2[keep])
+
+
+def quantization_noise(e: EnergyOrder, k: int, s: LayerSettings) -> float:
+    """The k-means error of the survivors of pruning ``k`` weights, on the histogram.
+
+    Counted with one centroid fewer than ``s`` has (a pruned layer may need a filler code,
+    which takes one), so it never undercounts for that reason.
+    """
+    points = survivors(e, k)
+    clusters = max(s.clusters - 1, 1)
+    return kmeans(points, clusters, s.init, s.seed).sse if points.size else 0.0
+
+
+def estimated_noise(e: EnergyOrder, k: int, s: LayerSettings) -> float:
+    """About the squared error of the layer with its ``k`` smallest magnitudes pruned."""
+    return pruned_energy(e, k) + quantization_noise(e, k, s)
+
+
+def most_pruned(e: EnergyOrder, budget: float, cap: int, s: LayerSettings) -> int:
+    """The most weights, at most ``cap``, whose pruning keeps the noise within ``budget``.
+
+    Optimal k-means error never grows when points are removed, so with the survivors' error
+    ``q`` of some count, every count whose pruned energy fits ``budget - q`` and is at least
+    as large fits the budget: each step below is feasible and prunes more than the last.
+    """
+    if e.size == 0 or budget <= 0:
+        return 0
+    k = 0
+    for _ in range(FIXED_POINT_STEPS):
+        nxt = _energy_bound(e, budget - quantization_noise(e, k, s), cap)
+        if nxt <= k:
+            break
+        k = nxt
+    return k
+
+
+def _energy_bound(e: EnergyOrder, budget: float, cap: int) -> int:
+    """The most weights whose pruned energy alone fits ``budget`` (at most ``cap``)."""
+    if budget <= 0 or cap <= 0:
+        return 0
+    j = int(np.searchsorted(e.cum_s2, budget, side="right"))  # whole bins that fit
+    whole = int(e.cum_cnt[j - 1]) if j else 0
+    if j < e.order.size:  # and the fitting part of the next bin
+        b = e.order[j]
+        spare = budget - (float(e.cum_s2[j - 1]) if j else 0.0)
+        whole += int(e.cnt[b] * spare / e.s2[b]) if e.s2[b] > 0 else int(e.cnt[b])
+    return min(cap, whole)
+
+
+def fit_floor(e: EnergyOrder, s: LayerSettings, exact: Exact) -> LayerSettings:
+    """Settings without a floor that prune as ``s`` asks, or less, keeping SQNR >= the floor.
+
+    Parameters
+    ----------
+    e
+        The layer's histogram (:func:`energy_order`).
+    s
+        The requested settings; ``s.min_sqnr`` is the floor in dB (None: ``s`` as it is).
+        With ``s.raise_bits``, a layer that misses the floor even unpruned gets more bits:
+        the smaller file of the first bits that meet it and the next.
+    exact
+        The exact error SSE, pruned count and payload bytes of settings, from the layer's plan.
+
+    Returns
+    -------
+    LayerSettings
+        ``s`` without its floor when it already meets it; else target sparsity settings
+        pruning the most the floor allows (a multiple of 0.01%), or nothing.
+    """
+    plain = replace(s, min_sqnr=None, raise_bits=False)
+    if s.min_sqnr is None or s.excluded or e.sumsq <= 0:
+        return plain
+    target = e.sumsq * 10.0 ** (-s.min_sqnr / 10.0)
+    fitted, met, nbytes = _fit_pruning(e, plain, target, exact)
+    if met or not s.raise_bits:
+        return fitted
+    found: list[tuple[int, LayerSettings]] = []
+    for bits in range(s.bits + 1, MAX_BITS + 1):
+        more = replace(plain, bits=bits)
+        if found or estimated_noise(e, 0, more) <= target or bits == MAX_BITS:
+            fitted, met, nbytes = _fit_pruning(e, more, target, exact)
+            if met:
+                found.append((nbytes, fitted))
+            if len(found) == 2:
+                break
+    return min(found, key=lambda f: f[0])[1] if found else fitted
+
+
+def _fit_pruning(
+    e: EnergyOrder, s: LayerSettings, target: float, exact: Exact
+) -> tuple[LayerSettings, bool, int]:
+    """The most pruning of ``s`` (no floor) with noise <= ``target``; whether it met it."""
+    if s.policy == "sparsity":  # the count is known: skip the exact plan when clearly too much
+        cap = min(e.size, max(0, round(s.value * e.size)))
+    if s.policy != "sparsity" or cap == 0 or pruned_energy(e, cap) <= CLEARLY_ABOVE * target:
+        noise, cap, nbytes = exact(s)
+        if noise <= target or cap == 0:
+            return s, noise <= target, nbytes
+    budget = target
+    fitted = replace(s, policy="sparsity", value=0.0)
+    for _ in range(CORRECTIONS):
+        k = most_pruned(e, budget, cap - 1, s)
+        fitted = replace(s, policy="sparsity", value=math.floor(k * SPARSITY_GRID / e.size)
+                         / SPARSITY_GRID)
+        noise, pruned, nbytes = exact(fitted)
+        if noise <= target or fitted.value == 0:
+            return fitted, noise <= target, nbytes
+        # The histogram underestimated: spend less by what the exact plan added.
+        budget -= noise - estimated_noise(e, pruned, s)
+    fitted = replace(s, policy="sparsity", value=0.0)
+    noise, _, nbytes = exact(fitted)
+    return fitted, noise <= target, nbytes
