@@ -63,7 +63,14 @@ TIPS: dict[str, str] = {  # space-separated attribute names -> tooltip
         "Prune settings are kept."
     ),
     "prune90_button": (
-        "Prune 90% of the selected layers' weights (target sparsity 0.9); with retraining "
-        "the paper keeps accuracy up to about this point."
+        "The paper's pruning: 90% of the selected layers' weights (target sparsity 0.9), with "
+        "no fidelity floor. Without retraining this usually breaks the model (SQNR ~3 dB: "
+        "LeNet-300-100 falls to 31%, a sentence transformer's embeddings to cosine 0.14); "
+        "fine-tune afterwards (Tune > Fine-Tune)."
+    ),
+    "safe_button": (
+        "The safe default for the selected layers: prune each only as far as keeps its "
+        "weight-space SQNR at or above the floor (more bits where the paper's are not enough). "
+        "Measured: no accuracy lost on the LeNets, cosine 0.994 on a sentence transformer."
     ),
 }

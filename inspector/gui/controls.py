@@ -25,9 +25,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from inspector.core.layer import LayerPlan
 from inspector.core.settings import MAX_BITS, MAX_INDEX_BITS, MIN_BITS, MIN_INDEX_BITS
 from inspector.errors import SettingsError
 from inspector.model.session import Session
+from inspector.model.settings import SAFE_MIN_SQNR
 from inspector.model.stats import LayerStats
 
 from .control_tips import INITS, POLICIES, TIPS
@@ -47,6 +49,16 @@ def value_scale(policy: str, stats: LayerStats | None) -> tuple[float, float, in
     top = stats.absmax if stats is not None and stats.absmax > 0 else 1.0
     step = top / THRESHOLD_STEPS
     return step, top, min(10, max(3, math.ceil(-math.log10(step)) + 1))
+
+
+def floor_note(plan: LayerPlan) -> str:
+    """What a fidelity floor made of the asked settings (``""`` without a floor)."""
+    asked = plan.requested
+    if asked is None or asked.min_sqnr is None:
+        return ""
+    bits = plan.settings.bits
+    more = f", {bits} bits instead of {asked.bits}" if bits != asked.bits else ""
+    return f" (SQNR floor {asked.min_sqnr:g} dB{more})"
 
 
 class ControlsWidget(QWidget):
@@ -98,7 +110,9 @@ class ControlsWidget(QWidget):
         self.huffman_check = QCheckBox("Huffman coding")
         self.exclude_check = QCheckBox("Exclude (store losslessly)")
         self.paper_button = QPushButton("Paper defaults (conv 8 bits, fc 5 bits)")
-        self.prune90_button = QPushButton("Prune 90%")
+        self.prune90_button = QPushButton("Paper: prune 90% (needs fine-tuning)")
+        self.safe_button = QPushButton(f"Safe default (SQNR \N{GREATER-THAN OR EQUAL TO} "
+                                       f"{SAFE_MIN_SQNR:g} dB)")
         self.error_label = QLabel()
         self.error_label.setStyleSheet("color: #d03030;")
         self.error_label.setWordWrap(True)
@@ -131,14 +145,16 @@ class ControlsWidget(QWidget):
         checks.addWidget(self.exclude_check)
         checks.addStretch(1)
         grid.addLayout(checks, 6, 1, 1, 3)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.paper_button)
-        buttons.addWidget(self.prune90_button)
-        buttons.addStretch(1)
-        grid.addLayout(buttons, 7, 0, 1, 4)
-        grid.addWidget(self.error_label, 8, 0, 1, 4)
+        for row, presets in enumerate(((self.safe_button, self.paper_button),
+                                       (self.prune90_button,)), start=7):
+            buttons = QHBoxLayout()  # two short rows: the panel never widens for them
+            for button in presets:
+                buttons.addWidget(button)
+            buttons.addStretch(1)
+            grid.addLayout(buttons, row, 0, 1, 4)
+        grid.addWidget(self.error_label, 9, 0, 1, 4)
         grid.setColumnStretch(2, 1)
-        grid.setRowStretch(9, 1)
+        grid.setRowStretch(10, 1)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
 
     def _set_tooltips(self) -> None:
@@ -162,6 +178,7 @@ class ControlsWidget(QWidget):
         self.exclude_check.toggled.connect(self._on_exclude_toggled)
         self.paper_button.clicked.connect(self._on_paper_clicked)
         self.prune90_button.clicked.connect(self._on_prune90_clicked)
+        self.safe_button.clicked.connect(self._on_safe_clicked)
         s = self.session
         connect_session(
             self,
@@ -195,6 +212,7 @@ class ControlsWidget(QWidget):
             self.exclude_check,
             self.paper_button,
             self.prune90_button,
+            self.safe_button,
         )
 
     # ------------------------------------------------------------ model writes
@@ -299,6 +317,10 @@ class ControlsWidget(QWidget):
     def _on_prune90_clicked(self) -> None:
         self._apply(self._label("prune 90%"), policy="sparsity", value=0.9)
 
+    def _on_safe_clicked(self) -> None:
+        if self.targets():
+            self.session.apply_safe_default(self.targets())
+
     # ------------------------------------------------------------ model -> view
     def _scale(self) -> tuple[float, float, int]:
         names = self.targets()
@@ -374,6 +396,7 @@ class ControlsWidget(QWidget):
         if plan is not None:
             pruned = 1.0 - plan.survivors / plan.size if plan.size else 0.0
             text = f"prunes |w| ≤ {t:.4g}: {100 * pruned:.2f}% of {plan.size:,} weights"
+            text += floor_note(plan)
         else:
             text = f"prunes |w| ≤ ≈{t:.4g}: ≈{100 * stats.sparsity_at(t):.1f}% (estimating…)"
         self.prune_info.setText(text)
