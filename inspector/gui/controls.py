@@ -29,7 +29,6 @@ from inspector.core.layer import LayerPlan
 from inspector.core.settings import MAX_BITS, MAX_INDEX_BITS, MIN_BITS, MIN_INDEX_BITS
 from inspector.errors import SettingsError
 from inspector.model.session import Session
-from inspector.model.settings import SAFE_MIN_SQNR
 from inspector.model.stats import LayerStats
 
 from .control_tips import INITS, POLICIES, TIPS
@@ -56,9 +55,11 @@ def floor_note(plan: LayerPlan) -> str:
     asked = plan.requested
     if asked is None or asked.min_sqnr is None:
         return ""
-    bits = plan.settings.bits
-    more = f", {bits} bits instead of {asked.bits}" if bits != asked.bits else ""
-    return f" (SQNR floor {asked.min_sqnr:g} dB{more})"
+    s = plan.settings
+    more = f"; {s.bits} bits instead of {asked.bits}" if s.bits != asked.bits else ""
+    was = f" where {100 * asked.value:.4g}% was asked" if asked.policy == "sparsity" else ""
+    return (f"SQNR floor {asked.min_sqnr:g} dB: prunes {100 * s.value:.2f}%{was}{more} "
+            f"(SQNR {plan.sqnr_db:.1f} dB)")
 
 
 class ControlsWidget(QWidget):
@@ -111,8 +112,7 @@ class ControlsWidget(QWidget):
         self.exclude_check = QCheckBox("Exclude (store losslessly)")
         self.paper_button = QPushButton("Paper defaults (conv 8 bits, fc 5 bits)")
         self.prune90_button = QPushButton("Paper: prune 90% (needs fine-tuning)")
-        self.safe_button = QPushButton(f"Safe default (SQNR \N{GREATER-THAN OR EQUAL TO} "
-                                       f"{SAFE_MIN_SQNR:g} dB)")
+        self.safe_button = QPushButton("Safe default")  # the tooltip says which floor
         self.error_label = QLabel()
         self.error_label.setStyleSheet("color: #d03030;")
         self.error_label.setWordWrap(True)
@@ -145,7 +145,7 @@ class ControlsWidget(QWidget):
         checks.addWidget(self.exclude_check)
         checks.addStretch(1)
         grid.addLayout(checks, 6, 1, 1, 3)
-        for row, presets in enumerate(((self.safe_button, self.paper_button),
+        for row, presets in enumerate(((self.paper_button, self.safe_button),
                                        (self.prune90_button,)), start=7):
             buttons = QHBoxLayout()  # two short rows: the panel never widens for them
             for button in presets:
@@ -391,12 +391,12 @@ class ControlsWidget(QWidget):
             self.prune_info.setText("stored losslessly" if name in s.stats else "")
             return
         plan = s.current_plan(name)
+        self.prune_info.setToolTip("" if plan is None else floor_note(plan))
         stats = s.stats[name]
         t = s.threshold(name)
         if plan is not None:
             pruned = 1.0 - plan.survivors / plan.size if plan.size else 0.0
             text = f"prunes |w| ≤ {t:.4g}: {100 * pruned:.2f}% of {plan.size:,} weights"
-            text += floor_note(plan)
         else:
             text = f"prunes |w| ≤ ≈{t:.4g}: ≈{100 * stats.sparsity_at(t):.1f}% (estimating…)"
         self.prune_info.setText(text)

@@ -45,7 +45,7 @@ def test_presets_paper_90_and_the_safe_default(qtbot, opened) -> None:
     qtbot.addWidget(w)
     session.select(("ip1.weight",))
     assert "needs fine-tuning" in w.prune90_button.text()
-    assert f"SQNR floor {SAFE_MIN_SQNR:g} dB" in w.prune_info.text()
+    assert f"SQNR floor {SAFE_MIN_SQNR:g} dB: prunes" in w.prune_info.toolTip()
     w.prune90_button.click()
     s = session.layer_settings("ip1.weight")
     assert (s.value, s.min_sqnr) == (0.9, None)  # the paper's 90%, exactly
