@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from inspector.core.cluster import Points, kmeans
+from inspector.core.cluster import Points, kmeans, rough_starts
 from inspector.core.settings import MAX_BITS, LayerSettings
 
-FIXED_POINT_STEPS = 4  # k-means runs of one search; the pruned count converges in 2-3
+FIXED_POINT_STEPS = 3  # k-means runs of one search; the pruned count converges in 2-3
 SPARSITY_GRID = 10_000  # the chosen sparsity is a multiple of 1/SPARSITY_GRID (0.01%)
 CLEARLY_ABOVE = 1.0  # pruned energy alone over the budget: no exact check needed
 CORRECTIONS = 4  # exact checks before giving up and pruning nothing
@@ -95,7 +95,15 @@ def quantization_noise(e: EnergyOrder, k: int, s: LayerSettings) -> float:
     """
     points = survivors(e, k)
     clusters = max(s.clusters - 1, 1)
-    return kmeans(points, clusters, s.init, s.seed).sse if points.size else 0.0
+    if points.size == 0:
+        return 0.0
+    if s.init != "optimal":
+        return kmeans(points, clusters, s.init, s.seed).sse
+    # The optimal quantizer's merged-points partition, without its refinement: an upper
+    # bound on the error, close to it, in a fraction of the time.
+    starts = rough_starts(points, clusters, per_cluster=2)
+    cnt, s1, s2 = (np.add.reduceat(a, starts) for a in (points.cnt, points.s1, points.s2))
+    return float(np.maximum(s2 - s1 * s1 / cnt, 0.0).sum())
 
 
 def estimated_noise(e: EnergyOrder, k: int, s: LayerSettings) -> float:
@@ -103,18 +111,22 @@ def estimated_noise(e: EnergyOrder, k: int, s: LayerSettings) -> float:
     return pruned_energy(e, k) + quantization_noise(e, k, s)
 
 
-def most_pruned(e: EnergyOrder, budget: float, cap: int, s: LayerSettings) -> int:
+def most_pruned(
+    e: EnergyOrder, budget: float, cap: int, s: LayerSettings, q0: float | None = None
+) -> int:
     """The most weights, at most ``cap``, whose pruning keeps the noise within ``budget``.
 
     Optimal k-means error never grows when points are removed, so with the survivors' error
     ``q`` of some count, every count whose pruned energy fits ``budget - q`` and is at least
     as large fits the budget: each step below is feasible and prunes more than the last.
+    ``q0``, if known, is the quantization error of pruning nothing.
     """
     if e.size == 0 or budget <= 0:
         return 0
     k = 0
-    for _ in range(FIXED_POINT_STEPS):
-        nxt = _energy_bound(e, budget - quantization_noise(e, k, s), cap)
+    for step in range(FIXED_POINT_STEPS):
+        q = q0 if step == 0 and q0 is not None else quantization_noise(e, k, s)
+        nxt = _energy_bound(e, budget - q, cap)
         if nxt <= k:
             break
         k = nxt
@@ -143,8 +155,8 @@ def fit_floor(e: EnergyOrder, s: LayerSettings, exact: Exact) -> LayerSettings:
         The layer's histogram (:func:`energy_order`).
     s
         The requested settings; ``s.min_sqnr`` is the floor in dB (None: ``s`` as it is).
-        With ``s.raise_bits``, a layer that misses the floor even unpruned gets more bits:
-        the smaller file of the first bits that meet it and the next.
+        With ``s.raise_bits``, a layer whose estimate misses the floor even unpruned gets
+        more bits: the smaller file of the fewest bits whose estimate meets it and one more.
     exact
         The exact error SSE, pruned count and payload bytes of settings, from the layer's plan.
 
@@ -158,23 +170,25 @@ def fit_floor(e: EnergyOrder, s: LayerSettings, exact: Exact) -> LayerSettings:
     if s.min_sqnr is None or s.excluded or e.sumsq <= 0:
         return plain
     target = e.sumsq * 10.0 ** (-s.min_sqnr / 10.0)
-    fitted, met, nbytes = _fit_pruning(e, plain, target, exact)
-    if met or not s.raise_bits:
-        return fitted
-    found: list[tuple[int, LayerSettings]] = []
-    for bits in range(s.bits + 1, MAX_BITS + 1):
-        more = replace(plain, bits=bits)
-        if found or estimated_noise(e, 0, more) <= target or bits == MAX_BITS:
-            fitted, met, nbytes = _fit_pruning(e, more, target, exact)
-            if met:
-                found.append((nbytes, fitted))
-            if len(found) == 2:
-                break
-    return min(found, key=lambda f: f[0])[1] if found else fitted
+    if not s.raise_bits:
+        return _fit_pruning(e, plain, target, exact)[0]
+    # The estimate is an upper bound: bits it accepts meet the floor (the exact plan checks).
+    q0 = {}
+    for bits in range(s.bits, MAX_BITS + 1):
+        q0[bits] = quantization_noise(e, 0, replace(plain, bits=bits))
+        if q0[bits] <= target:
+            break
+    first = bits
+    found = []
+    for b in range(first, min(first + 1, MAX_BITS) + 1):
+        fitted, met, nbytes = _fit_pruning(e, replace(plain, bits=b), target, exact, q0.get(b))
+        if met or b == MAX_BITS:
+            found.append((nbytes, fitted))
+    return min(found, key=lambda f: f[0])[1]
 
 
 def _fit_pruning(
-    e: EnergyOrder, s: LayerSettings, target: float, exact: Exact
+    e: EnergyOrder, s: LayerSettings, target: float, exact: Exact, q0: float | None = None
 ) -> tuple[LayerSettings, bool, int]:
     """The most pruning of ``s`` (no floor) with noise <= ``target``; whether it met it."""
     if s.policy == "sparsity":  # the count is known: skip the exact plan when clearly too much
@@ -184,9 +198,8 @@ def _fit_pruning(
         if noise <= target or cap == 0:
             return s, noise <= target, nbytes
     budget = target
-    fitted = replace(s, policy="sparsity", value=0.0)
     for _ in range(CORRECTIONS):
-        k = most_pruned(e, budget, cap - 1, s)
+        k = most_pruned(e, budget, cap - 1, s, q0 if budget == target else None)
         fitted = replace(s, policy="sparsity", value=math.floor(k * SPARSITY_GRID / e.size)
                          / SPARSITY_GRID)
         noise, pruned, nbytes = exact(fitted)
