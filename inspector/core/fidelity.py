@@ -101,7 +101,7 @@ def quantization_noise(e: EnergyOrder, k: int, s: LayerSettings) -> float:
         return kmeans(points, clusters, s.init, s.seed).sse
     # The optimal quantizer's merged-points partition, without its refinement: an upper
     # bound on the error, close to it, in a fraction of the time.
-    starts = rough_starts(points, clusters, per_cluster=2)
+    starts = rough_starts(points, clusters, per_cluster=4)
     cnt, s1, s2 = (np.add.reduceat(a, starts) for a in (points.cnt, points.s1, points.s2))
     return float(np.maximum(s2 - s1 * s1 / cnt, 0.0).sum())
 

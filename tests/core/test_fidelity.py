@@ -91,3 +91,18 @@ def test_tiny_and_constant_layers() -> None:
               layer("normal", 25), np.array([1e-3, -2.0, 3.0], np.float32)):
         plan = LayerCodec(w).plan(LayerSettings(min_sqnr=20.0))
         assert plan.sqnr_db >= 20.0 or plan.settings.value == 0.0
+
+
+def test_rough_partition_bounds_the_optimum_from_above() -> None:
+    from inspector.core.cluster import Points, kmeans, rough_starts
+
+    codec = LayerCodec(layer("student", 200_000))
+    e = codec._full
+    keep = e[0] > 0
+    points = Points(e[0][keep], e[1][keep], e[2][keep])
+    for k in (4, 31, 255):
+        best = kmeans(points, k).sse
+        starts = rough_starts(points, k, per_cluster=4)
+        cnt, s1, s2 = (np.add.reduceat(a, starts) for a in (points.cnt, points.s1, points.s2))
+        rough = float((s2 - s1 * s1 / cnt).sum())
+        assert best * (1 - 1e-9) <= rough <= best * 1.06
