@@ -26,7 +26,7 @@ from inspector.core.cluster import Points, kmeans, rough_starts
 from inspector.core.settings import MAX_BITS, LayerSettings
 
 FIXED_POINT_STEPS = 3  # k-means runs of one search; the pruned count converges in 2-3
-SPARSITY_GRID = 10_000  # the chosen sparsity is a multiple of 1/SPARSITY_GRID (0.01%)
+SPARSITY_GRID = 1000  # the chosen sparsity is a multiple of 0.1%, as the app shows it
 CLEARLY_ABOVE = 1.0  # pruned energy alone over the budget: no exact check needed
 CORRECTIONS = 4  # exact checks before giving up and pruning nothing
 Exact = Callable[[LayerSettings], tuple[float, int, int]]  # -> (error SSE, pruned, bytes)
@@ -164,7 +164,7 @@ def fit_floor(e: EnergyOrder, s: LayerSettings, exact: Exact) -> LayerSettings:
     -------
     LayerSettings
         ``s`` without its floor when it already meets it; else target sparsity settings
-        pruning the most the floor allows (a multiple of 0.01%), or nothing.
+        pruning the most the floor allows (a multiple of 0.1%), or nothing.
     """
     plain = replace(s, min_sqnr=None, raise_bits=False)
     if s.min_sqnr is None or s.excluded or e.sumsq <= 0:

@@ -26,7 +26,13 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.core.layer import LayerPlan
-from inspector.core.settings import MAX_BITS, MAX_INDEX_BITS, MIN_BITS, MIN_INDEX_BITS
+from inspector.core.settings import (
+    MAX_BITS,
+    MAX_INDEX_BITS,
+    MIN_BITS,
+    MIN_INDEX_BITS,
+    LayerSettings,
+)
 from inspector.errors import SettingsError
 from inspector.model.session import Session
 from inspector.model.stats import LayerStats
@@ -353,8 +359,16 @@ class ControlsWidget(QWidget):
             text += f"  (+{len(selected) - len(names)} tensors stored losslessly)"
         self.title.setText(text)
 
+    def _shown_settings(self, name: str) -> LayerSettings:
+        """What the controls show of a layer: where a fidelity floor chose its pruning and
+        bits, the choice (a drag then starts from what the file will hold)."""
+        plan = self.session.current_plan(name)
+        if plan is not None and plan.requested is not None:
+            return plan.settings
+        return self.session.layer_settings(name)
+
     def _show_settings(self, name: str) -> None:
-        s = self.session.layer_settings(name)
+        s = self._shown_settings(name)
         self.policy_combo.setCurrentIndex(self.policy_combo.findData(s.policy))
         step, top, decimals = value_scale(s.policy, self.session.stats.get(name))
         self.value_spin.setDecimals(decimals)
@@ -382,7 +396,10 @@ class ControlsWidget(QWidget):
 
     def _on_session_estimate_changed(self) -> None:
         names = self.targets()
-        if names:
+        plan = self.session.current_plan(names[0]) if names else None
+        if plan is not None and plan.requested is not None:
+            self._on_session_changed()  # a floor's choice is known only now
+        elif names:
             self._show_prune_info(names[0])
 
     def _show_prune_info(self, name: str) -> None:

@@ -31,8 +31,8 @@ def test_prunes_the_most_the_floor_allows(dist: str, floor: float) -> None:
     assert plan.requested == asked == plan.asked
     assert plan.sqnr_db >= floor
     assert s.bits >= asked.bits
-    if s.value > 0:  # and not much less than the most: 1% more breaks the floor
-        assert codec.plan(replace(s, value=s.value + 0.01)).sqnr_db < floor
+    if s.value > 0:  # and not much less than the most: 2% more breaks the floor
+        assert codec.plan(replace(s, value=s.value + 0.02)).sqnr_db < floor
     if s.bits > asked.bits:  # more bits only when fewer cannot meet the floor unpruned
         assert codec.plan(LayerSettings(value=0.0, bits=s.bits - 1)).sqnr_db < floor
     assert plan.survivors == plan.size - round(s.value * plan.size)

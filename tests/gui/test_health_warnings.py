@@ -56,3 +56,22 @@ def test_presets_paper_90_and_the_safe_default(qtbot, opened) -> None:
     plan = session.current_plan("ip1.weight")
     assert plan is not None and plan.sqnr_db >= SAFE_MIN_SQNR
     assert session.undo_label() == "safe default ip1.weight"
+
+
+def test_controls_show_what_the_floor_chose(qtbot, opened) -> None:
+    """A drag starts from the pruning and bits the file will hold, not from the floor's cap."""
+    session, codec = opened
+    w = ControlsWidget(session)
+    qtbot.addWidget(w)
+    session.select(("ip1.weight",))
+    plan = session.current_plan("ip1.weight")
+    assert plan.requested is not None and plan.settings.value < 0.9
+    assert w.value_spin.value() == plan.settings.value
+    assert w.bits_spin.value() == plan.settings.bits
+    before = session.settings
+    session.set_estimate(codec.estimate(session.settings))  # a view update writes nothing
+    assert session.settings is before
+    w.value_spin.setValue(0.5)  # the user's pruning, exactly, without the floor
+    session.set_estimate(codec.estimate(session.settings))
+    assert session.current_plan("ip1.weight").settings.value == 0.5
+    assert w.value_spin.value() == 0.5
