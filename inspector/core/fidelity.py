@@ -146,7 +146,30 @@ def _energy_bound(e: EnergyOrder, budget: float, cap: int) -> int:
     return min(cap, whole)
 
 
-def fit_floor(e: EnergyOrder, s: LayerSettings, exact: Exact) -> LayerSettings:
+def channel_cap(channels: np.ndarray, min_sqnr: float) -> int:
+    """The most weights a magnitude threshold may prune so that no channel (row of
+    ``channels``) loses more than its share ``10**(-min_sqnr / 10)`` of its own energy.
+
+    A conv layer is usually followed by a per-channel scale (BatchNorm): a channel of small
+    weights is scaled back up with its noise, so pruning it away breaks the model while the
+    tensor's SQNR barely notices (EfficientNet-Lite0's depthwise convs at a 30 dB tensor floor:
+    6% top-1 agreement; with this cap: see benchmarks/floor_results.md).
+    """
+    a = np.sort(np.abs(channels.astype(np.float64)), axis=1)
+    energy = np.cumsum(a * a, axis=1)
+    budget = energy[:, -1:] * 10.0 ** (-min_sqnr / 10.0)
+    kept_from = (energy <= budget).sum(axis=1)  # per channel: how many may go
+    full = kept_from >= a.shape[1]
+    if full.all():
+        return int(a.size)
+    rows = np.flatnonzero(~full)
+    t = float(a[rows, kept_from[rows]].min())  # prune |w| < t: within every channel's budget
+    return int(np.count_nonzero(a < t))
+
+
+def fit_floor(
+    e: EnergyOrder, s: LayerSettings, exact: Exact, channels: np.ndarray | None = None
+) -> LayerSettings:
     """Settings without a floor that prune as ``s`` asks, or less, keeping SQNR >= the floor.
 
     Parameters
@@ -159,6 +182,9 @@ def fit_floor(e: EnergyOrder, s: LayerSettings, exact: Exact) -> LayerSettings:
         more bits: the smaller file of the fewest bits whose estimate meets it and one more.
     exact
         The exact error SSE, pruned count and payload bytes of settings, from the layer's plan.
+    channels
+        The weights as ``[channels, rest]`` for a per-channel cap (:func:`channel_cap`), or
+        None.
 
     Returns
     -------
@@ -170,6 +196,11 @@ def fit_floor(e: EnergyOrder, s: LayerSettings, exact: Exact) -> LayerSettings:
     if s.min_sqnr is None or s.excluded or e.sumsq <= 0:
         return plain
     target = e.sumsq * 10.0 ** (-s.min_sqnr / 10.0)
+    if channels is not None and channels.shape[0] > 1 and s.policy == "sparsity":
+        limit = channel_cap(channels, s.min_sqnr)
+        if limit < round(s.value * e.size):  # a smaller target sparsity
+            value = math.floor(limit * SPARSITY_GRID / e.size) / SPARSITY_GRID
+            plain = replace(plain, value=value)
     if not s.raise_bits:
         return _fit_pruning(e, plain, target, exact)[0]
     # The estimate is an upper bound: bits it accepts meet the floor (the exact plan checks).

@@ -208,7 +208,9 @@ class LayerCodec:
             plan = self.plan(s)
             return plan.error_sse, plan.size - plan.survivors, plan.payload_nbytes
 
-        return fidelity.fit_floor(self._energy, settings, exact)
+        # Conv kernels (output channel first): no channel may lose more than the floor allows.
+        channels = self.weights.reshape(self.shape[0], -1) if len(self.shape) >= 3 else None
+        return fidelity.fit_floor(self._energy, settings, exact, channels)
 
     def _above(self, floor: float) -> np.ndarray:
         idx, n = self._candidates(floor - self._band)

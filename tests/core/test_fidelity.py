@@ -106,3 +106,20 @@ def test_rough_partition_bounds_the_optimum_from_above() -> None:
         cnt, s1, s2 = (np.add.reduceat(a, starts) for a in (points.cnt, points.s1, points.s2))
         rough = float((s2 - s1 * s1 / cnt).sum())
         assert best * (1 - 1e-9) <= rough <= best * 1.06
+
+
+def test_no_conv_channel_loses_more_than_the_floor() -> None:
+    """A channel of small weights (scaled back up by BatchNorm) is not pruned away."""
+    rng = np.random.default_rng(5)
+    w = rng.normal(0, 0.1, (16, 8, 3, 3)).astype(np.float32)
+    w[3] *= 0.01  # a quiet channel: the tensor's SQNR barely sees it
+    codec = LayerCodec(w)
+    plan = codec.plan(LayerSettings(bits=8, min_sqnr=30.0))
+    q = codec.quantized(LayerSettings(bits=8, min_sqnr=30.0)).reshape(16, -1)
+    flat = w.reshape(16, -1).astype(np.float64)
+    pruned = np.where(q == 0, flat, 0.0)
+    share = (pruned**2).sum(axis=1) / (flat**2).sum(axis=1)
+    assert share.max() <= 10 ** (-30 / 10) + 1e-12
+    assert plan.sqnr_db >= 30.0
+    fc = LayerCodec(w.reshape(16, -1))  # an fc layer of the same weights: the tensor's floor
+    assert fc.plan(LayerSettings(bits=8, min_sqnr=30.0)).settings.value > plan.settings.value
