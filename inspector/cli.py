@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from inspector import __version__, cli_finetune, cli_tune
+from inspector.cli_flags import UNSET, apply_flags, flag_sources, floor_arg
 from inspector.errors import InspectorError
 
 EXIT_BAD_INPUT = 2
 COMMANDS = ("info", "compress", "decompress", "eval", "gui", "finetune", *cli_tune.COMMANDS)
 T = TypeVar("T")
-_UNSET: Any = object()  # --min-sqnr not given (None means "off")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--index-bits", type=int, metavar="N", help="relative-index bits")
     comp.add_argument("--init", choices=("optimal", "linear", "density", "random"))
     comp.add_argument("--no-huffman", action="store_true", help="fixed-width codes only")
-    comp.add_argument("--min-sqnr", type=_floor_arg, default=_UNSET, metavar="DB|off",
+    comp.add_argument("--min-sqnr", type=floor_arg, default=UNSET, metavar="DB|off",
                       help="fidelity floor: prune each layer less until its SQNR is at least "
                            "DB (default: the safe floor, unless pruning is set); off: none")
     comp.add_argument("--explain", metavar="LAYER",
@@ -157,8 +157,8 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     from inspector.tasks.codec import ModelCodec, compress
 
     settings = load_settings(args.config) if args.config else ModelSettings()
-    flagged = _flag_sources(settings, args)
-    settings = _apply_flags(settings, args)
+    flagged = flag_sources(settings, args)
+    settings = apply_flags(settings, args)
     model = read_model(args.model)
     codec = ModelCodec(model)
     if args.explain is not None:
@@ -281,72 +281,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"agreement        {accuracy.agreement:8.2%}")
     print(f"examples         {accuracy.count:8,}")
     return 0
-
-
-def _floor_arg(text: str) -> float | None:
-    """``--min-sqnr``: a number of dB, or ``off``."""
-    if text.lower() in ("off", "none"):
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of dB or 'off': {text!r}") from None
-
-
-def _global_changes(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
-    """The settings the global flags set, each with its flag."""
-    changes: dict[str, tuple[Any, str]] = {}
-    for flag, policy in (("sparsity", "sparsity"), ("std_q", "std"), ("threshold", "threshold")):
-        if getattr(args, flag) is not None:
-            name = "--" + flag.replace("_", "-")
-            changes.update(policy=(policy, name), value=(getattr(args, flag), name))
-    if args.init:
-        changes["init"] = (args.init, "--init")
-    if args.no_huffman:
-        changes["huffman"] = (False, "--no-huffman")
-    if args.index_bits is not None:
-        changes["index_bits"] = (args.index_bits, "--index-bits")
-    if args.bits is not None:
-        changes["bits"] = (args.bits, "--bits")
-    if args.min_sqnr is not _UNSET:
-        changes["min_sqnr"] = (args.min_sqnr, "--min-sqnr")
-    return changes
-
-
-def _kind_changes(args: argparse.Namespace) -> dict[str, dict[str, tuple[Any, str]]]:
-    return {kind: {"bits": (value, f"--{kind}-bits")}
-            for kind, value in (("conv", args.conv_bits), ("fc", args.fc_bits))
-            if value is not None}
-
-
-def _flag_sources(settings: Any, args: argparse.Namespace) -> dict[str, str]:
-    """Which flag set each ``level:field`` of the settings ``_apply_flags`` makes."""
-    out = {}
-    for field_, (_, flag) in _global_changes(args).items():
-        out[f"defaults:{field_}"] = flag
-        for kind, entry in settings.kinds.items():
-            if field_ in entry:
-                out[f"kinds.{kind}:{field_}"] = flag
-    for kind, changes in _kind_changes(args).items():
-        for field_, (_, flag) in changes.items():
-            out[f"kinds.{kind}:{field_}"] = flag
-    return out
-
-
-def _apply_flags(settings: Any, args: argparse.Namespace) -> Any:
-    """The command line on top of a settings file: global flags replace the file's defaults
-    and any kind entry naming the same setting, ``--conv-bits``/``--fc-bits`` replace a kind's
-    bits, and the file's per-layer entries still win."""
-    changes = {k: v for k, (v, _) in _global_changes(args).items()}
-    if changes:
-        settings = settings.with_defaults(**changes)
-        for kind in list(settings.kinds):  # flags beat the per-kind defaults they name
-            overridden = {k: v for k, v in changes.items() if k in settings.kinds[kind]}
-            if overridden:
-                settings = settings.with_kind(kind, **overridden)
-    for kind, kind_changes in _kind_changes(args).items():
-        settings = settings.with_kind(kind, **{k: v for k, (v, _) in kind_changes.items()})
-    return settings
 
 
 def _run(gen: Generator[Any, None, T], show: bool) -> T:
