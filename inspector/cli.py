@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from inspector import __version__, cli_finetune, cli_tune
+from inspector.cli_flags import UNSET, apply_flags, flag_sources, floor_arg
 from inspector.errors import InspectorError
 
 EXIT_BAD_INPUT = 2
@@ -57,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
     comp = sub.add_parser("compress", help="compress a model into a .dcz file")
     comp.add_argument("model", type=Path)
-    comp.add_argument("-o", "--output", type=Path, required=True)
+    comp.add_argument("-o", "--output", type=Path, help="the .dcz to write (not with --explain)")
     prune = comp.add_mutually_exclusive_group()
     prune.add_argument("--sparsity", type=float, metavar="F", help="prune this fraction")
     prune.add_argument("--std-q", type=float, metavar="Q", help="prune |w| <= Q x std")
@@ -68,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--index-bits", type=int, metavar="N", help="relative-index bits")
     comp.add_argument("--init", choices=("optimal", "linear", "density", "random"))
     comp.add_argument("--no-huffman", action="store_true", help="fixed-width codes only")
+    comp.add_argument("--min-sqnr", type=floor_arg, default=UNSET, metavar="DB|off",
+                      help="fidelity floor: prune each layer less until its SQNR is at least "
+                           "DB (default: the safe floor, unless pruning is set); off: none")
+    comp.add_argument("--explain", metavar="LAYER",
+                      help="print LAYER's settings and where each came from; write nothing")
     comp.add_argument("--config", type=Path, metavar="SETTINGS.json")
     comp.add_argument("--save-config", type=Path, metavar="SETTINGS.json",
                       help="also write the settings used")
@@ -156,9 +162,17 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     from inspector.tasks.codec import ModelCodec, compress
 
     settings = load_settings(args.config) if args.config else ModelSettings()
-    settings = _apply_flags(settings, args)
+    flagged = flag_sources(settings, args)
+    settings = apply_flags(settings, args)
     model = read_model(args.model)
     codec = ModelCodec(model)
+    if args.explain is not None:
+        from inspector.cli_explain import explain
+
+        print(explain(codec, settings, args.explain, flagged, args.config))
+        return 0
+    if args.output is None:
+        raise InspectorError("compress needs -o OUTPUT.dcz (or --explain LAYER)", args.model)
     show = sys.stderr.isatty() and not args.json
     estimate, nbytes = _run(compress(codec, settings, args.output), show)
     if args.save_config:
@@ -278,31 +292,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(cli_tune.agreement_line(accuracy))
     print(f"examples         {accuracy.count:8,}")
     return 0
-
-
-def _apply_flags(settings: Any, args: argparse.Namespace) -> Any:
-    changes: dict[str, Any] = {}
-    for flag, policy in (("sparsity", "sparsity"), ("std_q", "std"), ("threshold", "threshold")):
-        if getattr(args, flag) is not None:
-            changes.update(policy=policy, value=getattr(args, flag))
-    if args.init:
-        changes["init"] = args.init
-    if args.no_huffman:
-        changes["huffman"] = False
-    if args.index_bits is not None:
-        changes["index_bits"] = args.index_bits
-    if args.bits is not None:
-        changes["bits"] = args.bits
-    if changes:
-        settings = settings.with_defaults(**changes)
-        for kind in list(settings.kinds):  # flags beat the per-kind defaults they name
-            overridden = {k: v for k, v in changes.items() if k in settings.kinds[kind]}
-            if overridden:
-                settings = settings.with_kind(kind, **overridden)
-    for kind, value in (("conv", args.conv_bits), ("fc", args.fc_bits)):
-        if value is not None:
-            settings = settings.with_kind(kind, bits=value)
-    return settings
 
 
 def _middle(text: str, width: int) -> str:

@@ -131,6 +131,21 @@ def optimal_starts_fast(points: Points, k: int) -> np.ndarray:
     return starts
 
 
+def rough_starts(points: Points, k: int, per_cluster: int = COARSE_PER_CLUSTER) -> np.ndarray:
+    """A partition like the one ``optimal_starts_fast`` refines: exact DP on merged points
+    only (about ``per_cluster`` per cluster), none refined.
+
+    Never better than the optimum and, on weight histograms, within a few percent of its SSE,
+    in a fraction of the time (for searches that only need the error, not the codebook).
+    """
+    limit = min(COARSE_MAX, max(COARSE_MIN // 4, per_cluster * k))
+    groups = _coarse_groups(points, limit)
+    if groups.size == points.size:
+        return optimal_starts(points, k)
+    coarse = Points(*(np.add.reduceat(a, groups) for a in (points.cnt, points.s1, points.s2)))
+    return groups[optimal_starts(coarse, k)]
+
+
 def _coarse_groups(points: Points, limit: int) -> np.ndarray:
     """First point of each run of adjacent points to merge so at most ~``2 * limit`` remain.
 

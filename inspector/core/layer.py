@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.core import huffman_table, kernels
+from inspector.core import fidelity, huffman_table, kernels
 from inspector.core.cluster import Clustering, Points, kmeans
 from inspector.core.prune import Mask, Profile, profile, resolve_mask
 from inspector.core.settings import LayerSettings
@@ -78,6 +78,12 @@ class LayerPlan:
     sse: float
     sumsq: float
     survivor_sumsq: float
+    requested: LayerSettings | None = None  # what was asked, when a floor changed it
+
+    @property
+    def asked(self) -> LayerSettings:
+        """The settings this plan was asked for (``settings`` is what they resolved to)."""
+        return self.requested or self.settings
 
     @property
     def error_sse(self) -> float:
@@ -172,6 +178,8 @@ class LayerCodec:
         self._survivors = _Lru(2)
         self._clusters = _Lru(4)
         self._gap_counts = _Lru(4)
+        self._fitted = _Lru(8)
+        self._energy: fidelity.EnergyOrder | None = None
 
     def histogram(self, nbins: int = 512) -> tuple[np.ndarray, np.ndarray]:
         """Bin edges and counts of all weights on ``nbins`` (a divisor of the fine grid)."""
@@ -183,7 +191,26 @@ class LayerCodec:
     def mask(self, settings: LayerSettings) -> Mask:
         """The exact mask rule of ``settings`` for this layer."""
         self._check_finite()
-        return resolve_mask(self.weights, self.profile, settings, self._above)
+        return resolve_mask(self.weights, self.profile, self.fitted(settings), self._above)
+
+    def fitted(self, settings: LayerSettings) -> LayerSettings:
+        """``settings`` with its fidelity floor resolved to plain pruning settings."""
+        if settings.min_sqnr is None:
+            return settings
+        self._check_finite()
+        return self._fitted.get(settings, lambda: self._fit(settings))
+
+    def _fit(self, settings: LayerSettings) -> LayerSettings:
+        if self._energy is None:
+            self._energy = fidelity.energy_order(*self._full)
+
+        def exact(s: LayerSettings) -> tuple[float, int]:
+            plan = self.plan(s)
+            return plan.error_sse, plan.size - plan.survivors, plan.payload_nbytes
+
+        # Conv kernels (output channel first): no channel may lose more than the floor allows.
+        channels = self.weights.reshape(self.shape[0], -1) if len(self.shape) >= 3 else None
+        return fidelity.fit_floor(self._energy, settings, exact, channels)
 
     def _above(self, floor: float) -> np.ndarray:
         idx, n = self._candidates(floor - self._band)
@@ -219,6 +246,7 @@ class LayerCodec:
 
     def plan(self, settings: LayerSettings) -> LayerPlan:
         """Exact sizes of this layer under ``settings`` (nothing is encoded)."""
+        asked, settings = settings, self.fitted(settings)
         mask = self.mask(settings)
         surv = self._survivors.get(mask, lambda: self._select(mask))
         gap_counts, fillers = self._gaps(mask, surv, settings.index_bits)
@@ -244,6 +272,7 @@ class LayerCodec:
             sse=clustering.sse,
             sumsq=self.profile.sumsq,
             survivor_sumsq=float(surv.points.s2.sum()),
+            requested=asked if asked != settings else None,
         )
 
     def encode(self, settings: LayerSettings) -> tuple[LayerPlan, bytes]:

@@ -17,6 +17,7 @@ INITS: tuple[str, ...] = ("optimal", "linear", "density", "random")
 STD_OF: tuple[str, ...] = ("all", "nonzero")
 MIN_BITS, MAX_BITS = 1, 8
 MIN_INDEX_BITS, MAX_INDEX_BITS = 1, 16
+MAX_MIN_SQNR = 100.0  # dB; far above what 8-bit codes reach, so a floor above it is a typo
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,15 @@ class LayerSettings:
         Whether the std of ``"std"`` is over all weights or the nonzero ones (already pruned).
     seed
         Seed of the ``"random"`` initialisation.
+    min_sqnr
+        A fidelity floor in dB, or None (prune exactly as asked). With a floor, the policy's
+        pruning is the most the layer may get: it prunes less, down to nothing, until the
+        layer's weight-space SQNR is at least ``min_sqnr`` (:mod:`inspector.core.fidelity`).
+        Bits are changed only with ``raise_bits``.
+    raise_bits
+        With a floor: a layer that misses it even unpruned gets more bits (up to 8), as few
+        as make the smallest file. :class:`~inspector.model.settings.ModelSettings` sets it
+        when the bits are built in, never when a user chose them.
     """
 
     policy: Policy = "sparsity"
@@ -57,6 +67,8 @@ class LayerSettings:
     excluded: bool = False
     std_of: StdOf = "all"
     seed: int = 0
+    min_sqnr: float | None = None
+    raise_bits: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("policy", self.policy, POLICIES)
@@ -71,7 +83,8 @@ class LayerSettings:
             raise SettingsError(f"value must be a finite number >= 0, got {self.value!r}")
         if self.policy == "sparsity" and self.value > 1:
             raise SettingsError(f"sparsity must be between 0 and 1, got {self.value!r}")
-        for name in ("huffman", "excluded"):
+        _check_floor(self.min_sqnr)
+        for name in ("huffman", "excluded", "raise_bits"):
             if not isinstance(getattr(self, name), bool):
                 raise SettingsError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
@@ -102,6 +115,15 @@ class LayerSettings:
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise SettingsError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_floor(value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SettingsError(f"min_sqnr must be a number of dB or null, got {value!r}")
+    if not 0 <= value <= MAX_MIN_SQNR:  # also refuses NaN
+        raise SettingsError(f"min_sqnr must be from 0 to {MAX_MIN_SQNR:g} dB, got {value!r}")
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> None:

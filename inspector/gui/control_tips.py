@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from inspector.model.settings import SAFE_MIN_SQNR
+
 from .util import TIMES
 
 # policy -> (combo text, tooltip of the value)
@@ -63,7 +65,15 @@ TIPS: dict[str, str] = {  # space-separated attribute names -> tooltip
         "Prune settings are kept."
     ),
     "prune90_button": (
-        "Prune 90% of the selected layers' weights (target sparsity 0.9); with retraining "
-        "the paper keeps accuracy up to about this point."
+        "The paper's pruning: 90% of the selected layers' weights (target sparsity 0.9), with "
+        "no fidelity floor. Without retraining this usually breaks the model (SQNR ~3 dB: "
+        "LeNet-300-100 falls to 31%, a sentence transformer's embeddings to cosine 0.14); "
+        "fine-tune afterwards (Tune > Fine-Tune)."
+    ),
+    "safe_button": (
+        f"The safe default for the selected layers: prune each only as far as keeps its "
+        f"weight-space SQNR at or above {SAFE_MIN_SQNR:g} dB (more bits where the paper's are "
+        "not enough). "
+        "Measured: no accuracy lost on the LeNets, cosine 0.994 on a sentence transformer."
     ),
 }

@@ -25,7 +25,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.core.settings import MAX_BITS, MAX_INDEX_BITS, MIN_BITS, MIN_INDEX_BITS
+from inspector.core.layer import LayerPlan
+from inspector.core.settings import (
+    MAX_BITS,
+    MAX_INDEX_BITS,
+    MIN_BITS,
+    MIN_INDEX_BITS,
+    LayerSettings,
+)
 from inspector.errors import SettingsError
 from inspector.model.session import Session
 from inspector.model.stats import LayerStats
@@ -47,6 +54,18 @@ def value_scale(policy: str, stats: LayerStats | None) -> tuple[float, float, in
     top = stats.absmax if stats is not None and stats.absmax > 0 else 1.0
     step = top / THRESHOLD_STEPS
     return step, top, min(10, max(3, math.ceil(-math.log10(step)) + 1))
+
+
+def floor_note(plan: LayerPlan) -> str:
+    """What a fidelity floor made of the asked settings (``""`` without a floor)."""
+    asked = plan.requested
+    if asked is None or asked.min_sqnr is None:
+        return ""
+    s = plan.settings
+    more = f"; {s.bits} bits instead of {asked.bits}" if s.bits != asked.bits else ""
+    was = f" where {100 * asked.value:.4g}% was asked" if asked.policy == "sparsity" else ""
+    return (f"SQNR floor {asked.min_sqnr:g} dB: prunes {100 * s.value:.2f}%{was}{more} "
+            f"(SQNR {plan.sqnr_db:.1f} dB)")
 
 
 class ControlsWidget(QWidget):
@@ -98,7 +117,8 @@ class ControlsWidget(QWidget):
         self.huffman_check = QCheckBox("Huffman coding")
         self.exclude_check = QCheckBox("Exclude (store losslessly)")
         self.paper_button = QPushButton("Paper defaults (conv 8 bits, fc 5 bits)")
-        self.prune90_button = QPushButton("Prune 90%")
+        self.prune90_button = QPushButton("Paper: prune 90% (needs fine-tuning)")
+        self.safe_button = QPushButton("Safe default")  # the tooltip says which floor
         self.error_label = QLabel()
         self.error_label.setStyleSheet("color: #d03030;")
         self.error_label.setWordWrap(True)
@@ -132,14 +152,16 @@ class ControlsWidget(QWidget):
         checks.addWidget(self.exclude_check)
         checks.addStretch(1)
         grid.addLayout(checks, 6, 1, 1, 3)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.paper_button)
-        buttons.addWidget(self.prune90_button)
-        buttons.addStretch(1)
-        grid.addLayout(buttons, 7, 0, 1, 4)
-        grid.addWidget(self.error_label, 8, 0, 1, 4)
+        for row, presets in enumerate(((self.paper_button, self.safe_button),
+                                       (self.prune90_button,)), start=7):
+            buttons = QHBoxLayout()  # two short rows: the panel never widens for them
+            for button in presets:
+                buttons.addWidget(button)
+            buttons.addStretch(1)
+            grid.addLayout(buttons, row, 0, 1, 4)
+        grid.addWidget(self.error_label, 9, 0, 1, 4)
         grid.setColumnStretch(2, 1)
-        grid.setRowStretch(9, 1)
+        grid.setRowStretch(10, 1)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
 
     def _set_tooltips(self) -> None:
@@ -163,6 +185,7 @@ class ControlsWidget(QWidget):
         self.exclude_check.toggled.connect(self._on_exclude_toggled)
         self.paper_button.clicked.connect(self._on_paper_clicked)
         self.prune90_button.clicked.connect(self._on_prune90_clicked)
+        self.safe_button.clicked.connect(self._on_safe_clicked)
         s = self.session
         connect_session(
             self,
@@ -195,6 +218,7 @@ class ControlsWidget(QWidget):
             self.exclude_check,
             self.paper_button,
             self.prune90_button,
+            self.safe_button,
         )
 
     # ------------------------------------------------------------ model writes
@@ -299,6 +323,10 @@ class ControlsWidget(QWidget):
     def _on_prune90_clicked(self) -> None:
         self._apply(self._label("prune 90%"), policy="sparsity", value=0.9)
 
+    def _on_safe_clicked(self) -> None:
+        if self.targets():
+            self.session.apply_safe_default(self.targets())
+
     # ------------------------------------------------------------ model -> view
     def _scale(self) -> tuple[float, float, int]:
         names = self.targets()
@@ -332,8 +360,16 @@ class ControlsWidget(QWidget):
         self.title.setText(text)
         self.title.setToolTip(text)  # the label may be too narrow for all of it
 
+    def _shown_settings(self, name: str) -> LayerSettings:
+        """What the controls show of a layer: where a fidelity floor chose its pruning and
+        bits, the choice (a drag then starts from what the file will hold)."""
+        plan = self.session.current_plan(name)
+        if plan is not None and plan.requested is not None:
+            return plan.settings
+        return self.session.layer_settings(name)
+
     def _show_settings(self, name: str) -> None:
-        s = self.session.layer_settings(name)
+        s = self._shown_settings(name)
         self.policy_combo.setCurrentIndex(self.policy_combo.findData(s.policy))
         step, top, decimals = value_scale(s.policy, self.session.stats.get(name))
         self.value_spin.setDecimals(decimals)
@@ -360,7 +396,10 @@ class ControlsWidget(QWidget):
 
     def _on_session_estimate_changed(self) -> None:
         names = self.targets()
-        if names:
+        plan = self.session.current_plan(names[0]) if names else None
+        if plan is not None and plan.requested is not None:
+            self._on_session_changed()  # a floor's choice is known only now
+        elif names:
             self._show_prune_info(names[0])
 
     def _show_prune_info(self, name: str) -> None:
@@ -372,6 +411,7 @@ class ControlsWidget(QWidget):
             self.prune_info.setText("stored losslessly" if name in s.stats else "")
             return
         plan = s.current_plan(name)
+        self.prune_info.setToolTip("" if plan is None else floor_note(plan))
         stats = s.stats[name]
         t = s.threshold(name)
         if plan is not None:

@@ -23,7 +23,7 @@ from PySide6.QtCore import (
     QSortFilterProxyModel,
     Qt,
 )
-from PySide6.QtGui import QBrush, QGuiApplication, QPalette
+from PySide6.QtGui import QBrush, QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from inspector.io.model_file import TensorInfo
 from inspector.model.estimate import LayerEstimate
+from inspector.model.health import layer_warning
 from inspector.model.session import Session
 from inspector.tasks import report
 
@@ -69,6 +70,7 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = (
     len(COLUMNS)
 )
 ESTIMATED = (THRESHOLD, KEPT, BITS, INDEX_BITS, BYTES, RATIO, SQNR)
+WARNING_COLOR = "#d9534f"  # the app's warning red: reads on light and dark backgrounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,7 @@ class _Row:
     keys: tuple[Any, ...]
     tips: tuple[str, ...]
     raw: bool
+    broken: bool = False  # the proxy says this layer likely breaks the model
 
 
 def _natural(name: str) -> str:
@@ -158,7 +161,23 @@ def _row(
         more = _estimated(layer)
         texts, keys, tips = texts + more[0], keys + more[1], tips + more[2]
         raw = raw or layer.plan is None
+        return _with_warning(_Row(tuple(texts), tuple(keys), tuple(tips), raw), layer)
     return _Row(tuple(texts), tuple(keys), tuple(tips), raw)
+
+
+def _with_warning(row: _Row, layer: LayerEstimate) -> _Row:
+    """``row`` marked broken, its SQNR tooltip explaining why, when the proxy says so."""
+    why = layer_warning(layer.plan)
+    if not why:
+        return row
+    tips = list(row.tips)
+    tips[SQNR] = f"{why}.\n{tips[SQNR]}"
+    return _Row(row.texts, row.keys, tuple(tips), row.raw, broken=True)
+
+
+def _warning_brush(row: _Row, col: int) -> QBrush | None:
+    """The warning colour of a broken layer's SQNR cell."""
+    return QBrush(QColor(WARNING_COLOR)) if row.broken and col == SQNR else None
 
 
 class LayerTableModel(QAbstractTableModel):
@@ -205,6 +224,8 @@ class LayerTableModel(QAbstractTableModel):
             return row.tips[col] or None
         if role == Qt.ItemDataRole.TextAlignmentRole:
             return _alignment(col)
+        if role == Qt.ItemDataRole.ForegroundRole and row.broken:
+            return _warning_brush(row, col)
         if role == Qt.ItemDataRole.ForegroundRole and row.raw:
             return QBrush(QGuiApplication.palette().color(QPalette.ColorRole.PlaceholderText))
         return None

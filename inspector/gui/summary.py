@@ -12,12 +12,20 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QSizePolicy, QWidget
 
 from inspector.model.accuracy import Accuracy
+from inspector.model.health import BROKEN_SQNR_DB, summary_warning
 from inspector.model.session import Session
 from inspector.tasks import report
 
 from .util import bold_label, connect_session, human_bytes
 
 DASH = "\N{EN DASH}"
+WARNING_STYLE = "color: #d9534f; font-weight: bold;"  # the app's warning red
+WARNING_TIP = (
+    f"A layer whose weight-space SQNR is below {BROKEN_SQNR_DB:g} dB is mostly noise after "
+    "decoding (the broken layers' SQNR cells are coloured in the table). Without evaluation "
+    "data the accuracy above is only a proxy: open evaluation data to measure it, or go back "
+    "to the safe default (each layer pruned only as far as a 30 dB floor allows)."
+)
 PROXY_TIP = (
     "Weight-space signal-to-noise ratio over the compressed layers: "
     "10·log10(Σw² / Σ(w - ŵ)²). It says how much the weights changed, not how accurate "
@@ -101,8 +109,9 @@ class SummaryWidget(QWidget):
         self.busy.setSizePolicy(policy)
         self.busy.hide()
         grid.addWidget(self.busy, 0, 4, Qt.AlignmentFlag.AlignVCenter)
+        self.warning = self._warning_label(grid)
         grid.setColumnStretch(7, 1)
-        grid.setRowStretch(2, 1)
+        grid.setRowStretch(3, 1)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         connect_session(
             self,
@@ -123,6 +132,25 @@ class SummaryWidget(QWidget):
         grid.addWidget(label, row, col, Qt.AlignmentFlag.AlignRight)
         grid.addWidget(value, row, col + 1, 1, span)
         return value
+
+    @staticmethod
+    def _warning_label(grid: QGridLayout) -> QLabel:
+        """The warning line under the figures (hidden while there is nothing to warn of)."""
+        label = QLabel()
+        label.setObjectName("warning")
+        label.setStyleSheet(WARNING_STYLE)
+        label.setToolTip(WARNING_TIP)
+        label.setMinimumWidth(1)  # never widens the window
+        label.hide()
+        grid.addWidget(label, 2, 0, 1, 8)
+        return label
+
+    def _show_warning(self) -> None:
+        """Warn of likely broken layers while accuracy is only the proxy."""
+        s = self.session
+        text = "" if s.accuracy_is_current else summary_warning(s.estimate)
+        self.warning.setText(f"\N{WARNING SIGN} {text}" if text else "")
+        self.warning.setVisible(bool(text))
 
     @property
     def values(self) -> tuple[QLabel, ...]:
@@ -182,6 +210,7 @@ class SummaryWidget(QWidget):
         self._on_session_estimate_changed()
 
     def _on_session_accuracy_changed(self) -> None:
+        self._show_warning()
         s = self.session
         if s.accuracy is None:
             self.accuracy.setEnabled(not self._estimating)
@@ -199,6 +228,7 @@ class SummaryWidget(QWidget):
             self.accuracy.setToolTip("Being measured again for the current settings…")
 
     def _on_session_estimate_changed(self) -> None:
+        self._show_warning()
         s, est = self.session, self.session.estimate
         original = est.original_nbytes if est else (s.model.nbytes if s.model else None)
         self.original.setText(DASH if original is None else exact_bytes(original))

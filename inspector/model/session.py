@@ -16,10 +16,16 @@ from inspector.core.settings import LayerSettings
 from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.accuracy import Accuracy
 from inspector.model.estimate import ModelEstimate
-from inspector.model.settings import COMPRESSIBLE_KINDS, PAPER_KINDS, ModelSettings
+from inspector.model.settings import (
+    COMPRESSIBLE_KINDS,
+    PAPER_KINDS,
+    SAFE_MIN_SQNR,
+    ModelSettings,
+)
 from inspector.model.stats import LayerStats
 
 UNDO_LIMIT = 200
+SAFE_DROPS = frozenset({"policy", "value", "bits", "min_sqnr", "raise_bits"})
 
 
 class Session:
@@ -155,6 +161,16 @@ class Session:
         }
         self.set_settings(replace(self.settings, kinds=kinds, layers=layers), "paper defaults")
 
+    def apply_safe_default(self, names: tuple[str, ...] | list[str]) -> None:
+        """The safe default for layers ``names`` (undoable): their own pruning and bits give
+        way to the fidelity floor, which prunes (and adds bits) only as far as it allows."""
+        layers = dict(self.settings.layers)
+        for name in names:
+            own = {k: v for k, v in layers.get(name, {}).items() if k not in SAFE_DROPS}
+            layers[name] = {**own, "min_sqnr": SAFE_MIN_SQNR}
+        what = names[0] if len(names) == 1 else f"{len(names)} layers"
+        self.set_settings(replace(self.settings, layers=layers), f"safe default {what}")
+
     @property
     def can_undo(self) -> bool:
         return bool(self._undo)
@@ -220,7 +236,7 @@ class Session:
         layer = self.estimate.layer(name) if self.estimate else None
         if layer is None or layer.plan is None:
             return None
-        return layer.plan if layer.plan.settings == self.layer_settings(name) else None
+        return layer.plan if layer.plan.asked == self.layer_settings(name) else None
 
     def threshold(self, name: str) -> float:
         """The magnitude threshold layer ``name`` prunes up to.

@@ -8,13 +8,19 @@ The app and the CLI read and write the same file::
      "layers": {"ip3.weight": {"value": 0.74}, "ip1.weight": {"excluded": true}},
      "sensitivity": {...}}
 
-A layer's settings are ``LayerSettings()`` updated by ``defaults``, then by its kind's entry,
-then by its own entry. A layer's own ``"kind"`` (``{"x": {"kind": "conv"}}``) replaces the kind
-the file gave it, for the kind defaults and for whether it is compressed. Kinds that are not
-compressible (biases, norms, buffers, other) are stored losslessly unless the layer's own entry
-says ``"excluded": false``. ``"sensitivity"`` (optional, omitted when there is none) is the last
-sensitivity sweep of the model (:mod:`inspector.model.sensitivity`), kept with the settings it
-informs.
+A layer's settings are, least specific first: the built-in values (``LayerSettings()``, the
+safe floor ``min_sqnr``, then the paper's bits for the layer's kind: ``BUILTIN``), then the
+file's ``defaults``, then its kind's entry, then the layer's own entry; each level replaces only
+the fields it names, so a value a user wrote always beats a built-in one. A fidelity floor
+guards only the pruning written at its own level or below: pruning (``policy`` or ``value``)
+written at a more specific level than the floor is applied as written, and the floor raises
+only bits written at its level or below (``raise_bits``), never bits a user chose above it.
+A layer's own ``"kind"`` (``{"x": {"kind": "conv"}}``) replaces the kind the file gave it,
+for the kind defaults and for whether it is compressed. Kinds that are not compressible
+(biases, norms, buffers, other) are stored losslessly unless the layer's own entry says
+``"excluded": false``.
+``"sensitivity"`` (optional, omitted when there is none) is the last sensitivity sweep of the model
+(:mod:`inspector.model.sensitivity`), kept with the settings it informs.
 """
 
 from __future__ import annotations
@@ -37,6 +43,22 @@ PAPER_KINDS: dict[str, dict[str, Any]] = {  # Deep Compression: conv 8 bits, fc 
     "fc": {"bits": 5, "index_bits": 5},
     "embedding": {"bits": 5, "index_bits": 5},
 }
+#: The safe default's fidelity floor in dB, chosen on real models (benchmarks/floor_study.py):
+#: at 30 dB a sentence transformer's embeddings keep cosine 0.994 to the original (0.95 at
+#: 20 dB, 0.14 pruning 90%) and the LeNets lose no accuracy (15 dB: LeNet-5 loses 1 point).
+SAFE_MIN_SQNR = 30.0
+#: The built-in level under everything a user writes: "" for every kind, then per kind.
+BUILTIN: dict[str, dict[str, Any]] = {"": {"min_sqnr": SAFE_MIN_SQNR}, **PAPER_KINDS}
+BUILTIN_LEVELS = 2  # levels() starts with "built-in" and "built-in: KIND"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a resolved field came from: a level (``"built-in"``, ``"built-in: fc"``,
+    ``"defaults"``, ``"kinds.fc"``, ``"layers.NAME"``) and, when a rule changed it, why."""
+
+    level: str
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +69,17 @@ class ModelSettings:
     """
 
     defaults: dict[str, Any] = field(default_factory=dict)
-    kinds: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(PAPER_KINDS))
+    kinds: dict[str, dict[str, Any]] = field(default_factory=dict)
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)
     sensitivity: Sensitivity | None = None
+    #: The built-in level ("" and per kind); never written to a file.
+    builtin: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(BUILTIN))
 
     def __post_init__(self) -> None:
         if self.sensitivity is not None and not isinstance(self.sensitivity, Sensitivity):
             raise SettingsError("sensitivity must be a sensitivity sweep")
         self.resolve("", "fc")  # validates defaults and the fc entry early
-        for kind in self.kinds:
+        for kind in {*self.kinds, *self.builtin} - {""}:
             self.resolve("", kind)
         for name in self.layers:
             self._check_layer(name)
@@ -71,13 +95,23 @@ class ModelSettings:
                 raise SettingsError(f"layer {name}: kind must be one of {kinds}, got {kind!r}")
             entry = _without_kind(entry)
         problem = None
-        for kind in (*self.kinds, ""):
+        for kind in (*self.kinds, *(k for k in self.builtin if k), ""):
             try:
                 LayerSettings.from_json(entry, self.resolve("", kind))
                 return
             except SettingsError as exc:
                 problem = problem or exc
         raise SettingsError(f"layer {name}: {problem.problem}") from problem
+
+    def levels(self, name: str, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        """The partial settings that make layer ``name`` of ``kind``, least specific first."""
+        return [
+            ("built-in", self.builtin.get("", {})),
+            (f"built-in: {kind}", self.builtin.get(kind, {}) if kind else {}),
+            ("defaults", self.defaults),
+            (f"kinds.{kind}", self.kinds.get(kind, {})),
+            (f"layers.{name}", _without_kind(self.layers.get(name, {}))),
+        ]
 
     def resolve(self, name: str, kind: str) -> LayerSettings:
         """The settings of layer ``name``, whose file says it is of ``kind``.
@@ -86,16 +120,44 @@ class ModelSettings:
         compressible is stored losslessly unless the layer's own entry says
         ``"excluded": false``.
         """
-        own = self.layers.get(name, {})
+        return self._resolve(name, kind)[0]
+
+    def explain(self, name: str, kind: str) -> dict[str, tuple[Any, Source]]:
+        """Every field of layer ``name``'s settings: its value and where it came from."""
+        return self._resolve(name, kind)[1]
+
+    def _resolve(self, name: str, kind: str) -> tuple[LayerSettings, dict[str, tuple[Any, Source]]]:
         kind = self.kind_of(name, kind)
-        own = _without_kind(own)
-        s = LayerSettings.from_json(self.defaults)
-        s = LayerSettings.from_json(self.kinds.get(kind, {}), s)
-        s = LayerSettings.from_json(own, s)
+        s = LayerSettings()
+        origin = dict.fromkeys(s.to_json(), -1)  # -1: LayerSettings() itself, built in
+        levels = self.levels(name, kind)
+        for i, (_, part) in enumerate(levels):
+            s = LayerSettings.from_json(part, s)
+            origin.update(dict.fromkeys(part, i))
+        level = [("built-in", *(lv for lv, _ in levels))[origin[f] + 1] for f in origin]
+        sources = {f: Source(lv) for f, lv in zip(origin, level, strict=True)}
+        user = {f: max(i, BUILTIN_LEVELS - 1) for f, i in origin.items()}  # built in: one level
+        pruning = "value" if origin["value"] >= origin["policy"] else "policy"
+        if s.min_sqnr is not None and user["min_sqnr"] < user[pruning]:
+            # A floor guards the pruning of its own level: pruning a user wrote above it is
+            # applied as written (a slider, a sweep or the paper's 90% must do what they say).
+            s = replace(s, min_sqnr=None)
+            sources["min_sqnr"] = Source(
+                sources[pruning].level, f"the {pruning} set there has no floor"
+            )
+        if origin["raise_bits"] < BUILTIN_LEVELS:  # more bits only where nobody chose them
+            raise_bits = s.min_sqnr is not None and user["bits"] <= user["min_sqnr"]
+            if raise_bits:
+                s = replace(s, raise_bits=True)
+                sources["raise_bits"] = Source("built-in", "the bits are built in")
+        own = self.layers.get(name, {})
         included = isinstance(own, dict) and own.get("excluded") is False
         if kind not in COMPRESSIBLE_KINDS and not s.excluded and not included:
             s = replace(s, excluded=True)
-        return s
+            sources["excluded"] = Source(sources["excluded"].level,
+                                         f"kind {kind or 'other'} is always stored losslessly")
+        values = s.to_json()
+        return s, {f: (values[f], sources[f]) for f in values}
 
     def kind_of(self, name: str, kind: str) -> str:
         """The kind layer ``name`` is treated as: its own ``"kind"`` entry, else ``kind``."""
@@ -145,10 +207,9 @@ class ModelSettings:
         for key, value in parts.items():
             if not isinstance(value, dict):
                 raise SettingsError(f'"{key}" must be an object')
-        kinds = {**PAPER_KINDS, **parts["kinds"]} if "kinds" not in data else parts["kinds"]
         sweep = data.get("sensitivity")
         sensitivity = None if sweep is None else Sensitivity.from_json(sweep)
-        return cls(parts["defaults"], kinds, parts["layers"], sensitivity)
+        return cls(parts["defaults"], parts["kinds"], parts["layers"], sensitivity)
 
 
 def _without_kind(entry: Any) -> Any:

@@ -55,7 +55,8 @@ class ModelCodec:
             plan = self.codec(info.name).plan(s)
         except SettingsError as exc:
             raise SettingsError(f"layer {info.name}: {exc.problem}", self.model.path) from exc
-        deep = Deep(s, plan.mask, plan.survivors, plan.layout)
+        # The record holds what the floor resolved to: the pruning the file really has.
+        deep = Deep(plan.settings, plan.mask, plan.survivors, plan.layout)
         record = LayerRecord(info.name, dtype, info.shape, plan.payload_nbytes, 0, deep)
         return LayerEstimate(info, plan, record)
 

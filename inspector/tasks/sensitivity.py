@@ -195,7 +195,7 @@ def _quantize_only(settings: ModelSettings, name: str, kind: str, bits: int) -> 
     A one-layer ModelSettings keeps the codec call cheap (no re-validation of every layer).
     """
     s = replace(settings.resolve(name, kind), policy="sparsity", value=0.0, bits=bits,
-                excluded=False)
+                excluded=False, min_sqnr=None, raise_bits=False)  # exactly these bits
     return ModelSettings(defaults={}, kinds={}, layers={name: s.to_json()})
 
 

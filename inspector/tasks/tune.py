@@ -231,7 +231,8 @@ def ladder(
 ) -> list[Rung]:
     """The layer's candidates not beaten in both size and cost, smallest file first."""
     info = codec.model.info(sweep.name)
-    base = replace(settings.resolve(sweep.name, info.kind), policy="sparsity", excluded=False)
+    base = replace(settings.resolve(sweep.name, info.kind), policy="sparsity", excluded=False,
+                   min_sqnr=None)  # each rung prunes exactly what the sweep measured
     layer = codec.codec(sweep.name)
     rungs = []
     for p in sweep.prune:

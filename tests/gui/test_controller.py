@@ -14,9 +14,9 @@ def test_open_then_estimate_follows_settings(qtbot, save_model) -> None:
             controller.open_path(save_model())
         qtbot.waitUntil(lambda: session.estimate is not None, timeout=20000)
         first = session.estimate.file_nbytes
-        session.set_layers(["fc.weight"], "x", value=0.5)
+        session.set_layers(["fc.weight"], "x", value=0.0, bits=8)  # more than any default
         qtbot.waitUntil(
-            lambda: session.estimate.layer("fc.weight").plan.settings.value == 0.5, timeout=20000
+            lambda: session.estimate.layer("fc.weight").plan.settings.bits == 8, timeout=20000
         )
         assert session.estimate.file_nbytes > first
         expected = controller.codec.estimate(session.settings).file_nbytes

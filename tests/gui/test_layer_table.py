@@ -54,7 +54,7 @@ def test_one_row_per_tensor_with_texts_from_the_estimate(table) -> None:
     k = layer.plan.codebook.size
     texts = [cell(table, "ip1.weight", c) for c in range(len(COLUMNS))]
     assert texts[:5] == ["ip1.weight", "fc", "64x200", "12,800", f"{100 * 51200 / 54888:.1f}%"]
-    assert texts[7:9] == [f"5 (K = {k})", "5"]
+    assert texts[7:9] == [f"{layer.plan.settings.bits} (K = {k})", "5"]  # bits the floor chose
     assert cell(table, "ip1.bias", KEPT) == "raw"
     assert cell(table, "ip1.bias", SQNR) == "-"
     bias = session.estimate.layer("ip1.bias")

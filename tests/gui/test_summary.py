@@ -40,7 +40,9 @@ def test_shows_exact_file_size_ratio_kept_and_proxy_accuracy(summary) -> None:
     assert summary.compressed.text().startswith(human_bytes(est.file_nbytes))
     assert summary.original.text() == f"{human_bytes(54888)} (54,888 B)"
     assert summary.ratio.text() == f"{est.ratio:.1f}x smaller"
-    assert summary.kept.text() == "10.00% of 13,640"
+    plans = [r.plan for r in est.layers if r.plan is not None]
+    kept = sum(p.survivors for p in plans) / sum(p.size for p in plans)
+    assert summary.kept.text() == f"{100 * kept:.2f}% of 13,640"
     assert "compressed layers" in summary.kept.toolTip()
     text = summary.accuracy.text()
     assert text.startswith(f"SQNR {est.sqnr_db:.1f} dB") and "proxy" in text

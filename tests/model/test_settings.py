@@ -12,6 +12,7 @@ from inspector.errors import InputError, SettingsError
 from inspector.model.settings import (
     COMPRESSIBLE_KINDS,
     PAPER_KINDS,
+    SAFE_MIN_SQNR,
     ModelSettings,
     load_settings,
     save_settings,
@@ -23,7 +24,9 @@ def test_defaults_are_the_papers() -> None:
     assert s.resolve("features.0.weight", "conv").bits == 8
     assert s.resolve("features.0.weight", "conv").index_bits == 8
     assert s.resolve("classifier.weight", "fc").bits == 5
-    assert s.resolve("classifier.weight", "fc") == LayerSettings(bits=5, index_bits=5)
+    assert s.resolve("classifier.weight", "fc") == LayerSettings(
+        bits=5, index_bits=5, min_sqnr=SAFE_MIN_SQNR, raise_bits=True
+    )
 
 
 def test_resolve_order_defaults_kind_layer() -> None:
@@ -33,10 +36,10 @@ def test_resolve_order_defaults_kind_layer() -> None:
         layers={"c1.weight": {"value": 0.7}, "f1.weight": {"bits": 2, "init": "density"}},
     )
     assert s.resolve("c1.weight", "conv") == LayerSettings(
-        value=0.7, bits=7, huffman=False, init="linear"
+        value=0.7, bits=7, index_bits=8, huffman=False, init="linear"
     )
-    assert s.resolve("c2.weight", "conv") == LayerSettings(
-        value=0.6, bits=7, huffman=False, init="linear"
+    assert s.resolve("c2.weight", "conv") == LayerSettings(  # index bits: the built-in conv's
+        value=0.6, bits=7, index_bits=8, huffman=False, init="linear"
     )
     assert s.resolve("f1.weight", "fc") == LayerSettings(
         value=0.5, bits=2, index_bits=4, huffman=False, init="density"
@@ -91,8 +94,8 @@ def test_missing_kinds_fall_back_to_the_papers(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     path.write_text('{"defaults": {"value": 0.8}}')
     s = load_settings(path)
-    assert s.kinds == PAPER_KINDS
-    assert s.resolve("c", "conv").bits == 8
+    assert s.kinds == {}  # the paper's bits are built in, under what the file says
+    assert s.resolve("c", "conv").bits == PAPER_KINDS["conv"]["bits"] == 8
 
 
 def test_the_sample_config_loads() -> None:
@@ -170,7 +173,9 @@ def test_layer_override_is_checked_against_its_kinds_policy(tmp_path: Path) -> N
     """A threshold above 1 is fine for a layer whose kind prunes by threshold."""
     s = ModelSettings(kinds={"conv": {"policy": "threshold", "value": 0.1}},
                       layers={"c1.weight": {"value": 1.5}})
-    assert s.resolve("c1.weight", "conv") == LayerSettings(policy="threshold", value=1.5)
+    assert s.resolve("c1.weight", "conv") == LayerSettings(
+        policy="threshold", value=1.5, bits=8, index_bits=8
+    )
     path = tmp_path / "s.json"
     save_settings(s, path)
     assert load_settings(path) == s
