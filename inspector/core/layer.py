@@ -31,10 +31,21 @@ from inspector.core.streams import (
 )
 from inspector.errors import SettingsError
 
-GRID_BINS = 1 << 16
+GRID_BINS = 1 << 16  # the finest grid, for layers of at least this many weights
+MIN_GRID_BINS = 64
 EXACT_SURVIVORS = 4096  # at or below this, k-means runs on the exact distinct values
 PARALLEL_SIZE = 1 << 21  # layers this large select candidates on two threads
 _POOL: list[ThreadPoolExecutor] = []
+
+
+def grid_bins(size: int) -> int:
+    """Fine-grid bins of a ``size``-weight layer: a power of two >= ``size``, up to GRID_BINS.
+
+    Never more bins than weights (rounded up): a layer's fixed state (its histograms and
+    cluster tables) stays proportional to the layer, so a model of many small tensors needs
+    memory in proportion to its bytes, not to its count of tensors.
+    """
+    return min(GRID_BINS, max(MIN_GRID_BINS, 1 << max(0, int(size) - 1).bit_length()))
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -162,8 +173,9 @@ class LayerCodec:
         self.profile: Profile = profile(self.weights)
         span = self.profile.hi - self.profile.lo
         self._lo = self.profile.lo
-        self._inv_width = GRID_BINS / span if span > 0 else 0.0
-        self._full = [np.zeros(GRID_BINS, np.int64), np.zeros(GRID_BINS), np.zeros(GRID_BINS)]
+        self._bins = grid_bins(self.weights.size)
+        self._inv_width = self._bins / span if span > 0 else 0.0
+        self._full = [np.zeros(self._bins, np.int64), np.zeros(self._bins), np.zeros(self._bins)]
         if not self.profile.nonfinite:
             kernels.grid_histogram(self.weights, self._lo, self._inv_width, *self._full)
         # Weights within ``band`` of a threshold take the exact path of survivor_gaps.
@@ -172,9 +184,12 @@ class LayerCodec:
         self._survivors = _Lru(2)
         self._clusters = _Lru(4)
         self._gap_counts = _Lru(4)
+        self._plans = _Lru(4)
 
     def histogram(self, nbins: int = 512) -> tuple[np.ndarray, np.ndarray]:
-        """Bin edges and counts of all weights on ``nbins`` (a divisor of the fine grid)."""
+        """Bin edges and counts of all weights on ``nbins`` (a power of two), or on the fine
+        grid when it has fewer bins (a small layer)."""
+        nbins = min(nbins, self._bins)
         counts = self._full[0].reshape(nbins, -1).sum(axis=1)
         span = self.profile.hi - self.profile.lo
         edges = self.profile.lo + span * np.arange(nbins + 1) / nbins
@@ -219,6 +234,9 @@ class LayerCodec:
 
     def plan(self, settings: LayerSettings) -> LayerPlan:
         """Exact sizes of this layer under ``settings`` (nothing is encoded)."""
+        return self._plans.get(settings, lambda: self._make_plan(settings))
+
+    def _make_plan(self, settings: LayerSettings) -> LayerPlan:
         mask = self.mask(settings)
         surv = self._survivors.get(mask, lambda: self._select(mask))
         gap_counts, fillers = self._gaps(mask, surv, settings.index_bits)
@@ -282,7 +300,7 @@ class LayerCodec:
         part = [np.zeros(2, np.int64), np.zeros(2), np.zeros(2)]
         gaps = idx[:n].copy()  # the kernel overwrites candidates with gaps; keep the cache
         ns = kernels.survivor_gaps(
-            w, gaps, n, t, mask.ties, t + band, self._lo, self._inv_width, GRID_BINS, edge, *part
+            w, gaps, n, t, mask.ties, t + band, self._lo, self._inv_width, self._bins, edge, *part
         )
         gaps = gaps[:ns]
         if ns <= EXACT_SURVIVORS:
@@ -306,8 +324,8 @@ class LayerCodec:
 
     def _bin(self, x: float) -> int:
         if not np.isfinite(x):
-            return 0 if x < 0 else GRID_BINS - 1
-        return int(kernels.grid_bin(x, self._lo, self._inv_width, GRID_BINS))
+            return 0 if x < 0 else self._bins - 1
+        return int(kernels.grid_bin(x, self._lo, self._inv_width, self._bins))
 
     def _cluster(
         self, mask: Mask, surv: Survivors, s: LayerSettings, fillers: int
@@ -327,7 +345,7 @@ class LayerCodec:
         if surv.bins is None:
             cuts = surv.values[clustering.starts[1:]] if surv.values is not None else np.zeros(0)
             return clustering, (np.zeros(0, np.uint16), np.ascontiguousarray(cuts, np.float64))
-        lut = np.zeros(GRID_BINS, dtype=np.uint16)
+        lut = np.zeros(self._bins, dtype=np.uint16)
         lut[surv.bins] = labels
         np.maximum.accumulate(lut, out=lut)
         return clustering, (lut, np.zeros(0))

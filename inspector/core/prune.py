@@ -16,7 +16,8 @@ from inspector.core import kernels
 from inspector.core.settings import LayerSettings
 from inspector.errors import SettingsError
 
-ABS_BINS = 1 << 16
+ABS_BINS = 1 << 16  # the finest magnitude grid, for layers of at least this many weights
+MIN_ABS_BINS = 64
 Above = Callable[[float], np.ndarray]
 
 
@@ -60,8 +61,9 @@ def profile(w: np.ndarray) -> Profile:
     mean_nz = s1 / nonzero if nonzero else 0.0
     std_nz = float(np.sqrt(max(s2 / nonzero - mean_nz**2, 0.0))) if nonzero else 0.0
     absmax = max(abs(lo), abs(hi))
-    scale = ABS_BINS / absmax if absmax > 0 else 0.0
-    counts = np.zeros(ABS_BINS, dtype=np.int64)
+    nbins = abs_bins(w.size)
+    scale = nbins / absmax if absmax > 0 else 0.0
+    counts = np.zeros(nbins, dtype=np.int64)
     if nonfinite == 0:
         kernels.abs_histogram(w, scale, counts)
     return Profile(
@@ -77,6 +79,12 @@ def profile(w: np.ndarray) -> Profile:
         abs_scale=float(scale),
         abs_cum=np.cumsum(counts),
     )
+
+
+def abs_bins(size: int) -> int:
+    """Magnitude-histogram bins of a ``size``-weight layer: a power of two >= ``size`` (at
+    least MIN_ABS_BINS), up to ABS_BINS, so the histogram stays proportional to the layer."""
+    return min(ABS_BINS, max(MIN_ABS_BINS, 1 << max(0, int(size) - 1).bit_length()))
 
 
 def resolve_mask(

@@ -7,16 +7,19 @@ from the same plans, so the size shown is the size written.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 from inspector.core.layer import LayerCodec
+from inspector.core.settings import LayerSettings
 from inspector.errors import InspectorError, SettingsError
-from inspector.format import container, dtypes
-from inspector.format.header import Deep, LayerRecord
+from inspector.format import container, dtypes, spec
+from inspector.format.header import Deep, LayerRecord, encode_header
 from inspector.format.spec import DTYPES
+from inspector.format.wire import varint
 from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.estimate import LayerEstimate, ModelEstimate
 from inspector.model.settings import ModelSettings
@@ -32,11 +35,24 @@ class Progress:
 
 
 class ModelCodec:
-    """Per-layer codecs of a loaded model, created on first use and kept for slider moves."""
+    """Per-layer codecs of a loaded model, created on first use and kept for slider moves.
+
+    Each layer's last estimate is kept with the settings it was made for: a slider move
+    re-plans only the layer that changed, so an estimate of a model of many tensors costs
+    little more than one of its moving layer.
+    """
 
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
         self._codecs: dict[str, LayerCodec] = {}
+        self._resolved: dict[str, tuple[tuple[object, ...], LayerSettings]] = {}
+        self._rows: dict[str, _Row] = {}
+        self._infos: dict[str, TensorInfo] = {}
+
+    def _info(self, name: str) -> TensorInfo:
+        if len(self._infos) != len(self.model.infos):
+            self._infos = {i.name: i for i in self.model.infos}
+        return self._infos[name]
 
     def codec(self, name: str) -> LayerCodec:
         """The (cached) codec of tensor ``name``."""
@@ -44,9 +60,38 @@ class ModelCodec:
             self._codecs[name] = LayerCodec(self.model.tensors[name])
         return self._codecs[name]
 
+    def has_codec(self, name: str) -> bool:
+        """Whether the codec of tensor ``name`` exists (with its caches)."""
+        return name in self._codecs
+
+    def release(self, name: str) -> None:
+        """Drop the codec of tensor ``name`` and its caches (made again when next needed)."""
+        self._codecs.pop(name, None)
+        self._rows.pop(name, None)
+
+    def resolve(self, info: TensorInfo, settings: ModelSettings) -> LayerSettings:
+        """``settings.resolve`` for tensor ``info``, memoised while its inputs stay the same."""
+        key = _resolve_key(settings, info)
+        memo = self._resolved.get(info.name)
+        if memo is not None and _same_key(memo[0], key):
+            return memo[1]
+        s = settings.resolve(info.name, info.kind)
+        self._resolved[info.name] = (key, s)
+        return s
+
     def layer(self, info: TensorInfo, settings: ModelSettings) -> LayerEstimate:
         """The exact estimate of one tensor under ``settings``."""
-        s = settings.resolve(info.name, info.kind)
+        return self._row(info, settings).estimate
+
+    def _row(self, info: TensorInfo, settings: ModelSettings) -> _Row:
+        s = self.resolve(info, settings)
+        row = self._rows.get(info.name)
+        if row is None or row.settings != s:
+            row = _Row(s, self._plan_layer(info, s))
+            self._rows[info.name] = row
+        return row
+
+    def _plan_layer(self, info: TensorInfo, s: LayerSettings) -> LayerEstimate:
         dtype = stored_dtype(info)
         if s.excluded:
             record = LayerRecord(info.name, dtype, info.shape, _raw_nbytes(info, dtype), 0)
@@ -67,8 +112,8 @@ class ModelCodec:
         for i, info in enumerate(self.model.infos):
             if progress:
                 progress(Progress(i, len(self.model.infos), info.name))
-            rows.append(self.layer(info, settings))
-        return summarize(rows)
+            rows.append(self._row(info, settings))
+        return _summarize([r.estimate for r in rows], sum(r.header_nbytes for r in rows))
 
     def payload(self, est: LayerEstimate) -> bytes:
         """The bytes ``est.record`` describes."""
@@ -80,8 +125,8 @@ class ModelCodec:
 
     def quantized(self, name: str, settings: ModelSettings) -> np.ndarray:
         """Tensor ``name`` as the compressed file will decode it."""
-        info = next(i for i in self.model.infos if i.name == name)
-        s = settings.resolve(name, info.kind)
+        info = self._info(name)
+        s = self.resolve(info, settings)
         dtype = stored_dtype(info)
         if s.excluded:
             array = self.model.tensors[name]
@@ -89,15 +134,68 @@ class ModelCodec:
         return dtypes.cast(self.codec(name).quantized(s), dtype).reshape(info.shape)
 
 
+class _Row:
+    """A layer's estimate, the settings it was made for, and its record's header bytes."""
+
+    __slots__ = ("_header_nbytes", "estimate", "settings")
+
+    def __init__(self, settings: LayerSettings, estimate: LayerEstimate) -> None:
+        self.settings = settings
+        self.estimate = estimate
+        self._header_nbytes: int | None = None
+
+    @property
+    def header_nbytes(self) -> int:
+        if self._header_nbytes is None:
+            self._header_nbytes = record_header_nbytes(self.estimate.record)
+        return self._header_nbytes
+
+
+def record_header_nbytes(record: LayerRecord) -> int:
+    """Bytes ``record`` adds to the container header (the header is a count, then records)."""
+    return len(encode_header([record])) - len(varint(1))
+
+
 def summarize(rows: Sequence[LayerEstimate]) -> ModelEstimate:
     """Totals of per-layer estimates, with the container's exact overhead."""
-    records = [r.record for r in rows]
+    return _summarize(rows, sum(record_header_nbytes(r.record) for r in rows))
+
+
+def _summarize(rows: Sequence[LayerEstimate], records_nbytes: int) -> ModelEstimate:
+    header = len(varint(len(rows))) + records_nbytes
+    overhead = spec.PREFIX_NBYTES + header + spec.CRC_NBYTES
     return ModelEstimate(
         layers=tuple(rows),
-        file_nbytes=container.file_nbytes(records),
-        container_nbytes=container.container_nbytes(records),
+        file_nbytes=overhead + sum(r.payload_nbytes for r in rows),
+        container_nbytes=overhead,
         original_nbytes=sum(r.original_nbytes for r in rows),
     )
+
+
+def _resolve_key(settings: ModelSettings, info: TensorInfo) -> tuple[object, ...]:
+    """What ``settings.resolve(info.name, info.kind)`` reads: every field of the settings,
+    with ``layers`` narrowed to the layer's own entry (other layers' entries cannot matter)."""
+    return (info.kind, *(
+        settings.layers.get(info.name) if f == "layers" else getattr(settings, f)
+        for f in _settings_fields()
+    ))
+
+
+def _same_key(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    # Settings are immutable values: the same object is the same value. Plain data (the
+    # JSON dicts) is compared by value; anything else (a sensitivity sweep) by identity.
+    return len(a) == len(b) and all(
+        x is y or (type(x) in _PLAIN and type(y) is type(x) and x == y)
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+_PLAIN = (dict, str, int, float, bool, tuple, type(None))
+
+
+@cache
+def _settings_fields() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(ModelSettings))
 
 
 def compress(
@@ -105,19 +203,25 @@ def compress(
 ) -> Generator[Progress, None, tuple[ModelEstimate, int]]:
     """Encode every layer and write ``output`` atomically; yields progress per layer.
 
+    Layers are planned and encoded one at a time, and the codecs this call creates are
+    dropped as soon as their layer is encoded: memory follows the model's bytes (the weights
+    and the payloads), not its count of tensors. Codecs the caller had already made stay.
+
     Returns the estimate and the size on disk. Closing the generator early writes nothing.
     """
     infos = codec.model.infos
     total = 2 * len(infos) + 1
     rows, payloads = [], []
     for i, info in enumerate(infos):
-        yield Progress(i, total, f"planning {info.name}")
-        rows.append(codec.layer(info, settings))
-    for i, est in enumerate(rows):
-        yield Progress(len(infos) + i, total, f"encoding {est.info.name}")
+        yield Progress(2 * i, total, f"planning {info.name}")
+        kept = codec.has_codec(info.name)
+        est = codec.layer(info, settings)
+        yield Progress(2 * i + 1, total, f"encoding {info.name}")
         payload = codec.payload(est)
         payloads.append(payload)
-        rows[i] = LayerEstimate(est.info, est.plan, _with_crc(est.record, payload))
+        rows.append(LayerEstimate(est.info, est.plan, _with_crc(est.record, payload)))
+        if not kept:
+            codec.release(info.name)
     yield Progress(total - 1, total, "writing")
     estimate = summarize(rows)
     records = [r.record for r in rows]

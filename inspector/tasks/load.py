@@ -46,7 +46,8 @@ def layer_stats(name: str, codec: LayerCodec) -> LayerStats:
     """Display statistics of one profiled layer."""
     prof = codec.profile
     edges, counts = codec.histogram(HISTOGRAM_BINS)
-    step = prof.abs_cum.size // ABS_BINS
+    step = max(1, prof.abs_cum.size // ABS_BINS)  # a small layer's grid has fewer bins
+    nbins = prof.abs_cum.size // step
     width = step / prof.abs_scale if prof.abs_scale else 0.0
     return LayerStats(
         name=name,
@@ -56,6 +57,6 @@ def layer_stats(name: str, codec: LayerCodec) -> LayerStats:
         std=prof.std,
         std_nonzero=prof.std_nonzero,
         absmax=prof.absmax,
-        abs_edges=np.arange(ABS_BINS + 1) * width,
+        abs_edges=np.arange(nbins + 1) * width,
         abs_cum=prof.abs_cum[step - 1 :: step].copy(),
     )
