@@ -57,7 +57,8 @@ def make_many(folder: Path, seed: int = 0) -> Path:
         c = channels[len(shapes) % len(channels)]
         shapes.append((c, 1, 3, 3))  # depthwise
         shapes.append((2 * c if c < 192 else c, c, 1, 1))  # pointwise
-    shapes = shapes[:147] + [(256, 256, 3, 3), (384, 256, 3, 3), (512, 384, 3, 3), (256, 512, 3, 3)]
+    big = [(256, 256, 3, 3), (384, 256, 3, 3), (512, 384, 3, 3), (256, 512, 3, 3)]
+    shapes = [*shapes[:147], *big]
     arrays = {f"block{i}.conv.weight": (rng.standard_normal(s) * 0.05).astype(np.float32)
               for i, s in enumerate(shapes)}
     path = folder / "many.npz"
