@@ -35,6 +35,10 @@ GRID_BINS = 1 << 16  # the finest grid, for layers of at least this many weights
 MIN_GRID_BINS = 64
 EXACT_SURVIVORS = 4096  # at or below this, k-means runs on the exact distinct values
 PARALLEL_SIZE = 1 << 21  # layers this large select candidates on two threads
+# A fresh candidate list reaches this fraction further down (in count): a drag's next moves
+# reuse it; one more than twice as long as needed is not reused (scanning it costs more).
+CANDIDATE_MARGIN = 0.25
+MIN_CANDIDATES = 4096
 _POOL: list[ThreadPoolExecutor] = []
 
 
@@ -205,16 +209,17 @@ class LayerCodec:
         return idx[:n]
 
     def _candidates(self, floor: float) -> tuple[np.ndarray, int]:
-        """Positions with ``|w| >= floor``, or the cached ones for a slightly lower floor.
+        """Positions (ascending) including every one with ``|w| >= floor``: the cached list of
+        a lower floor while it is not much longer, else a fresh one reaching a little lower.
 
         A sparsity slider asks for the candidates of its bin and then selects the survivors
-        from the same list, so one compaction pass serves both. Large layers are split over
-        two threads (the kernel releases the GIL).
+        from the same list, so one compaction pass serves both, and the moves of a drag that
+        follow reuse it. Large layers are split over two threads (the kernel releases the GIL).
         """
         cached = self._cached_candidates
-        slack = 2 * self._band + (2 / self.profile.abs_scale if self.profile.abs_scale else 0)
-        if cached is not None and cached[0] <= floor <= cached[0] + slack:
+        if cached is not None and cached[0] <= floor and cached[2] <= self._reuse_limit(floor):
             return cached[1], cached[2]
+        floor = self._lowered(floor)
         w = self.weights
         idx = np.empty(w.size, dtype=np.int32 if w.size < 2**31 else np.int64)
         if w.size < PARALLEL_SIZE:
@@ -231,6 +236,31 @@ class LayerCodec:
         idx = idx[:n].copy()  # keep a survivor-sized list, not a layer-sized buffer
         self._cached_candidates = (floor, idx, n)
         return idx, n
+
+    def _count_above(self, floor: float) -> int:
+        """At least the count of weights with ``|w| >= floor`` (whole magnitude bins)."""
+        prof = self.profile
+        if not floor > 0 or prof.abs_scale <= 0:
+            return prof.size
+        x = floor * prof.abs_scale
+        b = prof.abs_cum.size if x >= prof.abs_cum.size else int(x)
+        return prof.size - (int(prof.abs_cum[b - 1]) if b else 0)
+
+    def _reuse_limit(self, floor: float) -> int:
+        """The most candidates worth scanning for ``floor`` instead of a fresh pass."""
+        return int(self._count_above(floor) * (1 + 2 * CANDIDATE_MARGIN)) + MIN_CANDIDATES
+
+    def _lowered(self, floor: float) -> float:
+        """A floor below ``floor`` by about CANDIDATE_MARGIN more candidates, so the moves of
+        a threshold drag that follow reuse one candidate list instead of a pass each."""
+        prof = self.profile
+        if not floor > 0 or prof.abs_scale <= 0:
+            return floor
+        want = int(self._count_above(floor) * (1 + CANDIDATE_MARGIN)) + MIN_CANDIDATES // 2
+        if want >= prof.size:
+            return -np.inf
+        edge = int(np.searchsorted(prof.abs_cum, prof.size - want, side="right"))
+        return min(floor, edge / prof.abs_scale)
 
     def plan(self, settings: LayerSettings) -> LayerPlan:
         """Exact sizes of this layer under ``settings`` (nothing is encoded)."""

@@ -119,7 +119,7 @@ def sparsity_mask(w: np.ndarray, prof: Profile, k: int, above: Above | None = No
     cum = prof.abs_cum
     b = int(np.searchsorted(cum, k))  # first bin whose cumulative count reaches k
     before = int(cum[b - 1]) if b else 0
-    vals = np.empty(int(cum[b]) - before, dtype=np.float64)
+    vals = np.empty(int(cum[b]) - before + 1, dtype=np.float64)  # + 1: abs_in_bin_at's scratch
     if above is not None and prof.abs_scale > 0:
         idx = above(max(b - 1, 0) / prof.abs_scale)  # bin b starts above the bin below it
         found = kernels.abs_in_bin_at(w, idx, prof.abs_scale, cum.size, b, vals)
