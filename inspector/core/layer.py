@@ -184,7 +184,7 @@ class LayerCodec:
             kernels.grid_histogram(self.weights, self._lo, self._inv_width, *self._full)
         # Weights within ``band`` of a threshold take the exact path of survivor_gaps.
         self._band = 3.0 / self._inv_width if self._inv_width > 0 else np.inf
-        self._cached_candidates: tuple[float, np.ndarray, int] | None = None
+        self._cached_candidates: tuple[float, np.ndarray, np.ndarray, int] | None = None
         self._survivors = _Lru(2)
         self._clusters = _Lru(4)
         self._gap_counts = _Lru(4)
@@ -205,37 +205,41 @@ class LayerCodec:
         return resolve_mask(self.weights, self.profile, settings, self._above)
 
     def _above(self, floor: float) -> np.ndarray:
-        idx, n = self._candidates(floor - self._band)
-        return idx[:n]
+        _, mag, n = self._candidates(floor - self._band)
+        return mag[:n]
 
-    def _candidates(self, floor: float) -> tuple[np.ndarray, int]:
-        """Positions (ascending) including every one with ``|w| >= floor``: the cached list of
-        a lower floor while it is not much longer, else a fresh one reaching a little lower.
+    def _candidates(self, floor: float) -> tuple[np.ndarray, np.ndarray, int]:
+        """Positions (ascending) including every one with ``|w| >= floor``, their magnitudes,
+        and their count: the cached list of a lower floor while it is not much longer, else a
+        fresh one reaching a little lower.
 
         A sparsity slider asks for the candidates of its bin and then selects the survivors
         from the same list, so one compaction pass serves both, and the moves of a drag that
         follow reuse it. Large layers are split over two threads (the kernel releases the GIL).
         """
         cached = self._cached_candidates
-        if cached is not None and cached[0] <= floor and cached[2] <= self._reuse_limit(floor):
-            return cached[1], cached[2]
+        if cached is not None and cached[0] <= floor and cached[3] <= self._reuse_limit(floor):
+            return cached[1], cached[2], cached[3]
         floor = self._lowered(floor)
         w = self.weights
         idx = np.empty(w.size, dtype=np.int32 if w.size < 2**31 else np.int64)
+        mag = np.empty(w.size, dtype=w.dtype)
+
+        def part(lo: int, hi: int) -> int:
+            return int(kernels.candidate_magnitudes(w[lo:hi], floor, idx[lo:hi], mag[lo:hi]))
+
         if w.size < PARALLEL_SIZE:
-            n = int(kernels.candidates(w, floor, idx))
+            n = part(0, w.size)
         else:
             half = w.size // 2
-            parts = list(_pool().map(
-                lambda lo_hi: kernels.candidates(w[slice(*lo_hi)], floor, idx[slice(*lo_hi)]),
-                [(0, half), (half, w.size)],
-            ))
-            n0, n1 = int(parts[0]), int(parts[1])
+            n0, n1 = _pool().map(lambda lo_hi: part(*lo_hi), [(0, half), (half, w.size)])
             idx[n0 : n0 + n1] = idx[half : half + n1] + half
+            mag[n0 : n0 + n1] = mag[half : half + n1]
             n = n0 + n1
-        idx = idx[:n].copy()  # keep a survivor-sized list, not a layer-sized buffer
-        self._cached_candidates = (floor, idx, n)
-        return idx, n
+        # Keep survivor-sized lists, not layer-sized buffers.
+        idx, mag = idx[:n].copy(), mag[:n].copy()
+        self._cached_candidates = (floor, idx, mag, n)
+        return idx, mag, n
 
     def _count_above(self, floor: float) -> int:
         """At least the count of weights with ``|w| >= floor`` (whole magnitude bins)."""
@@ -325,10 +329,13 @@ class LayerCodec:
         w = self.weights
         t = mask.threshold
         band = self._band
-        idx, n = self._candidates(t - band)
+        idx, mag, n = self._candidates(t - band)
         edge = np.array([self._bin(-t), self._bin(t)], dtype=np.int64)
         part = [np.zeros(2, np.int64), np.zeros(2), np.zeros(2)]
-        gaps = idx[:n].copy()  # the kernel overwrites candidates with gaps; keep the cache
+        # The candidates at or above t (the cached list may reach lower), into a new array:
+        # the kernel overwrites them with gaps, and the cache must stay.
+        gaps = np.empty(n, dtype=idx.dtype)
+        n = int(kernels.at_least(idx, mag, n, t, gaps))
         ns = kernels.survivor_gaps(
             w, gaps, n, t, mask.ties, t + band, self._lo, self._inv_width, self._bins, edge, *part
         )

@@ -92,8 +92,9 @@ def resolve_mask(
 ) -> Mask:
     """The exact mask rule of ``settings`` for the weights ``w`` profiled as ``prof``.
 
-    ``above(floor)``, if given, returns positions (any order) including every one with
-    ``|w| >= floor``: a cached shortcut for the sparsity policy, which otherwise reads all ``w``.
+    ``above(floor)``, if given, returns the magnitudes (any order) of a set of positions that
+    includes every one with ``|w| >= floor``: a cached shortcut for the sparsity policy, which
+    otherwise reads all ``w``.
     """
     if settings.policy == "threshold":
         return Mask(float(settings.value), kernels.TIES_ALL)
@@ -119,10 +120,10 @@ def sparsity_mask(w: np.ndarray, prof: Profile, k: int, above: Above | None = No
     cum = prof.abs_cum
     b = int(np.searchsorted(cum, k))  # first bin whose cumulative count reaches k
     before = int(cum[b - 1]) if b else 0
-    vals = np.empty(int(cum[b]) - before + 1, dtype=np.float64)  # + 1: abs_in_bin_at's scratch
+    vals = np.empty(int(cum[b]) - before, dtype=np.float64)
     if above is not None and prof.abs_scale > 0:
-        idx = above(max(b - 1, 0) / prof.abs_scale)  # bin b starts above the bin below it
-        found = kernels.abs_in_bin_at(w, idx, prof.abs_scale, cum.size, b, vals)
+        mag = above(max(b - 1, 0) / prof.abs_scale)  # bin b starts above the bin below it
+        found = kernels.abs_in_bin(mag, prof.abs_scale, cum.size, b, vals)
     else:
         found = kernels.abs_in_bin(w, prof.abs_scale, cum.size, b, vals)
     vals = np.sort(vals[:found])

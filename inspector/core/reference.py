@@ -81,6 +81,18 @@ def candidates_ref(w: np.ndarray, t: float) -> np.ndarray:
     return np.flatnonzero(np.abs(np.asarray(w, dtype=np.float64)) >= t)
 
 
+def candidate_magnitudes_ref(w: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (int64, ascending) with ``|w| >= t``, and their ``|w|`` in w's dtype."""
+    w = np.asarray(w)
+    idx = candidates_ref(w, t)
+    return idx, np.abs(w[idx])
+
+
+def at_least_ref(idx: np.ndarray, mag: np.ndarray, t: float) -> np.ndarray:
+    """The ``idx`` whose ``mag`` is ``>= t``, in order."""
+    return np.asarray(idx)[np.asarray(mag, dtype=np.float64) >= t]
+
+
 def survivor_gaps_ref(
     w: np.ndarray,
     idx: np.ndarray,

@@ -122,6 +122,30 @@ def test_candidates(w: np.ndarray, data: st.DataObject) -> None:
 
 @SLOW
 @given(weights(), st.data())
+def test_candidate_magnitudes(w: np.ndarray, data: st.DataObject) -> None:
+    t = a_threshold(data.draw, w)
+    out, mag = np.empty(w.size, np.int32), np.empty(w.size, w.dtype)
+    n = kernels.candidate_magnitudes(w, t, out, mag)
+    idx, ref_mag = ref.candidate_magnitudes_ref(w, t)
+    np.testing.assert_array_equal(out[:n], idx)
+    np.testing.assert_array_equal(mag[:n], ref_mag)
+    assert mag.dtype == w.dtype
+
+
+@SLOW
+@given(weights(), st.data())
+def test_at_least(w: np.ndarray, data: st.DataObject) -> None:
+    # A candidate list of a lower floor, narrowed to a higher threshold.
+    floor, t = sorted((a_threshold(data.draw, w), a_threshold(data.draw, w)))
+    idx, mag = ref.candidate_magnitudes_ref(w, floor)
+    out = np.empty(idx.size, idx.dtype)
+    n = kernels.at_least(idx, mag, idx.size, t, out)
+    np.testing.assert_array_equal(out[:n], ref.at_least_ref(idx, mag, t))
+    np.testing.assert_array_equal(out[:n], ref.candidates_ref(w, t))
+
+
+@SLOW
+@given(weights(), st.data())
 def test_survivor_gaps(w: np.ndarray, data: st.DataObject) -> None:
     t = a_threshold(data.draw, w)
     band = data.draw(st.sampled_from([0.0, 1e-3, 0.1, 1.0, np.inf]))
