@@ -7,6 +7,8 @@ from the same plans, so the size shown is the size written.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
@@ -107,13 +109,41 @@ class ModelCodec:
     def estimate(
         self, settings: ModelSettings, progress: Callable[[Progress], None] | None = None
     ) -> ModelEstimate:
-        """Exact sizes of every layer and of the file ``compress`` would write."""
+        """Exact sizes of every layer and of the file ``compress`` would write.
+
+        When many layers need a new plan (the first estimate of a model, a change of every
+        layer's settings), two threads share them: the kernels release the GIL.
+        """
+        stale = [i for i in self.model.infos if self._stale(i, settings)]
+        if len(stale) >= PARALLEL_LAYERS:
+            self._plan_all(stale, settings, progress)
         rows = []
         for i, info in enumerate(self.model.infos):
             if progress:
                 progress(Progress(i, len(self.model.infos), info.name))
             rows.append(self._row(info, settings))
         return _summarize([r.estimate for r in rows], sum(r.header_nbytes for r in rows))
+
+    def _stale(self, info: TensorInfo, settings: ModelSettings) -> bool:
+        s = self.resolve(info, settings)
+        row = self._rows.get(info.name)
+        return not s.excluded and (row is None or row.settings != s)
+
+    def _plan_all(
+        self, infos: list[TensorInfo], settings: ModelSettings,
+        progress: Callable[[Progress], None] | None,
+    ) -> None:
+        # Each layer's codec is used by one thread only; the dicts are filled one key each.
+        jobs = [_plan_pool().submit(self._row, info, settings) for info in infos]
+        try:
+            for i, (info, job) in enumerate(zip(infos, jobs, strict=True)):
+                if progress:
+                    progress(Progress(i, len(infos), info.name))
+                job.result()
+        finally:  # cancelled or failed: nothing may still run on these codecs afterwards
+            for job in jobs:
+                job.cancel()
+            futures.wait(jobs)
 
     def payload(self, est: LayerEstimate) -> bytes:
         """The bytes ``est.record`` describes."""
@@ -132,6 +162,17 @@ class ModelCodec:
             array = self.model.tensors[name]
             return dtypes.from_bytes(dtypes.to_bytes(array, dtype), dtype, info.shape)
         return dtypes.cast(self.codec(name).quantized(s), dtype).reshape(info.shape)
+
+
+PARALLEL_LAYERS = 8  # at least this many layers to plan: two threads share them
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _plan_pool() -> ThreadPoolExecutor:
+    """The two threads that plan layers (not the kernels' pool: those jobs wait on it)."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(2, thread_name_prefix="inspector-plan"))
+    return _POOL[0]
 
 
 class _Row:

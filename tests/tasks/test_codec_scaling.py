@@ -121,3 +121,34 @@ def test_resolved_settings_follow_every_change(tmp_path: Path) -> None:
              s.with_layer(model.infos[0].name, bits=1), s]
     for settings in steps:
         assert codec.resolve(info, settings) == settings.resolve(info.name, info.kind)
+
+
+def test_parallel_estimate_equals_layer_by_layer(tmp_path: Path) -> None:
+    # 40 layers to plan: two threads share them (codec.PARALLEL_LAYERS); the records must be
+    # those of planning each layer alone, in model order.
+    model = read_model(_tiny_model(tmp_path / "m.npz", 40, 4096))
+    settings = ModelSettings().with_layer("block3.fc.weight", bits=2, value=0.2)
+    together = ModelCodec(model).estimate(settings)
+    alone = ModelCodec(model)
+    records = [alone.layer(info, settings).record for info in model.infos]
+    assert [r.record for r in together.layers] == records
+    assert together.file_nbytes == summarize([alone.layer(i, settings) for i in model.infos]
+                                             ).file_nbytes
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_cancelled_parallel_estimate_leaves_the_codec_usable(tmp_path: Path) -> None:
+    model = read_model(_tiny_model(tmp_path / "m.npz", 40, 4096))
+    codec = ModelCodec(model)
+
+    def progress(step: object) -> None:
+        if step.done == 5:  # type: ignore[attr-defined]
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        codec.estimate(ModelSettings(), progress)
+    again = codec.estimate(ModelSettings())
+    assert again.file_nbytes == ModelCodec(model).estimate(ModelSettings()).file_nbytes
