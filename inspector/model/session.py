@@ -124,9 +124,13 @@ class Session:
         Changes that would make a layer's settings invalid (e.g. a sparsity above 1 after a
         switch of policy) raise SettingsError and change nothing.
         """
-        new = self.settings
+        # One new settings object for all the names: one per name re-validated every
+        # override each time (quadratic in the layers selected).
+        layers = dict(self.settings.layers)
         for name in names:
-            new = new.with_layer(name, **changes)
+            layers[name] = {**layers.get(name, {}), **changes}
+        new = replace(self.settings, layers=layers)
+        for name in names:
             new.resolve(name, self.info(name).kind)  # validates
         self.set_settings(new, label, merge)
 
