@@ -169,8 +169,6 @@ def _sparsity_parts(codec: LayerCodec, fraction: float) -> dict[str, float]:
 
 def _select_parts(codec: LayerCodec, mask: object) -> dict[str, float]:
     """The candidates pass with a fresh and a reused 4 B/weight buffer, and survivor_gaps."""
-    from inspector.core.layer import GRID_BINS
-
     clock = time.perf_counter
     w, t = codec.weights, mask.threshold
     band = 3.0 / codec._inv_width if codec._inv_width > 0 else np.inf
@@ -183,7 +181,7 @@ def _select_parts(codec: LayerCodec, mask: object) -> dict[str, float]:
     edge = np.array([codec._bin(-t), codec._bin(t)], dtype=np.int64)
     part = [np.zeros(2, np.int64), np.zeros(2), np.zeros(2)]
     ns = kernels.survivor_gaps(
-        w, idx, n, t, mask.ties, t + band, codec._lo, codec._inv_width, GRID_BINS, edge, *part
+        w, idx, n, t, mask.ties, t + band, codec._lo, codec._inv_width, codec._bins, edge, *part
     )
     t3 = clock()
     idx[:ns].copy()

@@ -169,7 +169,8 @@ def _prefix(points: Points) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def optimal_starts(points: Points, k: int) -> np.ndarray:
     """Exact minimum-SSE partition of ``points`` into ``min(k, size)`` contiguous clusters."""
-    k = min(k, points.size)
+    if k >= points.size:  # one cluster per point: exact, and the DP would cost O(n^2 log n)
+        return np.arange(points.size, dtype=np.int64)
     return _dp_kernel(*_prefix(points), k)
 
 
@@ -195,7 +196,9 @@ def _cost(cc: np.ndarray, c1: np.ndarray, c2: np.ndarray, i: int, j: int) -> flo
 
 @numba.njit(**_JIT)
 def _dp_kernel(cc: np.ndarray, c1: np.ndarray, c2: np.ndarray, k: int) -> np.ndarray:
-    """D[q][j]: best SSE of the first j points in q clusters; split points are monotone in j."""
+    """D[q][j]: best SSE of the first j points in q clusters; split points are monotone in j,
+    and in q: the last cluster of the best q + 1 clusters starts no earlier than that of the
+    best q (Knuth's bound), which narrows each search when clusters are few points wide."""
     n = cc.size - 1
     prev = np.empty(n + 1)
     cur = np.empty(n + 1)
@@ -205,7 +208,7 @@ def _dp_kernel(cc: np.ndarray, c1: np.ndarray, c2: np.ndarray, k: int) -> np.nda
     stack = np.empty((64 + 2 * n, 4), dtype=np.int64)
     for q in range(1, k):
         cur[:] = np.inf
-        top = 0
+        below = arg[q - 1]  # row 0 is all zeros: no bound for q = 1
         stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3] = q + 1, n, q, n - 1
         top = 1
         while top:
@@ -215,8 +218,9 @@ def _dp_kernel(cc: np.ndarray, c1: np.ndarray, c2: np.ndarray, k: int) -> np.nda
                 continue
             mid = (jlo + jhi) // 2
             best = np.inf
-            bi = olo
-            for i in range(olo, min(ohi, mid - 1) + 1):
+            start = max(olo, below[mid])
+            bi = start
+            for i in range(start, min(ohi, mid - 1) + 1):
                 v = prev[i] + _cost(cc, c1, c2, i, mid)
                 if v < best:
                     best = v

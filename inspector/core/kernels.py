@@ -76,20 +76,6 @@ def abs_in_bin(w: np.ndarray, scale: float, nbins: int, target: int, out: np.nda
 
 
 @numba.njit(**_JIT)
-def abs_in_bin_at(
-    w: np.ndarray, idx: np.ndarray, scale: float, nbins: int, target: int, out: np.ndarray
-) -> int:
-    """As ``abs_in_bin`` over the positions ``idx`` only; return the count."""
-    n = 0
-    for j in range(idx.size):
-        a = abs(np.float64(w[idx[j]]))
-        if grid_bin(a, 0.0, scale, nbins) == target:
-            out[n] = a
-            n += 1
-    return n
-
-
-@numba.njit(**_JIT)
 def grid_histogram(
     w: np.ndarray, lo: float, inv_width: float, cnt: np.ndarray, s1: np.ndarray, s2: np.ndarray
 ) -> None:
@@ -115,6 +101,35 @@ def candidates(w: np.ndarray, t: float, out: np.ndarray) -> int:
         out[n] = i
         n += abs(np.float64(w[i])) >= t
     return n
+
+
+@numba.njit(**_JIT)
+def candidate_magnitudes(w: np.ndarray, t: float, out: np.ndarray, mag: np.ndarray) -> int:
+    """As ``candidates``, and also write each candidate's ``|w|`` (in w's dtype) to ``mag``.
+
+    Both need one slot more than the matches, or ``w.size`` slots.
+    """
+    n = 0
+    for i in range(w.size):
+        a = abs(w[i])
+        out[n] = i
+        mag[n] = a
+        n += np.float64(a) >= t
+    return n
+
+
+@numba.njit(**_JIT)
+def at_least(idx: np.ndarray, mag: np.ndarray, n: int, t: float, out: np.ndarray) -> int:
+    """Write the ``idx[:n]`` whose ``mag`` is ``>= t`` to ``out`` (in order); return their count.
+
+    Branch-free over contiguous magnitudes: a cached candidate list of a lower floor holds
+    many below ``t``, and a branch on those mispredicts (measured 2-3x slower).
+    """
+    c = 0
+    for j in range(n):
+        out[c] = idx[j]
+        c += np.float64(mag[j]) >= t
+    return c
 
 
 @numba.njit(**_JIT)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from inspector.core import fidelity, huffman_table, kernels
+from inspector.core.candidates import CandidateCache
 from inspector.core.cluster import Clustering, Points, kmeans
 from inspector.core.prune import Mask, Profile, profile, resolve_mask
 from inspector.core.settings import LayerSettings
@@ -31,17 +31,19 @@ from inspector.core.streams import (
 )
 from inspector.errors import SettingsError
 
-GRID_BINS = 1 << 16
+GRID_BINS = 1 << 16  # the finest grid, for layers of at least this many weights
+MIN_GRID_BINS = 64
 EXACT_SURVIVORS = 4096  # at or below this, k-means runs on the exact distinct values
-PARALLEL_SIZE = 1 << 21  # layers this large select candidates on two threads
-_POOL: list[ThreadPoolExecutor] = []
 
 
-def _pool() -> ThreadPoolExecutor:
-    """The two worker threads of large layers' candidate passes, made on first use."""
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(2, thread_name_prefix="inspector-kernel"))
-    return _POOL[0]
+def grid_bins(size: int) -> int:
+    """Fine-grid bins of a ``size``-weight layer: a power of two >= ``size``, up to GRID_BINS.
+
+    Never more bins than weights (rounded up): a layer's fixed state (its histograms and
+    cluster tables) stays proportional to the layer, so a model of many small tensors needs
+    memory in proportion to its bytes, not to its count of tensors.
+    """
+    return min(GRID_BINS, max(MIN_GRID_BINS, 1 << max(0, int(size) - 1).bit_length()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,21 +170,25 @@ class LayerCodec:
         self.profile: Profile = profile(self.weights)
         span = self.profile.hi - self.profile.lo
         self._lo = self.profile.lo
-        self._inv_width = GRID_BINS / span if span > 0 else 0.0
-        self._full = [np.zeros(GRID_BINS, np.int64), np.zeros(GRID_BINS), np.zeros(GRID_BINS)]
+        self._bins = grid_bins(self.weights.size)
+        self._inv_width = self._bins / span if span > 0 else 0.0
+        self._full = [np.zeros(self._bins, np.int64), np.zeros(self._bins), np.zeros(self._bins)]
         if not self.profile.nonfinite:
             kernels.grid_histogram(self.weights, self._lo, self._inv_width, *self._full)
         # Weights within ``band`` of a threshold take the exact path of survivor_gaps.
         self._band = 3.0 / self._inv_width if self._inv_width > 0 else np.inf
-        self._cached_candidates: tuple[float, np.ndarray, int] | None = None
+        self._candidates = CandidateCache(self.weights, self.profile)
         self._survivors = _Lru(2)
         self._clusters = _Lru(4)
         self._gap_counts = _Lru(4)
         self._fitted = _Lru(8)
         self._energy: fidelity.EnergyOrder | None = None
+        self._plans = _Lru(4)
 
     def histogram(self, nbins: int = 512) -> tuple[np.ndarray, np.ndarray]:
-        """Bin edges and counts of all weights on ``nbins`` (a divisor of the fine grid)."""
+        """Bin edges and counts of all weights on ``nbins`` (a power of two), or on the fine
+        grid when it has fewer bins (a small layer)."""
+        nbins = min(nbins, self._bins)
         counts = self._full[0].reshape(nbins, -1).sum(axis=1)
         span = self.profile.hi - self.profile.lo
         edges = self.profile.lo + span * np.arange(nbins + 1) / nbins
@@ -213,39 +219,15 @@ class LayerCodec:
         return fidelity.fit_floor(self._energy, settings, exact, channels)
 
     def _above(self, floor: float) -> np.ndarray:
-        idx, n = self._candidates(floor - self._band)
-        return idx[:n]
-
-    def _candidates(self, floor: float) -> tuple[np.ndarray, int]:
-        """Positions with ``|w| >= floor``, or the cached ones for a slightly lower floor.
-
-        A sparsity slider asks for the candidates of its bin and then selects the survivors
-        from the same list, so one compaction pass serves both. Large layers are split over
-        two threads (the kernel releases the GIL).
-        """
-        cached = self._cached_candidates
-        slack = 2 * self._band + (2 / self.profile.abs_scale if self.profile.abs_scale else 0)
-        if cached is not None and cached[0] <= floor <= cached[0] + slack:
-            return cached[1], cached[2]
-        w = self.weights
-        idx = np.empty(w.size, dtype=np.int32 if w.size < 2**31 else np.int64)
-        if w.size < PARALLEL_SIZE:
-            n = int(kernels.candidates(w, floor, idx))
-        else:
-            half = w.size // 2
-            parts = list(_pool().map(
-                lambda lo_hi: kernels.candidates(w[slice(*lo_hi)], floor, idx[slice(*lo_hi)]),
-                [(0, half), (half, w.size)],
-            ))
-            n0, n1 = int(parts[0]), int(parts[1])
-            idx[n0 : n0 + n1] = idx[half : half + n1] + half
-            n = n0 + n1
-        idx = idx[:n].copy()  # keep a survivor-sized list, not a layer-sized buffer
-        self._cached_candidates = (floor, idx, n)
-        return idx, n
+        # A sparsity slider asks for the candidates of its bin and then selects the survivors
+        # from the same list, so one pass serves both (and the moves of a drag that follow).
+        return self._candidates.get(floor - self._band).mag
 
     def plan(self, settings: LayerSettings) -> LayerPlan:
         """Exact sizes of this layer under ``settings`` (nothing is encoded)."""
+        return self._plans.get(settings, lambda: self._make_plan(settings))
+
+    def _make_plan(self, settings: LayerSettings) -> LayerPlan:
         asked, settings = settings, self.fitted(settings)
         mask = self.mask(settings)
         surv = self._survivors.get(mask, lambda: self._select(mask))
@@ -306,12 +288,15 @@ class LayerCodec:
         w = self.weights
         t = mask.threshold
         band = self._band
-        idx, n = self._candidates(t - band)
+        cand = self._candidates.get(t - band)
         edge = np.array([self._bin(-t), self._bin(t)], dtype=np.int64)
         part = [np.zeros(2, np.int64), np.zeros(2), np.zeros(2)]
-        gaps = idx[:n].copy()  # the kernel overwrites candidates with gaps; keep the cache
+        # The candidates at or above t (the cached list may reach lower), into a new array:
+        # the kernel overwrites them with gaps, and the cache must stay.
+        gaps = np.empty(cand.idx.size, dtype=cand.idx.dtype)
+        n = int(kernels.at_least(cand.idx, cand.mag, cand.idx.size, t, gaps))
         ns = kernels.survivor_gaps(
-            w, gaps, n, t, mask.ties, t + band, self._lo, self._inv_width, GRID_BINS, edge, *part
+            w, gaps, n, t, mask.ties, t + band, self._lo, self._inv_width, self._bins, edge, *part
         )
         gaps = gaps[:ns]
         if ns <= EXACT_SURVIVORS:
@@ -335,8 +320,8 @@ class LayerCodec:
 
     def _bin(self, x: float) -> int:
         if not np.isfinite(x):
-            return 0 if x < 0 else GRID_BINS - 1
-        return int(kernels.grid_bin(x, self._lo, self._inv_width, GRID_BINS))
+            return 0 if x < 0 else self._bins - 1
+        return int(kernels.grid_bin(x, self._lo, self._inv_width, self._bins))
 
     def _cluster(
         self, mask: Mask, surv: Survivors, s: LayerSettings, fillers: int
@@ -356,7 +341,7 @@ class LayerCodec:
         if surv.bins is None:
             cuts = surv.values[clustering.starts[1:]] if surv.values is not None else np.zeros(0)
             return clustering, (np.zeros(0, np.uint16), np.ascontiguousarray(cuts, np.float64))
-        lut = np.zeros(GRID_BINS, dtype=np.uint16)
+        lut = np.zeros(self._bins, dtype=np.uint16)
         lut[surv.bins] = labels
         np.maximum.accumulate(lut, out=lut)
         return clustering, (lut, np.zeros(0))
@@ -367,6 +352,8 @@ class LayerCodec:
             fillers = kernels.gap_code_counts(surv.gaps, self._tail(surv), index_bits, counts)
             return counts, int(fillers)
 
+        if (1 << index_bits) > 4 * self.weights.size:  # a small layer, a wide gap code: so
+            return make()  # cheap to count again that keeping 2**bits counts would dominate
         return self._gap_counts.get((mask, index_bits), make)
 
     def _tail(self, surv: Survivors) -> int:

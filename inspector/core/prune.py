@@ -16,7 +16,8 @@ from inspector.core import kernels
 from inspector.core.settings import LayerSettings
 from inspector.errors import SettingsError
 
-ABS_BINS = 1 << 16
+ABS_BINS = 1 << 16  # the finest magnitude grid, for layers of at least this many weights
+MIN_ABS_BINS = 64
 Above = Callable[[float], np.ndarray]
 
 
@@ -60,8 +61,9 @@ def profile(w: np.ndarray) -> Profile:
     mean_nz = s1 / nonzero if nonzero else 0.0
     std_nz = float(np.sqrt(max(s2 / nonzero - mean_nz**2, 0.0))) if nonzero else 0.0
     absmax = max(abs(lo), abs(hi))
-    scale = ABS_BINS / absmax if absmax > 0 else 0.0
-    counts = np.zeros(ABS_BINS, dtype=np.int64)
+    nbins = abs_bins(w.size)
+    scale = nbins / absmax if absmax > 0 else 0.0
+    counts = np.zeros(nbins, dtype=np.int64)
     if nonfinite == 0:
         kernels.abs_histogram(w, scale, counts)
     return Profile(
@@ -79,13 +81,20 @@ def profile(w: np.ndarray) -> Profile:
     )
 
 
+def abs_bins(size: int) -> int:
+    """Magnitude-histogram bins of a ``size``-weight layer: a power of two >= ``size`` (at
+    least MIN_ABS_BINS), up to ABS_BINS, so the histogram stays proportional to the layer."""
+    return min(ABS_BINS, max(MIN_ABS_BINS, 1 << max(0, int(size) - 1).bit_length()))
+
+
 def resolve_mask(
     w: np.ndarray, prof: Profile, settings: LayerSettings, above: Above | None = None
 ) -> Mask:
     """The exact mask rule of ``settings`` for the weights ``w`` profiled as ``prof``.
 
-    ``above(floor)``, if given, returns positions (any order) including every one with
-    ``|w| >= floor``: a cached shortcut for the sparsity policy, which otherwise reads all ``w``.
+    ``above(floor)``, if given, returns the magnitudes (any order) of a set of positions that
+    includes every one with ``|w| >= floor``: a cached shortcut for the sparsity policy, which
+    otherwise reads all ``w``.
     """
     if settings.policy == "threshold":
         return Mask(float(settings.value), kernels.TIES_ALL)
@@ -113,8 +122,8 @@ def sparsity_mask(w: np.ndarray, prof: Profile, k: int, above: Above | None = No
     before = int(cum[b - 1]) if b else 0
     vals = np.empty(int(cum[b]) - before, dtype=np.float64)
     if above is not None and prof.abs_scale > 0:
-        idx = above(max(b - 1, 0) / prof.abs_scale)  # bin b starts above the bin below it
-        found = kernels.abs_in_bin_at(w, idx, prof.abs_scale, cum.size, b, vals)
+        mag = above(max(b - 1, 0) / prof.abs_scale)  # bin b starts above the bin below it
+        found = kernels.abs_in_bin(mag, prof.abs_scale, cum.size, b, vals)
     else:
         found = kernels.abs_in_bin(w, prof.abs_scale, cum.size, b, vals)
     vals = np.sort(vals[:found])

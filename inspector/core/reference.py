@@ -57,13 +57,6 @@ def abs_in_bin_ref(w: np.ndarray, scale: float, nbins: int, target: int) -> np.n
     return a[grid_bin_ref(a, 0.0, scale, nbins) == target]
 
 
-def abs_in_bin_at_ref(
-    w: np.ndarray, idx: np.ndarray, scale: float, nbins: int, target: int
-) -> np.ndarray:
-    """``abs_in_bin_ref`` over the positions ``idx`` only."""
-    return abs_in_bin_ref(np.asarray(w)[idx], scale, nbins, target)
-
-
 def grid_histogram_ref(
     w: np.ndarray, lo: float, inv_width: float, nbins: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -79,6 +72,18 @@ def grid_histogram_ref(
 def candidates_ref(w: np.ndarray, t: float) -> np.ndarray:
     """Positions (int64, ascending) with ``|w| >= t``."""
     return np.flatnonzero(np.abs(np.asarray(w, dtype=np.float64)) >= t)
+
+
+def candidate_magnitudes_ref(w: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (int64, ascending) with ``|w| >= t``, and their ``|w|`` in w's dtype."""
+    w = np.asarray(w)
+    idx = candidates_ref(w, t)
+    return idx, np.abs(w[idx])
+
+
+def at_least_ref(idx: np.ndarray, mag: np.ndarray, t: float) -> np.ndarray:
+    """The ``idx`` whose ``mag`` is ``>= t``, in order."""
+    return np.asarray(idx)[np.asarray(mag, dtype=np.float64) >= t]
 
 
 def survivor_gaps_ref(

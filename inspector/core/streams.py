@@ -57,6 +57,10 @@ def plan_stream(counts: np.ndarray, width: int, use_huffman: bool) -> StreamPlan
     hbits = huffman.encoded_nbits(counts, lengths)
     table = huffman_table.table_nbytes(lengths)
     if use_huffman and (hbits + 7) // 8 + table < (fixed_nbits + 7) // 8:
+        # Kept up to the last used symbol (the table stores no more): a 16-bit gap code of a
+        # tiny layer would otherwise keep 64 KB per plan.
+        used = np.flatnonzero(lengths)
+        lengths = lengths[: int(used[-1]) + 1].copy()
         return StreamPlan(counts.size, count, width, lengths, hbits, table, hbits)
     return StreamPlan(counts.size, count, width, None, fixed_nbits, 0, hbits)
 

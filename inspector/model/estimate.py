@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from inspector.core.layer import LayerPlan
 from inspector.format.header import LayerRecord
@@ -35,6 +35,12 @@ class ModelEstimate:
     file_nbytes: int
     container_nbytes: int
     original_nbytes: int
+    _index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # By name in O(1): views look up each selected layer after every estimate.
+        index = {r.info.name: i for i, r in reversed(list(enumerate(self.layers)))}
+        object.__setattr__(self, "_index", index)
 
     @property
     def ratio(self) -> float:
@@ -42,7 +48,8 @@ class ModelEstimate:
 
     def layer(self, name: str) -> LayerEstimate | None:
         """The estimate of layer ``name``, if it is in this estimate."""
-        return next((r for r in self.layers if r.info.name == name), None)
+        i = self._index.get(name)
+        return None if i is None else self.layers[i]
 
     @property
     def sqnr_db(self) -> float:

@@ -7,18 +7,23 @@ from the same plans, so the size shown is the size written.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from inspector.core.layer import LayerCodec
+from inspector.core.settings import LayerSettings
 from inspector.errors import InspectorError, SettingsError
-from inspector.format import container, dtypes
-from inspector.format.header import Deep, LayerRecord
+from inspector.format import container, dtypes, spec
+from inspector.format.header import Deep, LayerRecord, encode_header
 from inspector.format.spec import DTYPES
+from inspector.format.wire import varint
 from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.estimate import LayerEstimate, ModelEstimate
+from inspector.model.resolved import ResolvedSettings
 from inspector.model.settings import ModelSettings
 
 
@@ -32,11 +37,24 @@ class Progress:
 
 
 class ModelCodec:
-    """Per-layer codecs of a loaded model, created on first use and kept for slider moves."""
+    """Per-layer codecs of a loaded model, created on first use and kept for slider moves.
+
+    Each layer's last estimate is kept with the settings it was made for: a slider move
+    re-plans only the layer that changed, so an estimate of a model of many tensors costs
+    little more than one of its moving layer.
+    """
 
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
         self._codecs: dict[str, LayerCodec] = {}
+        self._resolved = ResolvedSettings()
+        self._rows: dict[str, _Row] = {}
+        self._infos: dict[str, TensorInfo] = {}
+
+    def _info(self, name: str) -> TensorInfo:
+        if len(self._infos) != len(self.model.infos):
+            self._infos = {i.name: i for i in self.model.infos}
+        return self._infos[name]
 
     def codec(self, name: str) -> LayerCodec:
         """The (cached) codec of tensor ``name``."""
@@ -44,9 +62,32 @@ class ModelCodec:
             self._codecs[name] = LayerCodec(self.model.tensors[name])
         return self._codecs[name]
 
+    def has_codec(self, name: str) -> bool:
+        """Whether the codec of tensor ``name`` exists (with its caches)."""
+        return name in self._codecs
+
+    def release(self, name: str) -> None:
+        """Drop the codec of tensor ``name`` and its caches (made again when next needed)."""
+        self._codecs.pop(name, None)
+        self._rows.pop(name, None)
+
+    def resolve(self, info: TensorInfo, settings: ModelSettings) -> LayerSettings:
+        """``settings.resolve`` for tensor ``info``, memoised while its inputs stay the same."""
+        return self._resolved.get(settings, info.name, info.kind)
+
     def layer(self, info: TensorInfo, settings: ModelSettings) -> LayerEstimate:
         """The exact estimate of one tensor under ``settings``."""
-        s = settings.resolve(info.name, info.kind)
+        return self._row(info, settings).estimate
+
+    def _row(self, info: TensorInfo, settings: ModelSettings) -> _Row:
+        s = self.resolve(info, settings)
+        row = self._rows.get(info.name)
+        if row is None or row.settings != s:
+            row = _Row(s, self._plan_layer(info, s))
+            self._rows[info.name] = row
+        return row
+
+    def _plan_layer(self, info: TensorInfo, s: LayerSettings) -> LayerEstimate:
         dtype = stored_dtype(info)
         if s.excluded or not info.lossy_ok:  # NaN, inf or integers: only lossless makes sense
             record = LayerRecord(info.name, dtype, info.shape, _raw_nbytes(info, dtype), 0)
@@ -63,13 +104,36 @@ class ModelCodec:
     def estimate(
         self, settings: ModelSettings, progress: Callable[[Progress], None] | None = None
     ) -> ModelEstimate:
-        """Exact sizes of every layer and of the file ``compress`` would write."""
+        """Exact sizes of every layer and of the file ``compress`` would write.
+
+        Layers to plan that are big enough for their kernels (which release the GIL) to
+        dominate go to two threads, while this one plans the small ones, whose cost is Python.
+        """
+        infos = self.model.infos
+        big = [i for i in infos if i.size >= PARALLEL_MIN_SIZE and self._stale(i, settings)]
+        # Each layer's codec is used by one thread only; the dicts are filled one key each.
+        jobs = {}
+        if len(big) >= 2:
+            jobs = {i.name: _plan_pool().submit(self._row, i, settings) for i in big}
         rows = []
-        for i, info in enumerate(self.model.infos):
-            if progress:
-                progress(Progress(i, len(self.model.infos), info.name))
-            rows.append(self.layer(info, settings))
-        return summarize(rows)
+        try:
+            for n, info in enumerate(infos):
+                if progress:
+                    progress(Progress(n, len(infos), info.name))
+                job = jobs.get(info.name)
+                if job is not None:
+                    job.result()  # its row is then in the memo
+                rows.append(self._row(info, settings))
+        finally:  # cancelled or failed: nothing may still run on these codecs afterwards
+            for job in jobs.values():
+                job.cancel()
+            futures.wait(list(jobs.values()))
+        return _summarize([r.estimate for r in rows], sum(r.header_nbytes for r in rows))
+
+    def _stale(self, info: TensorInfo, settings: ModelSettings) -> bool:
+        s = self.resolve(info, settings)
+        row = self._rows.get(info.name)
+        return not s.excluded and (row is None or row.settings != s)
 
     def payload(self, est: LayerEstimate) -> bytes:
         """The bytes ``est.record`` describes."""
@@ -81,8 +145,8 @@ class ModelCodec:
 
     def quantized(self, name: str, settings: ModelSettings) -> np.ndarray:
         """Tensor ``name`` as the compressed file will decode it."""
-        info = next(i for i in self.model.infos if i.name == name)
-        s = settings.resolve(name, info.kind)
+        info = self._info(name)
+        s = self.resolve(info, settings)
         dtype = stored_dtype(info)
         if s.excluded or not info.lossy_ok:
             array = self.model.tensors[name]
@@ -90,13 +154,51 @@ class ModelCodec:
         return dtypes.cast(self.codec(name).quantized(s), dtype).reshape(info.shape)
 
 
+PARALLEL_MIN_SIZE = 1 << 14  # layers to plan of this many weights share two threads
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _plan_pool() -> ThreadPoolExecutor:
+    """The two threads that plan layers (not the kernels' pool: those jobs wait on it)."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(2, thread_name_prefix="inspector-plan"))
+    return _POOL[0]
+
+
+class _Row:
+    """A layer's estimate, the settings it was made for, and its record's header bytes."""
+
+    __slots__ = ("_header_nbytes", "estimate", "settings")
+
+    def __init__(self, settings: LayerSettings, estimate: LayerEstimate) -> None:
+        self.settings = settings
+        self.estimate = estimate
+        self._header_nbytes: int | None = None
+
+    @property
+    def header_nbytes(self) -> int:
+        if self._header_nbytes is None:
+            self._header_nbytes = record_header_nbytes(self.estimate.record)
+        return self._header_nbytes
+
+
+def record_header_nbytes(record: LayerRecord) -> int:
+    """Bytes ``record`` adds to the container header (the header is a count, then records)."""
+    return len(encode_header([record])) - len(varint(1))
+
+
 def summarize(rows: Sequence[LayerEstimate]) -> ModelEstimate:
     """Totals of per-layer estimates, with the container's exact overhead."""
-    records = [r.record for r in rows]
+    return _summarize(rows, sum(record_header_nbytes(r.record) for r in rows))
+
+
+def _summarize(rows: Sequence[LayerEstimate], records_nbytes: int) -> ModelEstimate:
+    header = len(varint(len(rows))) + records_nbytes
+    overhead = spec.PREFIX_NBYTES + header + spec.CRC_NBYTES
     return ModelEstimate(
         layers=tuple(rows),
-        file_nbytes=container.file_nbytes(records),
-        container_nbytes=container.container_nbytes(records),
+        file_nbytes=overhead + sum(r.payload_nbytes for r in rows),
+        container_nbytes=overhead,
         original_nbytes=sum(r.original_nbytes for r in rows),
     )
 
@@ -106,19 +208,25 @@ def compress(
 ) -> Generator[Progress, None, tuple[ModelEstimate, int]]:
     """Encode every layer and write ``output`` atomically; yields progress per layer.
 
+    Layers are planned and encoded one at a time, and the codecs this call creates are
+    dropped as soon as their layer is encoded: memory follows the model's bytes (the weights
+    and the payloads), not its count of tensors. Codecs the caller had already made stay.
+
     Returns the estimate and the size on disk. Closing the generator early writes nothing.
     """
     infos = codec.model.infos
     total = 2 * len(infos) + 1
     rows, payloads = [], []
     for i, info in enumerate(infos):
-        yield Progress(i, total, f"planning {info.name}")
-        rows.append(codec.layer(info, settings))
-    for i, est in enumerate(rows):
-        yield Progress(len(infos) + i, total, f"encoding {est.info.name}")
+        yield Progress(2 * i, total, f"planning {info.name}")
+        kept = codec.has_codec(info.name)
+        est = codec.layer(info, settings)
+        yield Progress(2 * i + 1, total, f"encoding {info.name}")
         payload = codec.payload(est)
         payloads.append(payload)
-        rows[i] = LayerEstimate(est.info, est.plan, _with_crc(est.record, payload))
+        rows.append(LayerEstimate(est.info, est.plan, _with_crc(est.record, payload)))
+        if not kept:
+            codec.release(info.name)
     yield Progress(total - 1, total, "writing")
     estimate = summarize(rows)
     records = [r.record for r in rows]

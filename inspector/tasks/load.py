@@ -49,7 +49,8 @@ def layer_stats(name: str, codec: LayerCodec) -> LayerStats:
     """Display statistics of one profiled layer."""
     prof = codec.profile
     edges, counts = codec.histogram(HISTOGRAM_BINS)
-    step = prof.abs_cum.size // ABS_BINS
+    step = max(1, prof.abs_cum.size // ABS_BINS)  # a small layer's grid has fewer bins
+    nbins = prof.abs_cum.size // step
     width = step / prof.abs_scale if prof.abs_scale else 0.0
     # About two fine bins per weight (a power of two, so it divides the codec's grid).
     fine_bins = min(FINE_BINS, max(HISTOGRAM_BINS, 1 << max(prof.size - 1, 1).bit_length()))
@@ -65,7 +66,7 @@ def layer_stats(name: str, codec: LayerCodec) -> LayerStats:
         std=prof.std,
         std_nonzero=prof.std_nonzero,
         absmax=prof.absmax,
-        abs_edges=np.arange(ABS_BINS + 1) * width,
+        abs_edges=np.arange(nbins + 1) * width,
         abs_cum=prof.abs_cum[step - 1 :: step].copy(),
         fine=fine,
         mean=prof.mean,

@@ -89,17 +89,6 @@ def test_abs_in_bin(w: np.ndarray, target: int) -> None:
 
 
 @SLOW
-@given(weights(), st.integers(0, NBINS - 1), st.data())
-def test_abs_in_bin_at(w: np.ndarray, target: int, data: st.DataObject) -> None:
-    scale = abs_scale_of(w)
-    idx = np.array(sorted(data.draw(st.sets(st.integers(0, max(w.size - 1, 0)))))
-                   if w.size else [], dtype=np.int64)
-    out = np.empty(idx.size, np.float64)
-    found = kernels.abs_in_bin_at(w, idx, scale, NBINS, target, out)
-    np.testing.assert_array_equal(out[:found], ref.abs_in_bin_at_ref(w, idx, scale, NBINS, target))
-
-
-@SLOW
 @given(weights())
 def test_grid_histogram(w: np.ndarray) -> None:
     lo, inv_width = grid_of(w)
@@ -117,6 +106,30 @@ def test_candidates(w: np.ndarray, data: st.DataObject) -> None:
     t = a_threshold(data.draw, w)
     out = np.empty(w.size, np.int32)
     n = kernels.candidates(w, t, out)
+    np.testing.assert_array_equal(out[:n], ref.candidates_ref(w, t))
+
+
+@SLOW
+@given(weights(), st.data())
+def test_candidate_magnitudes(w: np.ndarray, data: st.DataObject) -> None:
+    t = a_threshold(data.draw, w)
+    out, mag = np.empty(w.size, np.int32), np.empty(w.size, w.dtype)
+    n = kernels.candidate_magnitudes(w, t, out, mag)
+    idx, ref_mag = ref.candidate_magnitudes_ref(w, t)
+    np.testing.assert_array_equal(out[:n], idx)
+    np.testing.assert_array_equal(mag[:n], ref_mag)
+    assert mag.dtype == w.dtype
+
+
+@SLOW
+@given(weights(), st.data())
+def test_at_least(w: np.ndarray, data: st.DataObject) -> None:
+    # A candidate list of a lower floor, narrowed to a higher threshold.
+    floor, t = sorted((a_threshold(data.draw, w), a_threshold(data.draw, w)))
+    idx, mag = ref.candidate_magnitudes_ref(w, floor)
+    out = np.empty(idx.size, idx.dtype)
+    n = kernels.at_least(idx, mag, idx.size, t, out)
+    np.testing.assert_array_equal(out[:n], ref.at_least_ref(idx, mag, t))
     np.testing.assert_array_equal(out[:n], ref.candidates_ref(w, t))
 
 

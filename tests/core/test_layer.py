@@ -290,3 +290,30 @@ def test_float64_layer_with_a_subnormal_span(n: int) -> None:
     for s in (LayerSettings(), LayerSettings(policy="threshold", value=0.0, bits=2),
               LayerSettings(policy="sparsity", value=0.1, huffman=False)):
         check_round_trip(codec, s)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_a_drag_reusing_candidates_gives_the_plans_of_a_fresh_codec(
+    parallel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A drag's moves reuse one candidate list of a lower floor (CANDIDATE_MARGIN); every
+    # plan and payload must be what a codec that never saw the earlier moves makes. With
+    # ``parallel`` the candidates are found on two threads, as for layers of 2M+ weights.
+    from inspector.core import candidates
+
+    if parallel:
+        monkeypatch.setattr(candidates, "PARALLEL_SIZE", 1000)
+    rng = np.random.default_rng(5)
+    w = rng.normal(0, 0.05, 60_000).astype(np.float32)
+    w[rng.choice(w.size, 60, replace=False)] *= 40  # outliers stretch the grids
+    w[:500] = w[500:1000]  # ties
+    dragged = LayerCodec(w)
+    values = [0.5, 0.52, 0.55, 0.6, 0.58, 0.4, 0.41, 0.9, 0.3, 0.95, 0.0, 1.0, 0.7]
+    policies = [("sparsity", v) for v in values] + [("std", 0.5), ("std", 0.6), ("std", 0.2)]
+    for policy, value in policies:
+        s = LayerSettings(policy=policy, value=value, bits=5, index_bits=5)
+        plan, payload = dragged.encode(s)
+        fresh_plan, fresh_payload = LayerCodec(w).encode(s)
+        assert payload == fresh_payload, (policy, value)
+        assert plan.mask == fresh_plan.mask and plan.survivors == fresh_plan.survivors
+        np.testing.assert_array_equal(decode_payload(payload, plan.layout), dragged.quantized(s))
