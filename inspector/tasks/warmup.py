@@ -36,6 +36,8 @@ _VARIANTS: tuple[dict[str, object], ...] = (
     {"policy": "threshold", "value": 0.01, "bits": 3, "index_bits": 2, "init": "linear"},
     {"policy": "sparsity", "value": 0.5, "bits": 4, "init": "density"},
     {"policy": "sparsity", "value": 0.7, "bits": 2, "init": "random", "huffman": False},
+    # Huffman over an alphabet too large for the symbol-pair table: the one-symbol encoder.
+    {"policy": "sparsity", "value": 0.3, "bits": 8, "index_bits": 8},
 )
 
 
