@@ -26,6 +26,7 @@ from inspector.io.keras_layout import WeightEntry, is_keras3, weight_entries
 from inspector.io.model_file import LoadedModel
 from inspector.io.registry import reader
 from inspector.io.sniff import zip_first_name
+from inspector.io.zip_bounds import check_layout
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 #: Archive member holding the weights of a ``.keras`` file.
@@ -199,6 +200,7 @@ def _open_archive(path: Path) -> tuple[io.BytesIO, Any, dict[str, str]]:
     """The weights member of a ``.keras`` archive (in memory), its config and metadata."""
     size = path.stat().st_size
     with zipfile.ZipFile(path) as archive:
+        check_layout(archive, path, "Keras")
         names = set(archive.namelist())
         if WEIGHTS_MEMBER not in names:
             raise InputError(f"not a Keras archive (no {WEIGHTS_MEMBER})", path)

@@ -19,6 +19,7 @@ from inspector.errors import InputError
 from inspector.io.model_file import LoadedModel
 from inspector.io.registry import reader, writer
 from inspector.io.sniff import zip_first_name
+from inspector.io.zip_bounds import check_layout
 
 _PICKLED = "contains pickled Python objects, which inspector refuses to load"
 # Deflate cannot pack more than 1032 bytes into one; a member claiming more is lying.
@@ -49,6 +50,7 @@ def read_npz(path: Path) -> LoadedModel:
     file_nbytes = path.stat().st_size
     try:
         with zipfile.ZipFile(path) as archive:
+            check_layout(archive, path, ".npz")
             for info in archive.infolist():
                 name = info.filename.removesuffix(".npy")
                 if name in tensors:

@@ -48,7 +48,7 @@ class ModelCodec:
         """The exact estimate of one tensor under ``settings``."""
         s = settings.resolve(info.name, info.kind)
         dtype = stored_dtype(info)
-        if s.excluded:
+        if s.excluded or info.size == 0:  # an empty tensor has nothing to prune: kept as is
             record = LayerRecord(info.name, dtype, info.shape, _raw_nbytes(info, dtype), 0)
             return LayerEstimate(info, None, record)
         try:
