@@ -29,7 +29,7 @@ from inspector.io.zip_bounds import DEFLATE_RATIO
 __all__ = ["DEFLATE_RATIO", "SLACK_NBYTES", "Budget"]
 
 #: Bytes any file may materialise beyond ``ratio`` times its size (headers, tiny models).
-SLACK_NBYTES = 1 << 20
+SLACK_NBYTES = 64 << 10
 
 
 class Budget:
