@@ -211,7 +211,7 @@ def add_amplification(c: Corpus) -> None:
     views = {f"w{i}": flat[i : i + 768] for i in range(100)}
     c.add("pt_overlapping_views.pt", torch_bytes(views),
           "100 tensors of 3 KB over one 4 KB storage, each shifted by one element",
-          "shared or overlapping data", huge=True)  # fmt: skip
+          "bytes of data can hold", huge=True)  # fmt: skip
     tied = {"embed.weight": flat.view(32, 32), "head.weight": flat.view(32, 32)}
     c.add("pt_tied_weights.pt", torch_bytes(tied), "two tensors, the same view (tied weights)",
           "reads")
@@ -233,7 +233,7 @@ def add_amplification(c: Corpus) -> None:
                               opset_imports=[helper.make_opsetid("", 13)])  # fmt: skip
     c.add("onnx_external_shared.onnx", model.SerializeToString(),
           "64 initializers of 4 KB, all the same 4 KB of one external file",
-          "shared or overlapping data", huge=True)  # fmt: skip
+          "bytes of data can hold", huge=True)  # fmt: skip
     c.companion("onnx_external_shared.bin", np.arange(1024, dtype=np.float32).tobytes())
     c.add("npz_empty_member_bomb.npz", npz_zero_bomb(),
           "one deflated member of 2 MB of zeros, well within deflate's ratio", "reads")

@@ -73,7 +73,8 @@ class Budget:
         if self.stored_limit is not None and self.stored > self.stored_limit:
             raise InputError(
                 f"its tensors up to {name!r} claim {self.stored:,} bytes, more than its "
-                f"{self.input_nbytes:,} bytes of data can hold (shared or overlapping data)",
+                f"{self.input_nbytes:,} bytes of data can hold (shared, overlapping or doubly "
+                "packed data)",
                 self.path,
             )
         if self.materialised > self.memory_limit:
