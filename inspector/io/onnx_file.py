@@ -345,6 +345,7 @@ def _nbytes(weight: Weight) -> tuple[int, int]:
 
 def _input_nbytes(path: Path, weights: list[Weight]) -> int:
     """The model file's size plus that of every distinct external data file it names."""
+    folder = path.parent.resolve()
     total, seen = path.stat().st_size, set()
     for weight in weights:
         if weight.attribute not in ("", "value"):
@@ -352,9 +353,10 @@ def _input_nbytes(path: Path, weights: list[Weight]) -> int:
         for entry in weight.holder.external_data:
             if entry.key == "location" and entry.value not in seen:
                 seen.add(entry.value)
-                target = path.parent / entry.value
+                target = (folder / entry.value).resolve()
                 # a missing or outside file fails when the tensor is read, with its own message
-                total += target.stat().st_size if target.is_file() else 0
+                if target.is_relative_to(folder) and target.is_file():
+                    total += target.stat().st_size
     return total
 
 
