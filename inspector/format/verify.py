@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspector.core import huffman_table
-from inspector.core.streams import decode_stream, fixed_width
-from inspector.format.header import LayerRecord
+if TYPE_CHECKING:  # the header module loads numba; the io readers import this one for the budget
+    from inspector.format.header import LayerRecord
 
 #: Share of physical memory one file may decode to, all its layers summed.
 MEMORY_FRACTION = 0.5
@@ -67,6 +67,10 @@ def check_records(records: Sequence[LayerRecord], budget: int) -> None:
 
 def check_deep_payload(record: LayerRecord, payload: bytes | memoryview) -> None:
     """Refuse a deep layer whose payload does not hold exactly what its record says."""
+    # numba loads with the decoders, only when a .dcz is checked (readers import this module)
+    from inspector.core import huffman_table
+    from inspector.core.streams import decode_stream, fixed_width
+
     deep = record.deep
     assert deep is not None
     lay = deep.layout
