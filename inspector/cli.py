@@ -8,20 +8,23 @@ promise. SIGTERM stops a command as Ctrl-C does, removing its temporary files (e
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import signal
 import sys
-import warnings
 from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from inspector import __version__, cli_finetune, cli_tune
+from inspector.cli_guard import (
+    EXIT_TERMINATED,
+    Terminated,
+    check_outputs,
+    quiet_libraries,
+    terminate_as_interrupt,
+)
 from inspector.errors import InspectorError
 
 EXIT_BAD_INPUT = 2
-EXIT_TERMINATED = 128 + signal.SIGTERM
 COMMANDS = ("info", "compress", "decompress", "eval", "gui", "finetune", *cli_tune.COMMANDS)
 T = TypeVar("T")
 
@@ -34,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = ["gui", *argv]  # `inspector` and `inspector MODEL` open the app
     args = parser.parse_args(argv)
     try:
-        with _terminate_as_interrupt(), _quiet_libraries(args.func is not _cmd_gui):
+        with terminate_as_interrupt(), quiet_libraries(args.func is not _cmd_gui):
             return int(args.func(args) or 0)
     except InspectorError as exc:
         print(f"inspector: error: {exc}", file=sys.stderr)
@@ -57,37 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line for the user, never a traceback
         print(f"inspector: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is: every ``finally`` and atomic writer cleans up."""
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Generator[None, None, None]:
-    def on_term(signum: int, frame: Any) -> None:
-        raise Terminated
-
-    try:
-        previous = signal.signal(signal.SIGTERM, on_term)
-    except ValueError:  # not the main thread (an embedding program): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _quiet_libraries(active: bool) -> Generator[None, None, None]:
-    """Warnings (torch's, numpy's...) recorded and dropped: the output stays ours alone."""
-    if not active:
-        yield
-        return
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("ignore")
-        yield
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -198,7 +170,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     from inspector.tasks import report
     from inspector.tasks.codec import ModelCodec, compress
 
-    _check_outputs({"the input model": args.model}, args.output, args.save_config)
+    check_outputs({"the input model": args.model}, args.output, args.save_config)
     settings = load_settings(args.config) if args.config else ModelSettings()
     settings = _apply_flags(settings, args)
     model = read_model(args.model)
@@ -223,18 +195,6 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_outputs(inputs: dict[str, Path | None], *outputs: Path | None) -> None:
-    """Each output a regular file or a new name, none an input (by what it is: ``"the source
-    model"``) nor another output of the command."""
-    from inspector.atomic import check_output
-
-    protect = [(path, what) for what, path in inputs.items() if path is not None]
-    for out in outputs:
-        if out is not None:
-            check_output(out, protect)
-            protect.append((out, f"{out.name}, another output of this command"))
-
-
 def _cmd_gui(args: argparse.Namespace) -> int:
     from inspector.gui.app import run
 
@@ -245,7 +205,7 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     from inspector.format import container
     from inspector.io import write_weights
 
-    _check_outputs({"the compressed file": args.compressed, "the source model": args.into},
+    check_outputs({"the compressed file": args.compressed, "the source model": args.into},
                    args.output)
     box = container.open_container(args.compressed)
     tensors = {r.name: box.read_layer(i) for i, r in enumerate(box.records)}
