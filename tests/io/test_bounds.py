@@ -98,6 +98,18 @@ def test_npz_quoted_overlap_is_refused(tmp_path: Path) -> None:
         read_model(path)
 
 
+def test_evaluation_data_with_repeated_members_is_refused(tmp_path: Path) -> None:
+    """The same rule for evaluation data: inputs and labels listed 500 times over."""
+    from inspector.io.eval_data import read_eval_data
+
+    buf = io.BytesIO()
+    np.savez(buf, inputs=np.zeros((64, 1, 8, 8), np.float32), labels=np.zeros(64, np.int64))
+    path = tmp_path / "eval.npz"
+    path.write_bytes(corpus_bounds.repeat_central(buf.getvalue(), "inputs.npy", 500))
+    with pytest.raises(InputError, match="is listed twice"):
+        read_eval_data(path)
+
+
 def test_real_keras_archive_with_a_repeated_member_is_refused(tmp_path: Path) -> None:
     data = (SAMPLES / "digits_cnn.keras").read_bytes()
     path = tmp_path / "repeated.keras"
