@@ -31,6 +31,7 @@ from make_corpus import (  # type: ignore[import-not-found]
     dcz_header,
     dcz_records,
     npy_bytes,
+    pin_numbers,
     torch_bytes,
 )
 
@@ -212,6 +213,13 @@ def add_amplification(c: Corpus) -> None:
     c.add("pt_overlapping_views.pt", torch_bytes(views),
           "100 tensors of 3 KB over one 4 KB storage, each shifted by one element",
           "bytes of data can hold", huge=True)  # fmt: skip
+    buf = io.BytesIO()
+    torch.save(views, buf, _use_new_zipfile_serialization=False)
+    # storage keys are memory addresses; past 256 memo entries the pickle puts them with "r"
+    legacy = pin_numbers(buf.getvalue(), rb"X[\x08-\x20]\x00\x00\x00(\d{8,32})(?=[qr])")
+    c.add("pt_legacy_overlapping_views.pt", legacy,
+          "the same 100 views, in a legacy (non-zip) torch.save file", "bytes of data can hold",
+          huge=True)  # fmt: skip
     tied = {"embed.weight": flat.view(32, 32), "head.weight": flat.view(32, 32)}
     c.add("pt_tied_weights.pt", torch_bytes(tied), "two tensors, the same view (tied weights)",
           "reads")
