@@ -80,6 +80,20 @@ def test_save_config_over_the_output_is_refused(capsys, model, tmp_path) -> None
     assert not out.exists()
 
 
+def test_tuning_output_over_the_model_or_data_is_refused(capsys, tmp_path) -> None:
+    """``sensitivity``/``tune -o`` write settings: never over the model or the data, and before
+    the sweep runs."""
+    model = tmp_path / "digits_cnn.onnx"
+    data = tmp_path / "digits8_test.h5"
+    for path in (model, data):
+        path.write_bytes((ROOT / "sample_models" / path.name).read_bytes())
+    for target, what in ((model, "the model"), (data, "the evaluation data")):
+        before = target.read_bytes()
+        code, _, err = cli(capsys, "sensitivity", model, "--data", data, "-o", target)
+        one_line(code, err, f"refusing to overwrite {what}")
+        assert target.read_bytes() == before
+
+
 def test_a_symlinked_output_is_refused_and_its_target_kept(capsys, model, tmp_path) -> None:
     target = tmp_path / "precious.txt"
     target.write_text("keep me")
