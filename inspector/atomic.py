@@ -126,7 +126,7 @@ def remove_stale(folder: str | Path, now: float | None = None) -> list[Path]:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
+    if pid == os.getpid() or os.name == "nt":  # Windows' os.kill(pid, 0) would end it
         return True
     try:
         os.kill(pid, 0)
