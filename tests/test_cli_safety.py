@@ -113,6 +113,26 @@ def test_a_symlinked_output_is_refused_and_its_target_kept(capsys, model, tmp_pa
         assert link.is_symlink() and target.read_text() == "keep me"
 
 
+def test_an_onnx_copy_never_replaces_a_symlinked_data_file(capsys, tmp_path, monkeypatch):
+    """A copy too large to inline writes ``<name>.data`` beside it: a second output, checked
+    like the first."""
+    from inspector.io import onnx_writeback
+
+    monkeypatch.setattr(onnx_writeback, "INLINE_LIMIT", 0)  # as if the model were > 2 GiB
+    source = tmp_path / "digits_cnn.onnx"
+    source.write_bytes((ROOT / "sample_models" / source.name).read_bytes())
+    dcz = tmp_path / "d.dcz"
+    assert main(["compress", str(source), "-o", str(dcz)]) == 0
+    target = tmp_path / "precious.bin"
+    target.write_bytes(b"keep me")
+    out = tmp_path / "copy.onnx"
+    (tmp_path / "copy.onnx.data").symlink_to(target)
+    capsys.readouterr()
+    code, _, err = cli(capsys, "decompress", dcz, "--into", source, "-o", out)
+    one_line(code, err, "symbolic link")
+    assert target.read_bytes() == b"keep me" and not out.exists()
+
+
 def test_a_special_file_output_is_refused(capsys, model, tmp_path) -> None:
     fifo = tmp_path / "pipe.dcz"
     os.mkfifo(fifo)
