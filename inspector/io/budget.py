@@ -86,18 +86,24 @@ class Budget:
             )
 
     def take_torch(self, name: str, tensor: Any) -> None:
-        """Charge a torch tensor by its view of its storage (duck-typed: no torch import)."""
-        stored = tensor.numel() * tensor.element_size()
-        widened = tensor.numel() * max(tensor.element_size(), 4)
-        if tensor.layout != _strided(tensor):  # sparse: its dense form is made in memory
-            self.take(name, 0, widened)
+        """Charge a torch tensor by its view of its storage.
+
+        Its storage is already in memory (legacy files) or mapped from the file (zip): only
+        the copies reading makes count as materialised, a sparse tensor's dense form and a
+        dtype numpy lacks widened to float32; every distinct view counts as stored.
+        """
+        import torch  # whoever holds a tensor has imported it already
+
+        numel = tensor.numel()
+        if tensor.layout != torch.strided:  # its dense form is made in memory
+            self.take(name, 0, numel * max(tensor.element_size(), 4))
             return
+        float8 = tensor.is_floating_point() and tensor.element_size() == 1
+        widened = float8 or str(tensor.dtype) in _WIDENED
         key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(),
                tuple(tensor.shape), tuple(tensor.stride()), str(tensor.dtype))  # fmt: skip
-        self.take(name, stored, widened, key)
+        self.take(name, numel * tensor.element_size(), 4 * numel if widened else 0, key)
 
 
-def _strided(tensor: Any) -> Any:
-    import torch  # already imported by whoever holds a tensor
-
-    return torch.strided
+# torch dtypes numpy lacks, read as float32 (complex32 as complex64); float8 by their size
+_WIDENED = frozenset({"torch.bfloat16", "torch.complex32"})
