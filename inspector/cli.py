@@ -1,6 +1,8 @@
 """Command line: ``inspector info|compress|decompress|eval``; the app calls the same tasks.
 
-Errors are one line on stderr and exit code 2 (bad input or settings); never a traceback.
+Errors are one line on stderr and exit code 2 (bad input or settings, or an output that cannot
+be written); never a traceback. Warnings libraries print are not shown: they would break that
+promise. SIGTERM stops a command as Ctrl-C does, removing its temporary files (exit code 143).
 """
 
 from __future__ import annotations
@@ -14,6 +16,13 @@ from typing import Any, TypeVar
 
 from inspector import __version__, cli_finetune, cli_tune
 from inspector.cli_flags import UNSET, apply_flags, flag_sources, floor_arg
+from inspector.cli_guard import (
+    EXIT_TERMINATED,
+    Terminated,
+    check_outputs,
+    quiet_libraries,
+    terminate_as_interrupt,
+)
 from inspector.errors import InspectorError
 
 EXIT_BAD_INPUT = 2
@@ -29,15 +38,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = ["gui", *argv]  # `inspector` and `inspector MODEL` open the app
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with terminate_as_interrupt(), quiet_libraries(args.func is not _cmd_gui):
+            return int(args.func(args) or 0)
     except InspectorError as exc:
         print(f"inspector: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Terminated:
+        print("inspector: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("inspector: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # the environment, not a bug: a full disk, a vanished folder
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"inspector: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except RecursionError:
+        print("inspector: error: input nests too deeply to be read", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as exc:  # a bug: still one line for the user, never a traceback
         print(f"inspector: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -161,6 +181,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     from inspector.tasks import report
     from inspector.tasks.codec import ModelCodec, compress
 
+    check_outputs({"the input model": args.model}, args.output, args.save_config)
     settings = load_settings(args.config) if args.config else ModelSettings()
     flagged = flag_sources(settings, args)
     settings = apply_flags(settings, args)
@@ -203,6 +224,8 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     from inspector.format import container
     from inspector.tasks.export import decompress_file
 
+    check_outputs({"the compressed file": args.compressed, "the source model": args.into},
+                   args.output)
     box = container.open_container(args.compressed)
     if args.into is not None:
         tensors = {r.name: box.read_layer(i) for i, r in enumerate(box.records)}

@@ -224,9 +224,12 @@ def _cosine_budget(min_cosine: float) -> float:
 
 def _open(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """The starting settings, the codec of the runnable model's own tensors, its evaluator."""
+    from inspector.cli_guard import check_outputs
     from inspector.model.settings import ModelSettings, load_settings
     from inspector.tasks.codec import ModelCodec
 
+    # before the sweep: an -o naming the model or the data would replace it with settings
+    check_outputs({"the model": args.model, "the evaluation data": args.data}, args.output)
     settings = load_settings(args.config) if args.config else ModelSettings()
     evaluator = open_evaluator_of(args)
     return settings, ModelCodec(evaluator.reference), evaluator

@@ -23,3 +23,7 @@ class InputError(InspectorError):
 
 class SettingsError(InspectorError):
     """A setting is out of range or inconsistent (CLI exit code 2)."""
+
+
+class OutputError(InspectorError):
+    """An output cannot be written: a full disk, a read-only folder (CLI exit code 2)."""

@@ -1,4 +1,4 @@
-"""Run the fuzzing properties of ``tests/io/test_fuzz.py`` for much longer, by hand.
+"""Run the fuzzing properties of ``tests/io/test_fuzz*.py`` for much longer, by hand.
 
 The test suite runs each property on 200 examples, so it stays fast; this runs the very same
 properties on as many as you ask (readers that start torch, ONNX or a child process get a fifth,
@@ -9,7 +9,9 @@ respectively a fiftieth, of them), with no per-test time limit:
     .venv/bin/python scripts/fuzz.py -k "caffe or safetensors" --examples 1000000
 
 ``-k`` selects properties by name as pytest does (``dcz``, ``sniffers``, ``safetensors``,
-``caffe``, ``zip``, ``fast_readers``, ``library_readers``, ``child_process``). A failure prints
+``caffe``, ``zip``, ``fast_readers``, ``library_readers``, ``child_process``; the bounds of
+``test_fuzz_bounds.py``: ``decodes_as_its_records_say``, ``reads_each_byte_once``,
+``views_of_one_storage``, ``layer_names``). A failure prints
 the smallest damaged input hypothesis could find and is kept in ``.hypothesis/``, so the next
 run (and the test suite on this machine) tries it first. Turn a real finding into a corpus file
 (scripts/make_corpus.py) so every checkout replays it.
@@ -24,7 +26,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ROOT / "tests" / "io" / "test_fuzz.py"
+TESTS = sorted((ROOT / "tests" / "io").glob("test_fuzz*.py"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="examples per property (default 100000)")
     parser.add_argument("-k", default="", help="only the properties matching this expression")
     args = parser.parse_args(argv)
-    command = [sys.executable, "-m", "pytest", str(TESTS), "-q", "-x", "--timeout=0",
+    command = [sys.executable, "-m", "pytest", *map(str, TESTS), "-q", "-x", "--timeout=0",
                "--hypothesis-show-statistics", "-p", "no:cacheprovider"]  # fmt: skip
     if args.k:
         command += ["-k", args.k]

@@ -625,6 +625,9 @@ def build(folder: Path) -> None:
         add_caffe(c)
         add_dcz(c, Path(tmp))
     (folder / "manifest.json").write_bytes(c.manifest())
+    import corpus_bounds  # its entries start from the valid files above; own manifest
+
+    corpus_bounds.build(folder)
 
 
 def main(argv: list[str] | None = None) -> int:

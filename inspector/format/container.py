@@ -6,7 +6,6 @@ payload of layer 0 | payload of layer 1 | ...`` (little-endian; see docs/format.
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
@@ -18,8 +17,9 @@ import numpy as np
 from inspector.atomic import atomic_path, same_file
 from inspector.core.layer import decode_payload
 from inspector.errors import InputError
-from inspector.format import dtypes, spec
+from inspector.format import dtypes, spec, verify
 from inspector.format.header import LayerRecord, decode_header, encode_header
+from inspector.format.verify import memory_nbytes
 
 
 def file_nbytes(records: Sequence[LayerRecord]) -> int:
@@ -41,9 +41,15 @@ def write(
 ) -> int:
     """Write the container atomically (temp file + rename); return its size in bytes.
 
-    Refuses to write over any path in ``protect`` (the source model).
+    Refuses to write over any path in ``protect`` (the source model), and a file the reader
+    would refuse: no layers, or a deep-compressed layer without elements.
     """
     path = Path(path)
+    if not records:
+        raise InputError("nothing to compress: the model holds no tensors", path)
+    for r in records:
+        if r.size == 0 and r.deep is not None:
+            raise InputError(f"tensor {r.name!r} has no elements to compress", path)
     for p in protect:
         if path.exists() and same_file(path, p):
             raise InputError("refusing to overwrite the input model", path)
@@ -90,6 +96,17 @@ class Container:
             raise InputError(f"layer {rec.name!r} is damaged (checksum mismatch)", self.path)
         return payload
 
+    def check_layer(self, index: int) -> None:
+        """Refuse layer ``index`` if its payload fails its CRC or disagrees with its record."""
+        rec = self.records[index]
+        payload = self.payload(index)
+        if rec.deep is None:
+            return
+        try:
+            verify.check_deep_payload(rec, payload)
+        except ValueError as exc:
+            raise InputError(f"layer {rec.name!r} is inconsistent: {exc}", self.path) from None
+
     def read_layer(self, index: int) -> np.ndarray:
         """Decode layer ``index`` to its dtype and shape (CRC checked)."""
         rec = self.records[index]
@@ -117,16 +134,15 @@ class Container:
 _DECODE_BYTES_PER_VALUE = 8  # the float32 result and the decoder's scratch of the same size
 
 
-def memory_nbytes() -> int:
-    """Physical memory of this machine in bytes (unbounded where the OS does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return 1 << 62
-
-
 def open_container(path: str | Path) -> Container:
-    """Read and check the header of a compressed file (payloads are read on demand)."""
+    """Open a compressed file, checking every field against the others and the payloads.
+
+    Up front, before anything is decoded or shown: layer names are unique, the layers summed
+    decode to no more than :data:`~inspector.format.verify.MEMORY_FRACTION` of this machine's
+    memory, every payload passes its CRC, and every deep layer's streams fill its payload
+    exactly and describe exactly its record (:func:`~inspector.format.verify.check_deep_payload`).
+    Reading is linear in the file's size.
+    """
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -144,7 +160,14 @@ def open_container(path: str | Path) -> Container:
     if pos != size:
         problem = "is truncated" if pos > size else f"has {size - pos} unexpected trailing bytes"
         raise InputError(f"file {problem}", path)
-    return Container(str(path), spec.VERSION, tuple(records), tuple(offsets), size)
+    try:
+        verify.check_records(records, int(memory_nbytes() * verify.MEMORY_FRACTION))
+    except ValueError as exc:
+        raise InputError(str(exc), path) from None
+    box = Container(str(path), spec.VERSION, tuple(records), tuple(offsets), size)
+    for index in range(len(records)):
+        box.check_layer(index)
+    return box
 
 
 def _read_header(f, prefix: bytes, size: int) -> tuple[list[LayerRecord], int]:

@@ -119,6 +119,8 @@ def _decode_record(r: Reader) -> LayerRecord:
         if payload != record.size * record.itemsize:
             raise ValueError(f"layer {name!r}: stored size does not match its shape")
         return record
+    if record.size == 0:  # the writer stores an empty tensor as is, never deep-compressed
+        raise ValueError(f"layer {name!r} is deep-compressed but has a zero dimension {shape}")
     deep = _decode_deep(r, name, record)
     return LayerRecord(name, record.dtype, shape, payload, crc, deep)
 
@@ -150,6 +152,7 @@ def _decode_deep(r: Reader, name: str, rec: LayerRecord) -> Deep:
     # every entry costs at least one bit of gap code; the entries end within 2**b of the end
     if entries > 8 * rec.payload_nbytes or rec.size > (entries + 1) << index_bits:
         raise ValueError(f"layer {name!r} claims more weights than its data can hold")
+    _check_spans(name, rec.payload_nbytes, k, entries, index_bits, flags, weight_nbytes)
     layout = Layout(
         size=rec.size,
         codebook_size=k,
@@ -162,3 +165,23 @@ def _decode_deep(r: Reader, name: str, rec: LayerRecord) -> Deep:
     )
     mask = Mask(threshold, TIES_ALL if ties == 0 else ties - 1)
     return Deep(settings, mask, survivors, layout)
+
+
+def _check_spans(
+    name: str, payload: int, k: int, entries: int, index_bits: int, flags: int, weight: int
+) -> None:
+    """The stream lengths a record gives must fit its payload: a fixed-width stream has an
+    exact length, a Huffman one at least a bit per symbol (the payload check is exact)."""
+    walpha = k + bool(flags & spec.F_FILLER)
+    fixed_weight = (entries * max(0, (walpha - 1).bit_length()) + 7) // 8
+    fixed_gap = (entries * index_bits + 7) // 8
+    weight_huffman, gap_huffman = flags & spec.F_WEIGHT_HUFFMAN, flags & spec.F_GAP_HUFFMAN
+    rest = payload - 4 * k - weight  # gap tables and codes, and the weight table
+    if rest < 0 or (not weight_huffman and weight != fixed_weight):
+        raise ValueError(f"layer {name!r}: its weight stream does not fit its payload")
+    if weight_huffman and weight < (entries + 7) // 8:
+        raise ValueError(f"layer {name!r}: its weight stream is too short for its entries")
+    if not (weight_huffman or gap_huffman) and rest != fixed_gap:
+        raise ValueError(f"layer {name!r}: its gap stream does not fill its payload")
+    if rest < ((entries + 7) // 8 if gap_huffman else fixed_gap):
+        raise ValueError(f"layer {name!r}: its gap stream is too short for its entries")

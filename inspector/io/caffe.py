@@ -292,12 +292,19 @@ def _leaf(layer: CaffeLayer, index: int) -> str:
     return leaves[index] if index < len(leaves) else f"blob{index}"
 
 
-def _unique(name: str, used: set[str]) -> str:
-    """``name``, or ``name_2``, ``name_3``... if an earlier layer took it (Caffe allows that)."""
-    unique, n = name, 1
+def _unique(name: str, used: set[str], last: dict[str, int]) -> str:
+    """``name``, or ``name_2``, ``name_3``... if an earlier layer took it (Caffe allows that).
+
+    ``last`` remembers the last suffix tried per name, so n layers sharing one name cost O(n),
+    not O(n**2): a hostile net repeats one name for every layer.
+    """
+    unique, n = name, last.get(name, 1)
+    if n > 1:
+        unique = f"{name}_{n}"
     while unique in used:
         n += 1
         unique = f"{name}_{n}"
+    last[name] = n
     used.add(unique)
     return unique
 
@@ -369,9 +376,10 @@ def caffemodel_from_bytes(data: bytes, path: str | Path) -> LoadedModel:
         net_name, layers = parse_net(data)
         tensors: dict[str, np.ndarray] = {}
         used: set[str] = set()
+        last: dict[str, int] = {}
         for position, layer in enumerate(layers):
             if layer.blobs:
-                prefix = _unique(layer.name or f"layer{position}", used)
+                prefix = _unique(layer.name or f"layer{position}", used, last)
                 for index, blob in enumerate(layer.blobs):
                     tensors[f"{prefix}.{_leaf(layer, index)}"] = _tensor(layer, index, blob)
     except CaffeError as exc:

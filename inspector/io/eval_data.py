@@ -26,6 +26,7 @@ import numpy as np
 from inspector.errors import InputError
 from inspector.io.isolated import read_isolated
 from inspector.io.model_file import LoadedModel
+from inspector.io.zip_bounds import check_layout
 
 #: Largest float32 inputs array a data file may produce.
 MAX_INPUT_NBYTES = 4 << 30
@@ -314,6 +315,7 @@ def _text(value: Any) -> str:
 def _read_npz(path: Path, need_labels: bool) -> EvalInputs:
     try:
         with zipfile.ZipFile(path) as archive:
+            check_layout(archive, path, ".npz")  # repeated or overlapping members: a zip bomb
             return _from_npz(path, archive, need_labels)
     except InputError:
         raise

@@ -21,11 +21,13 @@ from typing import Any
 import numpy as np
 
 from inspector.errors import InputError
+from inspector.io.budget import DEFLATE_RATIO, Budget
 from inspector.io.isolated import read_isolated
 from inspector.io.keras_layout import WeightEntry, is_keras3, weight_entries
 from inspector.io.model_file import LoadedModel
 from inspector.io.registry import reader
 from inspector.io.sniff import zip_first_name
+from inspector.io.zip_bounds import check_layout
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 #: Archive member holding the weights of a ``.keras`` file.
@@ -76,8 +78,11 @@ def read_keras_here(path: Path) -> LoadedModel:
         entries = weight_entries(f, config)
         tensors: dict[str, np.ndarray] = {}
         dtypes: dict[str, str] = {}
+        # Deflate over deflate (gzip datasets in a deflated member) multiplies: one bound on
+        # the whole model, against the file on disk, before each dataset is read.
+        budget = Budget(path, path.stat().st_size, ratio=DEFLATE_RATIO)
         for entry in entries:
-            arr, dtype = _read_dataset(path, f, entry, limit)
+            arr, dtype = _read_dataset(path, f, entry, limit, budget)
             tensors[entry.name] = arr
             if dtype != arr.dtype.name:
                 dtypes[entry.name] = dtype
@@ -199,6 +204,7 @@ def _open_archive(path: Path) -> tuple[io.BytesIO, Any, dict[str, str]]:
     """The weights member of a ``.keras`` archive (in memory), its config and metadata."""
     size = path.stat().st_size
     with zipfile.ZipFile(path) as archive:
+        check_layout(archive, path, "Keras")
         names = set(archive.namelist())
         if WEIGHTS_MEMBER not in names:
             raise InputError(f"not a Keras archive (no {WEIGHTS_MEMBER})", path)
@@ -254,7 +260,9 @@ def _json_attr(f: Any, key: str) -> Any:
 # -------------------------------------------------------------------------------- the values
 
 
-def _read_dataset(path: Path, f: Any, entry: WeightEntry, limit: int) -> tuple[np.ndarray, str]:
+def _read_dataset(
+    path: Path, f: Any, entry: WeightEntry, limit: int, budget: Budget
+) -> tuple[np.ndarray, str]:
     """One dataset as a numpy array and its stored dtype name (bfloat16 widened to float32)."""
     ds = weight_dataset(path, f, entry)
     dtype = ds.dtype
@@ -268,6 +276,7 @@ def _read_dataset(path: Path, f: Any, entry: WeightEntry, limit: int) -> tuple[n
             f"the file holds",
             path,
         )
+    budget.take(entry.name, nbytes, 2 * nbytes if bfloat16 else nbytes)
     arr = np.asarray(ds[()])
     if bfloat16:  # Keras stores ml_dtypes' bfloat16 as a 2-byte opaque type
         bits = arr.view("<u2").astype("<u4") << 16

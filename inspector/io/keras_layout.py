@@ -189,13 +189,21 @@ def _natural(key: str) -> tuple[Any, ...]:
 
 def _unique(entries: list[WeightEntry]) -> list[WeightEntry]:
     seen: set[str] = set()
+    datasets: set[str] = set()
     out = []
     for e in entries:
+        if e.dataset in datasets:  # one dataset listed twice would be read (and held) twice
+            raise InputError(f"Keras weight {e.dataset!r} is listed twice")
+        datasets.add(e.dataset)
         name = e.name
         if name in seen:  # e.g. two custom sub-objects that Keras labels alike
             name = e.dataset.strip("/").replace("/", ".")
+        # dataset paths are unique, so this loop ends at once but for names made to collide
+        # with other dataset paths; a counter keeps that linear too
+        base, n = name, 1
         while name in seen:
-            name += "_"
+            n += 1
+            name = f"{base}_{n}"
         seen.add(name)
         out.append(WeightEntry(name, e.dataset))
     return out

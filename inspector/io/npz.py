@@ -16,9 +16,11 @@ from typing import IO
 import numpy as np
 
 from inspector.errors import InputError
+from inspector.io.budget import Budget
 from inspector.io.model_file import LoadedModel
 from inspector.io.registry import reader, writer
 from inspector.io.sniff import zip_first_name
+from inspector.io.zip_bounds import check_layout
 
 _PICKLED = "contains pickled Python objects, which inspector refuses to load"
 # Deflate cannot pack more than 1032 bytes into one; a member claiming more is lying.
@@ -47,12 +49,15 @@ def read_npz(path: Path) -> LoadedModel:
         raise InputError("not a readable .npz archive: no zip directory (truncated?)", path)
     tensors: dict[str, np.ndarray] = {}
     file_nbytes = path.stat().st_size
+    budget = Budget(path, file_nbytes, ratio=None)  # deflate: the memory budget only
     try:
         with zipfile.ZipFile(path) as archive:
+            check_layout(archive, path, ".npz")
             for info in archive.infolist():
                 name = info.filename.removesuffix(".npy")
                 if name in tensors:
                     raise InputError(f"two arrays are named {name!r}", path)
+                budget.take(name, info.file_size)
                 tensors[name] = _read_member(archive, info, name, path, file_nbytes)
     except zipfile.BadZipFile as exc:
         raise InputError(f"damaged .npz archive ({exc})", path) from None

@@ -20,6 +20,7 @@ is ``op_type#index`` in its graph; GRAPHS attributes add ``[i]``). A name still 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from inspector.errors import InputError
+from inspector.io.budget import Budget
 from inspector.io.model_file import LoadedModel
 from inspector.io.onnx_kinds import onnx_kinds
 from inspector.io.registry import reader
@@ -320,12 +322,44 @@ def read_onnx(path: Path) -> LoadedModel:
     tensors: dict[str, np.ndarray] = {}
     dtypes: dict[str, str] = {}
     weights = weights_of(proto, path)
+    # Every tensor's bytes come from the model or its external data, which many tensors could
+    # otherwise point at alike: a model-wide bound, charged before each tensor is read.
+    budget = Budget(path, _input_nbytes(path, weights), ratio=2)
     for weight in weights:
+        stored, widened = _nbytes(weight)
+        if stored <= budget.input_nbytes:  # a larger one alone fails to read, saying why
+            budget.take(weight.name, stored, widened)
         tensors[weight.name], dtypes[weight.name] = weight_array(weight, path)
     if not tensors:
         raise InputError("ONNX model has no float initializers or Constant tensors (weights)", path)
     kinds = onnx_kinds(node_holders(proto), [(w.name, w.value, w.shape) for w in weights])
     return LoadedModel.build(str(path), "onnx", tensors, dtypes, _metadata(proto), kinds)
+
+
+def _nbytes(weight: Weight) -> tuple[int, int]:
+    """Bytes of ``weight`` as stored and as read (bfloat16 and float8 widen to float32)."""
+    from inspector.io.model_file import dtype_itemsize
+
+    size = math.prod(max(d, 0) for d in weight.shape)
+    itemsize = dtype_itemsize(FLOAT_TYPES.get(weight.data_type, "float32"))
+    return size * itemsize, size * max(itemsize, 4)
+
+
+def _input_nbytes(path: Path, weights: list[Weight]) -> int:
+    """The model file's size plus that of every distinct external data file it names."""
+    folder = path.parent.resolve()
+    total, seen = path.stat().st_size, set()
+    for weight in weights:
+        if weight.attribute not in ("", "value"):
+            continue
+        for entry in weight.holder.external_data:
+            if entry.key == "location" and entry.value not in seen:
+                seen.add(entry.value)
+                target = (folder / entry.value).resolve()
+                # a missing or outside file fails when the tensor is read, with its own message
+                if target.is_relative_to(folder) and target.is_file():
+                    total += target.stat().st_size
+    return total
 
 
 def _metadata(proto: Any) -> dict[str, str]:

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from inspector.atomic import new_file_mode, same_file
+from inspector.atomic import check_output, new_file_mode, same_file
 from inspector.errors import InputError
 from inspector.io.onnx_file import Weight, load_external, load_proto, node_holders, weights_of
 from inspector.io.registry import rewriter
@@ -139,6 +139,7 @@ def _save_with_data_file(proto: Any, source: Path, target: Path) -> None:
     match = _TEMPORARY.fullmatch(target.name)
     location = f"{match.group(1) if match else target.name}.data"
     _refuse_source_files(proto, source, target.parent / location)
+    check_output(target.parent / location)  # a second output: never a link, folder or device
     # Constants (and other attribute tensors) stay inline: read their external data now.
     for tensor in _attribute_tensors(proto):
         if uses_external_data(tensor):

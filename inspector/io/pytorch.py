@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from inspector.errors import InputError
+from inspector.io.budget import Budget
 from inspector.io.model_file import LoadedModel
 from inspector.io.registry import reader, writer
 from inspector.io.sniff import check_zip_members, zip_first_name
@@ -254,8 +255,10 @@ def read_pytorch(path: Path) -> LoadedModel:
     tensors: dict[str, np.ndarray] = {}
     dtypes: dict[str, str] = {}
     file_nbytes = path.stat().st_size
+    budget = Budget(path, file_nbytes, ratio=2)  # views of one storage add up: model-wide bound
     for name, tensor in raw.items():
         _check_size(name, tensor, file_nbytes, path)
+        budget.take_torch(name, tensor)
         try:
             tensors[name], dtypes[name] = tensor_to_numpy(tensor)
         except (ValueError, TypeError, RuntimeError) as exc:

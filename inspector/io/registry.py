@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.atomic import atomic_path, same_file
-from inspector.errors import InputError
+from inspector.atomic import atomic_path, check_output, same_file
+from inspector.errors import InputError, OutputError
 from inspector.io.model_file import LoadedModel
 
 #: How many leading bytes a sniffer is shown.
@@ -203,7 +203,7 @@ def read_model(path: str | os.PathLike[str]) -> LoadedModel:
     path = Path(path)
     spec = _choose_reader(path, _head(path))
     try:
-        return spec.read(path)
+        model = spec.read(path)
     except InputError:
         raise
     except MemoryError:
@@ -211,6 +211,9 @@ def read_model(path: str | os.PathLike[str]) -> LoadedModel:
     except Exception as exc:  # a corrupt file can make a library fail in any way
         problem = f"corrupt or unreadable {spec.name} file ({_one_line(exc)})"
         raise InputError(problem, path) from exc
+    if not model.tensors:  # an empty safetensors file, say: nothing to show or compress
+        raise InputError(f"the {spec.name} file holds no tensors", path)
+    return model
 
 
 def _one_line(exc: BaseException, limit: int = 160) -> str:
@@ -269,9 +272,7 @@ def write_weights(
     _check_arrays(path, tensors)
     if protect is not None and same_file(path, Path(protect)):
         raise InputError("refusing to overwrite the source model", path)
-    folder = path.parent
-    if not folder.is_dir():
-        raise InputError("folder does not exist", path)
+    check_output(path)  # a regular file or a new name; never a link, folder or device
     try:
         with atomic_path(path) as tmp:
             try:
@@ -279,6 +280,10 @@ def write_weights(
             except InputError as exc:
                 # Writers may raise without a path; the user needs to know which file failed.
                 raise exc if exc.path else InputError(exc.problem, path) from None
+            except (OSError, MemoryError):
+                raise
+            except Exception as exc:  # safetensors reports a full disk as its own error type
+                raise OutputError(f"cannot write ({_one_line(exc)})", path) from exc
     except OSError as exc:
         raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
 
@@ -331,8 +336,7 @@ def write_back(
     if output.suffix.lower() != source.suffix.lower():
         problem = f"a copy of {source.name} must keep its extension {source.suffix or '(none)'}"
         raise InputError(problem, output)
-    if not output.parent.is_dir():
-        raise InputError("folder does not exist", output)
+    check_output(output)
     _check_replacements(model or read_model(source), output, tensors)
     try:
         with atomic_path(output) as tmp:

@@ -9,6 +9,7 @@ import zlib
 from pathlib import Path
 
 from inspector.errors import InputError
+from inspector.io.zip_bounds import check_layout
 
 _ZIP_LOCAL_HEADER = b"PK\x03\x04"
 _ZIP_NAME_OFFSET = 30
@@ -61,6 +62,7 @@ def check_zip_members(path: Path, kind: str) -> None:
     """
     try:
         with zipfile.ZipFile(path) as archive:
+            check_layout(archive, path, kind)  # repeated or overlapping members: a zip bomb
             for info in archive.infolist():
                 with archive.open(info) as member:
                     while member.read(_CHUNK):

@@ -229,6 +229,8 @@ def load_settings(path: str | Path) -> ModelSettings:
         return ModelSettings.from_json(json.loads(text))
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno})", path) from exc
+    except RecursionError:  # json nests as deep as the text does; no settings file nests so
+        raise InputError("settings nest too deeply to be settings", path) from None
     except SettingsError as exc:
         raise SettingsError(exc.problem, path) from exc
 

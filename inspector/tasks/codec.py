@@ -89,7 +89,8 @@ class ModelCodec:
 
     def _plan_layer(self, info: TensorInfo, s: LayerSettings) -> LayerEstimate:
         dtype = stored_dtype(info)
-        if s.excluded or not info.lossy_ok:  # NaN, inf or integers: only lossless makes sense
+        # NaN, inf or integers: only lossless makes sense; an empty tensor has nothing to prune
+        if s.excluded or not info.lossy_ok or info.size == 0:
             record = LayerRecord(info.name, dtype, info.shape, _raw_nbytes(info, dtype), 0)
             return LayerEstimate(info, None, record)
         try:

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from inspector.atomic import same_file
+from inspector.atomic import check_output, remove_stale, same_file, temporary_name
 from inspector.errors import InputError, InspectorError
 from inspector.format.container import Container, open_container
 from inspector.io import read_model, write_back, write_weights, writer_formats
@@ -230,7 +229,9 @@ def export_settings(
 
 # ------------------------------------------------------------------------ files
 def check_target(output: str | Path, protect: str | Path | None = None) -> Path:
-    """``output`` as a Path, if it can be exported to: not ``protect``, not a folder, in one.
+    """``output`` as a Path, if it can be exported to: not ``protect``, a regular file or a new
+    name in an existing folder; never a symlink, a folder or a device
+    (:func:`inspector.atomic.check_output`).
 
     Raises
     ------
@@ -240,18 +241,17 @@ def check_target(output: str | Path, protect: str | Path | None = None) -> Path:
     output = Path(output)
     if protect is not None and same_file(output, Path(protect)):
         raise InputError("refusing to overwrite the source model", output)
-    if output.is_dir():
-        raise InputError("is a folder, not a file name", output)
-    if not output.parent.is_dir():
-        raise InputError("folder does not exist", output)
-    return output
+    return check_output(output)
 
 
 @contextlib.contextmanager
 def _temporary(output: Path) -> Iterator[Path]:
-    """A fresh hidden name beside ``output`` (same extension), removed unless committed."""
-    name = f".{output.stem}.{secrets.token_hex(6)}.partial{output.suffix}"
-    tmp = output.with_name(name)
+    """A fresh hidden name beside ``output`` (same extension), removed unless committed.
+
+    Temporaries a killed export left in the folder are removed first (:func:`remove_stale`).
+    """
+    remove_stale(output.parent)
+    tmp = temporary_name(output, output.suffix)
     try:
         with _os_errors(output):
             yield tmp
