@@ -256,7 +256,8 @@ def _temporary(output: Path) -> Iterator[Path]:
         with _os_errors(output):
             yield tmp
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only folder refuses even the clean-up
+            tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

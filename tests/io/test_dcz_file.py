@@ -88,7 +88,7 @@ def test_metadata_says_how_each_layer_was_compressed(
                 "original_nbytes": info["original_nbytes"],
             }
             continue
-        resolved = settings.resolve(row.info.name, row.info.kind)
+        resolved = row.plan.settings  # what the file records: the floor resolved to pruning
         assert info["method"] == "deep"
         assert info["settings"] == resolved.to_json()
         assert info["bits"] == resolved.bits and info["index_bits"] == resolved.index_bits
