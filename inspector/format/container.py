@@ -19,7 +19,8 @@ from inspector.atomic import atomic_path, same_file
 from inspector.core.layer import decode_payload
 from inspector.errors import InputError
 from inspector.format import dtypes, spec
-from inspector.format.header import LayerRecord, decode_header, encode_header
+from inspector.format.header import LayerRecord
+from inspector.format.header_v2 import decode_header, encode_header
 
 
 def file_nbytes(records: Sequence[LayerRecord]) -> int:
@@ -132,7 +133,7 @@ def open_container(path: str | Path) -> Container:
         size = path.stat().st_size
         with open(path, "rb") as f:
             prefix = f.read(spec.PREFIX_NBYTES)
-            records, start = _read_header(f, prefix, size)
+            records, start, version = _read_header(f, prefix, size)
     except OSError as exc:
         raise InputError(exc.strerror or str(exc), path) from exc
     except ValueError as exc:
@@ -144,16 +145,17 @@ def open_container(path: str | Path) -> Container:
     if pos != size:
         problem = "is truncated" if pos > size else f"has {size - pos} unexpected trailing bytes"
         raise InputError(f"file {problem}", path)
-    return Container(str(path), spec.VERSION, tuple(records), tuple(offsets), size)
+    return Container(str(path), version, tuple(records), tuple(offsets), size)
 
 
-def _read_header(f, prefix: bytes, size: int) -> tuple[list[LayerRecord], int]:
+def _read_header(f, prefix: bytes, size: int) -> tuple[list[LayerRecord], int, int]:
     if len(prefix) < spec.PREFIX_NBYTES or not prefix.startswith(spec.MAGIC):
         raise ValueError("not an inspector compressed file (bad magic bytes)")
     version = prefix[4]
-    if version != spec.VERSION:
+    if version not in spec.READ_VERSIONS:
         raise ValueError(
-            f"format version {version} is not supported (this inspector reads {spec.VERSION})"
+            f"format version {version} is not supported (this inspector reads "
+            f"{', '.join(map(str, spec.READ_VERSIONS))})"
         )
     if prefix[5] != 0:  # reserved: a file using a flag this reader does not know is refused
         raise ValueError(f"unknown file flags {prefix[5]:#04x} (damaged, or a newer writer)")
@@ -164,4 +166,4 @@ def _read_header(f, prefix: bytes, size: int) -> tuple[list[LayerRecord], int]:
     (stored,) = struct.unpack("<I", f.read(4))
     if zlib.crc32(header) != stored:
         raise ValueError("header is damaged (checksum mismatch)")
-    return decode_header(header), spec.PREFIX_NBYTES + hlen + spec.CRC_NBYTES
+    return decode_header(header, version), spec.PREFIX_NBYTES + hlen + spec.CRC_NBYTES, version

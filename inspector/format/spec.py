@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 MAGIC = b"\x89DCZ"
-VERSION = 1
+VERSION = 2  # written; docs/format.md describes both
+READ_VERSIONS = (1, 2)
 PREFIX_NBYTES = 10  # magic, version, flags, u32 header length
 CRC_NBYTES = 4
 

@@ -19,7 +19,8 @@ from inspector.core.layer import LayerCodec
 from inspector.core.settings import LayerSettings
 from inspector.errors import InspectorError, SettingsError
 from inspector.format import container, dtypes, spec
-from inspector.format.header import Deep, LayerRecord, encode_header
+from inspector.format.header import Deep, LayerRecord
+from inspector.format.header_v2 import encode_record
 from inspector.format.spec import DTYPES
 from inspector.format.wire import varint
 from inspector.io.model_file import LoadedModel, TensorInfo
@@ -122,7 +123,9 @@ class ModelCodec:
             if progress:
                 progress(Progress(i, len(self.model.infos), info.name))
             rows.append(self._row(info, settings))
-        return _summarize([r.estimate for r in rows], sum(r.header_nbytes for r in rows))
+        prev = [None, *(r.estimate.record for r in rows)][: len(rows)]
+        return _summarize([r.estimate for r in rows],
+                          sum(r.header_nbytes(p) for r, p in zip(rows, prev, strict=True)))
 
     def _stale(self, info: TensorInfo, settings: ModelSettings) -> bool:
         s = self.resolve(info, settings)
@@ -178,28 +181,34 @@ def _plan_pool() -> ThreadPoolExecutor:
 class _Row:
     """A layer's estimate, the settings it was made for, and its record's header bytes."""
 
-    __slots__ = ("_header_nbytes", "estimate", "settings")
+    __slots__ = ("_header_key", "_header_nbytes", "estimate", "settings")
 
     def __init__(self, settings: LayerSettings, estimate: LayerEstimate) -> None:
         self.settings = settings
         self.estimate = estimate
-        self._header_nbytes: int | None = None
+        self._header_nbytes = -1
+        self._header_key: object = None
 
-    @property
-    def header_nbytes(self) -> int:
-        if self._header_nbytes is None:
-            self._header_nbytes = record_header_nbytes(self.estimate.record)
+    def header_nbytes(self, prev: LayerRecord | None) -> int:
+        """The record's header bytes after ``prev`` (they depend on its name and shape)."""
+        key = None if prev is None else (prev.name, prev.shape)
+        if self._header_nbytes < 0 or key != self._header_key:
+            self._header_nbytes = record_header_nbytes(self.estimate.record, prev)
+            self._header_key = key
         return self._header_nbytes
 
 
-def record_header_nbytes(record: LayerRecord) -> int:
-    """Bytes ``record`` adds to the container header (the header is a count, then records)."""
-    return len(encode_header([record])) - len(varint(1))
+def record_header_nbytes(record: LayerRecord, prev: LayerRecord | None = None) -> int:
+    """Bytes ``record`` adds to the container header after the record ``prev`` (the header is
+    a count, then records, each coded against the one before it)."""
+    return len(encode_record(record, prev))
 
 
 def summarize(rows: Sequence[LayerEstimate]) -> ModelEstimate:
     """Totals of per-layer estimates, with the container's exact overhead."""
-    return _summarize(rows, sum(record_header_nbytes(r.record) for r in rows))
+    prev = [None, *(r.record for r in rows)][: len(rows)]
+    return _summarize(rows, sum(record_header_nbytes(r.record, p)
+                                for r, p in zip(rows, prev, strict=True)))
 
 
 def _summarize(rows: Sequence[LayerEstimate], records_nbytes: int) -> ModelEstimate:

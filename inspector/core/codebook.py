@@ -1,0 +1,50 @@
+"""A layer's codebook as stored: float32, or float16 when the rounding adds next to no error."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from inspector.core.cluster import Clustering, Points
+
+# float16 is used when it adds at most this fraction to the quantization error (SSE): 1% more
+# noise is 0.04 dB of SQNR, far below what a cluster bit more or less changes.
+HALF_TOLERANCE = 0.01
+
+
+def half_codebook(clustering: Clustering, points: Points) -> tuple[np.ndarray, float, bool]:
+    """The codebook to store (float32 values), its exact SSE, and whether it is float16.
+
+    The SSE of centroids ``c`` over the clusters is ``sum(s2 - 2 c s1 + c^2 n)``, the formula
+    the clustering used, so the two errors compare exactly.
+    """
+    c = clustering.codebook
+    if c.size == 0:
+        return c, clustering.sse, False
+    with np.errstate(over="ignore"):
+        h = c.astype(np.float16).astype(np.float32)
+    if not np.all(np.isfinite(h)):
+        return c, clustering.sse, False
+    if np.array_equal(h, c):
+        return h, clustering.sse, True
+    starts = clustering.starts
+    n = np.add.reduceat(points.cnt, starts).astype(np.float64)
+    s1 = np.add.reduceat(points.s1, starts)
+    s2 = np.add.reduceat(points.s2, starts)
+    x = h.astype(np.float64)
+    sse = float(np.maximum(s2 - 2.0 * x * s1 + x * x * n, 0.0).sum())
+    if sse - clustering.sse <= HALF_TOLERANCE * clustering.sse:
+        return h, sse, True
+    return c, clustering.sse, False
+
+
+def codebook_bytes(codebook: np.ndarray, half: bool) -> bytes:
+    """The stored codebook: little-endian float16 or float32."""
+    return codebook.astype("<f2" if half else "<f4").tobytes()
+
+
+def read_codebook(buf: memoryview, k: int, half: bool) -> tuple[np.ndarray, int]:
+    """The float32 codebook of ``k`` entries at the start of ``buf``, and its byte count."""
+    nbytes = (2 if half else 4) * k
+    if nbytes > len(buf):
+        raise ValueError("codebook runs past the end of the layer")
+    return np.frombuffer(buf[:nbytes], dtype="<f2" if half else "<f4").astype(np.float32), nbytes
