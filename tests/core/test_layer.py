@@ -9,14 +9,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from inspector.core import reference as ref
+from inspector.core.decode import decode_kept
 from inspector.core.layer import (
     EXACT_SURVIVORS,
     LayerCodec,
     LayerPlan,
     decode_payload,
-    decode_symbols,
 )
-from inspector.core.decode import decode_kept
 from inspector.core.positions import GAPS
 from inspector.core.settings import (
     INITS,
