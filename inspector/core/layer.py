@@ -427,6 +427,8 @@ class LayerCodec:
             fillers = kernels.gap_code_counts(surv.gaps, self._tail(surv), index_bits, counts)
             return counts, int(fillers)
 
+        if (1 << index_bits) > 4 * self.weights.size:  # a small layer, a wide gap code: so
+            return make()  # cheap to count again that keeping 2**bits counts would dominate
         return self._gap_counts.get((mask, index_bits), make)
 
     def _tail(self, surv: Survivors) -> int:

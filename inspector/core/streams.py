@@ -80,7 +80,7 @@ def plan_stream(
     table = huffman_table.table_nbytes(lengths)
     best = StreamPlan(counts.size, count, width, None, fixed_nbits, 0, hbits)
     if use_huffman and (hbits + 7) // 8 + table < best.nbytes:
-        best = StreamPlan(counts.size, count, width, lengths, hbits, table, hbits)
+        best = StreamPlan(counts.size, count, width, _used(lengths), hbits, table, hbits)
     used = np.flatnonzero(counts)
     if allow_constant and used.size == 1:
         symbol = int(used[0])
@@ -89,6 +89,13 @@ def plan_stream(
         if plan.nbytes < best.nbytes:
             best = plan
     return best
+
+
+def _used(lengths: np.ndarray) -> np.ndarray:
+    """Code lengths up to the last used symbol (the table stores no more): a 16-bit gap code
+    of a tiny layer would otherwise keep 64 KB per plan."""
+    used = np.flatnonzero(lengths)
+    return lengths[: int(used[-1]) + 1].copy()
 
 
 def plan_stream_as(counts: np.ndarray, width: int, mode: int) -> StreamPlan:
@@ -102,6 +109,7 @@ def plan_stream_as(counts: np.ndarray, width: int, mode: int) -> StreamPlan:
     hbits = huffman.encoded_nbits(counts, lengths)
     if mode == HUFFMAN:
         table = huffman_table.table_nbytes(lengths)
+        lengths = _used(lengths)
         return StreamPlan(counts.size, count, width, lengths, hbits, table, hbits)
     symbol = int(np.flatnonzero(counts)[0])
     return StreamPlan(counts.size, count, width, None, 0, len(bitpack.uvarint(symbol)), hbits,

@@ -16,6 +16,7 @@ from inspector.core.settings import LayerSettings
 from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.accuracy import Accuracy
 from inspector.model.estimate import ModelEstimate
+from inspector.model.resolved import ResolvedSettings
 from inspector.model.settings import COMPRESSIBLE_KINDS, PAPER_KINDS, ModelSettings
 from inspector.model.stats import LayerStats
 
@@ -44,7 +45,7 @@ class Session:
         self.accuracy_settings: ModelSettings | None = None
         #: Where the accuracy comes from ("1,000 examples of mnist_test.h5"), or why there is none.
         self.accuracy_note = ""
-        self._resolved: tuple[ModelSettings | None, dict[str, LayerSettings]] = (None, {})
+        self._resolved = ResolvedSettings()
         self._infos: dict[str, TensorInfo] = {}
         self._undo: list[tuple[str, ModelSettings]] = []
         self._redo: list[tuple[str, ModelSettings]] = []
@@ -59,6 +60,7 @@ class Session:
         """Show ``model``; the first compressible layer is selected."""
         self.model = model
         self._infos = {i.name: i for i in model.infos}
+        self._resolved.clear()
         self.stats = stats
         self.settings = settings or ModelSettings()
         self.estimate = None
@@ -90,13 +92,8 @@ class Session:
 
     # --------------------------------------------------------------- settings
     def layer_settings(self, name: str) -> LayerSettings:
-        """The resolved settings of layer ``name`` (memoised per settings object)."""
-        if self._resolved[0] is not self.settings:
-            self._resolved = (self.settings, {})
-        cache = self._resolved[1]
-        if name not in cache:
-            cache[name] = self.settings.resolve(name, self.info(name).kind)
-        return cache[name]
+        """The resolved settings of layer ``name`` (memoised per layer: ``ResolvedSettings``)."""
+        return self._resolved.get(self.settings, name, self.info(name).kind)
 
     def set_settings(
         self, settings: ModelSettings, label: str = "change settings", merge: bool = False

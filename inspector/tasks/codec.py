@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
-from functools import cache
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from inspector.format.spec import DTYPES
 from inspector.format.wire import varint
 from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.estimate import LayerEstimate, ModelEstimate
+from inspector.model.resolved import ResolvedSettings
 from inspector.model.settings import ModelSettings
 
 
@@ -48,7 +48,7 @@ class ModelCodec:
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
         self._codecs: dict[str, LayerCodec] = {}
-        self._resolved: dict[str, tuple[tuple[object, ...], LayerSettings]] = {}
+        self._resolved = ResolvedSettings()
         self._rows: dict[str, _Row] = {}
         self._infos: dict[str, TensorInfo] = {}
 
@@ -74,13 +74,7 @@ class ModelCodec:
 
     def resolve(self, info: TensorInfo, settings: ModelSettings) -> LayerSettings:
         """``settings.resolve`` for tensor ``info``, memoised while its inputs stay the same."""
-        key = _resolve_key(settings, info)
-        memo = self._resolved.get(info.name)
-        if memo is not None and _same_key(memo[0], key):
-            return memo[1]
-        s = settings.resolve(info.name, info.kind)
-        self._resolved[info.name] = (key, s)
-        return s
+        return self._resolved.get(settings, info.name, info.kind)
 
     def layer(self, info: TensorInfo, settings: ModelSettings) -> LayerEstimate:
         """The exact estimate of one tensor under ``settings``."""
@@ -220,32 +214,6 @@ def _summarize(rows: Sequence[LayerEstimate], records_nbytes: int) -> ModelEstim
         container_nbytes=overhead,
         original_nbytes=sum(r.original_nbytes for r in rows),
     )
-
-
-def _resolve_key(settings: ModelSettings, info: TensorInfo) -> tuple[object, ...]:
-    """What ``settings.resolve(info.name, info.kind)`` reads: every field of the settings,
-    with ``layers`` narrowed to the layer's own entry (other layers' entries cannot matter)."""
-    return (info.kind, *(
-        settings.layers.get(info.name) if f == "layers" else getattr(settings, f)
-        for f in _settings_fields()
-    ))
-
-
-def _same_key(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
-    # Settings are immutable values: the same object is the same value. Plain data (the
-    # JSON dicts) is compared by value; anything else (a sensitivity sweep) by identity.
-    return len(a) == len(b) and all(
-        x is y or (type(x) in _PLAIN and type(y) is type(x) and x == y)
-        for x, y in zip(a, b, strict=True)
-    )
-
-
-_PLAIN = (dict, str, int, float, bool, tuple, type(None))
-
-
-@cache
-def _settings_fields() -> tuple[str, ...]:
-    return tuple(f.name for f in fields(ModelSettings))
 
 
 def compress(

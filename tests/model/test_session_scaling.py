@@ -43,3 +43,26 @@ def test_estimate_finds_layers_by_name() -> None:
     for info in model.infos[::37]:
         assert est.layer(info.name) is est.layers[model.infos.index(info)]
     assert est.layer("missing") is None
+
+
+def test_a_one_layer_change_resolves_one_layer_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The table asks every layer's settings after each change: re-resolving all of them
+    # (~30 us each) made every slider move O(layers) on the GUI thread.
+    session = Session()
+    model = _model(300)
+    session.open(model, {})
+    names = [i.name for i in model.infos]
+    before = [session.layer_settings(n) for n in names]
+    calls = []
+    original = settings_mod.ModelSettings.resolve
+    def counted(self: settings_mod.ModelSettings, name: str, kind: str) -> object:
+        calls.append(name)
+        return original(self, name, kind)
+
+    monkeypatch.setattr(settings_mod.ModelSettings, "resolve", counted)
+    session.set_layers([names[7]], "value", value=0.25)
+    after = [session.layer_settings(n) for n in names]
+    assert set(calls) - {""} == {names[7]}  # "": the settings' own validation
+    assert after[7].value == 0.25 and after[:7] == before[:7] and after[8:] == before[8:]
+    session.set_settings(session.settings.with_kind("fc", bits=3), "bits")  # every layer
+    assert all(session.layer_settings(n).bits == 3 for n in names)

@@ -67,18 +67,19 @@ def test_compress_memory_does_not_grow_with_the_count_of_tensors(tmp_path: Path)
     assert result["growth_kb"] < 200 * 1024, f"peak RSS grew {result['growth_kb'] / 1024:.0f} MB"
 
 
+@pytest.mark.parametrize("index_bits", [8, 16])
 @pytest.mark.parametrize("size", [1, 7, 64, 1000, 5000])
-def test_a_small_layers_state_is_proportional_to_it(size: int) -> None:
+def test_a_small_layers_state_is_proportional_to_it(size: int, index_bits: int) -> None:
     # Everything a codec keeps (grids, magnitude histogram, plan, cluster tables) for a tiny
     # layer: at most a few KB plus a fixed multiple of its weights, never 65,536-bin arrays.
     w = np.random.default_rng(1).standard_normal(size).astype(np.float32)
     for bits in (2, 5, 8):  # load the kernels first: their code is not the layer's state
-        LayerCodec(w.copy()).encode(LayerSettings(value=0.3, bits=bits, index_bits=8))
+        LayerCodec(w.copy()).encode(LayerSettings(value=0.3, bits=bits, index_bits=index_bits))
     tracemalloc.start()
     try:
         codec = LayerCodec(w)
         for bits in (2, 5, 8):
-            codec.encode(LayerSettings(value=0.3, bits=bits, index_bits=8))
+            codec.encode(LayerSettings(value=0.3, bits=bits, index_bits=index_bits))
         held, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
