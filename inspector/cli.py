@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--index-bits", type=int, metavar="N", help="relative-index bits")
     comp.add_argument("--init", choices=("optimal", "linear", "density", "random"))
     comp.add_argument("--no-huffman", action="store_true", help="fixed-width codes only")
+    comp.add_argument("--store", choices=("native", "fp16", "bf16"),
+                      help="precision of float layers stored losslessly (biases, norms)")
     comp.add_argument("--config", type=Path, metavar="SETTINGS.json")
     comp.add_argument("--save-config", type=Path, metavar="SETTINGS.json",
                       help="also write the settings used")
@@ -278,6 +280,8 @@ def _apply_flags(settings: Any, args: argparse.Namespace) -> Any:
         changes["init"] = args.init
     if args.no_huffman:
         changes["huffman"] = False
+    if args.store:
+        changes["store"] = args.store
     if args.index_bits is not None:
         changes["index_bits"] = args.index_bits
     if args.bits is not None:

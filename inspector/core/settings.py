@@ -11,10 +11,12 @@ from inspector.errors import SettingsError
 Policy = Literal["std", "sparsity", "threshold"]
 Init = Literal["optimal", "linear", "density", "random"]
 StdOf = Literal["all", "nonzero"]
+Store = Literal["native", "fp16", "bf16"]
 
 POLICIES: tuple[str, ...] = ("std", "sparsity", "threshold")
 INITS: tuple[str, ...] = ("optimal", "linear", "density", "random")
 STD_OF: tuple[str, ...] = ("all", "nonzero")
+STORES: tuple[str, ...] = ("native", "fp16", "bf16")
 MIN_BITS, MAX_BITS = 1, 8
 MIN_INDEX_BITS, MAX_INDEX_BITS = 1, 16
 
@@ -46,6 +48,10 @@ class LayerSettings:
         Whether the std of ``"std"`` is over all weights or the nonzero ones (already pruned).
     seed
         Seed of the ``"random"`` initialisation.
+    store
+        Precision of a float32/float64 layer stored losslessly (excluded, or a bias, norm or
+        buffer): ``"native"``, or ``"fp16"`` / ``"bf16"`` to halve or quarter its bytes (lossy;
+        a layer fp16 cannot hold, a value past its range, stays native).
     """
 
     policy: Policy = "sparsity"
@@ -57,11 +63,13 @@ class LayerSettings:
     excluded: bool = False
     std_of: StdOf = "all"
     seed: int = 0
+    store: Store = "native"
 
     def __post_init__(self) -> None:
         _check_choice("policy", self.policy, POLICIES)
         _check_choice("init", self.init, INITS)
         _check_choice("std_of", self.std_of, STD_OF)
+        _check_choice("store", self.store, STORES)
         _check_int("bits", self.bits, MIN_BITS, MAX_BITS)
         _check_int("index_bits", self.index_bits, MIN_INDEX_BITS, MAX_INDEX_BITS)
         _check_int("seed", self.seed, 0, 2**32 - 1)

@@ -96,7 +96,8 @@ class Container:
         rec = self.records[index]
         payload = self.payload(index)
         if rec.deep is None:
-            return dtypes.from_bytes(payload, rec.dtype, rec.shape)
+            values = dtypes.from_bytes(payload, rec.stored_dtype, rec.shape)
+            return values if rec.stored is None else values.astype(dtypes.numpy_dtype(rec.dtype))
         # A pruned layer legitimately decodes to far more than its payload (a few bits stand
         # for 2**16 zeros), so only the machine's memory bounds what a small file may ask for.
         needed = rec.size * _DECODE_BYTES_PER_VALUE

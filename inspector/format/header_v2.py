@@ -56,7 +56,8 @@ def encode_record(r: LayerRecord, prev: LayerRecord | None) -> bytes:
         out.append(bytes([code | SAME_SHAPE]))
     else:
         out += [bytes([code, len(r.shape)]), *(varint(d) for d in r.shape)]
-    out += [bytes([spec.RAW if r.deep is None else spec.DEEP]), varint(r.payload_nbytes)]
+    method = spec.DEEP if r.deep is not None else spec.STORED_METHODS.get(r.stored or "", spec.RAW)
+    out += [bytes([method]), varint(r.payload_nbytes)]
     out.append(struct.pack("<I", r.crc))
     if r.deep is not None:
         out.append(_encode_deep(r.deep))
@@ -143,12 +144,15 @@ def _decode_record(r: Reader, prev: LayerRecord | None) -> LayerRecord:
     if code not in spec.DTYPE_NAMES:
         raise ValueError(f"layer {name!r} has an unknown dtype code {code}")
     method = r.u8()
-    if method not in spec.METHODS:
+    if method not in spec.METHODS_V2:
         raise ValueError(f"layer {name!r} uses an unknown method {method}")
     payload, crc = r.varint(), r.u32()
-    record = LayerRecord(name, spec.DTYPE_NAMES[code], shape, payload, crc)
-    if method == spec.RAW:
-        if payload != record.size * record.itemsize:
+    stored = {v: k for k, v in spec.STORED_METHODS.items()}.get(method)
+    record = LayerRecord(name, spec.DTYPE_NAMES[code], shape, payload, crc, None, stored)
+    if stored is not None and record.dtype not in ("float32", "float64"):
+        raise ValueError(f"layer {name!r}: a {record.dtype} layer cannot be stored as {stored}")
+    if method != spec.DEEP:
+        if payload != record.size * spec.DTYPES[record.stored_dtype][1]:
             raise ValueError(f"layer {name!r}: stored size does not match its shape")
         return record
     return LayerRecord(name, record.dtype, shape, payload, crc, _decode_deep(r, record))

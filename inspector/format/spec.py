@@ -10,7 +10,11 @@ CRC_NBYTES = 4
 
 RAW = 0
 DEEP = 1
-METHODS = {RAW: "raw", DEEP: "deep"}
+METHODS = {RAW: "raw", DEEP: "deep"}  # version 1
+RAW_FP16 = 2  # version 2: a float layer stored losslessly as float16
+RAW_BF16 = 3  # ... or as bfloat16
+METHODS_V2 = {**METHODS, RAW_FP16: "raw float16", RAW_BF16: "raw bfloat16"}
+STORED_METHODS = {"float16": RAW_FP16, "bfloat16": RAW_BF16}
 
 DTYPES: dict[str, tuple[int, int]] = {  # name: (code, item size)
     "float32": (1, 4),

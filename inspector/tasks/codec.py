@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +91,9 @@ class ModelCodec:
     def _plan_layer(self, info: TensorInfo, s: LayerSettings) -> LayerEstimate:
         dtype = stored_dtype(info)
         if s.excluded:
-            record = LayerRecord(info.name, dtype, info.shape, _raw_nbytes(info, dtype), 0)
+            stored = lower_precision(self.model.tensors[info.name], dtype, s.store)
+            record = LayerRecord(info.name, dtype, info.shape, _raw_nbytes(info, stored or dtype),
+                                 0, None, stored)
             return LayerEstimate(info, None, record)
         try:
             plan = self.codec(info.name).plan(s)
@@ -146,7 +148,7 @@ class ModelCodec:
         """The bytes ``est.record`` describes."""
         array = self.model.tensors[est.info.name]
         if est.plan is None:
-            return dtypes.to_bytes(array, est.record.dtype)
+            return dtypes.to_bytes(array, est.record.stored_dtype)
         _, payload = self.codec(est.info.name).encode(est.plan.settings)
         return payload
 
@@ -157,7 +159,10 @@ class ModelCodec:
         dtype = stored_dtype(info)
         if s.excluded:
             array = self.model.tensors[name]
-            return dtypes.from_bytes(dtypes.to_bytes(array, dtype), dtype, info.shape)
+            record = self._row(info, settings).estimate.record
+            held = record.stored_dtype
+            values = dtypes.from_bytes(dtypes.to_bytes(array, held), held, info.shape)
+            return values if record.stored is None else values.astype(dtypes.numpy_dtype(dtype))
         return dtypes.cast(self.codec(name).quantized(s), dtype).reshape(info.shape)
 
 
@@ -253,10 +258,24 @@ def compress(
 
 
 def _with_crc(record: LayerRecord, payload: bytes) -> LayerRecord:
-    return LayerRecord(
-        record.name, record.dtype, record.shape, record.payload_nbytes,
-        container.crc(payload), record.deep,
-    )
+    return replace(record, crc=container.crc(payload))
+
+
+def lower_precision(array: np.ndarray, dtype: str, store: str) -> str | None:
+    """The dtype a raw layer is held in under the ``store`` setting (None: its own).
+
+    Only float32 and float64 layers get lower; float16 stays native for a layer with a finite
+    value past float16's range (it would become infinite).
+    """
+    if store == "native" or dtype not in ("float32", "float64"):
+        return None
+    if store == "bf16":
+        return "bfloat16"
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = np.asarray(array)
+        if np.array_equal(np.isfinite(a), np.isfinite(a.astype(np.float16))):
+            return "float16"
+    return None
 
 
 def stored_dtype(info: TensorInfo) -> str:
