@@ -6,16 +6,20 @@ import numpy as np
 
 from inspector.core.cluster import Clustering, Points
 
-# float16 is used when it adds at most this fraction to the quantization error (SSE): 1% more
-# noise is 0.04 dB of SQNR, far below what a cluster bit more or less changes.
+# float16 is used when it adds at most this fraction to the layer's error (the energy of the
+# pruned weights plus the quantization SSE): 1% more noise is 0.04 dB of SQNR, far below what a
+# cluster bit more or less changes.
 HALF_TOLERANCE = 0.01
 
 
-def half_codebook(clustering: Clustering, points: Points) -> tuple[np.ndarray, float, bool]:
+def half_codebook(
+    clustering: Clustering, points: Points, pruned_sse: float = 0.0
+) -> tuple[np.ndarray, float, bool]:
     """The codebook to store (float32 values), its exact SSE, and whether it is float16.
 
-    The SSE of centroids ``c`` over the clusters is ``sum(s2 - 2 c s1 + c^2 n)``, the formula
-    the clustering used, so the two errors compare exactly.
+    ``pruned_sse`` is the energy of the pruned weights, the rest of the layer's error. The
+    SSE of centroids ``c`` over the clusters is ``sum(s2 - 2 c s1 + c^2 n)``, the formula the
+    clustering used, so the errors compare exactly.
     """
     c = clustering.codebook
     if c.size == 0:
@@ -32,7 +36,7 @@ def half_codebook(clustering: Clustering, points: Points) -> tuple[np.ndarray, f
     s2 = np.add.reduceat(points.s2, starts)
     x = h.astype(np.float64)
     sse = float(np.maximum(s2 - 2.0 * x * s1 + x * x * n, 0.0).sum())
-    if sse - clustering.sse <= HALF_TOLERANCE * clustering.sse:
+    if sse - clustering.sse <= HALF_TOLERANCE * (clustering.sse + max(pruned_sse, 0.0)):
         return h, sse, True
     return c, clustering.sse, False
 

@@ -307,7 +307,9 @@ class LayerCodec:
         if fillers:
             weight_counts[k] = fillers
         weights = plan_stream(weight_counts, fixed_width(weight_counts.size), settings.huffman)
-        codebook, sse, half = half_codebook(clustering, surv.points)
+        survivor_sumsq = float(surv.points.s2.sum())
+        pruned_sse = self.profile.sumsq - survivor_sumsq
+        codebook, sse, half = half_codebook(clustering, surv.points, pruned_sse)
         return LayerPlan(
             settings=settings,
             size=self.weights.size,
@@ -320,7 +322,7 @@ class LayerCodec:
             gaps=gaps,
             sse=sse,
             sumsq=self.profile.sumsq,
-            survivor_sumsq=float(surv.points.s2.sum()),
+            survivor_sumsq=survivor_sumsq,
             positions=mode,
             codebook_half=half,
         )

@@ -33,7 +33,8 @@ F2_HUFFMAN = 1  # the setting asked for Huffman coding
 F2_STD_NONZERO = 2  # std policy over nonzero weights
 F2_FILLER = 4  # the weight alphabet has the filler symbol
 F2_HALF_CODEBOOK = 8  # the codebook is float16
-F2_FLOAT32 = 16  # value and threshold are float32 (else float64)
+F2_VALUE_F32 = 16  # the policy's value is float32 (else float64)
+F2_THRESHOLD_F32 = 32  # the threshold is float32 (else float64)
 
 
 def encode_header(records: Sequence[LayerRecord]) -> bytes:
@@ -79,13 +80,14 @@ def _as_f32(x: float) -> bool:
 
 def _encode_deep(d: Deep) -> bytes:
     s, lay = d.settings, d.layout
-    f32 = _as_f32(s.value) and _as_f32(d.mask.threshold)
+    vf32, tf32 = _as_f32(s.value), _as_f32(d.mask.threshold)
     flags = (
         F2_HUFFMAN * s.huffman
         | F2_STD_NONZERO * (s.std_of == "nonzero")
         | F2_FILLER * lay.has_filler
         | F2_HALF_CODEBOOK * lay.codebook_half
-        | F2_FLOAT32 * f32
+        | F2_VALUE_F32 * vf32
+        | F2_THRESHOLD_F32 * tf32
     )
     wmode = 1 if lay.weight_huffman else 2 if lay.weight_constant else 0
     gmode = 1 if lay.gap_huffman else 2 if lay.gap_constant else 0
@@ -94,7 +96,8 @@ def _encode_deep(d: Deep) -> bytes:
         bytes([flags, wmode | gmode << 2 | lay.positions << 4]),
         bytes([spec.POLICY_CODES[s.policy] | spec.INIT_CODES[s.init] << 2]),
         bytes([(s.bits - 1) | (s.index_bits - 1) << 3]),
-        struct.pack("<ff" if f32 else "<dd", s.value, d.mask.threshold),
+        struct.pack("<f" if vf32 else "<d", s.value),
+        struct.pack("<f" if tf32 else "<d", d.mask.threshold),
         *(varint(v) for v in (ties, s.seed, lay.codebook_size, lay.entries, d.survivors,
                               lay.weight_nbytes)),
     ]
@@ -161,13 +164,13 @@ def _decode_record(r: Reader, prev: LayerRecord | None) -> LayerRecord:
 def _decode_deep(r: Reader, rec: LayerRecord) -> Deep:
     name = rec.name
     flags, modes, codes, widths = (r.u8() for _ in range(4))
-    f32 = bool(flags & F2_FLOAT32)
-    value, threshold = struct.unpack("<ff" if f32 else "<dd", r.take(8 if f32 else 16))
+    (value,) = struct.unpack("<f", r.take(4)) if flags & F2_VALUE_F32 else (r.f64(),)
+    (threshold,) = struct.unpack("<f", r.take(4)) if flags & F2_THRESHOLD_F32 else (r.f64(),)
     ties, seed = r.varint(), r.varint(limit=2**32 - 1)
     k, entries, survivors, weight_nbytes = (r.varint() for _ in range(4))
     wmode, gmode, positions = modes & 3, modes >> 2 & 3, modes >> 4
     holes = r.varint(limit=rec.size) if positions == HOLES else 0
-    if flags >= 2 * F2_FLOAT32 or wmode not in MODES or gmode not in MODES:
+    if flags >= 2 * F2_THRESHOLD_F32 or wmode not in MODES or gmode not in MODES:
         raise ValueError(f"layer {name!r} has unknown flag bits {flags:#x}/{modes:#x}")
     if positions not in NAMES or codes >> 4 or (codes & 3) not in _POLICY_NAMES:
         raise ValueError(f"layer {name!r} has unknown settings codes")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 
-from inspector.format import container
+from inspector.format import container, header, spec
 from inspector.io.kinds import layer_kind
 from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.settings import ModelSettings
@@ -42,3 +43,72 @@ def test_unpruned_layer_file_is_its_codes_codebook_and_header(tmp_path: Path) ->
     assert nbytes <= 1.01 * need, (nbytes, need)
     decoded = container.open_container(tmp_path / "m.dcz").read_all()["fc.weight"]
     assert np.count_nonzero(decoded) == np.count_nonzero(model.tensors["fc.weight"])
+
+
+def fer_sized_keras_model(path: Path) -> LoadedModel:
+    """A 57k-parameter Keras-style emotion CNN (48x48 grey in, 7 classes): four conv blocks
+    with BatchNorm, two dense layers, named as the Keras reader names them."""
+    rng = np.random.default_rng(2013)
+    tensors: dict[str, np.ndarray] = {}
+    channels = [1, 16, 32, 64, 32]
+    for i, (cin, cout) in enumerate(itertools.pairwise(channels)):
+        conv, bn = ("conv2d", "batch_normalization") if i == 0 else (
+            f"conv2d_{i}", f"batch_normalization_{i}")
+        fan = 9 * cin
+        tensors[f"{conv}.kernel"] = rng.normal(0, (2 / fan) ** 0.5, (3, 3, cin, cout))
+        tensors[f"{conv}.bias"] = rng.normal(0, 0.01, cout)
+        tensors[f"{bn}.gamma"] = 1 + rng.normal(0, 0.05, cout)
+        tensors[f"{bn}.beta"] = rng.normal(0, 0.05, cout)
+        tensors[f"{bn}.moving_mean"] = rng.normal(0, 0.2, cout)
+        tensors[f"{bn}.moving_variance"] = rng.gamma(2.0, 0.1, cout)
+    for name, (cin, cout) in (("dense", (256, 56)), ("dense_1", (56, 7))):
+        tensors[f"{name}.kernel"] = rng.normal(0, (1 / cin) ** 0.5, (cin, cout))
+        tensors[f"{name}.bias"] = rng.normal(0, 0.01, cout)
+    return loaded(path, {k: v.astype(np.float32) for k, v in tensors.items()})
+
+
+def shares(est: ModelEstimate, header_nbytes: int, codebook_scale: float) -> dict[str, float]:
+    """Header, codebook and raw bytes as shares of the file they would make."""
+    codebooks = sum(r.plan.codebook_nbytes for r in est.layers if r.plan is not None)
+    codebooks = int(codebooks * codebook_scale)
+    raw = sum(r.payload_nbytes for r in est.layers if r.plan is None)
+    codes = sum(r.payload_nbytes for r in est.layers if r.plan is not None) - codebooks
+    total = header_nbytes + codebooks + raw + codes
+    return {"header": header_nbytes / total, "codebook": codebooks / total, "raw": raw / total,
+            "codes": codes / total, "bytes": total}
+
+
+def test_fer_sized_keras_model_is_less_overhead(tmp_path: Path, capsys) -> None:
+    """Issue 15: in a small model the header, codebooks and fp32 norms were most of the file."""
+    model = fer_sized_keras_model(tmp_path / "fer.keras")
+    assert 55_000 < sum(a.size for a in model.tensors.values()) < 60_000
+    default = ModelSettings()
+    est, nbytes = write(model, default, tmp_path / "fer.dcz")
+    assert nbytes == est.file_nbytes
+    # before: version 1's header, float32 codebooks, float32 norms and biases
+    records = [r.record for r in est.layers]
+    v1_header = spec.PREFIX_NBYTES + len(header.encode_header(records)) + spec.CRC_NBYTES
+    half = {id(r): r.plan.codebook_half for r in est.layers if r.plan is not None}
+    v1_codebooks = sum(4 * r.plan.codebook.size for r in est.layers if r.plan is not None)
+    now_codebooks = sum(r.plan.codebook_nbytes for r in est.layers if r.plan is not None)
+    before = shares(est, v1_header, v1_codebooks / now_codebooks)
+    after = shares(est, est.container_nbytes, 1.0)
+    small = ModelSettings(kinds={**default.kinds, "norm": {"store": "fp16"},
+                                 "bias": {"store": "fp16"}, "buffer": {"store": "fp16"}})
+    est16, nbytes16 = write(model, small, tmp_path / "fer16.dcz")
+    assert nbytes16 == est16.file_nbytes
+    stored = shares(est16, est16.container_nbytes, 1.0)
+    with capsys.disabled():
+        for label, s in (("before", before), ("after", after), ("after, fp16 norms", stored)):
+            print(f"\nfer-sized {label}: {s['bytes']:,} B; header {s['header']:.1%}, codebooks "
+                  f"{s['codebook']:.1%}, raw {s['raw']:.1%}, codes {s['codes']:.1%}")
+    assert any(half.values())
+    # measured: header 7.9% -> 5.5%, header + codebooks 31.2% -> 17.5%, raw 22% -> 12.5%
+    assert after["header"] < 0.75 * before["header"]
+    assert after["header"] + after["codebook"] < min(0.2, 0.6 * (before["header"]
+                                                           + before["codebook"]))
+    assert stored["raw"] < 0.6 * after["raw"] and stored["bytes"] < 0.9 * after["bytes"]
+    decoded = container.open_container(tmp_path / "fer16.dcz").read_all()
+    gamma = model.tensors["batch_normalization.gamma"]
+    np.testing.assert_array_equal(decoded["batch_normalization.gamma"],
+                                  gamma.astype(np.float16).astype(np.float32))
