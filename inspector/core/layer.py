@@ -276,24 +276,28 @@ class LayerCodec:
     def _position_options(self, best: LayerPlan, surv: Survivors) -> Iterator[LayerPlan]:
         """Plans coding the positions apart from the weights, where they may be smaller.
 
-        Without fillers the weight stream and codebook are those of ``best``, so only the
-        position bytes decide; with fillers a lower bound skips what cannot win.
+        Their codebook and weights (no fillers) are the same for BITMAP and HOLES: with them,
+        a bitmap's size is exact and a HOLES stream's least possible size (a bit per hole)
+        bounds it, so the O(size) pass over the holes runs only where it may win.
         """
         s, size, n = best.settings, best.size, best.survivors
         allowed = self.position_codes
-        if n == size and DENSE in allowed:
-            yield self._plan_with(s, best.mask, surv, 0, DENSE, positions.plan_dense())
+        if n == size:
+            if DENSE in allowed:
+                yield self._plan_with(s, best.mask, surv, 0, DENSE, positions.plan_dense())
             return
-        bound = best.gaps.nbytes + (best.weights.nbytes + best.codebook_nbytes // 2) * (
-            best.fillers > 0)
-        bitmap = positions.plan_bitmap(size)
-        if bitmap.nbytes < bound and BITMAP in allowed:
-            yield self._plan_with(s, best.mask, surv, 0, BITMAP, bitmap)
-        # a HOLES stream costs at least a bit per hole
-        if (size - n + 7) // 8 < bound and HOLES in allowed:
-            holes = positions.holes_of(positions.kept_positions(surv.gaps), size)
-            yield self._plan_with(s, best.mask, surv, 0, HOLES,
-                                  positions.plan_holes(holes, s.index_bits, s.huffman))
+        least = (min(size, size - n) + 7) // 8
+        if not best.fillers:  # then the codebook and weights are those of ``best``
+            least += best.weights.nbytes + best.codebook_nbytes
+        if least >= best.payload_nbytes or not {BITMAP, HOLES} & set(allowed):
+            return
+        bitmap = self._plan_with(s, best.mask, surv, 0, BITMAP, positions.plan_bitmap(size))
+        if BITMAP in allowed:
+            yield bitmap
+        fixed = bitmap.codebook_nbytes + bitmap.weights.nbytes
+        if HOLES in allowed and fixed + (size - n + 7) // 8 < best.payload_nbytes:
+            holes = positions.plan_holes(surv.gaps, size, s.index_bits, s.huffman)
+            yield self._plan_with(s, best.mask, surv, 0, HOLES, holes)
 
     def _plan_with(
         self, settings: LayerSettings, mask: Mask, surv: Survivors, fillers: int, mode: int,

@@ -55,6 +55,30 @@ def hole_counts(holes: np.ndarray, index_bits: int) -> np.ndarray:
     return counts
 
 
+def hole_counts_of_gaps(gaps: np.ndarray, size: int, index_bits: int) -> np.ndarray:
+    """``hole_counts`` from the kept weights' gaps, without listing the holes: one pass over
+    the kept weights instead of several over the layer.
+
+    The holes come in runs (a gap g > 1 leaves g - 1, the tail the rest). The first hole of a
+    run passes over the r kept weights since the previous run: ``r // e`` skips and the code
+    ``r % e``; every other hole of a run is code 0.
+    """
+    esc = (1 << index_bits) - 1
+    counts = np.zeros(1 << index_bits, dtype=np.int64)
+    starts = np.flatnonzero(gaps > 1)  # kept weights that follow a run of holes
+    lengths = gaps[starts].astype(np.int64) - 1
+    before = np.diff(starts, prepend=0)  # kept weights passed before each run's first hole
+    tail = size - int(gaps.sum(dtype=np.int64))
+    if tail:
+        lengths = np.append(lengths, tail)
+        before = np.append(before, gaps.size - (starts[-1] if starts.size else 0))
+    if lengths.size:
+        counts += np.bincount(before % esc, minlength=counts.size)
+        counts[esc] += int((before // esc).sum())
+        counts[0] += int(lengths.sum()) - lengths.size
+    return counts
+
+
 def plan_dense() -> StreamPlan:
     """No position data."""
     return StreamPlan(1, 0, 0, None, 0, 0, 0)
@@ -65,9 +89,9 @@ def plan_bitmap(size: int) -> StreamPlan:
     return StreamPlan(2, size, 1, None, size, 0, size)
 
 
-def plan_holes(holes: np.ndarray, index_bits: int, use_huffman: bool) -> StreamPlan:
-    """The ``HOLES`` stream of ``holes`` coded as ``plan_stream`` chooses."""
-    return plan_stream(hole_counts(holes, index_bits), index_bits, use_huffman)
+def plan_holes(gaps: np.ndarray, size: int, index_bits: int, use_huffman: bool) -> StreamPlan:
+    """The ``HOLES`` stream of the layer keeping ``gaps`` coded as ``plan_stream`` chooses."""
+    return plan_stream(hole_counts_of_gaps(gaps, size, index_bits), index_bits, use_huffman)
 
 
 def bitmap_bytes(kept: np.ndarray, size: int) -> bytes:

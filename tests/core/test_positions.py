@@ -71,6 +71,8 @@ def test_hole_stream_matches_its_twin(size: int, index_bits: int, seed: int) -> 
     np.testing.assert_array_equal(sym, ref.hole_symbols_ref(kept, size, index_bits))
     counts = positions.hole_counts(holes, index_bits)
     np.testing.assert_array_equal(counts, np.bincount(sym, minlength=1 << index_bits))
+    gaps = np.diff(kept, prepend=-1)
+    np.testing.assert_array_equal(positions.hole_counts_of_gaps(gaps, size, index_bits), counts)
     back = positions.decode_positions(HOLES, sym, size, kept.size, index_bits)
     np.testing.assert_array_equal(back, ref.decode_holes_ref(sym, size, index_bits))
     np.testing.assert_array_equal(back, kept)
