@@ -23,7 +23,7 @@ class StreamPlan:
     ``lengths`` is set when the stream is Huffman coded; ``symbol`` (>= 0) when every symbol
     is that one and the stream is stored as the symbol alone (a varint in the table slot, no
     code bits). ``huffman_nbits`` is the Huffman payload size whether or not it was chosen (the
-    paper's P+Q+H column).
+    paper's P+Q+H column), 0 for a constant stream (its entropy).
     """
 
     alphabet: int
@@ -85,7 +85,7 @@ def plan_stream(
     if allow_constant and used.size == 1:
         symbol = int(used[0])
         plan = StreamPlan(counts.size, count, width, None, 0, len(bitpack.uvarint(symbol)),
-                          hbits, symbol)
+                          0, symbol)
         if plan.nbytes < best.nbytes:
             best = plan
     return best
@@ -112,8 +112,7 @@ def plan_stream_as(counts: np.ndarray, width: int, mode: int) -> StreamPlan:
         lengths = _used(lengths)
         return StreamPlan(counts.size, count, width, lengths, hbits, table, hbits)
     symbol = int(np.flatnonzero(counts)[0])
-    return StreamPlan(counts.size, count, width, None, 0, len(bitpack.uvarint(symbol)), hbits,
-                      symbol)
+    return StreamPlan(counts.size, count, width, None, 0, len(bitpack.uvarint(symbol)), 0, symbol)
 
 
 def encode_stream(symbols: np.ndarray, plan: StreamPlan) -> tuple[bytes, bytes]:

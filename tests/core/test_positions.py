@@ -89,7 +89,8 @@ def test_unpruned_layer_stores_no_positions() -> None:
     only_gaps = LayerCodec(w)
     only_gaps.position_codes = (GAPS,)
     gaps = only_gaps.plan(LayerSettings(policy="sparsity", value=0.0, bits=6))
-    assert gaps.gaps.huffman_nbits == w.size  # what it cost before: a bit per weight
+    # version 1 spent a Huffman bit per weight on this one-symbol gap stream; now its symbol
+    assert gaps.gaps.constant and gaps.gaps.nbits == 0 and gaps.gaps.nbytes == 1
 
 
 def test_nearly_dense_layer_pays_for_its_holes_only() -> None:
