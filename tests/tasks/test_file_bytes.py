@@ -112,3 +112,33 @@ def test_fer_sized_keras_model_is_less_overhead(tmp_path: Path, capsys) -> None:
     gamma = model.tensors["batch_normalization.gamma"]
     np.testing.assert_array_equal(decoded["batch_normalization.gamma"],
                                   gamma.astype(np.float16).astype(np.float32))
+
+
+def test_store_holds_float_raw_layers_at_lower_precision_only(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    tensors = {
+        "fc.weight": rng.normal(0, 0.1, (20, 30)).astype(np.float32),
+        "fc.bias": rng.normal(0, 0.1, 20).astype(np.float32),
+        "bn.running_var": np.array([1e6, 2.0, 3.0], np.float32),  # past float16's range
+        "bn.num_batches_tracked": np.array(7, np.int64),
+        "ln.weight": rng.normal(1, 0.1, 30).astype(np.float64),
+    }
+    model = loaded(tmp_path / "m.npz", tensors)
+    for store, held in (("fp16", "float16"), ("bf16", "bfloat16")):
+        settings = ModelSettings(defaults={"store": store})
+        est, nbytes = write(model, settings, tmp_path / f"{store}.dcz")
+        assert nbytes == est.file_nbytes
+        box = container.open_container(tmp_path / f"{store}.dcz")
+        stored = {r.name: r.stored for r in box.records}
+        assert stored["fc.bias"] == held and stored["ln.weight"] == held
+        assert stored["bn.num_batches_tracked"] is None and stored["fc.weight"] is None
+        assert stored["bn.running_var"] == (None if store == "fp16" else held)
+        codec = ModelCodec(model)
+        for name, got in box.read_all().items():
+            want = codec.quantized(name, settings)
+            assert got.dtype == want.dtype == model.tensors[name].dtype, name
+            assert got.tobytes() == want.tobytes(), name
+        bias = box.read_all()["fc.bias"]
+        assert 0 < np.abs(bias - tensors["fc.bias"]).max() < 1e-2
+    native, _ = write(model, ModelSettings(), tmp_path / "native.dcz")
+    assert all(r.record.stored is None for r in native.layers)
