@@ -33,6 +33,7 @@ class Layout:
     positions: int = GAPS
     position_entries: int = 0  # symbols of a HOLES stream
     codebook_half: bool = False  # the codebook is stored as float16
+    codebook_coded: bool = False  # ... and delta-coded (codebook.py)
 
     @property
     def filler(self) -> int:
@@ -68,7 +69,7 @@ def decode_symbols(
     hole codes (HOLES), or none (DENSE)."""
     buf = memoryview(payload)
     k = layout.codebook_size
-    codebook, offset = read_codebook(buf, k, layout.codebook_half)
+    codebook, offset = read_codebook(buf, k, layout.codebook_half, layout.codebook_coded)
     walpha = k + layout.has_filler
     wlengths, wsymbol, offset = _table(
         buf, offset, layout.weight_huffman, layout.weight_constant, walpha, "weight")

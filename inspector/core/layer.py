@@ -21,7 +21,7 @@ import numpy as np
 
 from inspector.core import kernels, positions
 from inspector.core.cluster import Clustering, Points, kmeans
-from inspector.core.codebook import codebook_bytes, half_codebook
+from inspector.core.codebook import codebook_bytes, coded_codebook, half_codebook
 from inspector.core.decode import Layout, decode_payload, decode_symbols
 from inspector.core.positions import BITMAP, DENSE, GAPS, HOLES
 from inspector.core.prune import Mask, Profile, profile, resolve_mask
@@ -77,6 +77,7 @@ class LayerPlan:
     survivor_sumsq: float
     positions: int = GAPS
     codebook_half: bool = False
+    codebook_coded_nbytes: int = -1  # bytes of the delta-coded codebook, -1 if not coded
 
     @property
     def error_sse(self) -> float:
@@ -97,7 +98,13 @@ class LayerPlan:
         return math.sqrt(self.error_sse / self.sumsq) if self.sumsq > 0 else 0.0
 
     @property
+    def codebook_coded(self) -> bool:
+        return self.codebook_coded_nbytes >= 0
+
+    @property
     def codebook_nbytes(self) -> int:
+        if self.codebook_coded:
+            return self.codebook_coded_nbytes
         return (2 if self.codebook_half else 4) * int(self.codebook.size)
 
     @property
@@ -124,6 +131,7 @@ class LayerPlan:
             positions=self.positions,
             position_entries=self.gaps.count if self.positions == HOLES else 0,
             codebook_half=self.codebook_half,
+            codebook_coded=self.codebook_coded,
         )
 
 
@@ -314,6 +322,8 @@ class LayerCodec:
         survivor_sumsq = float(surv.points.s2.sum())
         pruned_sse = self.profile.sumsq - survivor_sumsq
         codebook, sse, half = half_codebook(clustering, surv.points, pruned_sse)
+        coded = coded_codebook(codebook) if half else None
+        coded_nbytes = len(coded) if coded is not None and len(coded) < 2 * codebook.size else -1
         return LayerPlan(
             settings=settings,
             size=self.weights.size,
@@ -329,6 +339,7 @@ class LayerCodec:
             survivor_sumsq=survivor_sumsq,
             positions=mode,
             codebook_half=half,
+            codebook_coded_nbytes=coded_nbytes,
         )
 
     def encode(self, settings: LayerSettings) -> tuple[LayerPlan, bytes]:
@@ -340,7 +351,7 @@ class LayerCodec:
             gtable, gcode = b"", positions.bitmap_bytes(self._kept(plan), plan.size)
         else:
             gtable, gcode = encode_stream(gsym, plan.gaps)
-        cb = codebook_bytes(plan.codebook, plan.codebook_half)
+        cb = codebook_bytes(plan.codebook, plan.codebook_half, plan.codebook_coded)
         payload = b"".join([cb, wtable, gtable, wcode, gcode])
         assert len(payload) == plan.payload_nbytes, "size accounting disagrees with the writer"
         return plan, payload

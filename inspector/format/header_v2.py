@@ -35,6 +35,7 @@ F2_FILLER = 4  # the weight alphabet has the filler symbol
 F2_HALF_CODEBOOK = 8  # the codebook is float16
 F2_VALUE_F32 = 16  # the policy's value is float32 (else float64)
 F2_THRESHOLD_F32 = 32  # the threshold is float32 (else float64)
+F2_CODED_CODEBOOK = 64  # the float16 codebook is delta-coded
 
 
 def encode_header(records: Sequence[LayerRecord]) -> bytes:
@@ -88,6 +89,7 @@ def _encode_deep(d: Deep) -> bytes:
         | F2_HALF_CODEBOOK * lay.codebook_half
         | F2_VALUE_F32 * vf32
         | F2_THRESHOLD_F32 * tf32
+        | F2_CODED_CODEBOOK * lay.codebook_coded
     )
     wmode = 1 if lay.weight_huffman else 2 if lay.weight_constant else 0
     gmode = 1 if lay.gap_huffman else 2 if lay.gap_constant else 0
@@ -170,7 +172,9 @@ def _decode_deep(r: Reader, rec: LayerRecord) -> Deep:
     k, entries, survivors, weight_nbytes = (r.varint() for _ in range(4))
     wmode, gmode, positions = modes & 3, modes >> 2 & 3, modes >> 4
     holes = r.varint(limit=rec.size) if positions == HOLES else 0
-    if flags >= 2 * F2_THRESHOLD_F32 or wmode not in MODES or gmode not in MODES:
+    coded = bool(flags & F2_CODED_CODEBOOK)
+    unknown = flags >= 2 * F2_CODED_CODEBOOK or (coded and not flags & F2_HALF_CODEBOOK)
+    if unknown or wmode not in MODES or gmode not in MODES:
         raise ValueError(f"layer {name!r} has unknown flag bits {flags:#x}/{modes:#x}")
     if positions not in NAMES or codes >> 4 or (codes & 3) not in _POLICY_NAMES:
         raise ValueError(f"layer {name!r} has unknown settings codes")
@@ -190,7 +194,7 @@ def _decode_deep(r: Reader, rec: LayerRecord) -> Deep:
         index_bits=index_bits, entries=entries, weight_huffman=wmode == 1,
         gap_huffman=gmode == 1, weight_nbytes=weight_nbytes, weight_constant=wmode == 2,
         gap_constant=gmode == 2, positions=positions, position_entries=holes,
-        codebook_half=bool(flags & F2_HALF_CODEBOOK),
+        codebook_half=bool(flags & F2_HALF_CODEBOOK), codebook_coded=coded,
     )
     return Deep(settings, Mask(threshold, TIES_ALL if ties == 0 else ties - 1), survivors, layout)
 

@@ -95,8 +95,8 @@ def raw_mixed() -> tuple[LoadedModel, ModelSettings]:
 
 
 def positions() -> tuple[LoadedModel, ModelSettings]:
-    """Version 2's position codes: dense, holes, bitmap; a constant gap stream; float16 and
-    float32 codebooks."""
+    """Version 2's position codes: dense, holes, bitmap; a constant gap stream; float32,
+    float16 and delta-coded float16 codebooks."""
     rng = np.random.default_rng(2)
     nearly = rng.normal(0, 0.05, (40, 50)).astype(np.float32)
     nearly[rng.random(nearly.shape) < 0.02] = 0.0
@@ -115,12 +115,14 @@ def positions() -> tuple[LoadedModel, ModelSettings]:
         "wide.weight": wide,
         "wide.bias": np.zeros(8, np.float32),
         "sparse.weight": sparse,
+        "fine.weight": rng.normal(0, 0.05, (50, 60)).astype(np.float32),  # delta-coded codebook
     }
     settings = ModelSettings(
         defaults={"policy": "threshold", "value": 0.0, "huffman": True},
         kinds={"fc": {"bits": 4, "index_bits": 6}},
         layers={"dense.weight": {"policy": "sparsity", "value": 0.0, "bits": 5},
-                "wide.weight": {"bits": 8}},
+                "wide.weight": {"bits": 8},
+                "fine.weight": {"policy": "sparsity", "value": 0.5, "bits": 8}},
     )
     return _model("positions", tensors, {}), settings
 

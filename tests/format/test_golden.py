@@ -75,10 +75,11 @@ def test_golden_covers_the_format(version: int) -> None:
 
 
 def test_golden_v2_covers_its_additions() -> None:
-    """Every position code, a constant stream, float16 and float32 codebooks."""
+    """Every position code, a constant stream, float32, float16 and coded codebooks."""
     boxes = [container.open_container(GOLDEN / f"{name}.dcz") for name in CASES
              if version_of(name) == 2]
     lays = [r.deep.layout for box in boxes for r in box.records if r.deep is not None]
     assert {lay.positions for lay in lays} == {GAPS, BITMAP, DENSE, HOLES}
     assert any(lay.gap_constant for lay in lays)
     assert {lay.codebook_half for lay in lays} == {False, True}
+    assert {lay.codebook_coded for lay in lays if lay.codebook_half} == {False, True}

@@ -103,9 +103,9 @@ def test_fer_sized_keras_model_is_less_overhead(tmp_path: Path, capsys) -> None:
             print(f"\nfer-sized {label}: {s['bytes']:,} B; header {s['header']:.1%}, codebooks "
                   f"{s['codebook']:.1%}, raw {s['raw']:.1%}, codes {s['codes']:.1%}")
     assert any(half.values())
-    # measured: header 7.9% -> 5.5%, header + codebooks 31.2% -> 17.5%, raw 22% -> 12.5%
+    # measured: header 8.4% -> 5.8%, header + codebooks 33.1% -> 12.4%, raw 23.5% -> 13.3%
     assert after["header"] < 0.75 * before["header"]
-    assert after["header"] + after["codebook"] < min(0.2, 0.6 * (before["header"]
+    assert after["header"] + after["codebook"] < min(0.15, 0.5 * (before["header"]
                                                            + before["codebook"]))
     assert stored["raw"] < 0.6 * after["raw"] and stored["bytes"] < 0.9 * after["bytes"]
     decoded = container.open_container(tmp_path / "fer16.dcz").read_all()
