@@ -67,6 +67,20 @@ def coded_codebook(codebook: np.ndarray) -> bytes | None:
     return uvarint(int(keys[0])) + b"".join(uvarint(int(d)) for d in steps)
 
 
+def coded_nbytes(codebook: np.ndarray) -> int:
+    """``len(coded_codebook(codebook))`` without building it (-1 where it is None)."""
+    keys = ordered_keys(codebook)
+    if keys.size == 0:
+        return 0
+    steps = np.diff(keys)
+    if steps.size and steps.min() < 0:
+        return -1
+    values = np.concatenate([keys[:1], steps])
+    # a varint of a value below 2**16 takes 1, 2 or 3 bytes
+    return int(values.size + np.count_nonzero(values >= 1 << 7)
+               + np.count_nonzero(values >= 1 << 14))
+
+
 def codebook_bytes(codebook: np.ndarray, half: bool, coded: bool = False) -> bytes:
     """The stored codebook: delta-coded float16, little-endian float16, or float32."""
     if coded:

@@ -21,7 +21,7 @@ import numpy as np
 
 from inspector.core import kernels, positions
 from inspector.core.cluster import Clustering, Points, kmeans
-from inspector.core.codebook import codebook_bytes, coded_codebook, half_codebook
+from inspector.core.codebook import codebook_bytes, coded_nbytes, half_codebook
 from inspector.core.decode import Layout, decode_payload, decode_symbols
 from inspector.core.positions import BITMAP, DENSE, GAPS, HOLES
 from inspector.core.prune import Mask, Profile, profile, resolve_mask
@@ -322,8 +322,8 @@ class LayerCodec:
         survivor_sumsq = float(surv.points.s2.sum())
         pruned_sse = self.profile.sumsq - survivor_sumsq
         codebook, sse, half = half_codebook(clustering, surv.points, pruned_sse)
-        coded = coded_codebook(codebook) if half else None
-        coded_nbytes = len(coded) if coded is not None and len(coded) < 2 * codebook.size else -1
+        coded = coded_nbytes(codebook) if half else -1
+        coded = coded if coded < 2 * codebook.size else -1
         return LayerPlan(
             settings=settings,
             size=self.weights.size,
@@ -339,7 +339,7 @@ class LayerCodec:
             survivor_sumsq=survivor_sumsq,
             positions=mode,
             codebook_half=half,
-            codebook_coded_nbytes=coded_nbytes,
+            codebook_coded_nbytes=coded,
         )
 
     def encode(self, settings: LayerSettings) -> tuple[LayerPlan, bytes]:

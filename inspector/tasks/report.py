@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.core.codebook import coded_codebook
+from inspector.core.codebook import coded_nbytes
 from inspector.core.layer import LayerPlan, decode_symbols
 from inspector.core.positions import BITMAP, DENSE, plan_bitmap, plan_dense
 from inspector.core.streams import CONSTANT, FIXED, HUFFMAN, fixed_width, plan_stream_as
@@ -125,13 +125,8 @@ def _plan_of(box: Container, index: int) -> LayerPlan:
     return LayerPlan(
         deep.settings, lay.size, deep.mask, deep.survivors, lay.entries - deep.survivors,
         codebook, wcounts[: lay.codebook_size], weights, gaps, math.nan, math.nan, math.nan,
-        lay.positions, lay.codebook_half, _coded_nbytes(codebook) if lay.codebook_coded else -1,
+        lay.positions, lay.codebook_half, coded_nbytes(codebook) if lay.codebook_coded else -1,
     )
-
-
-def _coded_nbytes(codebook: np.ndarray) -> int:
-    coded = coded_codebook(codebook)
-    return -1 if coded is None else len(coded)
 
 
 def _mode(huffman: bool, constant: bool) -> int:

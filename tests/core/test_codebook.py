@@ -13,6 +13,7 @@ from inspector.core.codebook import (
     HALF_TOLERANCE,
     codebook_bytes,
     coded_codebook,
+    coded_nbytes,
     half_codebook,
     ordered_keys,
     read_codebook,
@@ -29,10 +30,11 @@ def test_coded_codebook_round_trips_bit_exactly(values: np.ndarray) -> None:
     coded = coded_codebook(cb)
     keys = ordered_keys(cb)
     if coded is None:
+        assert coded_nbytes(cb) == -1
         assert np.any(np.diff(keys) < 0)  # only a -0.0 after a 0.0 breaks the order
         return
     assert np.all(np.diff(keys) >= 0)
-    assert codebook_bytes(cb, True, True) == coded
+    assert codebook_bytes(cb, True, True) == coded and coded_nbytes(cb) == len(coded)
     back, n = read_codebook(memoryview(coded + b"tail"), cb.size, True, True)
     assert n == len(coded)
     assert back.dtype == np.float32 and back.astype("<f2").tobytes() == cb.astype("<f2").tobytes()
