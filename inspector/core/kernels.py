@@ -76,20 +76,6 @@ def abs_in_bin(w: np.ndarray, scale: float, nbins: int, target: int, out: np.nda
 
 
 @numba.njit(**_JIT)
-def abs_in_bin_at(
-    w: np.ndarray, idx: np.ndarray, scale: float, nbins: int, target: int, out: np.ndarray
-) -> int:
-    """As ``abs_in_bin`` over the positions ``idx`` only; return the count."""
-    n = 0
-    for j in range(idx.size):
-        a = abs(np.float64(w[idx[j]]))
-        if grid_bin(a, 0.0, scale, nbins) == target:
-            out[n] = a
-            n += 1
-    return n
-
-
-@numba.njit(**_JIT)
 def grid_histogram(
     w: np.ndarray, lo: float, inv_width: float, cnt: np.ndarray, s1: np.ndarray, s2: np.ndarray
 ) -> None:

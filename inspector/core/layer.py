@@ -13,13 +13,13 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from inspector.core import kernels, positions
+from inspector.core.candidates import CandidateCache
 from inspector.core.cluster import Clustering, Points, kmeans
 from inspector.core.codebook import codebook_bytes, coded_nbytes, half_codebook
 from inspector.core.decode import Layout, decode_payload, decode_symbols
@@ -34,12 +34,6 @@ __all__ = ["LayerCodec", "LayerPlan", "Layout", "decode_payload", "decode_symbol
 GRID_BINS = 1 << 16  # the finest grid, for layers of at least this many weights
 MIN_GRID_BINS = 64
 EXACT_SURVIVORS = 4096  # at or below this, k-means runs on the exact distinct values
-PARALLEL_SIZE = 1 << 21  # layers this large select candidates on two threads
-# A fresh candidate list reaches this fraction further down (in count): a drag's next moves
-# reuse it; one more than twice as long as needed is not reused (scanning it costs more).
-CANDIDATE_MARGIN = 0.25
-MIN_CANDIDATES = 4096
-_POOL: list[ThreadPoolExecutor] = []
 
 
 def grid_bins(size: int) -> int:
@@ -50,13 +44,6 @@ def grid_bins(size: int) -> int:
     memory in proportion to its bytes, not to its count of tensors.
     """
     return min(GRID_BINS, max(MIN_GRID_BINS, 1 << max(0, int(size) - 1).bit_length()))
-
-
-def _pool() -> ThreadPoolExecutor:
-    """The two worker threads of large layers' candidate passes, made on first use."""
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(2, thread_name_prefix="inspector-kernel"))
-    return _POOL[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +171,7 @@ class LayerCodec:
             kernels.grid_histogram(self.weights, self._lo, self._inv_width, *self._full)
         # Weights within ``band`` of a threshold take the exact path of survivor_gaps.
         self._band = 3.0 / self._inv_width if self._inv_width > 0 else np.inf
-        self._cached_candidates: tuple[float, np.ndarray, np.ndarray, int] | None = None
+        self._candidates = CandidateCache(self.weights, self.profile)
         self._survivors = _Lru(2)
         self._clusters = _Lru(4)
         self._gap_counts = _Lru(4)
@@ -205,66 +192,9 @@ class LayerCodec:
         return resolve_mask(self.weights, self.profile, settings, self._above)
 
     def _above(self, floor: float) -> np.ndarray:
-        _, mag, n = self._candidates(floor - self._band)
-        return mag[:n]
-
-    def _candidates(self, floor: float) -> tuple[np.ndarray, np.ndarray, int]:
-        """Positions (ascending) including every one with ``|w| >= floor``, their magnitudes,
-        and their count: the cached list of a lower floor while it is not much longer, else a
-        fresh one reaching a little lower.
-
-        A sparsity slider asks for the candidates of its bin and then selects the survivors
-        from the same list, so one compaction pass serves both, and the moves of a drag that
-        follow reuse it. Large layers are split over two threads (the kernel releases the GIL).
-        """
-        cached = self._cached_candidates
-        if cached is not None and cached[0] <= floor and cached[3] <= self._reuse_limit(floor):
-            return cached[1], cached[2], cached[3]
-        floor = self._lowered(floor)
-        w = self.weights
-        idx = np.empty(w.size, dtype=np.int32 if w.size < 2**31 else np.int64)
-        mag = np.empty(w.size, dtype=w.dtype)
-
-        def part(lo: int, hi: int) -> int:
-            return int(kernels.candidate_magnitudes(w[lo:hi], floor, idx[lo:hi], mag[lo:hi]))
-
-        if w.size < PARALLEL_SIZE:
-            n = part(0, w.size)
-        else:
-            half = w.size // 2
-            n0, n1 = _pool().map(lambda lo_hi: part(*lo_hi), [(0, half), (half, w.size)])
-            idx[n0 : n0 + n1] = idx[half : half + n1] + half
-            mag[n0 : n0 + n1] = mag[half : half + n1]
-            n = n0 + n1
-        # Keep survivor-sized lists, not layer-sized buffers.
-        idx, mag = idx[:n].copy(), mag[:n].copy()
-        self._cached_candidates = (floor, idx, mag, n)
-        return idx, mag, n
-
-    def _count_above(self, floor: float) -> int:
-        """At least the count of weights with ``|w| >= floor`` (whole magnitude bins)."""
-        prof = self.profile
-        if not floor > 0 or prof.abs_scale <= 0:
-            return prof.size
-        x = floor * prof.abs_scale
-        b = prof.abs_cum.size if x >= prof.abs_cum.size else int(x)
-        return prof.size - (int(prof.abs_cum[b - 1]) if b else 0)
-
-    def _reuse_limit(self, floor: float) -> int:
-        """The most candidates worth scanning for ``floor`` instead of a fresh pass."""
-        return int(self._count_above(floor) * (1 + 2 * CANDIDATE_MARGIN)) + MIN_CANDIDATES
-
-    def _lowered(self, floor: float) -> float:
-        """A floor below ``floor`` by about CANDIDATE_MARGIN more candidates, so the moves of
-        a threshold drag that follow reuse one candidate list instead of a pass each."""
-        prof = self.profile
-        if not floor > 0 or prof.abs_scale <= 0:
-            return floor
-        want = int(self._count_above(floor) * (1 + CANDIDATE_MARGIN)) + MIN_CANDIDATES // 2
-        if want >= prof.size:
-            return -np.inf
-        edge = int(np.searchsorted(prof.abs_cum, prof.size - want, side="right"))
-        return min(floor, edge / prof.abs_scale)
+        # A sparsity slider asks for the candidates of its bin and then selects the survivors
+        # from the same list, so one pass serves both (and the moves of a drag that follow).
+        return self._candidates.get(floor - self._band).mag
 
     def plan(self, settings: LayerSettings) -> LayerPlan:
         """Exact sizes of this layer under ``settings`` (nothing is encoded)."""
@@ -380,13 +310,13 @@ class LayerCodec:
         w = self.weights
         t = mask.threshold
         band = self._band
-        idx, mag, n = self._candidates(t - band)
+        cand = self._candidates.get(t - band)
         edge = np.array([self._bin(-t), self._bin(t)], dtype=np.int64)
         part = [np.zeros(2, np.int64), np.zeros(2), np.zeros(2)]
         # The candidates at or above t (the cached list may reach lower), into a new array:
         # the kernel overwrites them with gaps, and the cache must stay.
-        gaps = np.empty(n, dtype=idx.dtype)
-        n = int(kernels.at_least(idx, mag, n, t, gaps))
+        gaps = np.empty(cand.idx.size, dtype=cand.idx.dtype)
+        n = int(kernels.at_least(cand.idx, cand.mag, cand.idx.size, t, gaps))
         ns = kernels.survivor_gaps(
             w, gaps, n, t, mask.ties, t + band, self._lo, self._inv_width, self._bins, edge, *part
         )

@@ -57,13 +57,6 @@ def abs_in_bin_ref(w: np.ndarray, scale: float, nbins: int, target: int) -> np.n
     return a[grid_bin_ref(a, 0.0, scale, nbins) == target]
 
 
-def abs_in_bin_at_ref(
-    w: np.ndarray, idx: np.ndarray, scale: float, nbins: int, target: int
-) -> np.ndarray:
-    """``abs_in_bin_ref`` over the positions ``idx`` only."""
-    return abs_in_bin_ref(np.asarray(w)[idx], scale, nbins, target)
-
-
 def grid_histogram_ref(
     w: np.ndarray, lo: float, inv_width: float, nbins: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -108,17 +108,28 @@ class ModelCodec:
     ) -> ModelEstimate:
         """Exact sizes of every layer and of the file ``compress`` would write.
 
-        When many layers need a new plan (the first estimate of a model, a change of every
-        layer's settings), two threads share them: the kernels release the GIL.
+        Layers to plan that are big enough for their kernels (which release the GIL) to
+        dominate go to two threads, while this one plans the small ones, whose cost is Python.
         """
-        stale = [i for i in self.model.infos if self._stale(i, settings)]
-        if len(stale) >= PARALLEL_LAYERS:
-            self._plan_all(stale, settings, progress)
+        infos = self.model.infos
+        big = [i for i in infos if i.size >= PARALLEL_MIN_SIZE and self._stale(i, settings)]
+        # Each layer's codec is used by one thread only; the dicts are filled one key each.
+        jobs = {}
+        if len(big) >= 2:
+            jobs = {i.name: _plan_pool().submit(self._row, i, settings) for i in big}
         rows = []
-        for i, info in enumerate(self.model.infos):
-            if progress:
-                progress(Progress(i, len(self.model.infos), info.name))
-            rows.append(self._row(info, settings))
+        try:
+            for n, info in enumerate(infos):
+                if progress:
+                    progress(Progress(n, len(infos), info.name))
+                job = jobs.get(info.name)
+                if job is not None:
+                    job.result()  # its row is then in the memo
+                rows.append(self._row(info, settings))
+        finally:  # cancelled or failed: nothing may still run on these codecs afterwards
+            for job in jobs.values():
+                job.cancel()
+            futures.wait(list(jobs.values()))
         prev = [None, *(r.estimate.record for r in rows)][: len(rows)]
         return _summarize([r.estimate for r in rows],
                           sum(r.header_nbytes(p) for r, p in zip(rows, prev, strict=True)))
@@ -127,22 +138,6 @@ class ModelCodec:
         s = self.resolve(info, settings)
         row = self._rows.get(info.name)
         return not s.excluded and (row is None or row.settings != s)
-
-    def _plan_all(
-        self, infos: list[TensorInfo], settings: ModelSettings,
-        progress: Callable[[Progress], None] | None,
-    ) -> None:
-        # Each layer's codec is used by one thread only; the dicts are filled one key each.
-        jobs = [_plan_pool().submit(self._row, info, settings) for info in infos]
-        try:
-            for i, (info, job) in enumerate(zip(infos, jobs, strict=True)):
-                if progress:
-                    progress(Progress(i, len(infos), info.name))
-                job.result()
-        finally:  # cancelled or failed: nothing may still run on these codecs afterwards
-            for job in jobs:
-                job.cancel()
-            futures.wait(jobs)
 
     def payload(self, est: LayerEstimate) -> bytes:
         """The bytes ``est.record`` describes."""
@@ -166,7 +161,7 @@ class ModelCodec:
         return dtypes.cast(self.codec(name).quantized(s), dtype).reshape(info.shape)
 
 
-PARALLEL_LAYERS = 8  # at least this many layers to plan: two threads share them
+PARALLEL_MIN_SIZE = 1 << 14  # layers to plan of this many weights share two threads
 _POOL: list[ThreadPoolExecutor] = []
 
 

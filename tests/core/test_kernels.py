@@ -89,17 +89,6 @@ def test_abs_in_bin(w: np.ndarray, target: int) -> None:
 
 
 @SLOW
-@given(weights(), st.integers(0, NBINS - 1), st.data())
-def test_abs_in_bin_at(w: np.ndarray, target: int, data: st.DataObject) -> None:
-    scale = abs_scale_of(w)
-    idx = np.array(sorted(data.draw(st.sets(st.integers(0, max(w.size - 1, 0)))))
-                   if w.size else [], dtype=np.int64)
-    out = np.empty(idx.size, np.float64)
-    found = kernels.abs_in_bin_at(w, idx, scale, NBINS, target, out)
-    np.testing.assert_array_equal(out[:found], ref.abs_in_bin_at_ref(w, idx, scale, NBINS, target))
-
-
-@SLOW
 @given(weights())
 def test_grid_histogram(w: np.ndarray) -> None:
     lo, inv_width = grid_of(w)

@@ -300,13 +300,13 @@ def test_float64_layer_with_a_subnormal_span(n: int) -> None:
 def test_a_drag_reusing_candidates_gives_the_plans_of_a_fresh_codec(
     parallel: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A drag's moves reuse one candidate list of a lower floor (layer.CANDIDATE_MARGIN); every
+    # A drag's moves reuse one candidate list of a lower floor (CANDIDATE_MARGIN); every
     # plan and payload must be what a codec that never saw the earlier moves makes. With
     # ``parallel`` the candidates are found on two threads, as for layers of 2M+ weights.
-    from inspector.core import layer
+    from inspector.core import candidates
 
     if parallel:
-        monkeypatch.setattr(layer, "PARALLEL_SIZE", 1000)
+        monkeypatch.setattr(candidates, "PARALLEL_SIZE", 1000)
     rng = np.random.default_rng(5)
     w = rng.normal(0, 0.05, 60_000).astype(np.float32)
     w[rng.choice(w.size, 60, replace=False)] *= 40  # outliers stretch the grids

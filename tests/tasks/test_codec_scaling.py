@@ -52,6 +52,15 @@ def _tiny_model(path: Path, count: int, size: int) -> Path:
     return path
 
 
+def _mixed_model(path: Path) -> Path:
+    rng = np.random.default_rng(2)
+    sizes = [16_384, 64, 20_000, 300, 16_384, 40_000, 8, 16_384]
+    arrays = {f"block{i}.fc.weight": rng.standard_normal((n // 8, 8)).astype(np.float32)
+              for i, n in enumerate(sizes)}
+    np.savez(path, **arrays)
+    return path
+
+
 def test_compress_memory_does_not_grow_with_the_count_of_tensors(tmp_path: Path) -> None:
     # 2,000 compressible tensors of 64 weights (0.5 MB of weights): each used to keep ~1.6 MB
     # of fixed-size state (65,536-bin histograms) until the file was written, 3.2 GB in all.
@@ -125,9 +134,9 @@ def test_resolved_settings_follow_every_change(tmp_path: Path) -> None:
 
 
 def test_parallel_estimate_equals_layer_by_layer(tmp_path: Path) -> None:
-    # 40 layers to plan: two threads share them (codec.PARALLEL_LAYERS); the records must be
-    # those of planning each layer alone, in model order.
-    model = read_model(_tiny_model(tmp_path / "m.npz", 40, 4096))
+    # Layers of 16,384+ weights to plan share two threads (codec.PARALLEL_MIN_SIZE), small
+    # ones are planned meanwhile; the records must be those of each layer planned alone.
+    model = read_model(_mixed_model(tmp_path / "m.npz"))
     settings = ModelSettings().with_layer("block3.fc.weight", bits=2, value=0.2)
     together = ModelCodec(model).estimate(settings)
     alone = ModelCodec(model)
@@ -142,11 +151,11 @@ class _Stop(Exception):
 
 
 def test_a_cancelled_parallel_estimate_leaves_the_codec_usable(tmp_path: Path) -> None:
-    model = read_model(_tiny_model(tmp_path / "m.npz", 40, 4096))
+    model = read_model(_mixed_model(tmp_path / "m.npz"))
     codec = ModelCodec(model)
 
     def progress(step: object) -> None:
-        if step.done == 5:  # type: ignore[attr-defined]
+        if step.done == 3:  # type: ignore[attr-defined]
             raise _Stop
 
     with pytest.raises(_Stop):
