@@ -50,8 +50,8 @@ class LayerSettings:
         Seed of the ``"random"`` initialisation.
     store
         Precision of a float32/float64 layer stored losslessly (excluded, or a bias, norm or
-        buffer): ``"native"``, or ``"fp16"`` / ``"bf16"`` to halve or quarter its bytes (lossy;
-        a layer fp16 cannot hold, a value past its range, stays native).
+        buffer): ``"native"``, or ``"fp16"`` / ``"bf16"``, 2 bytes a value (lossy; a layer
+        with a finite value past float16's range stays native under ``"fp16"``).
     """
 
     policy: Policy = "sparsity"
