@@ -94,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
                            "DB (default: the safe floor, unless pruning is set); off: none")
     comp.add_argument("--explain", metavar="LAYER",
                       help="print LAYER's settings and where each came from; write nothing")
+    comp.add_argument("--store", choices=("native", "fp16", "bf16"),
+                      help="precision of float layers stored losslessly (biases, norms)")
     comp.add_argument("--config", type=Path, metavar="SETTINGS.json")
     comp.add_argument("--save-config", type=Path, metavar="SETTINGS.json",
                       help="also write the settings used")

@@ -38,6 +38,8 @@ def _global_changes(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
         changes["init"] = (args.init, "--init")
     if args.no_huffman:
         changes["huffman"] = (False, "--no-huffman")
+    if getattr(args, "store", None):
+        changes["store"] = (args.store, "--store")
     if args.index_bits is not None:
         changes["index_bits"] = (args.index_bits, "--index-bits")
     if args.bits is not None:

@@ -379,7 +379,7 @@ def dcz_reheader(data: bytes, header: bytes) -> bytes:
 
 def dcz_records(data: bytes, edit: Callable[[Any], Any]) -> bytes:
     """``data`` with every header record passed through ``edit``, CRC made right."""
-    from inspector.format.header import decode_header, encode_header
+    from inspector.format.header_v2 import decode_header, encode_header
 
     return dcz_reheader(data, encode_header([edit(r) for r in decode_header(dcz_header(data))]))
 

@@ -4,32 +4,32 @@
 ``LayerCodec.encode`` builds the payload from the same plan, so the two always agree.
 
 Payload layout (all little-endian, bit streams MSB-first):
-``codebook (K x float32) | weight table? | gap table? | weight codes | gap codes``.
+``codebook (K x float32 or float16) | weight table? | position table? | weight codes |
+position codes`` (docs/format.md). Positions are coded as ``positions.py`` says.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from inspector.core import fidelity, huffman_table, kernels
+from inspector.core import fidelity, kernels, positions
 from inspector.core.candidates import CandidateCache
 from inspector.core.cluster import Clustering, Points, kmeans
+from inspector.core.codebook import codebook_bytes, coded_nbytes, half_codebook
+from inspector.core.decode import Layout, decode_payload, decode_symbols
+from inspector.core.positions import BITMAP, DENSE, GAPS, HOLES
 from inspector.core.prune import Mask, Profile, profile, resolve_mask
 from inspector.core.settings import LayerSettings
-from inspector.core.streams import (
-    StreamPlan,
-    decode_stream,
-    encode_stream,
-    fixed_width,
-    plan_stream,
-)
+from inspector.core.streams import StreamPlan, encode_stream, fixed_width, plan_stream
 from inspector.errors import SettingsError
+
+__all__ = ["LayerCodec", "LayerPlan", "Layout", "decode_payload", "decode_symbols"]
 
 GRID_BINS = 1 << 16  # the finest grid, for layers of at least this many weights
 MIN_GRID_BINS = 64
@@ -44,24 +44,6 @@ def grid_bins(size: int) -> int:
     memory in proportion to its bytes, not to its count of tensors.
     """
     return min(GRID_BINS, max(MIN_GRID_BINS, 1 << max(0, int(size) - 1).bit_length()))
-
-
-@dataclass(frozen=True, slots=True)
-class Layout:
-    """What a decoder needs besides the payload: stored in the file's layer record."""
-
-    size: int
-    codebook_size: int
-    has_filler: bool
-    index_bits: int
-    entries: int
-    weight_huffman: bool
-    gap_huffman: bool
-    weight_nbytes: int
-
-    @property
-    def filler(self) -> int:
-        return self.codebook_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +62,9 @@ class LayerPlan:
     sse: float
     sumsq: float
     survivor_sumsq: float
+    positions: int = GAPS
+    codebook_half: bool = False
+    codebook_coded_nbytes: int = -1  # bytes of the delta-coded codebook, -1 if not coded
     requested: LayerSettings | None = None  # what was asked, when a floor changed it
 
     @property
@@ -106,8 +91,14 @@ class LayerPlan:
         return math.sqrt(self.error_sse / self.sumsq) if self.sumsq > 0 else 0.0
 
     @property
+    def codebook_coded(self) -> bool:
+        return self.codebook_coded_nbytes >= 0
+
+    @property
     def codebook_nbytes(self) -> int:
-        return 4 * int(self.codebook.size)
+        if self.codebook_coded:
+            return self.codebook_coded_nbytes
+        return (2 if self.codebook_half else 4) * int(self.codebook.size)
 
     @property
     def table_nbytes(self) -> int:
@@ -128,6 +119,12 @@ class LayerPlan:
             weight_huffman=self.weights.huffman,
             gap_huffman=self.gaps.huffman,
             weight_nbytes=self.weights.code_nbytes,
+            weight_constant=self.weights.constant,
+            gap_constant=self.gaps.constant,
+            positions=self.positions,
+            position_entries=self.gaps.count if self.positions == HOLES else 0,
+            codebook_half=self.codebook_half,
+            codebook_coded=self.codebook_coded,
         )
 
 
@@ -160,6 +157,9 @@ class LayerCodec:
 
     Not thread-safe: use one codec from one worker at a time.
     """
+
+    # the position codes a plan may choose from (GAPS always); tests narrow it per codec
+    position_codes: tuple[int, ...] = (GAPS, BITMAP, DENSE, HOLES)
 
     def __init__(self, weights: np.ndarray) -> None:
         w = np.asarray(weights)
@@ -232,6 +232,43 @@ class LayerCodec:
         mask = self.mask(settings)
         surv = self._survivors.get(mask, lambda: self._select(mask))
         gap_counts, fillers = self._gaps(mask, surv, settings.index_bits)
+        gaps = plan_stream(gap_counts, settings.index_bits, settings.huffman)
+        best = self._plan_with(settings, mask, surv, fillers, GAPS, gaps)
+        for option in self._position_options(best, surv):
+            if option.payload_nbytes < best.payload_nbytes:
+                best = option
+        return best if asked == settings else replace(best, requested=asked)
+
+    def _position_options(self, best: LayerPlan, surv: Survivors) -> Iterator[LayerPlan]:
+        """Plans coding the positions apart from the weights, where they may be smaller.
+
+        Their codebook and weights (no fillers) are the same for BITMAP and HOLES: with them,
+        a bitmap's size is exact and a HOLES stream's least possible size (a bit per hole)
+        bounds it, so the O(size) pass over the holes runs only where it may win.
+        """
+        s, size, n = best.settings, best.size, best.survivors
+        allowed = self.position_codes
+        if n == size:
+            if DENSE in allowed:
+                yield self._plan_with(s, best.mask, surv, 0, DENSE, positions.plan_dense())
+            return
+        least = (min(size, size - n) + 7) // 8
+        if not best.fillers:  # then the codebook and weights are those of ``best``
+            least += best.weights.nbytes + best.codebook_nbytes
+        if least >= best.payload_nbytes or not {BITMAP, HOLES} & set(allowed):
+            return
+        bitmap = self._plan_with(s, best.mask, surv, 0, BITMAP, positions.plan_bitmap(size))
+        if BITMAP in allowed:
+            yield bitmap
+        fixed = bitmap.codebook_nbytes + bitmap.weights.nbytes
+        if HOLES in allowed and fixed + (size - n + 7) // 8 < best.payload_nbytes:
+            holes = positions.plan_holes(surv.gaps, size, s.index_bits, s.huffman)
+            yield self._plan_with(s, best.mask, surv, 0, HOLES, holes)
+
+    def _plan_with(
+        self, settings: LayerSettings, mask: Mask, surv: Survivors, fillers: int, mode: int,
+        gaps: StreamPlan,
+    ) -> LayerPlan:
         clustering, _ = self._cluster(mask, surv, settings, fillers)
         k = clustering.size
         weight_counts = np.zeros(k + (fillers > 0), dtype=np.int64)
@@ -240,31 +277,40 @@ class LayerCodec:
         if fillers:
             weight_counts[k] = fillers
         weights = plan_stream(weight_counts, fixed_width(weight_counts.size), settings.huffman)
-        gaps = plan_stream(gap_counts, settings.index_bits, settings.huffman)
+        survivor_sumsq = float(surv.points.s2.sum())
+        pruned_sse = self.profile.sumsq - survivor_sumsq
+        codebook, sse, half = half_codebook(clustering, surv.points, pruned_sse)
+        coded = coded_nbytes(codebook) if half else -1
+        coded = coded if coded < 2 * codebook.size else -1
         return LayerPlan(
             settings=settings,
             size=self.weights.size,
             mask=mask,
             survivors=int(surv.gaps.size),
             fillers=fillers,
-            codebook=clustering.codebook,
+            codebook=codebook,
             cluster_counts=weight_counts[:k],
             weights=weights,
             gaps=gaps,
-            sse=clustering.sse,
+            sse=sse,
             sumsq=self.profile.sumsq,
-            survivor_sumsq=float(surv.points.s2.sum()),
-            requested=asked if asked != settings else None,
+            survivor_sumsq=survivor_sumsq,
+            positions=mode,
+            codebook_half=half,
+            codebook_coded_nbytes=coded,
         )
 
     def encode(self, settings: LayerSettings) -> tuple[LayerPlan, bytes]:
         """The plan and the payload bytes; ``len(payload) == plan.payload_nbytes``."""
         plan = self.plan(settings)
         wsym, gsym = self._symbols(plan)
-        parts = [plan.codebook.astype("<f4").tobytes()]
         wtable, wcode = encode_stream(wsym, plan.weights)
-        gtable, gcode = encode_stream(gsym, plan.gaps)
-        payload = b"".join([*parts, wtable, gtable, wcode, gcode])
+        if plan.positions == BITMAP:
+            gtable, gcode = b"", positions.bitmap_bytes(self._kept(plan), plan.size)
+        else:
+            gtable, gcode = encode_stream(gsym, plan.gaps)
+        cb = codebook_bytes(plan.codebook, plan.codebook_half, plan.codebook_coded)
+        payload = b"".join([cb, wtable, gtable, wcode, gcode])
         assert len(payload) == plan.payload_nbytes, "size accounting disagrees with the writer"
         return plan, payload
 
@@ -272,9 +318,13 @@ class LayerCodec:
         """The pruned and quantized weights (float32, layer shape), exactly as decoded."""
         plan = self.plan(settings)
         wsym, gsym = self._symbols(plan)
-        filler = plan.codebook.size if plan.fillers else -1
         out = np.zeros(self.weights.size, dtype=np.float32)
-        kernels.scatter_entries(wsym, gsym, plan.codebook, filler, plan.settings.index_bits, out)
+        if plan.positions == GAPS:
+            filler = plan.codebook.size if plan.fillers else -1
+            kernels.scatter_entries(
+                wsym, gsym, plan.codebook, filler, plan.settings.index_bits, out)
+        else:
+            out[self._kept(plan)] = plan.codebook[wsym]
         return out.reshape(self.shape)
 
     def _check_finite(self) -> None:
@@ -360,55 +410,29 @@ class LayerCodec:
         """Positions after the last survivor."""
         return self.weights.size - int(surv.gaps.sum(dtype=np.int64))
 
+    def _kept(self, plan: LayerPlan) -> np.ndarray:
+        surv = self._survivors.get(plan.mask, lambda: self._select(plan.mask))
+        return positions.kept_positions(surv.gaps)
+
     def _symbols(self, plan: LayerPlan) -> tuple[np.ndarray, np.ndarray]:
+        """Weight and gap symbols of the entries; without GAPS, the weight symbol of each kept
+        weight (no fillers) and the position stream's symbols (HOLES only)."""
         s = plan.settings
         surv = self._survivors.get(plan.mask, lambda: self._select(plan.mask))
         _, (lut, cuts) = self._cluster(plan.mask, surv, s, plan.fillers)
-        n = plan.survivors + plan.fillers
+        fillers = plan.fillers if plan.positions == GAPS else self._gaps(
+            plan.mask, surv, s.index_bits)[1]
+        n = plan.survivors + fillers
         wsym = np.empty(n, dtype=np.uint32)
         gsym = np.empty(n, dtype=np.uint32)
         kernels.entry_symbols(
             self.weights, surv.gaps, self._tail(surv), lut, cuts, self._lo, self._inv_width,
             s.index_bits, plan.codebook.size, wsym, gsym,
         )
-        return wsym, gsym
-
-
-def decode_symbols(
-    payload: bytes | memoryview, layout: Layout
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The codebook and the weight-index and gap-code symbols of a payload (ValueError if bad)."""
-    buf = memoryview(payload)
-    k = layout.codebook_size
-    if 4 * k > len(buf):
-        raise ValueError("codebook runs past the end of the layer")
-    codebook = np.frombuffer(buf[: 4 * k], dtype="<f4").astype(np.float32)
-    offset = 4 * k
-    walpha = k + layout.has_filler
-    wlengths = glengths = None
-    if layout.weight_huffman:
-        wlengths, offset = huffman_table.decode_table(buf, offset)
-        if wlengths.size > walpha:
-            raise ValueError("weight code table is larger than the codebook")
-    if layout.gap_huffman:
-        glengths, offset = huffman_table.decode_table(buf, offset)
-        if glengths.size > (1 << layout.index_bits):
-            raise ValueError("gap code table is larger than the index alphabet")
-    gap_offset = offset + layout.weight_nbytes
-    if gap_offset > len(buf):
-        raise ValueError("weight codes run past the end of the layer")
-    n = layout.entries
-    wsym = decode_stream(buf[:gap_offset], offset, n, fixed_width(walpha), wlengths)
-    gsym = decode_stream(buf, gap_offset, n, layout.index_bits, glengths)
-    return codebook, wsym, gsym
-
-
-def decode_payload(payload: bytes | memoryview, layout: Layout) -> np.ndarray:
-    """The flat float32 weights of a payload (ValueError on any inconsistency)."""
-    codebook, wsym, gsym = decode_symbols(payload, layout)
-    out = np.zeros(layout.size, dtype=np.float32)
-    filler = layout.codebook_size if layout.has_filler else -1
-    bad = kernels.scatter_entries(wsym, gsym, codebook, filler, layout.index_bits, out)
-    if bad:
-        raise ValueError(f"entry {-bad - 1} of the sparse index is inconsistent")
-    return out
+        if plan.positions == GAPS:
+            return wsym, gsym
+        wsym = wsym[wsym < plan.codebook.size] if fillers else wsym
+        if plan.positions == HOLES:
+            holes = positions.holes_of(positions.kept_positions(surv.gaps), plan.size)
+            return wsym, positions.hole_symbols(holes, s.index_bits)
+        return wsym, np.zeros(0, np.uint32)

@@ -225,6 +225,48 @@ def scatter_entries_ref(
     return out, 0
 
 
+def hole_symbols_ref(kept: np.ndarray, size: int, index_bits: int) -> np.ndarray:
+    """The HOLES position stream (uint32) of a layer keeping positions ``kept``, hole by hole.
+
+    With ``e = 2**b - 1``: before each pruned position, skips of ``e`` while ``e`` or more
+    positions remain to pass, then the code of the rest.
+    """
+    esc = (1 << index_bits) - 1
+    keep = set(int(p) for p in kept)
+    out: list[int] = []
+    pos = -1
+    for h in (p for p in range(size) if p not in keep):
+        g = h - pos - 1  # positions passed over
+        while g >= esc:
+            out.append(esc)
+            g -= esc
+        out.append(g)
+        pos = h
+    return np.array(out, dtype=np.uint32)
+
+
+def bitmap_ref(kept: np.ndarray, size: int) -> bytes:
+    """The BITMAP position code: bit p (MSB first) set when position p is kept."""
+    out = bytearray((size + 7) // 8)
+    for p in (int(v) for v in kept):
+        out[p // 8] |= 0x80 >> (p % 8)
+    return bytes(out)
+
+
+def decode_holes_ref(sym: np.ndarray, size: int, index_bits: int) -> np.ndarray:
+    """The kept positions (int64) of a HOLES stream, symbol by symbol."""
+    esc = (1 << index_bits) - 1
+    pruned = set()
+    pos = -1
+    for c in (int(v) for v in sym):
+        if c == esc:
+            pos += esc
+        else:
+            pos += c + 1
+            pruned.add(pos)
+    return np.array([p for p in range(size) if p not in pruned], dtype=np.int64)
+
+
 # --------------------------------------------------------------------------- 1-D k-means
 
 

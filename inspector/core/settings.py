@@ -11,10 +11,12 @@ from inspector.errors import SettingsError
 Policy = Literal["std", "sparsity", "threshold"]
 Init = Literal["optimal", "linear", "density", "random"]
 StdOf = Literal["all", "nonzero"]
+Store = Literal["native", "fp16", "bf16"]
 
 POLICIES: tuple[str, ...] = ("std", "sparsity", "threshold")
 INITS: tuple[str, ...] = ("optimal", "linear", "density", "random")
 STD_OF: tuple[str, ...] = ("all", "nonzero")
+STORES: tuple[str, ...] = ("native", "fp16", "bf16")
 MIN_BITS, MAX_BITS = 1, 8
 MIN_INDEX_BITS, MAX_INDEX_BITS = 1, 16
 MAX_MIN_SQNR = 100.0  # dB; far above what 8-bit codes reach, so a floor above it is a typo
@@ -56,6 +58,10 @@ class LayerSettings:
         With a floor: a layer that misses it even unpruned gets more bits (up to 8), as few
         as make the smallest file. :class:`~inspector.model.settings.ModelSettings` sets it
         when the bits are built in, never when a user chose them.
+    store
+        Precision of a float32/float64 layer stored losslessly (excluded, or a bias, norm or
+        buffer): ``"native"``, or ``"fp16"`` / ``"bf16"``, 2 bytes a value (lossy; a layer
+        with a finite value past float16's range stays native under ``"fp16"``).
     """
 
     policy: Policy = "sparsity"
@@ -69,11 +75,13 @@ class LayerSettings:
     seed: int = 0
     min_sqnr: float | None = None
     raise_bits: bool = False
+    store: Store = "native"
 
     def __post_init__(self) -> None:
         _check_choice("policy", self.policy, POLICIES)
         _check_choice("init", self.init, INITS)
         _check_choice("std_of", self.std_of, STD_OF)
+        _check_choice("store", self.store, STORES)
         _check_int("bits", self.bits, MIN_BITS, MAX_BITS)
         _check_int("index_bits", self.index_bits, MIN_INDEX_BITS, MAX_INDEX_BITS)
         _check_int("seed", self.seed, 0, 2**32 - 1)

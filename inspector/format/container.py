@@ -18,7 +18,8 @@ from inspector.atomic import atomic_path, same_file
 from inspector.core.layer import decode_payload
 from inspector.errors import InputError
 from inspector.format import dtypes, spec, verify
-from inspector.format.header import LayerRecord, decode_header, encode_header
+from inspector.format.header import LayerRecord
+from inspector.format.header_v2 import decode_header, encode_header
 from inspector.format.verify import memory_nbytes
 
 
@@ -112,7 +113,8 @@ class Container:
         rec = self.records[index]
         payload = self.payload(index)
         if rec.deep is None:
-            return dtypes.from_bytes(payload, rec.dtype, rec.shape)
+            values = dtypes.from_bytes(payload, rec.stored_dtype, rec.shape)
+            return values if rec.stored is None else values.astype(dtypes.numpy_dtype(rec.dtype))
         # A pruned layer legitimately decodes to far more than its payload (a few bits stand
         # for 2**16 zeros), so only the machine's memory bounds what a small file may ask for.
         needed = rec.size * _DECODE_BYTES_PER_VALUE
@@ -148,7 +150,7 @@ def open_container(path: str | Path) -> Container:
         size = path.stat().st_size
         with open(path, "rb") as f:
             prefix = f.read(spec.PREFIX_NBYTES)
-            records, start = _read_header(f, prefix, size)
+            records, start, version = _read_header(f, prefix, size)
     except OSError as exc:
         raise InputError(exc.strerror or str(exc), path) from exc
     except ValueError as exc:
@@ -164,19 +166,20 @@ def open_container(path: str | Path) -> Container:
         verify.check_records(records, int(memory_nbytes() * verify.MEMORY_FRACTION))
     except ValueError as exc:
         raise InputError(str(exc), path) from None
-    box = Container(str(path), spec.VERSION, tuple(records), tuple(offsets), size)
+    box = Container(str(path), version, tuple(records), tuple(offsets), size)
     for index in range(len(records)):
         box.check_layer(index)
     return box
 
 
-def _read_header(f, prefix: bytes, size: int) -> tuple[list[LayerRecord], int]:
+def _read_header(f, prefix: bytes, size: int) -> tuple[list[LayerRecord], int, int]:
     if len(prefix) < spec.PREFIX_NBYTES or not prefix.startswith(spec.MAGIC):
         raise ValueError("not an inspector compressed file (bad magic bytes)")
     version = prefix[4]
-    if version != spec.VERSION:
+    if version not in spec.READ_VERSIONS:
         raise ValueError(
-            f"format version {version} is not supported (this inspector reads {spec.VERSION})"
+            f"format version {version} is not supported (this inspector reads "
+            f"{', '.join(map(str, spec.READ_VERSIONS))})"
         )
     if prefix[5] != 0:  # reserved: a file using a flag this reader does not know is refused
         raise ValueError(f"unknown file flags {prefix[5]:#04x} (damaged, or a newer writer)")
@@ -187,4 +190,4 @@ def _read_header(f, prefix: bytes, size: int) -> tuple[list[LayerRecord], int]:
     (stored,) = struct.unpack("<I", f.read(4))
     if zlib.crc32(header) != stored:
         raise ValueError("header is damaged (checksum mismatch)")
-    return decode_header(header), spec.PREFIX_NBYTES + hlen + spec.CRC_NBYTES
+    return decode_header(header, version), spec.PREFIX_NBYTES + hlen + spec.CRC_NBYTES, version

@@ -37,6 +37,7 @@ class LayerRecord:
     payload_nbytes: int
     crc: int
     deep: Deep | None = None
+    stored: str | None = None  # a raw layer held at lower precision: "float16" or "bfloat16"
 
     @property
     def size(self) -> int:
@@ -45,6 +46,11 @@ class LayerRecord:
     @property
     def itemsize(self) -> int:
         return spec.DTYPES[self.dtype][1]
+
+    @property
+    def stored_dtype(self) -> str:
+        """The dtype of a raw payload's elements."""
+        return self.stored or self.dtype
 
 
 def encode_header(records: list[LayerRecord] | tuple[LayerRecord, ...]) -> bytes:

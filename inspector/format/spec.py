@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 MAGIC = b"\x89DCZ"
-VERSION = 1
+VERSION = 2  # written; docs/format.md describes both
+READ_VERSIONS = (1, 2)
 PREFIX_NBYTES = 10  # magic, version, flags, u32 header length
 CRC_NBYTES = 4
 
 RAW = 0
 DEEP = 1
-METHODS = {RAW: "raw", DEEP: "deep"}
+METHODS = {RAW: "raw", DEEP: "deep"}  # version 1
+RAW_FP16 = 2  # version 2: a float layer stored losslessly as float16
+RAW_BF16 = 3  # ... or as bfloat16
+METHODS_V2 = {**METHODS, RAW_FP16: "raw float16", RAW_BF16: "raw bfloat16"}
+STORED_METHODS = {"float16": RAW_FP16, "bfloat16": RAW_BF16}
 
 DTYPES: dict[str, tuple[int, int]] = {  # name: (code, item size)
     "float32": (1, 4),

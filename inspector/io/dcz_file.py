@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 #: Metadata key prefix of a layer's compression record; the tensor name follows.
 LAYER_KEY_PREFIX = "compression/"
+# The position codes P of docs/format.md (core.positions.NAMES; importing it would load numba).
+_POSITIONS = ("gaps", "bitmap", "dense", "holes")
 #: Metadata key of the whole file's summary.
 SUMMARY_KEY = "compression"
 
@@ -39,7 +41,9 @@ def describe_record(record: LayerRecord) -> dict[str, Any]:
     ``original_nbytes``. A deep layer adds ``settings`` (the full
     :class:`~inspector.core.settings.LayerSettings`, JSON form), the resolved prune
     ``threshold``, ``survivors`` of ``size`` weights, ``kept_percent``, cluster ``bits`` and
-    ``clusters`` (codebook size K), ``index_bits``, and whether each stream was Huffman-coded.
+    ``clusters`` (codebook size K), ``index_bits``, whether each stream was Huffman-coded,
+    the ``positions`` code (``"gaps"``, ``"bitmap"``, ``"dense"``, ``"holes"``) and the
+    ``codebook_dtype``. A raw layer held at lower precision adds ``stored`` (its dtype).
     """
     out: dict[str, Any] = {
         "method": "raw" if record.deep is None else "deep",
@@ -48,6 +52,8 @@ def describe_record(record: LayerRecord) -> dict[str, Any]:
     }
     deep = record.deep
     if deep is None:
+        if record.stored is not None:
+            out["stored"] = record.stored
         return out
     size = record.size
     out.update(
@@ -61,6 +67,8 @@ def describe_record(record: LayerRecord) -> dict[str, Any]:
         index_bits=deep.layout.index_bits,
         weight_huffman=deep.layout.weight_huffman,
         gap_huffman=deep.layout.gap_huffman,
+        positions=_POSITIONS[deep.layout.positions],
+        codebook_dtype="float16" if deep.layout.codebook_half else "float32",
     )
     return out
 

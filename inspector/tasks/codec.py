@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,8 @@ from inspector.core.layer import LayerCodec
 from inspector.core.settings import LayerSettings
 from inspector.errors import InspectorError, SettingsError
 from inspector.format import container, dtypes, spec
-from inspector.format.header import Deep, LayerRecord, encode_header
+from inspector.format.header import Deep, LayerRecord
+from inspector.format.header_v2 import encode_record
 from inspector.format.spec import DTYPES
 from inspector.format.wire import varint
 from inspector.io.model_file import LoadedModel, TensorInfo
@@ -91,7 +92,9 @@ class ModelCodec:
         dtype = stored_dtype(info)
         # NaN, inf or integers: only lossless makes sense; an empty tensor has nothing to prune
         if s.excluded or not info.lossy_ok or info.size == 0:
-            record = LayerRecord(info.name, dtype, info.shape, _raw_nbytes(info, dtype), 0)
+            stored = lower_precision(self.model.tensors[info.name], dtype, s.store)
+            record = LayerRecord(info.name, dtype, info.shape, _raw_nbytes(info, stored or dtype),
+                                 0, None, stored)
             return LayerEstimate(info, None, record)
         try:
             plan = self.codec(info.name).plan(s)
@@ -129,7 +132,9 @@ class ModelCodec:
             for job in jobs.values():
                 job.cancel()
             futures.wait(list(jobs.values()))
-        return _summarize([r.estimate for r in rows], sum(r.header_nbytes for r in rows))
+        prev = [None, *(r.estimate.record for r in rows)][: len(rows)]
+        return _summarize([r.estimate for r in rows],
+                          sum(r.header_nbytes(p) for r, p in zip(rows, prev, strict=True)))
 
     def _stale(self, info: TensorInfo, settings: ModelSettings) -> bool:
         s = self.resolve(info, settings)
@@ -140,7 +145,7 @@ class ModelCodec:
         """The bytes ``est.record`` describes."""
         array = self.model.tensors[est.info.name]
         if est.plan is None:
-            return dtypes.to_bytes(array, est.record.dtype)
+            return dtypes.to_bytes(array, est.record.stored_dtype)
         _, payload = self.codec(est.info.name).encode(est.plan.settings)
         return payload
 
@@ -151,7 +156,10 @@ class ModelCodec:
         dtype = stored_dtype(info)
         if s.excluded or not info.lossy_ok:
             array = self.model.tensors[name]
-            return dtypes.from_bytes(dtypes.to_bytes(array, dtype), dtype, info.shape)
+            record = self._row(info, settings).estimate.record
+            held = record.stored_dtype
+            values = dtypes.from_bytes(dtypes.to_bytes(array, held), held, info.shape)
+            return values if record.stored is None else values.astype(dtypes.numpy_dtype(dtype))
         return dtypes.cast(self.codec(name).quantized(s), dtype).reshape(info.shape)
 
 
@@ -169,28 +177,34 @@ def _plan_pool() -> ThreadPoolExecutor:
 class _Row:
     """A layer's estimate, the settings it was made for, and its record's header bytes."""
 
-    __slots__ = ("_header_nbytes", "estimate", "settings")
+    __slots__ = ("_header_key", "_header_nbytes", "estimate", "settings")
 
     def __init__(self, settings: LayerSettings, estimate: LayerEstimate) -> None:
         self.settings = settings
         self.estimate = estimate
-        self._header_nbytes: int | None = None
+        self._header_nbytes = -1
+        self._header_key: object = None
 
-    @property
-    def header_nbytes(self) -> int:
-        if self._header_nbytes is None:
-            self._header_nbytes = record_header_nbytes(self.estimate.record)
+    def header_nbytes(self, prev: LayerRecord | None) -> int:
+        """The record's header bytes after ``prev`` (they depend on its name and shape)."""
+        key = None if prev is None else (prev.name, prev.shape)
+        if self._header_nbytes < 0 or key != self._header_key:
+            self._header_nbytes = record_header_nbytes(self.estimate.record, prev)
+            self._header_key = key
         return self._header_nbytes
 
 
-def record_header_nbytes(record: LayerRecord) -> int:
-    """Bytes ``record`` adds to the container header (the header is a count, then records)."""
-    return len(encode_header([record])) - len(varint(1))
+def record_header_nbytes(record: LayerRecord, prev: LayerRecord | None = None) -> int:
+    """Bytes ``record`` adds to the container header after the record ``prev`` (the header is
+    a count, then records, each coded against the one before it)."""
+    return len(encode_record(record, prev))
 
 
 def summarize(rows: Sequence[LayerEstimate]) -> ModelEstimate:
     """Totals of per-layer estimates, with the container's exact overhead."""
-    return _summarize(rows, sum(record_header_nbytes(r.record) for r in rows))
+    prev = [None, *(r.record for r in rows)][: len(rows)]
+    return _summarize(rows, sum(record_header_nbytes(r.record, p)
+                                for r, p in zip(rows, prev, strict=True)))
 
 
 def _summarize(rows: Sequence[LayerEstimate], records_nbytes: int) -> ModelEstimate:
@@ -241,10 +255,24 @@ def compress(
 
 
 def _with_crc(record: LayerRecord, payload: bytes) -> LayerRecord:
-    return LayerRecord(
-        record.name, record.dtype, record.shape, record.payload_nbytes,
-        container.crc(payload), record.deep,
-    )
+    return replace(record, crc=container.crc(payload))
+
+
+def lower_precision(array: np.ndarray, dtype: str, store: str) -> str | None:
+    """The dtype a raw layer is held in under the ``store`` setting (None: its own).
+
+    Only float32 and float64 layers get lower; float16 stays native for a layer with a finite
+    value past float16's range (it would become infinite).
+    """
+    if store == "native" or dtype not in ("float32", "float64"):
+        return None
+    if store == "bf16":
+        return "bfloat16"
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = np.asarray(array)
+        if np.array_equal(np.isfinite(a), np.isfinite(a.astype(np.float16))):
+            return "float16"
+    return None
 
 
 def stored_dtype(info: TensorInfo) -> str:

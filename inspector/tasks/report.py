@@ -8,8 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from inspector.core.codebook import coded_nbytes
 from inspector.core.layer import LayerPlan, decode_symbols
-from inspector.core.streams import fixed_width, plan_stream
+from inspector.core.positions import BITMAP, DENSE, plan_bitmap, plan_dense
+from inspector.core.streams import CONSTANT, FIXED, HUFFMAN, fixed_width, plan_stream_as
 from inspector.format.container import Container
 from inspector.format.header import LayerRecord
 from inspector.io.kinds import layer_kind
@@ -63,16 +65,16 @@ def row(
             math.inf,
         )
     surv = max(plan.survivors, 1)
-    entries = plan.survivors + plan.fillers
     w, g = plan.weights, plan.gaps
-    pq_nbytes = plan.codebook_nbytes + (w.width * entries + 7) // 8 + (g.width * entries + 7) // 8
+    # P+Q: both streams fixed width (a position code other than GAPS has its own stream)
+    pq_nbytes = plan.codebook_nbytes + (w.width * w.count + 7) // 8 + (g.width * g.count + 7) // 8
     return Row(
         name, kind, record.shape, record.dtype, size, original_nbytes, "deep",
         plan.survivors / size if size else 0.0,
         int(plan.codebook.size),
-        w.width * entries / surv,
+        w.width * w.count / surv,
         w.huffman_nbits / surv,
-        g.width * entries / surv,
+        g.width * g.count / surv,
         g.huffman_nbits / surv,
         w.code_nbytes,
         g.code_nbytes,
@@ -111,13 +113,24 @@ def _plan_of(box: Container, index: int) -> LayerPlan:
     codebook, wsym, gsym = decode_symbols(payload, lay)
     walpha = lay.codebook_size + lay.has_filler
     wcounts = np.bincount(wsym, minlength=walpha).astype(np.int64)
-    gcounts = np.bincount(gsym, minlength=1 << lay.index_bits).astype(np.int64)
-    weights = plan_stream(wcounts, fixed_width(walpha), lay.weight_huffman)
-    gaps = plan_stream(gcounts, lay.index_bits, lay.gap_huffman)
+    weights = plan_stream_as(wcounts, fixed_width(walpha), _mode(lay.weight_huffman,
+                                                                  lay.weight_constant))
+    if lay.positions == DENSE:
+        gaps = plan_dense()
+    elif lay.positions == BITMAP:
+        gaps = plan_bitmap(lay.size)
+    else:
+        gcounts = np.bincount(gsym, minlength=1 << lay.index_bits).astype(np.int64)
+        gaps = plan_stream_as(gcounts, lay.index_bits, _mode(lay.gap_huffman, lay.gap_constant))
     return LayerPlan(
         deep.settings, lay.size, deep.mask, deep.survivors, lay.entries - deep.survivors,
         codebook, wcounts[: lay.codebook_size], weights, gaps, math.nan, math.nan, math.nan,
+        lay.positions, lay.codebook_half, coded_nbytes(codebook) if lay.codebook_coded else -1,
     )
+
+
+def _mode(huffman: bool, constant: bool) -> int:
+    return HUFFMAN if huffman else CONSTANT if constant else FIXED
 
 
 def totals(rows: list[Row], file_nbytes: int) -> dict[str, Any]:

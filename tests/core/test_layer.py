@@ -9,13 +9,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from inspector.core import reference as ref
+from inspector.core.decode import decode_kept
 from inspector.core.layer import (
     EXACT_SURVIVORS,
     LayerCodec,
     LayerPlan,
     decode_payload,
-    decode_symbols,
 )
+from inspector.core.positions import GAPS
 from inspector.core.settings import (
     INITS,
     MAX_BITS,
@@ -102,10 +103,8 @@ def plan_key(plan: LayerPlan) -> tuple:
 
 def entry_positions(payload: bytes, plan: LayerPlan) -> tuple[np.ndarray, np.ndarray]:
     """(positions of stored survivors, their weight symbols) read back from the streams."""
-    _, wsym, gsym = decode_symbols(payload, plan.layout)
-    pos = np.cumsum(gsym.astype(np.int64) + 1) - 1
-    real = wsym != plan.layout.filler if plan.layout.has_filler else np.ones(pos.size, bool)
-    return pos[real], wsym[real]
+    _, pos, wsym = decode_kept(payload, plan.layout)
+    return pos, wsym
 
 
 def check_round_trip(codec: LayerCodec, s: LayerSettings) -> LayerPlan:
@@ -114,7 +113,9 @@ def check_round_trip(codec: LayerCodec, s: LayerSettings) -> LayerPlan:
     assert len(payload) == plan.payload_nbytes
     assert plan.size == codec.weights.size
     entries = plan.survivors + plan.fillers
-    assert plan.weights.count == plan.gaps.count == entries == plan.layout.entries
+    assert plan.weights.count == entries == plan.layout.entries
+    assert plan.gaps.count == entries or plan.positions != GAPS
+    assert plan.fillers == 0 or plan.positions == GAPS
     assert np.all(np.isfinite(plan.codebook)) and plan.codebook.dtype == np.float32
     assert np.all(np.diff(plan.codebook.astype(np.float64)) >= 0)
     assert plan.codebook.size <= max(1, s.clusters - (plan.fillers > 0))
@@ -212,6 +213,7 @@ FILLER_CASES = {
 def test_filler_edge_cases(positions: list[int], tail: int, huffman: bool) -> None:
     size = positions[-1] + 1 + tail
     codec = LayerCodec(sparse_layer(size, positions))
+    codec.position_codes = (GAPS,)  # the relative index itself, even where another is smaller
     s = LayerSettings(policy="threshold", value=0.0, bits=4, index_bits=B, huffman=huffman)
     plan = check_round_trip(codec, s)
     assert plan.survivors == len(positions)
@@ -225,6 +227,7 @@ def test_filler_edge_cases(positions: list[int], tail: int, huffman: bool) -> No
 @pytest.mark.parametrize("size", [0, 1, STEP - 1, STEP, STEP + 1, 5 * STEP])
 def test_no_survivors_trailing_fillers(size: int) -> None:
     codec = LayerCodec(np.zeros(size, np.float32))
+    codec.position_codes = (GAPS,)
     plan = check_round_trip(codec, LayerSettings(policy="threshold", value=0.0, index_bits=B))
     assert plan.fillers == size >> B
 
@@ -235,6 +238,7 @@ def test_fillers_take_a_weight_code() -> None:
     w = np.zeros(4000, np.float32)
     w[::40] = rng.normal(size=100)
     codec = LayerCodec(w)
+    codec.position_codes = (GAPS,)  # a bitmap is smaller here, and has no fillers
     s = LayerSettings(policy="threshold", value=0.0, bits=3, index_bits=2, huffman=False)
     plan = check_round_trip(codec, s)
     assert plan.fillers > 0

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from inspector.core import prune
-from inspector.core.layer import LayerCodec, decode_symbols
+from inspector.core.decode import decode_kept
+from inspector.core.layer import LayerCodec
 from inspector.core.settings import LayerSettings
 from inspector.errors import SettingsError
 
@@ -19,11 +20,9 @@ SLOW = settings(deadline=None, max_examples=60)
 def survivor_positions(codec: LayerCodec, s: LayerSettings) -> np.ndarray:
     """Positions of the kept weights, read back from the encoded streams."""
     plan, payload = codec.encode(s)
-    _, wsym, gsym = decode_symbols(payload, plan.layout)
-    pos = np.cumsum(gsym.astype(np.int64) + 1) - 1
-    keep = wsym != plan.layout.filler if plan.layout.has_filler else np.ones(pos.size, bool)
-    assert int(keep.sum()) == plan.survivors
-    return pos[keep]
+    _, pos, _ = decode_kept(payload, plan.layout)
+    assert pos.size == plan.survivors
+    return pos
 
 
 def expected_sparsity_survivors(w: np.ndarray, fraction: float) -> np.ndarray:

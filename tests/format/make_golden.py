@@ -1,8 +1,9 @@
-"""Write the golden files of format version 1: ``golden/<name>.dcz`` and ``golden/<name>.npz``.
+"""Write golden files of the current format version: ``golden/v<N>/<name>.dcz`` and ``.npz``.
 
-The .npz holds the tensors the encoder meant the .dcz to decode to. ``test_golden.py`` decodes
-the committed files and compares; it never calls this script. Run it only when adding a new
-golden case (existing files are kept unless ``--force``):
+(Version 1's files, written by an earlier inspector, are ``golden/<name>.dcz``: kept as they
+are, never rewritten.) The .npz holds the tensors the encoder meant the .dcz to decode to.
+``test_golden.py`` decodes the committed files and compares; it never calls this script. Run it
+only when adding a new golden case (existing files are kept unless ``--force``):
 
     .venv/bin/python tests/format/make_golden.py
 """
@@ -15,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.format import container
+from inspector.format import container, spec
 from inspector.io.kinds import layer_kind
 from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.settings import ModelSettings
 from inspector.tasks.codec import ModelCodec, compress
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN = Path(__file__).resolve().parent / "golden" / f"v{spec.VERSION}"
 
 
 def _model(name: str, tensors: dict[str, np.ndarray], dtypes: dict[str, str]) -> LoadedModel:
@@ -93,7 +94,41 @@ def raw_mixed() -> tuple[LoadedModel, ModelSettings]:
     return _model("raw_mixed", tensors, dtypes), settings
 
 
-CASES = {"fc_huffman": fc_huffman, "fillers_fixed": fillers_fixed, "raw_mixed": raw_mixed}
+def positions() -> tuple[LoadedModel, ModelSettings]:
+    """Version 2's position codes: dense, holes, bitmap; a constant gap stream; float32,
+    float16 and delta-coded float16 codebooks."""
+    rng = np.random.default_rng(2)
+    nearly = rng.normal(0, 0.05, (40, 50)).astype(np.float32)
+    nearly[rng.random(nearly.shape) < 0.02] = 0.0
+    half = rng.normal(0, 0.05, (30, 40)).astype(np.float32)
+    half[rng.random(half.shape) < 0.5] = 0.0
+    strided = np.zeros((20, 30), np.float32)
+    strided.reshape(-1)[2::3] = rng.normal(0, 1, 200).astype(np.float32)
+    wide = rng.normal(0, 1e4, (8, 12)).astype(np.float32)  # float16 cannot hold its codebook
+    sparse = rng.laplace(0, 0.05, (60, 80)).astype(np.float32)
+    sparse[rng.random(sparse.shape) < 0.9] = 0.0  # relative index, both streams Huffman
+    tensors = {
+        "dense.weight": rng.normal(0, 0.05, (24, 30)).astype(np.float32),
+        "nearly.weight": nearly,
+        "half.weight": half,
+        "strided.weight": strided,
+        "wide.weight": wide,
+        "wide.bias": np.zeros(8, np.float32),
+        "sparse.weight": sparse,
+        "fine.weight": rng.normal(0, 0.05, (50, 60)).astype(np.float32),  # delta-coded codebook
+    }
+    settings = ModelSettings(
+        defaults={"policy": "threshold", "value": 0.0, "huffman": True},
+        kinds={"fc": {"bits": 4, "index_bits": 6}},
+        layers={"dense.weight": {"policy": "sparsity", "value": 0.0, "bits": 5},
+                "wide.weight": {"bits": 8},
+                "fine.weight": {"policy": "sparsity", "value": 0.5, "bits": 8}},
+    )
+    return _model("positions", tensors, {}), settings
+
+
+CASES = {"fc_huffman": fc_huffman, "fillers_fixed": fillers_fixed, "raw_mixed": raw_mixed,
+         "positions": positions}
 
 
 def write_case(name: str, force: bool) -> None:
@@ -121,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="rewrite existing golden files")
     args = parser.parse_args(argv)
-    GOLDEN.mkdir(exist_ok=True)
+    GOLDEN.mkdir(parents=True, exist_ok=True)
     for name in CASES:
         write_case(name, args.force)
     return 0

@@ -12,7 +12,8 @@ import pytest
 
 from inspector.errors import InputError
 from inspector.format import container, spec
-from inspector.format.header import LayerRecord, decode_header, encode_header
+from inspector.format.header import LayerRecord
+from inspector.format.header_v2 import decode_header, encode_header
 from inspector.io.kinds import layer_kind
 from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.settings import ModelSettings

@@ -168,3 +168,21 @@ def test_importing_the_new_readers_is_cheap() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_records_describe_their_version_2_coding() -> None:
+    """Position code and codebook precision of each deep layer, as the format names them."""
+    from inspector.core.positions import NAMES
+    from inspector.format.container import open_container
+    from inspector.io.dcz_file import describe_record
+
+    golden = Path(__file__).resolve().parents[1] / "format" / "golden" / "v2" / "positions.dcz"
+    box = open_container(golden)
+    seen = set()
+    for r in box.records:
+        d = describe_record(r)
+        if r.deep is not None:
+            assert d["positions"] == NAMES[r.deep.layout.positions]
+            assert d["codebook_dtype"] == ("float16" if r.deep.layout.codebook_half else "float32")
+            seen.add(d["positions"])
+    assert seen == set(NAMES.values())

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from inspector.errors import InputError
 from inspector.format import container, spec
-from inspector.format.header import LayerRecord, decode_header, encode_header
+from inspector.format.header import LayerRecord
+from inspector.format.header_v2 import decode_header, encode_header
 from inspector.io import caffe, read_model, reader_formats, safetensors_file, sniff
 
 CORPUS = Path(__file__).resolve().parents[2] / "tests" / "corpus"
