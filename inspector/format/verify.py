@@ -74,6 +74,9 @@ def check_deep_payload(record: LayerRecord, payload: bytes | memoryview) -> None
     deep = record.deep
     assert deep is not None
     lay = deep.layout
+    if _beyond_version_1(lay):
+        _check_by_decoding(record, payload)
+        return
     buf = memoryview(payload)
     k, walpha = lay.codebook_size, lay.codebook_size + lay.has_filler
     if 4 * k > len(buf):
@@ -101,6 +104,32 @@ def check_deep_payload(record: LayerRecord, payload: bytes | memoryview) -> None
     if gap_offset + _code_nbytes(gsym, lay.index_bits, glengths) != len(buf):
         raise ValueError("its gap stream does not end where the layer's payload ends")
     _check_symbols(record, wsym, gsym)
+
+
+def _beyond_version_1(lay: object) -> bool:
+    """Whether a layout uses a version-2 form (position codes, fp16 or coded codebooks,
+    constant streams) that the version-1 stream walk below does not know."""
+    from inspector.core.positions import GAPS
+
+    return bool(
+        getattr(lay, "positions", GAPS) != GAPS or getattr(lay, "codebook_half", False)
+        or getattr(lay, "codebook_coded", False) or getattr(lay, "weight_constant", False)
+        or getattr(lay, "gap_constant", False)
+    )  # fmt: skip
+
+
+def _check_by_decoding(record: LayerRecord, payload: bytes | memoryview) -> None:
+    """Version-2 forms: the decoder itself checks every stream against the record (it raises
+    ValueError on any disagreement); then the values must be finite like a codebook's."""
+    from inspector.core.decode import decode_payload
+
+    deep = record.deep
+    assert deep is not None
+    values = decode_payload(payload, deep.layout)
+    if values.size != record.size:
+        raise ValueError("its streams do not decode to the layer's shape")
+    if not np.isfinite(values).all():
+        raise ValueError("its codebook holds a value that is not finite")
 
 
 def _code_nbytes(symbols: np.ndarray, width: int, lengths: np.ndarray | None) -> int:
