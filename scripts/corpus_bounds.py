@@ -104,23 +104,27 @@ def repeat_central(data: bytes, name: str, times: int) -> bytes:
 # ------------------------------------------------------------------------------ .dcz surgery
 
 
-def dcz_from(records: list[Any], payloads: list[bytes]) -> bytes:
-    """A ``.dcz`` with these records and payloads, every CRC right (no writer-side checks)."""
+def dcz_from(records: list[Any], payloads: list[bytes], version: int = 1) -> bytes:
+    """A ``.dcz`` of ``version`` with these records and payloads, every CRC right (no
+    writer-side checks)."""
+    from inspector.format import header as v1
+    from inspector.format import header_v2 as v2
     from inspector.format import spec
-    from inspector.format.header import encode_header
 
     fixed = [dataclasses.replace(r, crc=zlib.crc32(p)) for r, p in zip(records, payloads,
                                                                          strict=True)]  # fmt: skip
-    header = encode_header(fixed)
-    prefix = spec.MAGIC + bytes([spec.VERSION, 0]) + struct.pack("<I", len(header))
+    header = (v1 if version == 1 else v2).encode_header(fixed)
+    prefix = spec.MAGIC + bytes([version, 0]) + struct.pack("<I", len(header))
     return prefix + header + struct.pack("<I", zlib.crc32(header)) + b"".join(payloads)
 
 
 def dcz_parts(data: bytes) -> tuple[list[Any], list[bytes]]:
+    """The records and payloads of a ``.dcz`` of either version (``data[4]``)."""
+    from inspector.format import header as v1
+    from inspector.format import header_v2 as v2
     from inspector.format import spec
-    from inspector.format.header import decode_header
 
-    records = decode_header(dcz_header(data))
+    records = (v1 if data[4] == 1 else v2).decode_header(dcz_header(data))
     pos = spec.PREFIX_NBYTES + len(dcz_header(data)) + spec.CRC_NBYTES
     payloads = []
     for r in records:

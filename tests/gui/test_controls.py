@@ -229,6 +229,7 @@ def test_renders(controls, tmp_path) -> None:
 
 def test_k_is_the_same_in_controls_table_and_histogram(controls, qtbot) -> None:
     """2**bits codes; with filler entries one is the zero they decode to (issue 10 item 6)."""
+    from inspector.core.positions import GAPS
     from inspector.gui.histogram import HistogramWidget
     from inspector.gui.layer_table import BITS, LayerTableWidget
 
@@ -237,6 +238,7 @@ def test_k_is_the_same_in_controls_table_and_histogram(controls, qtbot) -> None:
     qtbot.addWidget(table)
     qtbot.addWidget(histogram)
     session.set_layers(("ip1.weight",), "x", bits=6, index_bits=2)  # gaps > 4 need fillers
+    codec.codec("ip1.weight").position_codes = (GAPS,)  # fillers exist only in the gap code
     settle(session, codec)
     plan = session.current_plan("ip1.weight")
     assert plan.fillers > 0 and plan.codebook.size == 63

@@ -235,7 +235,7 @@ def test_real_dcz_with_duplicate_names_is_refused_up_front(tmp_path: Path, real_
     records, payloads = corpus_bounds.dcz_parts(real_dcz)
     records[-1] = dataclasses.replace(records[-1], name=records[0].name)
     path = tmp_path / "dups.dcz"
-    path.write_bytes(corpus_bounds.dcz_from(records, payloads))
+    path.write_bytes(corpus_bounds.dcz_from(records, payloads, real_dcz[4]))
     with pytest.raises(InputError, match="two layers are named"):
         container.open_container(path)
 
@@ -278,7 +278,7 @@ def test_real_dcz_with_each_deep_field_shifted_is_refused_up_front(
         ):
             changed = list(records)
             changed[i] = dataclasses.replace(records[i], deep=dataclasses.replace(d, **edit))
-            path.write_bytes(corpus_bounds.dcz_from(changed, payloads))
+            path.write_bytes(corpus_bounds.dcz_from(changed, payloads, real_dcz[4]))
             with pytest.raises(InputError):
                 container.open_container(path)
             refused += 1

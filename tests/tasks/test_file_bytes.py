@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,9 @@ def test_fer_sized_keras_model_is_less_overhead(tmp_path: Path, capsys) -> None:
     """Issue 15: in a small model the header, codebooks and fp32 norms were most of the file."""
     model = fer_sized_keras_model(tmp_path / "fer.keras")
     assert 55_000 < sum(a.size for a in model.tensors.values()) < 60_000
-    default = ModelSettings()
+    # The issue's file: the paper's 90% (the default then); under today's safe floor the codes
+    # are ~85% of the file and the overhead shares are small anyway.
+    default = ModelSettings().with_defaults(policy="sparsity", value=0.9, min_sqnr=None)
     est, nbytes = write(model, default, tmp_path / "fer.dcz")
     assert nbytes == est.file_nbytes
     # before: version 1's header, float32 codebooks, float32 norms and biases
@@ -93,7 +96,7 @@ def test_fer_sized_keras_model_is_less_overhead(tmp_path: Path, capsys) -> None:
     now_codebooks = sum(r.plan.codebook_nbytes for r in est.layers if r.plan is not None)
     before = shares(est, v1_header, v1_codebooks / now_codebooks)
     after = shares(est, est.container_nbytes, 1.0)
-    small = ModelSettings(kinds={**default.kinds, "norm": {"store": "fp16"},
+    small = replace(default, kinds={**default.kinds, "norm": {"store": "fp16"},
                                  "bias": {"store": "fp16"}, "buffer": {"store": "fp16"}})
     est16, nbytes16 = write(model, small, tmp_path / "fer16.dcz")
     assert nbytes16 == est16.file_nbytes
