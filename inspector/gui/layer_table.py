@@ -107,8 +107,9 @@ def _estimated(layer: LayerEstimate) -> tuple[list[str], list[Any], list[str]]:
         keys = [MISSING, 1.5, MISSING, MISSING, *size_keys, math.inf]
         return texts, keys, ["Stored losslessly."] * len(ESTIMATED)
     k = int(plan.codebook.size)
+    pruned = plan.mask.threshold >= 0  # the mask's "nothing pruned" is a negative threshold
     texts = [
-        f"{plan.mask.threshold:.4g}",
+        f"{plan.mask.threshold:.4g}" if pruned else "none",
         f"{100 * r.kept:.2f}%",
         f"{plan.settings.bits} ({k_text(plan.settings.bits, plan)})",
         f"{plan.settings.index_bits}",
@@ -125,7 +126,8 @@ def _estimated(layer: LayerEstimate) -> tuple[list[str], list[Any], list[str]]:
         sqnr_key,
     ]
     tips = [
-        f"|w| < {plan.mask.threshold:.6g} pruned ({plan.mask.ties} ties at the threshold)",
+        f"|w| < {plan.mask.threshold:.6g} pruned ({plan.mask.ties} ties at the threshold)"
+        if pruned else "Nothing pruned.",
         f"{plan.survivors:,} of {info.size:,} weights kept",
         f"{k_note(plan.settings.bits, plan)} Weight codes: {r.weight_bits_pq:.2f} "
         f"bits/weight fixed, {r.weight_bits_pqh:.2f} with Huffman",

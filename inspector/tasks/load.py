@@ -11,7 +11,6 @@ import numpy as np
 from inspector.core.layer import LayerCodec
 from inspector.io import read_model
 from inspector.io.model_file import LoadedModel
-from inspector.model.settings import COMPRESSIBLE_KINDS
 from inspector.model.stats import LayerStats
 from inspector.tasks.codec import ModelCodec, Progress
 
@@ -32,11 +31,13 @@ class Opened:
 
 
 def open_model(path: str | Path) -> Generator[Progress, None, Opened]:
-    """Read ``path`` and profile its compressible layers, yielding progress per layer."""
+    """Read ``path`` and profile its finite float layers, yielding progress per layer."""
     yield Progress(0, 1, f"reading {Path(path).name}")
     model = read_model(path)
     codec = ModelCodec(model)
-    names = [i.name for i in model.infos if i.kind in COMPRESSIBLE_KINDS]
+    # Every finite float tensor, not only the compressible kinds: a bias or norm is still worth
+    # a look, and a tensor the user forces to a compressible kind needs its histogram.
+    names = [i.name for i in model.infos if i.lossy_ok and i.size > 0]
     stats = {}
     for n, name in enumerate(names):
         yield Progress(n, len(names), f"profiling {name}")
