@@ -414,7 +414,9 @@ class ControlsWidget(QWidget):
         self.prune_info.setToolTip("" if plan is None else floor_note(plan))
         stats = s.stats[name]
         t = s.threshold(name)
-        if plan is not None:
+        if plan is not None and t < 0:  # the mask's "nothing pruned"
+            text = f"prunes nothing: all {plan.size:,} weights kept"
+        elif plan is not None:
             pruned = 1.0 - plan.survivors / plan.size if plan.size else 0.0
             text = f"prunes |w| ≤ {t:.4g}: {100 * pruned:.2f}% of {plan.size:,} weights"
         else:

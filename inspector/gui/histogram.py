@@ -344,6 +344,7 @@ class HistogramWidget(PlotPanelWidget):
             line.setVisible(visible)
         if t is None:
             return
+        t = max(t, 0.0)  # a negative threshold prunes nothing: the lines wait at 0 for a drag
         self.band.setRegion((-t, t))
         with signals_blocked(*self.lines):
             for line, x in zip(self.lines, (-t, t), strict=True):

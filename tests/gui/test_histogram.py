@@ -458,3 +458,22 @@ def test_a_real_shift_drag_with_the_mouse_is_ten_times_finer(outliers, qtbot, mo
     assert session.layer_settings("fc.weight").value == pytest.approx(
         session.stats["fc.weight"].value_of("sparsity", w.lines[1].value())
     )
+
+
+def test_a_layer_with_nothing_pruned_shows_no_band(qtbot) -> None:
+    """Nothing pruned is a negative threshold inside the mask: drawn as a band of |w| <= 1
+    around zero, and "prunes |w| <= -1" in the controls, until this was fixed."""
+    from inspector.gui.controls import ControlsWidget
+
+    session, codec = outlier_session()
+    session.set_settings(ModelSettings().with_defaults(policy="sparsity", value=0.0,
+                                                       min_sqnr=None))
+    session.set_estimate(codec.estimate(session.settings))
+    assert session.threshold("fc.weight") < 0
+    widget, controls = HistogramWidget(session), ControlsWidget(session)
+    qtbot.addWidget(widget)
+    qtbot.addWidget(controls)
+    session.select(("fc.weight",))
+    assert widget.band.getRegion() == (0.0, 0.0)
+    assert [line.value() for line in widget.lines] == [0.0, 0.0]
+    assert controls.prune_info.text().startswith("prunes nothing")
