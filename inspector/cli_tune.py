@@ -55,6 +55,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, metavar="START.json", help="settings to start from")
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow a whole module saved with torch.save (runs code from the file)")
+    p.add_argument("--allow-code", action="store_true",
+                   help="allow loading a TorchScript archive, which runs the code it contains")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -138,7 +140,9 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from inspector.tasks.codec import ModelCodec
 
     settings = load_settings(args.config) if args.config else ModelSettings()
-    evaluator = open_evaluator(args.model, args.data, allow_pickle=args.allow_pickle)
+    evaluator = open_evaluator(
+        args.model, args.data, allow_pickle=args.allow_pickle, allow_code=args.allow_code
+    )
     return settings, ModelCodec(evaluator.reference), evaluator
 
 

@@ -23,3 +23,10 @@ class InputError(InspectorError):
 
 class SettingsError(InspectorError):
     """A setting is out of range or inconsistent (CLI exit code 2)."""
+
+
+class CodeNotAllowed(InputError):
+    """Running the model would run code it contains, and the user has not allowed that.
+
+    The CLI's ``--allow-code`` and the app's confirmation dialog allow it, per file.
+    """

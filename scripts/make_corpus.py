@@ -431,7 +431,7 @@ def add_pytorch(c: Corpus) -> None:
     for name, data in (("pt_zip_exec.pt", torch_bytes({**state, "x": Hostile()})),
                        ("pt_legacy_exec.pt", torch_bytes({**state, "x": Hostile()}, True))):
         c.add(name, data, "a pickle calling builtins.exec on load",
-              "needs arbitrary Python objects to load (exec)")  # fmt: skip
+              "refers to builtins.exec: not loaded")  # fmt: skip
     data_member = next(n for n in zipfile.ZipFile(io.BytesIO(zipped)).namelist()
                        if n.endswith("data/0"))  # fmt: skip
     c.add("pt_zip_crc.pt", flip(zipped, member_offset(zipped, data_member) + 5, 0x01),

@@ -17,6 +17,7 @@ from inspector.io.model_file import LoadedModel
 from inspector.model.session import Session
 from inspector.tasks.codec import ModelCodec
 
+from .code_consent import CodeConsent
 from .workers import COLLECTOR, SerialWorker, Token, drive
 
 SETTLE_MS = 250  # settings unchanged this long = the user let go of the slider
@@ -28,9 +29,12 @@ class AccuracyController(QObject):
     busy = Signal(bool)
     status = Signal(str)
 
-    def __init__(self, session: Session, parent: QObject | None = None) -> None:
+    def __init__(
+        self, session: Session, parent: QObject | None = None, consent: CodeConsent | None = None
+    ) -> None:
         super().__init__(parent)
         self.session = session
+        self.consent = consent or CodeConsent()  # whether the model's code may run
         self.data_path: str | None = None
         self._evaluator: Any = None  # tasks.accuracy.Evaluator, imported lazily (torch)
         self._codec: ModelCodec | None = None
@@ -57,6 +61,12 @@ class AccuracyController(QObject):
             self._worker.cancel()
             return
         data = self.data_path
+        allow_code = self.consent.allow_code(model.path, "measuring its accuracy")
+        if allow_code is None:
+            self._worker.cancel()
+            self.status.emit(f"Accuracy not measured: {Path(model.path).name} contains code "
+                             "you chose not to run")
+            return
         self.status.emit(f"Evaluating {Path(model.path).name} on {Path(data).name}…")
         self.busy.emit(True)
 
@@ -64,7 +74,7 @@ class AccuracyController(QObject):
             from inspector.tasks.accuracy import open_evaluator
 
             with COLLECTOR.paused():
-                evaluator = open_evaluator(model.path, data)
+                evaluator = open_evaluator(model.path, data, allow_code=allow_code)
                 evaluator.baseline  # noqa: B018 - measured here, off the GUI thread
             return evaluator, ModelCodec(model)
 

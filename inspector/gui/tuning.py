@@ -36,6 +36,7 @@ class TuningController(QObject):
         self.session = session
         self._accuracy = accuracy  # whose evaluation file the runs use
         self._tools: tuple[tuple[str, str], Any, ModelCodec] | None = None
+        self._allow_code = False  # the user's answer for the model the running job opens
         self._worker = SerialWorker("tune", self)
         self._worker.progress.connect(self._on_worker_progress)
         self._worker.finished.connect(self._on_worker_finished)
@@ -65,7 +66,7 @@ class TuningController(QObject):
             token.check()
             return "sensitivity", sweep
 
-        return self._start(job, "Measuring each layer's sensitivity…")
+        return self._start(job, "Measuring each layer's sensitivity…", "measuring its sensitivity")
 
     def auto_tune(self, max_drop_points: float) -> int:
         """Choose per-layer sparsity and bits for the smallest file within the budget."""
@@ -86,7 +87,7 @@ class TuningController(QObject):
             token.check()
             return "tune", result
 
-        return self._start(job, f"Auto-tuning within {max_drop_points:g} points…")
+        return self._start(job, f"Auto-tuning within {max_drop_points:g} points…", "auto-tuning it")
 
     def fine_tune(
         self, train_path: str, output: str, epochs: tuple[int, int] | None = None
@@ -103,7 +104,7 @@ class TuningController(QObject):
         def job(token: Token) -> tuple[str, Any]:
             train = read_eval_data(train_path)
             val = read_eval_data(data) if data else None
-            trainable = load_trainable(model.path)
+            trainable = load_trainable(model.path, allow_code=self._allow_code)
             request = FineTuneRequest(
                 trainable.module, train.inputs, train.labels, settings,
                 val_inputs=None if val is None else val.inputs,
@@ -116,7 +117,7 @@ class TuningController(QObject):
             save_trainable(trainable.module, output, result.tensors, protect=[model.path])
             return "finetune", (output, result.settings)
 
-        return self._start(job, f"Fine-tuning {Path(model.path).name}…")
+        return self._start(job, f"Fine-tuning {Path(model.path).name}…", "fine-tuning it")
 
     def cancel(self) -> None:
         if self._worker.busy:
@@ -128,12 +129,19 @@ class TuningController(QObject):
         self._worker.shutdown()
 
     # ---------------------------------------------------------------- helpers
-    def _start(self, job: Any, message: str) -> int:
+    def _start(self, job: Any, message: str, action: str) -> int:
         if self.session.model is None:
             return 0
         if self.data_path is None:
             self.failed.emit("Open evaluation data first (File ▸ Open Evaluation Data).")
             return 0
+        path = self.session.model.path
+        allow_code = self._accuracy.consent.allow_code(path, action)  # asked once per file
+        if allow_code is None:
+            self.failed.emit(f"{Path(path).name} contains code you chose not to run: "
+                             f"{action} needs to run it.")
+            return 0
+        self._allow_code = allow_code  # read by this worker's jobs, set before they start
         self.busy.emit(True)
         self.status.emit(message)
         return self._worker.submit(job)
@@ -149,7 +157,8 @@ class TuningController(QObject):
         if self._tools is None or self._tools[0] != key or self._tools[2].model is not model:
             token.report(Progress(0, 1, "opening the evaluation data"))
             with COLLECTOR.paused():
-                self._tools = (key, open_evaluator(model.path, data), ModelCodec(model))
+                evaluator = open_evaluator(model.path, data, allow_code=self._allow_code)
+                self._tools = (key, evaluator, ModelCodec(model))
         return self._tools[1], self._tools[2]
 
     # ---------------------------------------------------------------- handlers

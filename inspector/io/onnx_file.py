@@ -189,6 +189,27 @@ def node_holders(proto: Any, functions: bool = False) -> list[Any]:
     return holders
 
 
+# Operator domains onnxruntime implements itself; any other needs a custom-op library, that is
+# native code from somewhere else, which inspector never loads.
+_BUILTIN_OP_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training",
+                                 "com.microsoft", "com.microsoft.nchwc"})  # fmt: skip
+
+
+def custom_operators(proto: Any) -> list[str]:
+    """``domain.op_type`` of every node (in any graph or function) needing a custom operator.
+
+    A call of one of the model's own functions is not one: it expands to ONNX nodes, which are
+    checked in turn. Reading never runs anything; this is for running the model.
+    """
+    local = {(f.domain, f.name) for f in proto.functions}
+    found: dict[str, None] = {}
+    for holder in node_holders(proto, functions=True):
+        for node in holder.node:
+            if node.domain not in _BUILTIN_OP_DOMAINS and (node.domain, node.op_type) not in local:
+                found[f"{node.domain}.{node.op_type}"] = None
+    return list(found)
+
+
 def _walk(graph: Any, scope: tuple[str, ...], found: list[_Found]) -> None:
     if scope:  # the main graph's initializers are listed first by the caller
         found.extend(_Found(t.name, scope, t, "") for t in float_initializers_of(graph))

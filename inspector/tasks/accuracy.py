@@ -213,6 +213,7 @@ def open_evaluator(
     data_path: str | os.PathLike[str],
     *,
     allow_pickle: bool = False,
+    allow_code: bool = False,
 ) -> Evaluator:
     """An :class:`Evaluator` of a runnable model file on an evaluation data file.
 
@@ -224,6 +225,8 @@ def open_evaluator(
         HDF5 or ``.npz`` evaluation data (see :func:`inspector.io.eval_data.read_eval_data`).
     allow_pickle : bool
         Allow unpickling a whole torch module, which runs code from the file.
+    allow_code : bool
+        Allow loading a TorchScript archive, which runs the code it contains.
 
     Raises
     ------
@@ -231,7 +234,7 @@ def open_evaluator(
         The data cannot be read or the model cannot run; one line naming the file.
     """
     data = read_eval_data(data_path)
-    runnable = open_runnable(model_path, allow_pickle=allow_pickle)
+    runnable = open_runnable(model_path, allow_pickle=allow_pickle, allow_code=allow_code)
     return Evaluator(runnable, data, runnable.reference())
 
 

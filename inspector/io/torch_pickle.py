@@ -1,0 +1,576 @@
+"""The tensor records of torch's zip archives, read without torch and without running code.
+
+``torch.save`` checkpoints and ``torch.jit.save`` archives share one layout: a pickle
+(``data.pkl``, and ``constants.pkl`` in TorchScript) that names each tensor's storage by key,
+dtype, offset, shape and strides, and one zip member per storage (``data/<key>``). This module
+unpickles those records with an allowlist: the rebuild functions, storage and dtype names, plain
+containers. Anything else a pickle asks for (``os.system``, ``builtins.exec``, a class's
+``__reduce__``) is refused as code, by name, before it is looked up. TorchScript module objects
+(``__torch__.*``) become inert :class:`ScriptObject` records of their attributes: their code is
+never compiled or run, so a ``__setstate__`` in the archive does nothing here.
+
+Every tensor is checked against its storage before a byte is touched (offset and strides within
+the storage, no negative strides, sparse indices within the shape), and the arrays are built by
+numpy from the members' bytes: a member stored as is is mapped from the file, a
+deflate-compressed one is inflated, bounded by the size its record claims.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import math
+import mmap
+import pickle
+import struct
+import zipfile
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# dtypes numpy holds as they are, by torch's name.
+_NUMPY_DTYPES = frozenset({
+    "float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool",
+    "complex128", "complex64", "uint16", "uint32", "uint64",
+})  # fmt: skip
+# dtypes numpy lacks, widened exactly on reading (bfloat16 and float8 to float32, complex32 to
+# complex64); the original name is kept with the array.
+_WIDENED_ITEMSIZE = {
+    "bfloat16": 2, "float8_e4m3fn": 1, "float8_e5m2": 1, "float8_e4m3fnuz": 1,
+    "float8_e5m2fnuz": 1, "float8_e8m0fnu": 1, "complex32": 4,
+}  # fmt: skip
+# torch's legacy typed-storage classes, as ``torch.save`` names them in a pickle.
+_STORAGE_DTYPES = {
+    "DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16",
+    "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16",
+    "CharStorage": "int8", "ByteStorage": "uint8", "BoolStorage": "bool",
+    "BFloat16Storage": "bfloat16", "ComplexDoubleStorage": "complex128",
+    "ComplexFloatStorage": "complex64", "QInt8Storage": "qint8", "QInt32Storage": "qint32",
+    "QUInt8Storage": "quint8", "QUInt4x2Storage": "quint4x2", "QUInt2x4Storage": "quint2x4",
+}  # fmt: skip
+_QUANTIZED = frozenset({"qint8", "qint32", "quint8", "quint4x2", "quint2x4"})
+_SPARSE_LAYOUTS = frozenset({"sparse_coo", "sparse_csr", "sparse_csc", "sparse_bsr", "sparse_bsc"})
+
+
+class CodeRefused(Exception):
+    """A pickle asked for a Python global that is not tensor data (it would run code)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(name)
+
+
+def code_refusal(name: str) -> str:
+    """The one line for a pickle refused as code."""
+    return (
+        f"refers to {name}: not loaded (unpickling it would run code from the file; re-save "
+        "just the weights with torch.save(model.state_dict(), path))"
+    )
+
+
+class BadRecord(ValueError):
+    """A tensor record that contradicts itself or its storage."""
+
+
+def itemsize(dtype: str) -> int:
+    """Bytes per element of a torch dtype name this module reads."""
+    if dtype in _WIDENED_ITEMSIZE:
+        return _WIDENED_ITEMSIZE[dtype]
+    if dtype in _NUMPY_DTYPES:
+        return int(np.dtype(dtype).itemsize)
+    if dtype in _QUANTIZED:
+        raise BadRecord(f"quantized tensors ({dtype}) are not supported")
+    raise BadRecord(f"tensors of dtype {dtype} are not supported")
+
+
+@dataclass(frozen=True, slots=True)
+class StorageRef:
+    """A storage the pickle names: zip member ``data/<key>``, ``nbytes`` long."""
+
+    key: str
+    nbytes: int
+    dtype: str | None  # a typed storage's dtype; None for an untyped one
+
+
+@dataclass(slots=True)
+class TensorRef:
+    """A strided tensor: a view of a storage, not yet read."""
+
+    storage: StorageRef
+    dtype: str
+    offset: int
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    parameter: bool = False
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * itemsize(self.dtype)
+
+    @property
+    def dense(self) -> bool:
+        return True
+
+
+@dataclass(slots=True)
+class SparseRef:
+    """A sparse tensor (COO, CSR or CSC): its index and value tensors and its dense shape."""
+
+    layout: str
+    parts: tuple[TensorRef, ...]
+    shape: tuple[int, ...]
+    parameter: bool = False
+
+    @property
+    def dtype(self) -> str:
+        return self.parts[-1].dtype
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * itemsize(self.dtype)
+
+    @property
+    def dense(self) -> bool:
+        return False
+
+
+@dataclass(slots=True)
+class ScriptObject:
+    """A TorchScript object (``__torch__.<qualified name>``): its type and pickled state."""
+
+    type_name: str
+    state: Any = None
+    args: tuple[Any, ...] = field(default_factory=tuple)
+
+
+def is_tensor_record(obj: Any) -> bool:
+    """Whether ``obj`` is a :class:`TensorRef` or :class:`SparseRef`."""
+    return isinstance(obj, (TensorRef, SparseRef))
+
+
+# ------------------------------------------------------------------ what a pickle may name
+
+
+def _count(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadRecord(f"{what} is {type(value).__name__}, not an integer")
+    return value
+
+
+def _dims(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, (tuple, list)) or len(value) > 64:
+        raise BadRecord(f"{what} is not a list of at most 64 integers")
+    return tuple(_count(v, what) for v in value)
+
+
+def _tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: str | None) -> TensorRef:
+    if not isinstance(storage, StorageRef):
+        raise BadRecord("a tensor's storage is not a storage record")
+    dtype = dtype or storage.dtype
+    if dtype is None:
+        raise BadRecord("a tensor of an untyped storage names no dtype")
+    itemsize(dtype)  # refuses dtypes we do not read, before anything else
+    shape, strides = _dims(size, "a tensor's shape"), _dims(stride, "a tensor's strides")
+    if len(shape) != len(strides):
+        raise BadRecord(f"shape {list(shape)} and strides {list(strides)} differ in length")
+    return TensorRef(storage, dtype, _count(offset, "a storage offset"), shape, strides)
+
+
+def _rebuild_v2(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> TensorRef:
+    return _tensor(storage, offset, size, stride, None)
+
+
+def _rebuild_v3(
+    storage: Any, offset: Any, size: Any, stride: Any, grad: Any, hooks: Any, dtype: Any, *_: Any
+) -> TensorRef:
+    if not isinstance(dtype, _Dtype):
+        raise BadRecord("a tensor's dtype is not a torch dtype")
+    return _tensor(storage, offset, size, stride, dtype.name)
+
+
+def _rebuild_parameter(data: Any, *_: Any) -> Any:
+    if is_tensor_record(data):
+        data.parameter = True
+    return data
+
+
+def _rebuild_from_type(func: Any, new_type: Any, args: Any, state: Any = None) -> Any:
+    if not callable(func) or not isinstance(args, tuple):
+        raise BadRecord("a tensor subclass record is malformed")
+    return func(*args)
+
+
+def _rebuild_sparse(layout: Any, data: Any) -> SparseRef:
+    if not isinstance(layout, _Layout) or not isinstance(data, tuple):
+        raise BadRecord("a sparse tensor record is malformed")
+    if layout.name not in ("sparse_coo", "sparse_csr", "sparse_csc"):
+        raise BadRecord(f"{layout.name} tensors are not supported; save them with .to_dense()")
+    parts = data[:2] if layout.name == "sparse_coo" else data[:3]
+    shape = data[2] if layout.name == "sparse_coo" else data[3]
+    if not all(isinstance(p, TensorRef) for p in parts):
+        raise BadRecord("a sparse tensor's indices or values are not tensors")
+    return SparseRef(layout.name, tuple(parts), _dims(shape, "a sparse tensor's shape"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Dtype:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class _StorageType:
+    dtype: str | None
+
+
+def _get_layout(name: Any) -> _Layout:
+    if not isinstance(name, str) or name.removeprefix("torch.") not in _SPARSE_LAYOUTS | {
+        "strided"
+    }:
+        raise BadRecord(f"unknown tensor layout {str(name)[:40]!r}")
+    return _Layout(name.removeprefix("torch."))
+
+
+def _identity(value: Any, *_: Any) -> Any:
+    return value
+
+
+def _size(value: Any = ()) -> tuple[Any, ...]:
+    return tuple(value)
+
+
+def _device(*args: Any) -> str:
+    return ":".join(str(a) for a in args)
+
+
+def _encode(text: Any, encoding: Any = "latin1") -> bytes:
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise BadRecord("malformed bytes record")
+    return text.encode("latin1")
+
+
+_GLOBALS: dict[str, Any] = {
+    "collections.OrderedDict": OrderedDict,
+    "collections.Counter": Counter,
+    "builtins.set": set,
+    "builtins.frozenset": frozenset,
+    "builtins.bytearray": lambda data=b"", *_: bytearray(data if isinstance(data, bytes) else b""),
+    "builtins.complex": complex,
+    "_codecs.encode": _encode,
+    "torch.Size": _size,
+    "torch.device": _device,
+    "torch._utils._rebuild_tensor": lambda s, o, size, stride: _rebuild_v2(s, o, size, stride),
+    "torch._utils._rebuild_tensor_v2": _rebuild_v2,
+    "torch._utils._rebuild_tensor_v3": _rebuild_v3,
+    "torch._utils._rebuild_parameter": _rebuild_parameter,
+    "torch._utils._rebuild_parameter_with_state": _rebuild_parameter,
+    "torch._utils._rebuild_sparse_tensor": _rebuild_sparse,
+    "torch._tensor._rebuild_from_type_v2": _rebuild_from_type,
+    "torch.serialization._get_layout": _get_layout,
+    "torch.nn.parameter.Parameter": _Dtype("parameter"),  # a type tag, never called
+    "torch.Tensor": _Dtype("tensor"),
+    # TorchScript's typed containers: the value itself.
+    "torch.jit._pickle.restore_type_tag": _identity,
+    "torch.jit._pickle.build_intlist": _identity,
+    "torch.jit._pickle.build_doublelist": _identity,
+    "torch.jit._pickle.build_boollist": _identity,
+    "torch.jit._pickle.build_tensorlist": _identity,
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    """Allowlisted globals only; persistent ids are storage records."""
+
+    def __init__(self, file: Any) -> None:
+        super().__init__(file, encoding="utf-8")
+        self._classes: dict[str, type] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        # Protocol 2 (torch's) names Python 2 modules: "__builtin__.exec" is builtins.exec.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        full = f"{module}.{name}"
+        if full in _GLOBALS:
+            return _GLOBALS[full]
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(_STORAGE_DTYPES[name])
+        if full in ("torch.storage.UntypedStorage", "torch.UntypedStorage"):
+            return _StorageType(None)
+        if module == "torch" and (name in _NUMPY_DTYPES or name in _WIDENED_ITEMSIZE):
+            return _Dtype(name)
+        if module == "torch" and name in _SPARSE_LAYOUTS:
+            return _Layout(name)
+        if module == "__torch__" or module.startswith("__torch__."):
+            return self._script_class(full)
+        raise CodeRefused(full)
+
+    def _script_class(self, full: str) -> type:
+        """An inert stand-in class: pickle's NEWOBJ/BUILD fill a :class:`ScriptObject`."""
+        if full not in self._classes:
+
+            def new(cls: type, *args: Any) -> ScriptObject:
+                return ScriptObject(full, None, args)
+
+            self._classes[full] = type("ScriptClass", (), {"__new__": new})
+        return self._classes[full]
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise BadRecord("unknown persistent record")
+        kind, key, numel = pid[1], pid[2], pid[4]
+        if not isinstance(kind, _StorageType) or not isinstance(key, str):
+            raise BadRecord("malformed storage record")
+        numel = _count(numel, "a storage size")
+        nbytes = numel * (itemsize(kind.dtype) if kind.dtype else 1)
+        return StorageRef(key, nbytes, kind.dtype)
+
+
+def _set_state(obj: Any, state: Any) -> None:
+    obj.state = state
+
+
+# BUILD on a ScriptObject stores its state (the pickle's dict of attributes) and runs nothing.
+ScriptObject.__setstate__ = _set_state  # type: ignore[attr-defined]
+
+
+def unpickle(data: bytes) -> Any:
+    """Unpickle tensor records from ``data``.
+
+    Raises
+    ------
+    CodeRefused
+        The pickle names a global outside the allowlist.
+    BadRecord, pickle.UnpicklingError, ...
+        Malformed records (the caller reports them as corruption).
+    """
+    import io
+
+    return _Unpickler(io.BytesIO(data)).load()
+
+
+# ------------------------------------------------------------------------- the storages
+
+
+class Storages:
+    """The ``data/<key>`` members of one archive, each read once and checked against its record.
+
+    A stored (uncompressed) member is a copy-on-write map of the file, as torch maps it; any
+    other member is inflated through :mod:`zipfile` (which checks its CRC-32), never past the
+    size the record claims.
+    """
+
+    def __init__(self, path: Path, archive: zipfile.ZipFile, folder: str, big_endian: bool):
+        self._path, self._archive, self._folder = path, archive, folder
+        self._big = big_endian
+        self._bytes: dict[str, np.ndarray] = {}
+        self._map: mmap.mmap | None = None
+
+    def raw(self, ref: StorageRef) -> np.ndarray:
+        """The storage's bytes as a uint8 array of exactly ``ref.nbytes``."""
+        if ref.key not in self._bytes:
+            self._bytes[ref.key] = self._read(ref)
+        buf = self._bytes[ref.key]
+        if buf.size != ref.nbytes:
+            raise BadRecord(f"storage {ref.key!r} is named with {ref.nbytes} and {buf.size} bytes")
+        return buf
+
+    def _read(self, ref: StorageRef) -> np.ndarray:
+        name = f"{self._folder}{ref.key}"
+        try:
+            info = self._archive.getinfo(name)
+        except KeyError:
+            raise BadRecord(f"storage {ref.key!r} has no member {name}") from None
+        if info.file_size != ref.nbytes:
+            raise BadRecord(
+                f"storage {ref.key!r} claims {ref.nbytes} bytes, its member holds {info.file_size}"
+            )
+        if info.compress_type == zipfile.ZIP_STORED and ref.nbytes:
+            return self._mapped(info)
+        with self._archive.open(info) as member:
+            data = member.read(ref.nbytes + 1)
+        if len(data) != ref.nbytes:
+            raise BadRecord(f"storage {ref.key!r} inflates to {len(data)} bytes, not {ref.nbytes}")
+        return np.frombuffer(bytearray(data), np.uint8)
+
+    def _mapped(self, info: zipfile.ZipInfo) -> np.ndarray:
+        if self._map is None:
+            with self._path.open("rb") as f:
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        head = self._map[info.header_offset : info.header_offset + 30]
+        if len(head) < 30 or head[:4] != b"PK\x03\x04":
+            raise BadRecord(f"member {info.filename} has no local header")
+        name_len, extra_len = struct.unpack_from("<HH", head, 26)
+        start = info.header_offset + 30 + name_len + extra_len
+        if start + info.file_size > len(self._map):
+            raise BadRecord(f"member {info.filename} runs past the end of the file")
+        return np.frombuffer(self._map, np.uint8, info.file_size, start)
+
+    def array(self, ref: TensorRef) -> tuple[np.ndarray, str]:
+        """The tensor as a numpy array (widened where numpy lacks its dtype), and its dtype."""
+        check_strided(ref)
+        raw = self.raw(ref.storage)
+        size = itemsize(ref.dtype)
+        if ref.numel == 0:
+            return _widen(np.zeros(0, np.uint8), ref.dtype, self._big).reshape(ref.shape), ref.dtype
+        if ref.storage.dtype is not None and itemsize(ref.storage.dtype) != size:
+            raise BadRecord(f"a {ref.dtype} tensor views a {ref.storage.dtype} storage")
+        if raw.size % size:
+            raise BadRecord(f"storage {ref.storage.key!r} is not whole {ref.dtype} elements")
+        elements = raw.size // size
+        if _extent(ref) > elements:
+            raise BadRecord(
+                f"shape {list(ref.shape)}, strides {list(ref.stride)} and offset {ref.offset} "
+                f"reach element {_extent(ref)} of a {elements}-element storage"
+            )
+        items = raw.view(f"V{size}") if size > 1 else raw.view("V1")
+        view = np.lib.stride_tricks.as_strided(
+            items[ref.offset :], ref.shape, tuple(s * size for s in ref.stride), writeable=False
+        )
+        flat = np.ascontiguousarray(view).reshape(-1).view(np.uint8)
+        return _widen(flat, ref.dtype, self._big).reshape(ref.shape), ref.dtype
+
+
+def _extent(ref: TensorRef) -> int:
+    """One past the last storage element the view reaches (0 for an empty tensor)."""
+    if ref.numel == 0:
+        return 0
+    return ref.offset + 1 + sum((n - 1) * s for n, s in zip(ref.shape, ref.stride, strict=True))
+
+
+def check_strided(ref: TensorRef) -> None:
+    """Refuse negative strides (a view reaching before its storage) in plain words."""
+    if any(s < 0 for s in ref.stride):
+        raise BadRecord(f"negative strides {list(ref.stride)}")
+
+
+def _widen(raw: np.ndarray, dtype: str, big: bool) -> np.ndarray:
+    """Contiguous bytes of ``dtype`` as an array numpy can hold (exact widening)."""
+    order = ">" if big else "<"
+    if dtype == "bool":
+        return raw != 0  # torch reads any nonzero byte as True
+    if dtype in _NUMPY_DTYPES:
+        return raw.view(np.dtype(dtype).newbyteorder(order)).astype(np.dtype(dtype), copy=False)
+    if dtype == "bfloat16":
+        bits = raw.view(np.dtype("u2").newbyteorder(order)).astype(np.uint32) << 16
+        return bits.view(np.float32)
+    import torch  # float8 and complex32: torch's own conversion of validated bytes
+
+    if big and dtype == "complex32":
+        raw = raw.view(">u2").astype("<u2").view(np.uint8)
+    tensor = torch.from_numpy(raw.copy()).view(getattr(torch, dtype))
+    wide = torch.complex64 if dtype == "complex32" else torch.float32
+    return tensor.to(wide).numpy()
+
+
+def dense(storages: Storages, ref: SparseRef) -> np.ndarray:
+    """A sparse tensor made dense, after checking every index against its shape."""
+    parts = [storages.array(p)[0] for p in ref.parts]
+    shape = ref.shape
+    if ref.layout == "sparse_coo":
+        indices, values = parts
+        if indices.ndim != 2 or indices.dtype != np.int64 or indices.shape[1] != values.shape[0]:
+            raise BadRecord("a sparse COO tensor's indices and values disagree in shape")
+        sparse_dims = indices.shape[0]
+        if sparse_dims > len(shape) or tuple(values.shape[1:]) != shape[sparse_dims:]:
+            raise BadRecord("a sparse COO tensor's values disagree with its shape")
+        _check_range(indices, shape[:sparse_dims])
+        out = np.zeros(shape, values.dtype)
+        np.add.at(out, tuple(indices), values)  # uncoalesced duplicates add, as in torch
+        return out
+    compressed, plain, values = parts
+    if len(shape) != 2 or compressed.ndim != 1 or plain.ndim != 1 or values.ndim != 1:
+        raise BadRecord(f"only 2-D {ref.layout} tensors without batch dims are supported")
+    rows, cols = shape if ref.layout == "sparse_csr" else shape[::-1]
+    if compressed.size != rows + 1 or plain.size != values.size or compressed.dtype.kind != "i":
+        raise BadRecord(f"a {ref.layout} tensor's index arrays disagree with its shape")
+    steps = np.diff(compressed)
+    if compressed[0] != 0 or compressed[-1] != values.size or (steps < 0).any():
+        raise BadRecord(f"a {ref.layout} tensor's compressed indices are not 0..nnz ascending")
+    _check_range(plain.reshape(1, -1), (cols,))
+    out = np.zeros((rows, cols), values.dtype)
+    np.add.at(out, (np.repeat(np.arange(rows), steps), plain), values)
+    return out if ref.layout == "sparse_csr" else np.ascontiguousarray(out.T)
+
+
+def _check_range(indices: np.ndarray, shape: tuple[int, ...]) -> None:
+    if indices.dtype.kind not in "iu":
+        raise BadRecord("sparse indices are not integers")
+    for dim, size in enumerate(shape):
+        row = indices[dim]
+        if row.size and (row.min() < 0 or row.max() >= size):
+            raise BadRecord(
+                f"sparse indices {int(row.min())}..{int(row.max())} fall outside dimension "
+                f"{dim} of size {size}"
+            )
+
+
+# ------------------------------------------------------------------------- the archive
+
+#: The newest zip archive version torch itself reads (caffe2's kMaxSupportedFileFormatVersion).
+MAX_VERSION = 10
+
+
+def archive_folder(archive: zipfile.ZipFile) -> str:
+    """The folder every member of a torch archive lives in (``"model/"``)."""
+    names = archive.namelist()
+    if not names or "/" not in names[0]:
+        raise BadRecord("not a torch archive (no top-level folder)")
+    folder = names[0].split("/", 1)[0] + "/"
+    if any(not n.startswith(folder) for n in names):
+        raise BadRecord("members outside the archive's folder")
+    return folder
+
+
+def open_records(path: Path, archive: zipfile.ZipFile, member: str) -> tuple[Any, Storages]:
+    """Unpickle ``<folder>/<member>`` of a torch archive; the storages its records name.
+
+    Raises
+    ------
+    CodeRefused
+        The pickle names a global outside the allowlist.
+    BadRecord
+        No such member, an unsupported version or byte order, a malformed record.
+    """
+    folder = archive_folder(archive)
+    names = set(archive.namelist())
+    candidates = (f"{folder}version", f"{folder}.data/version")
+    version = next((v for v in candidates if v in names), None)
+    if version is not None:
+        text = archive.read(version)[:32].decode("ascii", "replace").strip()
+        if not text.isdigit() or not 1 <= int(text) <= MAX_VERSION:
+            raise BadRecord(
+                f"a PyTorch file with version {text[:20]}, but this reader supports versions 1 "
+                f"to {MAX_VERSION}"
+            )
+    order = b"little"
+    if f"{folder}byteorder" in names:
+        order = archive.read(f"{folder}byteorder")[:16].strip()
+        if order not in (b"little", b"big"):
+            raise BadRecord(f"unknown byte order {order[:16]!r}")
+    if f"{folder}{member}" not in names:
+        raise BadRecord(f"no {member} in the archive")
+    records = unpickle(archive.read(f"{folder}{member}"))
+    storage_folder = f"{folder}constants/" if member == "constants.pkl" else f"{folder}data/"
+    return records, Storages(path, archive, storage_folder, order == b"big")
+
+
+def read_array(storages: Storages, ref: TensorRef | SparseRef) -> tuple[np.ndarray, str]:
+    """The array of a tensor record and its original dtype; sparse ones made dense."""
+    if isinstance(ref, SparseRef):
+        return dense(storages, ref), ref.dtype
+    return storages.array(ref)
