@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import corpus_code  # scripts/, beside this file
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,8 +68,8 @@ class Corpus:
         (self.folder / name).write_bytes(data)
         self.entries[-1].setdefault("companions", []).append(name)
 
-    def manifest(self) -> bytes:
-        doc = {"generator": "scripts/make_corpus.py", "entries": self.entries}
+    def manifest(self, generator: str = "scripts/make_corpus.py") -> bytes:
+        doc = {"generator": generator, "entries": self.entries}
         return (json.dumps(doc, indent=1) + "\n").encode()
 
 
@@ -624,7 +625,11 @@ def build(folder: Path) -> None:
         add_keras(c, Path(tmp))
         add_caffe(c)
         add_dcz(c, Path(tmp))
+        code = Corpus(folder)  # issue 11's classes 1, 2, 5 and 10: their own manifest
+        corpus_code.add_all(code, Path(tmp), torch_bytes, torchscript_bytes(),
+                            keras_files(Path(tmp))[0], onnx_bytes)
     (folder / "manifest.json").write_bytes(c.manifest())
+    (folder / "manifest_code.json").write_bytes(code.manifest("scripts/corpus_code.py"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -304,10 +304,30 @@ def load_external(proto: Any, path: Path) -> None:
     """
     from onnx.external_data_helper import load_external_data_for_model
 
+    check_external_keys(proto, path)
     try:
         load_external_data_for_model(proto, str(path.parent))
     except Exception as exc:  # missing file, path outside the folder, short file
         raise InputError(f"external data: {_reason(exc)}", path) from None
+
+
+# The keys of an external-data entry the ONNX spec defines; onnx ignores any other silently,
+# so an entry saying how its bytes are encoded ("compression": "zlib") would read as garbage.
+_EXTERNAL_KEYS = frozenset({"location", "offset", "length", "checksum", "basepath"})
+
+
+def check_external_keys(proto: Any, path: Path) -> None:
+    """Refuse an external-data entry with a key the spec does not define, or one given twice."""
+    from onnx.external_data_helper import _get_all_tensors
+
+    for tensor in _get_all_tensors(proto):
+        keys = [entry.key for entry in tensor.external_data]
+        unknown = [k for k in keys if k not in _EXTERNAL_KEYS]
+        if unknown:
+            raise InputError(f"tensor {tensor.name[:80]!r} has an unknown external-data key "
+                             f"{unknown[0][:40]!r}", path)  # fmt: skip
+        if len(set(keys)) != len(keys):
+            raise InputError(f"tensor {tensor.name[:80]!r} repeats an external-data key", path)
 
 
 def _reason(exc: BaseException) -> str:
@@ -337,6 +357,7 @@ def read_onnx(path: Path) -> LoadedModel:
         Not an ONNX model, unreadable tensor, or no float tensors.
     """
     proto = load_proto(path)
+    check_external_keys(proto, path)
     tensors: dict[str, np.ndarray] = {}
     dtypes: dict[str, str] = {}
     for weight in weights_of(proto, path):

@@ -89,7 +89,7 @@ def sniff_pytorch(head: bytes) -> bool:
 def _refusal(exc: pickle.UnpicklingError) -> str | None:
     """The message for a pickle refused for naming Python globals, else None (plain corruption)."""
     text = str(exc)
-    if not re.search(r"Unsupported global|not an allowed global|Unsupported class", text):
+    if not re.search(r"(?i)unsupported global|not an allowed global|Unsupported class", text):
         return None
     found = re.search(r"GLOBAL ([\w.]+)|([\w.]+) was not an allowed global", text)
     name = next((g for g in found.groups() if g), None) if found else None
@@ -129,6 +129,11 @@ def _load_legacy(path: Path) -> Any:
             return torch.load(view, map_location="cpu", weights_only=True)  # type: ignore[arg-type]
     except pickle.UnpicklingError as exc:
         raise InputError(_refusal(exc) or _corruption(exc), path) from None
+    except RuntimeError as exc:  # the sparse invariants torch was asked to check
+        if "indices" not in str(exc):
+            raise InputError(_corruption(exc), path) from None
+        reason = " ".join(str(exc).split())[:160]
+        raise InputError(f"invalid sparse tensor ({reason})", path) from None
     except Exception as exc:  # torch reports a damaged file in many ways (EOFError, struct...)
         raise InputError(_corruption(exc), path) from None
 

@@ -62,12 +62,12 @@ class CodeRefused(Exception):
         super().__init__(name)
 
 
-def code_refusal(name: str) -> str:
-    """The one line for a pickle refused as code."""
-    return (
-        f"refers to {name}: not loaded (unpickling it would run code from the file; re-save "
-        "just the weights with torch.save(model.state_dict(), path))"
-    )
+_TORCH_ADVICE = "re-save just the weights with torch.save(model.state_dict(), path)"
+
+
+def code_refusal(name: str, advice: str = _TORCH_ADVICE) -> str:
+    """The one line for a pickle refused as code: what it names, and the fix."""
+    return f"refers to {name}: not loaded (unpickling it would run code from the file; {advice})"
 
 
 class BadRecord(ValueError):
@@ -346,6 +346,45 @@ def _set_state(obj: Any, state: Any) -> None:
 
 # BUILD on a ScriptObject stores its state (the pickle's dict of attributes) and runs nothing.
 ScriptObject.__setstate__ = _set_state  # type: ignore[attr-defined]
+
+
+def pickle_global(data: bytes, ignore: tuple[str, ...] = ()) -> str | None:
+    """The first Python global a pickle names (``"posix.system"``), read without running it.
+
+    Globals starting with a prefix in ``ignore`` are passed over (numpy's own reconstructors,
+    say). None when it names no other, or when its opcodes break off (a damaged pickle).
+    """
+    import pickletools
+
+    recent: list[str | None] = []  # what the last opcodes pushed: a string, or None
+    memo: dict[int, str | None] = {}
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            found = None
+            name = opcode.name
+            if name in ("GLOBAL", "INST"):
+                found = _compat_name(*str(arg).split(" ", 1))
+            elif name == "STACK_GLOBAL" and len(recent) >= 2 and None not in recent[-2:]:
+                found = _compat_name(str(recent[-2]), str(recent[-1]))
+            if found is not None and not found.startswith(ignore):
+                return found
+            if name == "MEMOIZE":
+                memo[len(memo)] = recent[-1] if recent else None
+            elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[int(arg)] = recent[-1] if recent else None
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                recent.append(memo.get(int(arg)))
+            elif name not in ("PROTO", "FRAME"):
+                recent.append(arg if isinstance(arg, str) and "UNICODE" in name else None)
+    except (ValueError, EOFError, struct.error, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _compat_name(module: str, name: str) -> str:
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+    return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}"
 
 
 def unpickle(data: bytes) -> Any:

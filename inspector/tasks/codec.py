@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.core.layer import LayerCodec
-from inspector.errors import InspectorError, SettingsError
+from inspector.errors import InputError, InspectorError, SettingsError
 from inspector.format import container, dtypes
 from inspector.format.header import Deep, LayerRecord
 from inspector.format.spec import DTYPES
@@ -47,7 +47,7 @@ class ModelCodec:
     def layer(self, info: TensorInfo, settings: ModelSettings) -> LayerEstimate:
         """The exact estimate of one tensor under ``settings``."""
         s = settings.resolve(info.name, info.kind)
-        dtype = stored_dtype(info)
+        dtype = stored_dtype(info, self.model.path)
         if s.excluded:
             record = LayerRecord(info.name, dtype, info.shape, _raw_nbytes(info, dtype), 0)
             return LayerEstimate(info, None, record)
@@ -82,7 +82,7 @@ class ModelCodec:
         """Tensor ``name`` as the compressed file will decode it."""
         info = next(i for i in self.model.infos if i.name == name)
         s = settings.resolve(name, info.kind)
-        dtype = stored_dtype(info)
+        dtype = stored_dtype(info, self.model.path)
         if s.excluded:
             array = self.model.tensors[name]
             return dtypes.from_bytes(dtypes.to_bytes(array, dtype), dtype, info.shape)
@@ -106,8 +106,16 @@ def compress(
     """Encode every layer and write ``output`` atomically; yields progress per layer.
 
     Returns the estimate and the size on disk. Closing the generator early writes nothing.
+
+    Raises
+    ------
+    InputError
+        The model holds no weights (every tensor is empty): there is nothing to compress.
     """
     infos = codec.model.infos
+    if codec.model.param_count == 0:
+        raise InputError("holds no weights (every tensor is empty): nothing to compress",
+                         codec.model.path)  # fmt: skip
     total = 2 * len(infos) + 1
     rows, payloads = [], []
     for i, info in enumerate(infos):
@@ -137,9 +145,26 @@ def _with_crc(record: LayerRecord, payload: bytes) -> LayerRecord:
     )
 
 
-def stored_dtype(info: TensorInfo) -> str:
-    """The container dtype of a tensor: its own where the format has it, else float32."""
-    return info.dtype if info.dtype in DTYPES else "float32"
+def stored_dtype(info: TensorInfo, path: str | None = None) -> str:
+    """The container dtype of a tensor: its own where the format has it, else float32.
+
+    float32 holds every value of the narrower float types exactly (bfloat16, float8); a
+    complex tensor it cannot hold, so that is refused rather than losing its imaginary part.
+
+    Raises
+    ------
+    InputError
+        A complex tensor.
+    """
+    if info.dtype in DTYPES:
+        return info.dtype
+    if info.dtype.startswith("complex"):
+        raise InputError(
+            f"tensor {info.name!r} is {info.dtype}: a .dcz file has no complex dtype, and "
+            "storing it as float32 would drop its imaginary part",
+            path,
+        )
+    return "float32"
 
 
 def _raw_nbytes(info: TensorInfo, dtype: str) -> int:

@@ -142,7 +142,7 @@ def export_decompressed(
     n = len(model.infos)
     total = 2 * n + 1
     tensors = yield from _decoded(model, settings, total)
-    dtypes = {i.name: stored_dtype(i) for i in model.infos}
+    dtypes = {i.name: stored_dtype(i, model.path) for i in model.infos}
     with _temporary(output) as tmp:
         yield Progress(n, total, "writing")
         write_weights(tmp, tensors, dtypes, protect=model.path, metadata=model.metadata)
