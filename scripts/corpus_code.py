@@ -301,6 +301,8 @@ def add_memory_corruption(c: Any, torch_bytes: Callable[..., bytes]) -> None:
         c.add(name, torch_bytes({"w": tensor}), damage, "sparse")
     c.add("mem_pt_legacy_coo_far.pt", torch_bytes({"w": coo([[0, 1 << 30], [0, 2]])},
           legacy=True), "legacy checkpoint, COO index 2**30 in a 4x4 tensor", "sparse")
+    c.add("mem_pt_legacy_csr_rows.pt", torch_bytes({"w": csr([0, 5, 2], [0, 1])}, legacy=True),
+          "legacy checkpoint, CSR row pointers 0, 5, 2 for 2 values", "sparse")
     storage = Storage("0", np.arange(6, dtype=np.float32))
     for name, record, damage, expect in (
         ("mem_pt_negative_stride.pt", Strided(storage, 5, (6,), (-1,)),
@@ -309,6 +311,8 @@ def add_memory_corruption(c: Any, torch_bytes: Callable[..., bytes]) -> None:
          "a 3x3 view of a 6-element storage", "storage"),
         ("mem_pt_offset_past.pt", Strided(storage, 1 << 40, (2,), (1,)),
          "storage offset 2**40 in a 6-element storage", "storage"),
+        ("mem_pt_negative_offset.pt", Strided(storage, -1, (), ()),
+         "storage offset -1 (the element before the storage)", "negative storage offset"),
     ):  # fmt: skip
         c.add(name, torch_zip({"w": record}, [storage]), damage, expect)
 

@@ -9,7 +9,9 @@ respectively a fiftieth, of them), with no per-test time limit:
     .venv/bin/python scripts/fuzz.py -k "caffe or safetensors" --examples 1000000
 
 ``-k`` selects properties by name as pytest does (``dcz``, ``sniffers``, ``safetensors``,
-``caffe``, ``zip``, ``fast_readers``, ``library_readers``, ``child_process``). A failure prints
+``caffe``, ``zip``, ``fast_readers``, ``library_readers``, ``child_process``, and from
+``test_fuzz_code.py``: ``decompress_writes``, ``strided_record``, ``sparse_indices``,
+``refused_as_code``, ``deflated``). A failure prints
 the smallest damaged input hypothesis could find and is kept in ``.hypothesis/``, so the next
 run (and the test suite on this machine) tries it first. Turn a real finding into a corpus file
 (scripts/make_corpus.py) so every checkout replays it.
@@ -24,7 +26,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ROOT / "tests" / "io" / "test_fuzz.py"
+# test_fuzz_code.py: issue 11's round trip, hostile tensor records, code in pickles, re-packing
+TESTS = [ROOT / "tests" / "io" / "test_fuzz.py", ROOT / "tests" / "io" / "test_fuzz_code.py"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="examples per property (default 100000)")
     parser.add_argument("-k", default="", help="only the properties matching this expression")
     args = parser.parse_args(argv)
-    command = [sys.executable, "-m", "pytest", str(TESTS), "-q", "-x", "--timeout=0",
+    command = [sys.executable, "-m", "pytest", *map(str, TESTS), "-q", "-x", "--timeout=0",
                "--hypothesis-show-statistics", "-p", "no:cacheprovider"]  # fmt: skip
     if args.k:
         command += ["-k", args.k]

@@ -49,6 +49,11 @@ _STORAGE_DTYPES = {
     "BFloat16Storage": "bfloat16", "ComplexDoubleStorage": "complex128",
     "ComplexFloatStorage": "complex64", "QInt8Storage": "qint8", "QInt32Storage": "qint32",
     "QUInt8Storage": "quint8", "QUInt4x2Storage": "quint4x2", "QUInt2x4Storage": "quint2x4",
+    # TorchScript's names for the dtypes torch.save keeps in untyped storages
+    "UInt16Storage": "uint16", "UInt32Storage": "uint32", "UInt64Storage": "uint64",
+    "ComplexHalfStorage": "complex32", "Float8_e4m3fnStorage": "float8_e4m3fn",
+    "Float8_e5m2Storage": "float8_e5m2", "Float8_e4m3fnuzStorage": "float8_e4m3fnuz",
+    "Float8_e5m2fnuzStorage": "float8_e5m2fnuz", "Float8_e8m0fnuStorage": "float8_e8m0fnu",
 }  # fmt: skip
 _QUANTIZED = frozenset({"qint8", "qint32", "quint8", "quint4x2", "quint2x4"})
 _SPARSE_LAYOUTS = frozenset({"sparse_coo", "sparse_csr", "sparse_csc", "sparse_bsr", "sparse_bsc"})
@@ -351,8 +356,7 @@ ScriptObject.__setstate__ = _set_state  # type: ignore[attr-defined]
 def pickle_global(data: bytes, ignore: tuple[str, ...] = ()) -> str | None:
     """The first Python global a pickle names (``"posix.system"``), read without running it.
 
-    Globals starting with a prefix in ``ignore`` are passed over (numpy's own reconstructors,
-    say). None when it names no other, or when its opcodes break off (a damaged pickle).
+    Globals named in ``ignore`` are passed over (numpy's own reconstructors, say). None when it names no other, or when its opcodes break off (a damaged pickle).
     """
     import pickletools
 
@@ -366,7 +370,7 @@ def pickle_global(data: bytes, ignore: tuple[str, ...] = ()) -> str | None:
                 found = _compat_name(*str(arg).split(" ", 1))
             elif name == "STACK_GLOBAL" and len(recent) >= 2 and None not in recent[-2:]:
                 found = _compat_name(str(recent[-2]), str(recent[-1]))
-            if found is not None and not found.startswith(ignore):
+            if found is not None and found not in ignore:
                 return found
             if name == "MEMOIZE":
                 memo[len(memo)] = recent[-1] if recent else None
@@ -492,7 +496,9 @@ def _extent(ref: TensorRef) -> int:
 
 
 def check_strided(ref: TensorRef) -> None:
-    """Refuse negative strides (a view reaching before its storage) in plain words."""
+    """Refuse a negative offset or strides (a view reaching before its storage)."""
+    if ref.offset < 0:
+        raise BadRecord(f"negative storage offset {ref.offset}")
     if any(s < 0 for s in ref.stride):
         raise BadRecord(f"negative strides {list(ref.stride)}")
 
