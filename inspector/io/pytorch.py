@@ -66,6 +66,11 @@ _PROTOCOL_4 = (
     "saved with pickle protocol 4 or 5, which torch's safe (weights_only) loader cannot read; "
     "re-save it with torch.save's default protocol"
 )
+_NEW_DTYPE_LEGACY = (
+    "a legacy (non-zip) file holding a dtype newer than that format (uint16/32/64, float8, "
+    "complex32), which torch's safe loader cannot read; re-save it with torch.save's default "
+    "zip format"
+)
 _REFUSED = (
     "needs arbitrary Python objects to load, and inspector refuses to run code from model "
     "files; re-save just the weights with torch.save(model.state_dict(), path)"
@@ -103,6 +108,8 @@ def _corruption(exc: BaseException) -> str:
     text = str(exc)
     if "Unsupported operand 149" in text:  # FRAME: pickle protocol 4+, valid but unsupported
         return _PROTOCOL_4
+    if "UntypedStorage' has no attribute 'dtype'" in text:  # torch's loader, not the file
+        return _NEW_DTYPE_LEGACY
     if "WeightsUnpickler error:" in text:
         text = text.split("WeightsUnpickler error:", 1)[1]
     # torch's C++ checks open with their source location and can leave printf codes unfilled.

@@ -356,7 +356,8 @@ ScriptObject.__setstate__ = _set_state  # type: ignore[attr-defined]
 def pickle_global(data: bytes, ignore: tuple[str, ...] = ()) -> str | None:
     """The first Python global a pickle names (``"posix.system"``), read without running it.
 
-    Globals named in ``ignore`` are passed over (numpy's own reconstructors, say). None when it names no other, or when its opcodes break off (a damaged pickle).
+    Globals named in ``ignore`` are passed over (numpy's own reconstructors, say). None when
+    it names no other, or when its opcodes break off (a damaged pickle).
     """
     import pickletools
 

@@ -115,10 +115,9 @@ def test_decompress_writes_what_the_reader_read(
         assume(False)  # the library itself cannot write this dtype in this format
     try:
         model = read_model(source)
-    except InputError:
-        # torch's own safe loader cannot read its legacy format's uint16/32/64 storages
-        new = (torch.uint16, torch.uint32, torch.uint64)
-        assume(not (kind == "pt_legacy" and tensor.dtype in new))
+    except InputError as exc:
+        # torch's own safe loader cannot read the dtypes its legacy format keeps untyped
+        assume(not (kind == "pt_legacy" and "newer than that format" in exc.problem))
         raise
     dcz = tmp_path / "out.dcz"
     try:
