@@ -13,6 +13,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from inspector.errors import InputError
 from inspector.io.model_file import LoadedModel
 from inspector.model.session import Session
 from inspector.tasks.codec import ModelCodec
@@ -62,10 +63,13 @@ class AccuracyController(QObject):
             return
         data = self.data_path
         allow_code = self.consent.allow_code(model.path, "measuring its accuracy")
-        if allow_code is None:
-            self._worker.cancel()
-            self.status.emit(f"Accuracy not measured: {Path(model.path).name} contains code "
-                             "you chose not to run")
+        if allow_code is None:  # the user said no: the proxy stays, with the reason
+
+            def refused(_token: Token) -> tuple[str, Any]:
+                raise InputError("contains code you chose not to run; measuring its accuracy "
+                                 "runs it", model.path)  # fmt: skip
+
+            self._worker.submit(refused)
             return
         self.status.emit(f"Evaluating {Path(model.path).name} on {Path(data).name}…")
         self.busy.emit(True)
