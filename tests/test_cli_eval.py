@@ -112,20 +112,23 @@ def test_eval_compressed_equals_config(
     results = []
     for model in ("net.onnx", "net_scripted.pt"):  # the names match, so either can run it
         for flag, source in (("--compressed", dcz), ("--config", files["settings.json"])):
-            data = run_json(capsys, "eval", "--allow-code", files[model], "--data", files["data.npz"],
+            data = run_json(capsys, "eval", "--allow-code",
+                            files[model], "--data", files["data.npz"],
                             flag, source)
             assert data["weights"] == flag.removeprefix("--")
             results.append({k: data[k] for k in ("top1", "agreement", "baseline_top1")})
     assert all(r == results[0] for r in results)
     assert results[0]["agreement"] < 1.0  # 2-bit weights change predictions
-    code, out, err = run(capsys, "eval", "--allow-code", files["net.onnx"], "--data", files["data.npz"],
+    code, out, err = run(capsys, "eval", "--allow-code",
+                         files["net.onnx"], "--data", files["data.npz"],
                          "--compressed", dcz)
     assert code == 0 and err == "" and "drop" in out and "points" in out
 
 
 def test_pickled_module_needs_the_flag(capsys: pytest.CaptureFixture[str],
                                        files: dict[str, Path]) -> None:
-    code, out, err = run(capsys, "eval", "--allow-code", files["whole.pt"], "--data", files["data.npz"])
+    code, out, err = run(capsys, "eval", "--allow-code",
+                         files["whole.pt"], "--data", files["data.npz"])
     assert code == 2 and out == ""
     assert "--allow-pickle" in err and err.count("\n") == 1
     data = run_json(capsys, "eval", "--allow-code", files["whole.pt"], "--data", files["data.npz"],

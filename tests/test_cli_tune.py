@@ -72,7 +72,8 @@ def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, st
 
 def test_sensitivity_saves_the_sweep(capsys, files, tmp_path) -> None:
     out_path = tmp_path / "swept.json"
-    code, out, err = run(capsys, "sensitivity", "--allow-code", files["model"], "--data", files["data"],
+    code, out, err = run(capsys, "sensitivity", "--allow-code",
+                         files["model"], "--data", files["data"],
                          "-o", out_path, "--fractions", "0,0.5,0.95", "--bits", "1,4,8")
     assert code == 0, err
     sweep = load_settings(out_path).sensitivity
@@ -82,7 +83,8 @@ def test_sensitivity_saves_the_sweep(capsys, files, tmp_path) -> None:
     assert sweep.layers[0].prune[-1].top1 < sweep.baseline_top1 - 0.1
     assert "baseline top-1" in out and "fc2.weight" in out and str(out_path) in out
 
-    code, out, err = run(capsys, "sensitivity", "--allow-code", files["model"], "--data", files["data"],
+    code, out, err = run(capsys, "sensitivity", "--allow-code",
+                         files["model"], "--data", files["data"],
                          "-o", tmp_path / "one.json", "--layer", "fc2.weight", "--bits", "8",
                          "--fractions", "0.5", "--json")
     data = json.loads(out)
@@ -132,7 +134,8 @@ def test_tune_sweeps_when_the_config_has_no_sweep(capsys, files, tmp_path) -> No
 
 def test_nothing_fits_exit_code_and_warning(capsys, files, tmp_path) -> None:
     coarse = tmp_path / "coarse.json"
-    run(capsys, "sensitivity", "--allow-code", files["model"], "--data", files["data"], "-o", coarse,
+    run(capsys, "sensitivity", "--allow-code",
+        files["model"], "--data", files["data"], "-o", coarse,
         "--fractions", "0.9", "--bits", "1")
     tuned = tmp_path / "tuned.json"
     code, out, err = run(capsys, "tune", "--allow-code", files["model"], "--data", files["data"],

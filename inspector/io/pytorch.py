@@ -29,14 +29,8 @@ from inspector.io.isolated import read_isolated
 from inspector.io.model_file import LoadedModel
 from inspector.io.registry import reader, writer
 from inspector.io.sniff import check_zip_members, zip_first_name
-from inspector.io.torch_pickle import (
-    BadRecord,
-    CodeRefused,
-    code_refusal,
-    is_tensor_record,
-    open_records,
-    read_array,
-)
+from inspector.io.torch_pickle import BadRecord, CodeRefused, code_refusal, is_tensor_record
+from inspector.io.torch_storage import open_records, read_array
 from inspector.io.torchscript import is_torchscript_archive, read_torchscript, sniff_torchscript
 
 # A legacy (non-zip) torch.save file opens with its magic number, pickled as a 10-byte long;

@@ -24,14 +24,8 @@ from inspector.io.model_file import LoadedModel
 from inspector.io.registry import reader
 from inspector.io.script_records import CodeState, Entry, class_declarations, state_entries
 from inspector.io.sniff import check_zip_members, zip_first_name
-from inspector.io.torch_pickle import (
-    BadRecord,
-    CodeRefused,
-    archive_folder,
-    code_refusal,
-    open_records,
-    read_array,
-)
+from inspector.io.torch_pickle import BadRecord, CodeRefused, code_refusal
+from inspector.io.torch_storage import archive_folder, open_records, read_array
 
 # torch.jit.save writes the tensor data first ("<archive>/data/0"), torch.save writes its pickle
 # first ("<archive>/data.pkl"); code and constants exist only in TorchScript archives.

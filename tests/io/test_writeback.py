@@ -124,7 +124,7 @@ def test_formats_without_write_back_say_what_to_write_instead(tmp_path) -> None:
     write_weights(source, {"fc.weight": np.ones((2, 2), np.float32)})
     assert not can_write_back(source)
     with pytest.raises(InputError, match=r"cannot write back into safetensors .*\.npz instead"):
-        write_back(source, tmp_path / "copy.safetensors", {"fc.weight": np.zeros((2, 2))}, allow_code=True)
+        write_back(source, tmp_path / "copy.safetensors", {"fc.weight": np.zeros((2, 2))})
     assert not (tmp_path / "copy.safetensors").exists()
 
 

@@ -239,9 +239,9 @@ def test_files_that_cannot_be_evaluated(setup: dict, tmp_path: Path) -> None:
     wrong_width = tmp_path / "wide.npz"
     np.savez(wrong_width, inputs=np.zeros((5, 21), np.float32), labels=np.zeros(5, np.int64))
     cases: list[tuple[Callable[[], object], Path, str]] = [
-        (lambda: open_evaluator(state, setup["data"], allow_code=True), state, "holds only weights"),
-        (lambda: open_evaluator(setup["onnx"], bad_data, allow_code=True), bad_data, "not a readable HDF5"),
-        (lambda: open_evaluator(setup["onnx"], wrong_width, allow_code=True).baseline, setup["onnx"],
+        (lambda: open_evaluator(state, setup["data"]), state, "holds only weights"),
+        (lambda: open_evaluator(setup["onnx"], bad_data), bad_data, "not a readable HDF5"),
+        (lambda: open_evaluator(setup["onnx"], wrong_width).baseline, setup["onnx"],
          r"cannot run on inputs of shape \[5, 21\]"),
     ]
     for call, path, match in cases:
