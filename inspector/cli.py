@@ -121,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     dec.add_argument("--into", type=Path, metavar="MODEL",
                      help="write the weights into a copy of this model in its own format "
                           "(ONNX, Keras .keras/.h5, TorchScript): OUTPUT runs where MODEL ran")
+    dec.add_argument("--allow-code", action="store_true",
+                     help="allow loading a TorchScript MODEL, which runs the code it contains")
     dec.set_defaults(func=_cmd_decompress)
 
     ev = sub.add_parser(
@@ -135,6 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     cli_tune.add_input_options(ev)
     ev.add_argument("--allow-pickle", action="store_true",
                     help="allow a whole module saved with torch.save (runs code from the file)")
+    ev.add_argument("--allow-code", action="store_true",
+                    help="allow loading a TorchScript archive, which runs the code it contains")
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.set_defaults(func=_cmd_eval)
     cli_tune.add_parsers(sub)
@@ -266,7 +270,7 @@ def _write_into(args: argparse.Namespace, tensors: dict[str, Any]) -> int:
     if same_file(args.output, args.compressed):
         raise InputError("refusing to overwrite the compressed file", args.output)
     model = read_model(args.into)
-    write_back(args.into, args.output, tensors, model)
+    write_back(args.into, args.output, tensors, model, allow_code=args.allow_code)
     mismatches = _run(verify_rewritten(args.output, model, tensors), show=False)
     kept = len(model.tensors) - len(set(tensors) & set(model.tensors))
     note = f", {kept} kept from {args.into.name}" if kept else ""

@@ -66,6 +66,8 @@ def add_parser(sub: Any) -> None:
                    help="keep biases and uncompressed layers as they are")
     p.add_argument("--allow-pickle", action="store_true",
                    help="accept a whole module saved with torch.save(model) (runs its code)")
+    p.add_argument("--allow-code", action="store_true",
+                   help="allow loading a TorchScript archive, which runs the code it contains")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_finetune)
 
@@ -83,7 +85,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     train = _read_data(args.train)
     val = _read_data(args.data) if args.data else None
-    trainable = load_trainable(args.model, allow_pickle=args.allow_pickle)
+    trainable = load_trainable(
+        args.model, allow_pickle=args.allow_pickle, allow_code=args.allow_code
+    )
     request = FineTuneRequest(
         trainable.module, train[0], train[1], settings,
         val[0] if val else None, val[1] if val else None,

@@ -96,8 +96,9 @@ def open_evaluator_of(args: argparse.Namespace) -> Any:
     shape = None if args.input_shape is None else parse_shape(args.input_shape)
     metric = "cosine" if getattr(args, "min_cosine", None) is not None else args.metric
     return open_evaluator(args.model, args.data, allow_pickle=args.allow_pickle,
-                          synthetic=args.synthetic, input_shape=shape, seed=args.seed,
-                          distribution=args.distribution, metric=metric)
+                          allow_code=args.allow_code, synthetic=args.synthetic,
+                          input_shape=shape, seed=args.seed, distribution=args.distribution,
+                          metric=metric)
 
 
 def agreement_line(acc: Any) -> str:
@@ -115,6 +116,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, metavar="START.json", help="settings to start from")
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow a whole module saved with torch.save (runs code from the file)")
+    p.add_argument("--allow-code", action="store_true",
+                   help="allow loading a TorchScript archive, which runs the code it contains")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 

@@ -27,3 +27,10 @@ class SettingsError(InspectorError):
 
 class OutputError(InspectorError):
     """An output cannot be written: a full disk, a read-only folder (CLI exit code 2)."""
+
+
+class CodeNotAllowed(InputError):
+    """Running the model would run code it contains, and the user has not allowed that.
+
+    The CLI's ``--allow-code`` and the app's confirmation dialog allow it, per file.
+    """

@@ -11,7 +11,8 @@ respectively a fiftieth, of them), with no per-test time limit:
 ``-k`` selects properties by name as pytest does (``dcz``, ``sniffers``, ``safetensors``,
 ``caffe``, ``zip``, ``fast_readers``, ``library_readers``, ``child_process``; the bounds of
 ``test_fuzz_bounds.py``: ``decodes_as_its_records_say``, ``reads_each_byte_once``,
-``views_of_one_storage``, ``layer_names``). A failure prints
+``views_of_one_storage``, ``layer_names``; and from ``test_fuzz_code.py``: ``decompress_writes``,
+``strided_record``, ``sparse_indices``, ``refused_as_code``, ``deflated``). A failure prints
 the smallest damaged input hypothesis could find and is kept in ``.hypothesis/``, so the next
 run (and the test suite on this machine) tries it first. Turn a real finding into a corpus file
 (scripts/make_corpus.py) so every checkout replays it.

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import corpus_code  # scripts/, beside this file
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,8 +68,8 @@ class Corpus:
         (self.folder / name).write_bytes(data)
         self.entries[-1].setdefault("companions", []).append(name)
 
-    def manifest(self) -> bytes:
-        doc = {"generator": "scripts/make_corpus.py", "entries": self.entries}
+    def manifest(self, generator: str = "scripts/make_corpus.py") -> bytes:
+        doc = {"generator": generator, "entries": self.entries}
         return (json.dumps(doc, indent=1) + "\n").encode()
 
 
@@ -431,7 +432,7 @@ def add_pytorch(c: Corpus) -> None:
     for name, data in (("pt_zip_exec.pt", torch_bytes({**state, "x": Hostile()})),
                        ("pt_legacy_exec.pt", torch_bytes({**state, "x": Hostile()}, True))):
         c.add(name, data, "a pickle calling builtins.exec on load",
-              "needs arbitrary Python objects to load (exec)")  # fmt: skip
+              "refers to builtins.exec: not loaded")  # fmt: skip
     data_member = next(n for n in zipfile.ZipFile(io.BytesIO(zipped)).namelist()
                        if n.endswith("data/0"))  # fmt: skip
     c.add("pt_zip_crc.pt", flip(zipped, member_offset(zipped, data_member) + 5, 0x01),
@@ -624,7 +625,11 @@ def build(folder: Path) -> None:
         add_keras(c, Path(tmp))
         add_caffe(c)
         add_dcz(c, Path(tmp))
+        code = Corpus(folder)  # issue 11's classes 1, 2, 5 and 10: their own manifest
+        corpus_code.add_all(code, Path(tmp), torch_bytes, torchscript_bytes(),
+                            keras_files(Path(tmp))[0], onnx_bytes)
     (folder / "manifest.json").write_bytes(c.manifest())
+    (folder / "manifest_code.json").write_bytes(code.manifest("scripts/corpus_code.py"))
     import corpus_bounds  # its entries start from the valid files above; own manifest
 
     corpus_bounds.build(folder)

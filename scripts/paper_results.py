@@ -207,7 +207,7 @@ def fine_tune(
 ) -> FineTuned:
     """Fine-tune model ``key`` from its recipe's starting settings with ``options``."""
     recipe = RECIPES[key]
-    module = load_trainable(SAMPLES / recipe["model"]).module
+    module = load_trainable(SAMPLES / recipe["model"], allow_code=True).module
     request = FineTuneRequest(
         module, train[0], train[1], load_settings(SAMPLES / recipe["settings"]),
         seed=seed, threads=THREADS, **options,
@@ -229,7 +229,7 @@ def run_model(
     """
     start = time.perf_counter()
     recipe = RECIPES[key]
-    evaluator = open_evaluator(SAMPLES / recipe["model"], SAMPLES / TEST)
+    evaluator = open_evaluator(SAMPLES / recipe["model"], SAMPLES / TEST, allow_code=True)
     baseline = evaluator.baseline
     print(f"{key}: baseline top-1 {baseline.top1:.2%}", file=sys.stderr, flush=True)
     paper = load_settings(SAMPLES / recipe["paper_settings"])

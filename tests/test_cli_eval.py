@@ -92,12 +92,12 @@ def test_info(capsys: pytest.CaptureFixture[str], files: dict[str, Path], name: 
 @pytest.mark.parametrize("name", ["net.onnx", "net_scripted.pt"])
 def test_eval_uncompressed(capsys: pytest.CaptureFixture[str], files: dict[str, Path],
                            name: str) -> None:
-    data = run_json(capsys, "eval", files[name], "--data", files["data.npz"])
+    data = run_json(capsys, "eval", "--allow-code", files[name], "--data", files["data.npz"])
     assert data["weights"] == "original"
     assert data["count"] == 500
     assert data["top1"] == data["baseline_top1"] == pytest.approx(0.8)  # the scale was applied
     assert data["agreement"] == 1.0 and data["drop_points"] == 0.0
-    code, out, err = run(capsys, "eval", files[name], "--data", files["data.npz"])
+    code, out, err = run(capsys, "eval", "--allow-code", files[name], "--data", files["data.npz"])
     assert code == 0 and err == ""
     assert "top-1" in out and "80.00%" in out and "agreement" in out and "500" in out
 
@@ -112,23 +112,26 @@ def test_eval_compressed_equals_config(
     results = []
     for model in ("net.onnx", "net_scripted.pt"):  # the names match, so either can run it
         for flag, source in (("--compressed", dcz), ("--config", files["settings.json"])):
-            data = run_json(capsys, "eval", files[model], "--data", files["data.npz"],
+            data = run_json(capsys, "eval", "--allow-code",
+                            files[model], "--data", files["data.npz"],
                             flag, source)
             assert data["weights"] == flag.removeprefix("--")
             results.append({k: data[k] for k in ("top1", "agreement", "baseline_top1")})
     assert all(r == results[0] for r in results)
     assert results[0]["agreement"] < 1.0  # 2-bit weights change predictions
-    code, out, err = run(capsys, "eval", files["net.onnx"], "--data", files["data.npz"],
+    code, out, err = run(capsys, "eval", "--allow-code",
+                         files["net.onnx"], "--data", files["data.npz"],
                          "--compressed", dcz)
     assert code == 0 and err == "" and "drop" in out and "points" in out
 
 
 def test_pickled_module_needs_the_flag(capsys: pytest.CaptureFixture[str],
                                        files: dict[str, Path]) -> None:
-    code, out, err = run(capsys, "eval", files["whole.pt"], "--data", files["data.npz"])
+    code, out, err = run(capsys, "eval", "--allow-code",
+                         files["whole.pt"], "--data", files["data.npz"])
     assert code == 2 and out == ""
     assert "--allow-pickle" in err and err.count("\n") == 1
-    data = run_json(capsys, "eval", files["whole.pt"], "--data", files["data.npz"],
+    data = run_json(capsys, "eval", "--allow-code", files["whole.pt"], "--data", files["data.npz"],
                     "--allow-pickle")
     assert data["top1"] == pytest.approx(0.8)
 
@@ -143,14 +146,14 @@ def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], files: dict[str
         (files["net.onnx"], tmp_path / "missing.npz", "no such file"),
     ]
     for model, data, problem in cases:
-        code, out, err = run(capsys, "eval", model, "--data", data)
+        code, out, err = run(capsys, "eval", "--allow-code", model, "--data", data)
         assert code == 2 and out == ""
         assert err.startswith("inspector: error: ") and problem in err and err.count("\n") == 1
     with pytest.raises(SystemExit) as info:  # argparse: data or synthetic inputs, not both
-        main(["eval", str(files["net.onnx"]), "--data", str(files["data.npz"]),
+        main(["eval", "--allow-code", str(files["net.onnx"]), "--data", str(files["data.npz"]),
               "--synthetic", "8"])
     assert info.value.code == 2
     with pytest.raises(SystemExit):
-        main(["eval", str(files["net.onnx"]), "--data", str(files["data.npz"]),
+        main(["eval", "--allow-code", str(files["net.onnx"]), "--data", str(files["data.npz"]),
               "--compressed", "a.dcz", "--config", "b.json"])
     capsys.readouterr()

@@ -72,7 +72,8 @@ def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, st
 
 def test_sensitivity_saves_the_sweep(capsys, files, tmp_path) -> None:
     out_path = tmp_path / "swept.json"
-    code, out, err = run(capsys, "sensitivity", files["model"], "--data", files["data"],
+    code, out, err = run(capsys, "sensitivity", "--allow-code",
+                         files["model"], "--data", files["data"],
                          "-o", out_path, "--fractions", "0,0.5,0.95", "--bits", "1,4,8")
     assert code == 0, err
     sweep = load_settings(out_path).sensitivity
@@ -82,7 +83,8 @@ def test_sensitivity_saves_the_sweep(capsys, files, tmp_path) -> None:
     assert sweep.layers[0].prune[-1].top1 < sweep.baseline_top1 - 0.1
     assert "baseline top-1" in out and "fc2.weight" in out and str(out_path) in out
 
-    code, out, err = run(capsys, "sensitivity", files["model"], "--data", files["data"],
+    code, out, err = run(capsys, "sensitivity", "--allow-code",
+                         files["model"], "--data", files["data"],
                          "-o", tmp_path / "one.json", "--layer", "fc2.weight", "--bits", "8",
                          "--fractions", "0.5", "--json")
     data = json.loads(out)
@@ -91,10 +93,10 @@ def test_sensitivity_saves_the_sweep(capsys, files, tmp_path) -> None:
 
 def test_tune_reuses_the_sweep_and_its_file_measures_within_budget(capsys, files, tmp_path):
     swept = tmp_path / "swept.json"
-    run(capsys, "sensitivity", files["model"], "--data", files["data"], "-o", swept,
+    run(capsys, "sensitivity", "--allow-code", files["model"], "--data", files["data"], "-o", swept,
         "--fractions", "0,0.3,0.5,0.7,0.9", "--bits", "2,3,4,6,8")
     tuned = tmp_path / "tuned.json"
-    code, out, err = run(capsys, "tune", files["model"], "--data", files["data"],
+    code, out, err = run(capsys, "tune", "--allow-code", files["model"], "--data", files["data"],
                          "--config", swept, "--max-drop", "1", "-o", tuned, "--json")
     assert code == 0, err
     data = json.loads(out)
@@ -109,13 +111,13 @@ def test_tune_reuses_the_sweep_and_its_file_measures_within_budget(capsys, files
     assert cli.main(["compress", str(files["model"]), "-o", str(dcz), "--config", str(tuned)]) == 0
     assert dcz.stat().st_size == data["file_nbytes"]
     capsys.readouterr()
-    assert cli.main(["eval", str(files["model"]), "--data", str(files["data"]),
+    assert cli.main(["eval", "--allow-code", str(files["model"]), "--data", str(files["data"]),
                      "--compressed", str(dcz), "--json"]) == 0
     measured = json.loads(capsys.readouterr().out)
     assert measured["top1"] == data["accuracy"]["top1"]
     assert measured["agreement"] == data["accuracy"]["agreement"]
 
-    code, out, err = run(capsys, "tune", files["model"], "--data", files["data"],
+    code, out, err = run(capsys, "tune", "--allow-code", files["model"], "--data", files["data"],
                          "--config", swept, "--max-drop", "1", "-o", tmp_path / "t2.json")
     assert code == 0 and err == ""
     assert "top-1" in out and "budget 1" in out and "within the budget" in out
@@ -123,7 +125,7 @@ def test_tune_reuses_the_sweep_and_its_file_measures_within_budget(capsys, files
 
 def test_tune_sweeps_when_the_config_has_no_sweep(capsys, files, tmp_path) -> None:
     tuned = tmp_path / "tuned.json"
-    code, _, err = run(capsys, "tune", files["model"], "--data", files["data"],
+    code, _, err = run(capsys, "tune", "--allow-code", files["model"], "--data", files["data"],
                        "--max-drop", "2", "-o", tuned, "--json")
     assert code == 0, err
     sweep = load_settings(tuned).sensitivity
@@ -132,10 +134,11 @@ def test_tune_sweeps_when_the_config_has_no_sweep(capsys, files, tmp_path) -> No
 
 def test_nothing_fits_exit_code_and_warning(capsys, files, tmp_path) -> None:
     coarse = tmp_path / "coarse.json"
-    run(capsys, "sensitivity", files["model"], "--data", files["data"], "-o", coarse,
+    run(capsys, "sensitivity", "--allow-code",
+        files["model"], "--data", files["data"], "-o", coarse,
         "--fractions", "0.9", "--bits", "1")
     tuned = tmp_path / "tuned.json"
-    code, out, err = run(capsys, "tune", files["model"], "--data", files["data"],
+    code, out, err = run(capsys, "tune", "--allow-code", files["model"], "--data", files["data"],
                          "--config", coarse, "--max-drop", "0.5", "-o", tuned)
     assert code == EXIT_NO_FIT and f"wrote {tuned}" in out
     assert "warning" in err and "nothing tried fits" in err and err.count("\n") == 1
@@ -144,13 +147,13 @@ def test_nothing_fits_exit_code_and_warning(capsys, files, tmp_path) -> None:
 
 @pytest.mark.parametrize("extra", [["--max-drop", "-1"], ["--max-drop", "nan"]])
 def test_bad_budget_is_one_line(capsys, files, tmp_path, extra) -> None:
-    code, out, err = run(capsys, "tune", files["model"], "--data", files["data"],
+    code, out, err = run(capsys, "tune", "--allow-code", files["model"], "--data", files["data"],
                          "-o", tmp_path / "t.json", "--config", tmp_path / "none.json", *extra)
     assert code == 2 and err.count("\n") == 1  # the missing config is reported first
     swept = tmp_path / "s.json"
-    run(capsys, "sensitivity", files["model"], "--data", files["data"], "-o", swept,
+    run(capsys, "sensitivity", "--allow-code", files["model"], "--data", files["data"], "-o", swept,
         "--fractions", "0", "--bits", "8")
-    code, out, err = run(capsys, "tune", files["model"], "--data", files["data"],
+    code, out, err = run(capsys, "tune", "--allow-code", files["model"], "--data", files["data"],
                          "-o", tmp_path / "t.json", "--config", swept, *extra)
     assert code == 2 and out == "" and "budget" in err and err.count("\n") == 1
     assert not (tmp_path / "t.json").exists()

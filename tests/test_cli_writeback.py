@@ -38,7 +38,8 @@ def compressed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_copy_holds_the_decoded_weights(capsys, compressed, tmp_path) -> None:
     capsys.readouterr()
     out = tmp_path / "small.pt"
-    code, stdout, err = cli(capsys, "decompress", compressed, "--into", MODEL, "-o", out)
+    code, stdout, err = cli(capsys, "decompress", compressed, "--allow-code",
+                            "--into", MODEL, "-o", out)
     assert code == 0 and err == ""
     assert f"wrote {out}: torchscript copy of {MODEL.name}" in stdout
     copy, box = read_model(out), container.open_container(compressed)
@@ -50,11 +51,13 @@ def test_the_copy_holds_the_decoded_weights(capsys, compressed, tmp_path) -> Non
 
 def test_the_copy_measures_what_the_compressed_file_measures(capsys, compressed, tmp_path):
     out = tmp_path / "small.pt"
-    assert main(["decompress", str(compressed), "--into", str(MODEL), "-o", str(out)]) == 0
+    assert main(["decompress", str(compressed), "--allow-code",
+                 "--into", str(MODEL), "-o", str(out)]) == 0
     capsys.readouterr()
-    code, copy_json, _ = cli(capsys, "eval", out, "--data", DATA, "--json")
+    code, copy_json, _ = cli(capsys, "eval", "--allow-code", out, "--data", DATA, "--json")
     assert code == 0
-    code, dcz_json, _ = cli(capsys, "eval", MODEL, "--compressed", compressed, "--data", DATA,
+    code, dcz_json, _ = cli(capsys, "eval", "--allow-code",
+                            MODEL, "--compressed", compressed, "--data", DATA,
                             "--json")
     assert code == 0
     copy, dcz = json.loads(copy_json), json.loads(dcz_json)
@@ -71,7 +74,8 @@ def test_the_copy_measures_what_the_compressed_file_measures(capsys, compressed,
 def test_bad_targets_are_one_line_and_exit_2(capsys, compressed, tmp_path, target, problem):
     out = compressed.parent / target if target.endswith(".dcz") else tmp_path / target
     before = compressed.read_bytes()
-    code, stdout, err = cli(capsys, "decompress", compressed, "--into", MODEL, "-o", out)
+    code, stdout, err = cli(capsys, "decompress", compressed, "--allow-code",
+                            "--into", MODEL, "-o", out)
     assert code == 2 and stdout == ""
     assert problem in err and err.count("\n") == 1 and "Traceback" not in err
     assert compressed.read_bytes() == before
@@ -79,7 +83,8 @@ def test_bad_targets_are_one_line_and_exit_2(capsys, compressed, tmp_path, targe
 
 def test_a_model_the_file_was_not_made_from_is_refused(capsys, compressed, tmp_path) -> None:
     other = SAMPLES / "lenet5_scripted.pt"
-    code, _, err = cli(capsys, "decompress", compressed, "--into", other, "-o", tmp_path / "x.pt")
+    code, _, err = cli(capsys, "decompress", compressed, "--allow-code",
+                       "--into", other, "-o", tmp_path / "x.pt")
     assert code == 2 and "'ip1.weight' has shape (300, 784), the source model (500, 800)" in err
     assert not (tmp_path / "x.pt").exists()
 
@@ -98,7 +103,8 @@ def test_untouched_tensors_count_as_kept(capsys, tmp_path) -> None:
     np.savez(tmp_path / "part.npz", **{n: source.tensors[n] for n in names})
     assert main(["compress", str(tmp_path / "part.npz"), "-o", str(partial)]) == 0
     capsys.readouterr()
-    code, stdout, _ = cli(capsys, "decompress", partial, "--into", MODEL, "-o", tmp_path / "c.pt")
+    code, stdout, _ = cli(capsys, "decompress", partial, "--allow-code",
+                          "--into", MODEL, "-o", tmp_path / "c.pt")
     assert code == 0 and "1 kept from" in stdout
     copy = read_model(tmp_path / "c.pt")
     assert copy.tensors["ip1.weight"].tobytes() == source.tensors["ip1.weight"].tobytes()

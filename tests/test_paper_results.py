@@ -48,7 +48,7 @@ def result(script: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> obje
 def _cli_eval(capsys: pytest.CaptureFixture[str], dcz: Path) -> dict:
     capsys.readouterr()
     code = cli.main([
-        "eval", str(SAMPLES / "lenet300_100_scripted.pt"), "--compressed", str(dcz),
+        "eval", "--allow-code", str(SAMPLES / "lenet300_100_scripted.pt"), "--compressed", str(dcz),
         "--data", str(SAMPLES / "mnist_test.h5"), "--json",
     ])
     assert code == 0

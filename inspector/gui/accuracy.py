@@ -17,10 +17,12 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from inspector.errors import InputError
 from inspector.io.model_file import LoadedModel
 from inspector.model.session import Session
 from inspector.tasks.codec import ModelCodec
 
+from .code_consent import CodeConsent
 from .workers import COLLECTOR, SerialWorker, Token, drive
 
 SETTLE_MS = 250  # settings unchanged this long = the user let go of the slider
@@ -35,9 +37,12 @@ class AccuracyController(QObject):
     busy = Signal(bool)
     status = Signal(str)
 
-    def __init__(self, session: Session, parent: QObject | None = None) -> None:
+    def __init__(
+        self, session: Session, parent: QObject | None = None, consent: CodeConsent | None = None
+    ) -> None:
         super().__init__(parent)
         self.session = session
+        self.consent = consent or CodeConsent()  # whether the model's code may run
         self.data_path: str | None = None
         self._evaluator: Any = None  # tasks.accuracy.Evaluator, imported lazily (torch)
         self._codec: ModelCodec | None = None
@@ -71,6 +76,10 @@ class AccuracyController(QObject):
         data = self.data_path
         if data is None:
             self._refusal = run_refusal(model.format)
+            if self._refusal is None and model.format == "torchscript":
+                # No input shape to make inputs from; and no reason to ask to run its code.
+                self._refusal = ("a TorchScript archive records no input shape: open "
+                                 "evaluation data (File ▸ Open Evaluation Data) to measure")
             self._worker.cancel()
             if self._refusal is None:
                 # Made-up inputs are nothing the user asked for: the first size estimate (what
@@ -80,6 +89,15 @@ class AccuracyController(QObject):
         self._submit_open(model, data)
 
     def _submit_open(self, model: LoadedModel, data: str | None) -> None:
+        allow_code = self.consent.allow_code(model.path, "measuring its accuracy")
+        if allow_code is None:  # the user said no: the proxy stays, with the reason
+
+            def refused(_token: Token) -> tuple[str, Any]:
+                raise InputError("contains code you chose not to run; measuring its accuracy "
+                                 "runs it", model.path)  # fmt: skip
+
+            self._worker.submit(refused)
+            return
         if data is None:
             self.status.emit(f"Comparing {Path(model.path).name} with itself on "
                              f"{GUI_SYNTHETIC} synthetic inputs…")
@@ -91,8 +109,8 @@ class AccuracyController(QObject):
             from inspector.tasks.accuracy import open_evaluator
 
             with COLLECTOR.paused():
-                evaluator = open_evaluator(
-                    model.path, data, synthetic=None if data else GUI_SYNTHETIC)
+                evaluator = open_evaluator(model.path, data, allow_code=allow_code,
+                                           synthetic=None if data else GUI_SYNTHETIC)
                 evaluator.baseline  # noqa: B018 - measured here, off the GUI thread
             return evaluator, ModelCodec(model)
 

@@ -18,6 +18,7 @@ from inspector.tasks.codec import ModelCodec, Progress
 from inspector.tasks.load import Opened, open_model
 
 from .accuracy import AccuracyController
+from .code_consent import CodeConsent
 from .tuning import TuningController
 from .workers import COLLECTOR, SerialWorker, Token, drive
 
@@ -51,7 +52,8 @@ class Controller(QObject):
         self.codec: ModelCodec | None = None
         self.loader = SerialWorker("load", self)
         self.estimator = SerialWorker("estimate", self)
-        self.accuracy = AccuracyController(session, self)
+        self.consent = CodeConsent()  # asked once per file, shared by everything that runs it
+        self.accuracy = AccuracyController(session, self, consent=self.consent)
         self.accuracy.status.connect(self.status)
         self.tuning = TuningController(session, self.accuracy, self)
         self.tuning.status.connect(self.status)

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.errors import InspectorError
-from inspector.io import can_write_back
+from inspector.io import can_write_back, write_back_runs_code
 from inspector.model.session import Session
 from inspector.tasks.codec import Progress
 from inspector.tasks.export import (
@@ -49,6 +49,7 @@ from inspector.tasks.export import (
     weight_extensions,
 )
 
+from .code_consent import CodeConsent
 from .util import signals_blocked
 from .workers import SerialWorker, Token, drive
 
@@ -79,8 +80,11 @@ class ExportDialog(QDialog):
     before replacing an existing file (replace it in tests).
     """
 
-    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, session: Session, parent: QWidget | None = None, consent: CodeConsent | None = None
+    ) -> None:
         super().__init__(parent)
+        self.consent = consent or CodeConsent()  # a TorchScript copy runs the model's code
         if session.model is None:
             raise ValueError("ExportDialog needs a session with an open model")
         self.session = session
@@ -204,7 +208,15 @@ class ExportDialog(QDialog):
             return 0
         if path.exists() and not self.confirm_overwrite(path):
             return 0
-        gen = export(self.kind(), self.model, self.session.settings, path)
+        allow_code: bool | None = False
+        if self.kind() == REWRITTEN and write_back_runs_code(self.model.path):
+            allow_code = self.consent.allow_code(self.model.path, "writing a copy of it")
+            if allow_code is None:
+                self._show_error(f"{self.source.name} contains code you chose not to run: "
+                                 "writing a copy of it needs to run it.")
+                return 0
+        gen = export(self.kind(), self.model, self.session.settings, path,
+                     allow_code=bool(allow_code))
         estimate = self.session.estimate
         self._shown_estimate = estimate.file_nbytes if estimate is not None else None
         completed: list[ExportResult] = []

@@ -285,7 +285,7 @@ class MainWindow(QMainWindow):
             return
         from .export_dialog import ExportDialog
 
-        dialog = ExportDialog(self.session, self)
+        dialog = ExportDialog(self.session, self, consent=self.controller.consent)
         dialog.exec()
         dialog.deleteLater()
 

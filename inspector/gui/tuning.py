@@ -38,6 +38,7 @@ class TuningController(QObject):
         self.session = session
         self._accuracy = accuracy  # whose evaluation file the runs use
         self._tools: tuple[tuple[str, str], Any, ModelCodec] | None = None
+        self._allow_code = False  # the user's answer for the model the running job opens
         self._worker = SerialWorker("tune", self)
         self._clock = QElapsedTimer()  # since the run started: the progress's time left
         self._worker.progress.connect(self._on_worker_progress)
@@ -68,7 +69,7 @@ class TuningController(QObject):
             token.check()
             return "sensitivity", sweep
 
-        return self._start(job, "Measuring each layer's sensitivity…")
+        return self._start(job, "Measuring each layer's sensitivity…", "measuring its sensitivity")
 
     def auto_tune(self, max_drop_points: float) -> int:
         """Choose per-layer sparsity and bits for the smallest file within the budget."""
@@ -91,7 +92,7 @@ class TuningController(QObject):
             token.check()
             return "tune", result
 
-        return self._start(job, f"Auto-tuning within {max_drop_points:g} points…")
+        return self._start(job, f"Auto-tuning within {max_drop_points:g} points…", "auto-tuning it")
 
     def fine_tune(
         self, train_path: str, output: str, epochs: tuple[int, int] | None = None
@@ -108,7 +109,7 @@ class TuningController(QObject):
         def job(token: Token) -> tuple[str, Any]:
             train = read_eval_data(train_path)
             val = read_eval_data(data) if data else None
-            trainable = load_trainable(model.path)
+            trainable = load_trainable(model.path, allow_code=self._allow_code)
             request = FineTuneRequest(
                 trainable.module, train.inputs, train.labels, settings,
                 val_inputs=None if val is None else val.inputs,
@@ -121,7 +122,7 @@ class TuningController(QObject):
             save_trainable(trainable.module, output, result.tensors, protect=[model.path])
             return "finetune", (output, result.settings)
 
-        return self._start(job, f"Fine-tuning {Path(model.path).name}…")
+        return self._start(job, f"Fine-tuning {Path(model.path).name}…", "fine-tuning it")
 
     def cancel(self) -> None:
         if self._worker.busy:
@@ -133,9 +134,16 @@ class TuningController(QObject):
         self._worker.shutdown()
 
     # ---------------------------------------------------------------- helpers
-    def _start(self, job: Any, message: str) -> int:
+    def _start(self, job: Any, message: str, action: str) -> int:
         if self.session.model is None:
             return 0
+        path = self.session.model.path
+        allow_code = self._accuracy.consent.allow_code(path, action)  # asked once per file
+        if allow_code is None:
+            self.failed.emit(f"{Path(path).name} contains code you chose not to run: "
+                             f"{action} needs to run it.")
+            return 0
+        self._allow_code = allow_code  # read by this worker's jobs, set before they start
         self.busy.emit(True)
         self.status.emit(message)
         self._clock.start()
@@ -154,7 +162,7 @@ class TuningController(QObject):
                                   else "making synthetic inputs"))
             with COLLECTOR.paused():
                 # Without data: agreement with the original on synthetic inputs.
-                evaluator = open_evaluator(model.path, data,
+                evaluator = open_evaluator(model.path, data, allow_code=self._allow_code,
                                            synthetic=None if data else GUI_SYNTHETIC)
                 self._tools = (key, evaluator, ModelCodec(model))
         return self._tools[1], self._tools[2]

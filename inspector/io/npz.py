@@ -20,9 +20,13 @@ from inspector.io.budget import Budget
 from inspector.io.model_file import LoadedModel
 from inspector.io.registry import reader, writer
 from inspector.io.sniff import zip_first_name
+from inspector.io.torch_pickle import code_refusal, pickle_global
 from inspector.io.zip_bounds import check_layout
 
 _PICKLED = "contains pickled Python objects, which inspector refuses to load"
+# What numpy's own pickle of an object array names: not worth naming as the code it runs.
+_NUMPY_OWN = ("numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
+              "numpy.ndarray", "numpy.dtype")  # fmt: skip
 # Deflate cannot pack more than 1032 bytes into one; a member claiming more is lying.
 _DEFLATE_RATIO = 1032
 _MAX_HEADER_BYTES = 10_000  # numpy's own default limit for .npy headers
@@ -106,7 +110,10 @@ def _npy_header(member: IO[bytes], name: str, path: Path) -> tuple[np.dtype, tup
         problem = " ".join(str(exc).split())[:160] or type(exc).__name__
         raise InputError(f"array {name!r} has a malformed .npy header ({problem})", path) from None
     if dtype.hasobject:
-        raise InputError(f"array {name!r} {_PICKLED}", path)
+        # Name what the pickle would call, read without running it: refused as code.
+        called = pickle_global(member.read(1 << 20), ignore=_NUMPY_OWN)
+        problem = code_refusal(called, "save numeric arrays only") if called else _PICKLED
+        raise InputError(f"array {name!r} {problem}", path)
     if dtype.kind not in "biufc":
         raise InputError(f"array {name!r} has unsupported dtype {dtype}", path)
     if any(d < 0 for d in shape):

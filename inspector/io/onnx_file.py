@@ -192,6 +192,27 @@ def node_holders(proto: Any, functions: bool = False) -> list[Any]:
     return holders
 
 
+# Operator domains onnxruntime implements itself; any other needs a custom-op library, that is
+# native code from somewhere else, which inspector never loads.
+_BUILTIN_OP_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training",
+                                 "com.microsoft", "com.microsoft.nchwc"})  # fmt: skip
+
+
+def custom_operators(proto: Any) -> list[str]:
+    """``domain.op_type`` of every node (in any graph or function) needing a custom operator.
+
+    A call of one of the model's own functions is not one: it expands to ONNX nodes, which are
+    checked in turn. Reading never runs anything; this is for running the model.
+    """
+    local = {(f.domain, f.name) for f in proto.functions}
+    found: dict[str, None] = {}
+    for holder in node_holders(proto, functions=True):
+        for node in holder.node:
+            if node.domain not in _BUILTIN_OP_DOMAINS and (node.domain, node.op_type) not in local:
+                found[f"{node.domain}.{node.op_type}"] = None
+    return list(found)
+
+
 def _walk(graph: Any, scope: tuple[str, ...], found: list[_Found]) -> None:
     if scope:  # the main graph's initializers are listed first by the caller
         found.extend(_Found(t.name, scope, t, "") for t in float_initializers_of(graph))
@@ -286,10 +307,30 @@ def load_external(proto: Any, path: Path) -> None:
     """
     from onnx.external_data_helper import load_external_data_for_model
 
+    check_external_keys(proto, path)
     try:
         load_external_data_for_model(proto, str(path.parent))
     except Exception as exc:  # missing file, path outside the folder, short file
         raise InputError(f"external data: {_reason(exc)}", path) from None
+
+
+# The keys of an external-data entry the ONNX spec defines; onnx ignores any other silently,
+# so an entry saying how its bytes are encoded ("compression": "zlib") would read as garbage.
+_EXTERNAL_KEYS = frozenset({"location", "offset", "length", "checksum", "basepath"})
+
+
+def check_external_keys(proto: Any, path: Path) -> None:
+    """Refuse an external-data entry with a key the spec does not define, or one given twice."""
+    from onnx.external_data_helper import _get_all_tensors
+
+    for tensor in _get_all_tensors(proto):
+        keys = [entry.key for entry in tensor.external_data]
+        unknown = [k for k in keys if k not in _EXTERNAL_KEYS]
+        if unknown:
+            raise InputError(f"tensor {tensor.name[:80]!r} has an unknown external-data key "
+                             f"{unknown[0][:40]!r}", path)  # fmt: skip
+        if len(set(keys)) != len(keys):
+            raise InputError(f"tensor {tensor.name[:80]!r} repeats an external-data key", path)
 
 
 def _reason(exc: BaseException) -> str:
@@ -319,6 +360,7 @@ def read_onnx(path: Path) -> LoadedModel:
         Not an ONNX model, unreadable tensor, or no float tensors.
     """
     proto = load_proto(path)
+    check_external_keys(proto, path)
     tensors: dict[str, np.ndarray] = {}
     dtypes: dict[str, str] = {}
     weights = weights_of(proto, path)

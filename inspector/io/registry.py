@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.atomic import atomic_path, check_output, same_file
-from inspector.errors import InputError, OutputError
+from inspector.errors import CodeNotAllowed, InputError, OutputError
 from inspector.io.model_file import LoadedModel
 
 #: How many leading bytes a sniffer is shown.
@@ -56,6 +56,8 @@ class WriterSpec:
 _READERS: dict[str, ReaderSpec] = {}
 _WRITERS: dict[str, WriterSpec] = {}
 _REWRITERS: dict[str, RewriteFunc] = {}
+_REWRITERS_RUNNING_CODE: set[str] = set()  # rewriters that load the model as code
+_LABELS = {"torchscript": "TorchScript"}
 # Sniffed in this order: TorchScript archives are zips that the PyTorch sniffer would also claim.
 _BUILTIN_MODULES = (
     "inspector.io.torchscript",
@@ -113,16 +115,20 @@ def writer(*, name: str, extensions: tuple[str, ...]) -> Callable[[WriteFunc], W
     return register
 
 
-def rewriter(*, format: str) -> Callable[[RewriteFunc], RewriteFunc]:
+def rewriter(*, format: str, runs_code: bool = False) -> Callable[[RewriteFunc], RewriteFunc]:
     """Register ``func(source, target, tensors)`` as the write-back of reader ``format``.
 
     The function writes to ``target`` a copy of ``source`` in which every tensor named in
     ``tensors`` (by the reader's names) holds the given values, cast to the dtype the source
-    stores; every other part of the file (graph, code, configuration) is kept.
+    stores; every other part of the file (graph, code, configuration) is kept. ``runs_code``:
+    the function loads the source as a program (TorchScript), so :func:`write_back` calls it only
+    with ``allow_code``.
     """
 
     def register(func: RewriteFunc) -> RewriteFunc:
         _REWRITERS[format] = func
+        if runs_code:
+            _REWRITERS_RUNNING_CODE.add(format)
         return func
 
     return register
@@ -288,6 +294,15 @@ def write_weights(
         raise InputError(f"cannot write: {exc.strerror or exc}", path) from None
 
 
+def write_back_runs_code(path: str | os.PathLike[str]) -> bool:
+    """Whether writing a copy of ``path`` loads it as a program (False if unreadable)."""
+    path = Path(path)
+    try:
+        return _choose_reader(path, _head(path)).name in _REWRITERS_RUNNING_CODE
+    except InputError:
+        return False
+
+
 def can_write_back(path: str | os.PathLike[str]) -> bool:
     """Whether :func:`write_back` supports ``path``'s format (sniffed; False if unreadable)."""
     path = Path(path)
@@ -302,6 +317,8 @@ def write_back(
     output: str | os.PathLike[str],
     tensors: Mapping[str, np.ndarray],
     model: LoadedModel | None = None,
+    *,
+    allow_code: bool = False,
 ) -> None:
     """Write a copy of ``source`` in its own format with ``tensors`` replaced, atomically.
 
@@ -316,9 +333,14 @@ def write_back(
     model : LoadedModel, optional
         ``source`` as already read, to check the names and shapes against without reading it
         again.
+    allow_code : bool
+        The user agreed to load ``source`` as a program, where its format's write-back does
+        (TorchScript: loading runs the code it contains).
 
     Raises
     ------
+    CodeNotAllowed
+        The write-back would run the source's code and ``allow_code`` is false.
     InputError
         A format without write-back, an output over the source, another extension, a name the
         source lacks or a shape that differs; one line naming the file.
@@ -331,6 +353,12 @@ def write_back(
         problem = (f"cannot write back into {spec.name} files (supported: {writable}); "
                    "write the weights as .pt, .safetensors or .npz instead")
         raise InputError(problem, source)
+    if spec.name in _REWRITERS_RUNNING_CODE and not allow_code:
+        raise CodeNotAllowed(
+            f"is {_LABELS.get(spec.name, spec.name)}: writing a copy of it runs the code it "
+            "contains; pass --allow-code to allow",
+            source,
+        )
     if same_file(output, source):
         raise InputError("refusing to overwrite the source model", output)
     if output.suffix.lower() != source.suffix.lower():

@@ -117,7 +117,9 @@ class Runnable(ABC):
             raise InputError(f"the model takes no tensor named {_names(unknown)}", self.path)
 
 
-def open_runnable(path: str | os.PathLike[str], *, allow_pickle: bool = False) -> Runnable:
+def open_runnable(
+    path: str | os.PathLike[str], *, allow_pickle: bool = False, allow_code: bool = False
+) -> Runnable:
     """Open a model file to run it.
 
     Parameters
@@ -127,9 +129,13 @@ def open_runnable(path: str | os.PathLike[str], *, allow_pickle: bool = False) -
         ``allow_pickle``, a whole module saved with ``torch.save(model, path)``.
     allow_pickle : bool
         Unpickle a saved module. Unpickling runs code from the file: only for trusted files.
+    allow_code : bool
+        Load a TorchScript archive, which runs the code it contains: only when the user agreed.
 
     Raises
     ------
+    CodeNotAllowed
+        A TorchScript archive without ``allow_code``.
     InputError
         ``"cannot run this file: ..."`` for anything else (a state dict holds only weights),
         and one line for a file the runtime cannot load.
@@ -143,7 +149,7 @@ def open_runnable(path: str | os.PathLike[str], *, allow_pickle: bool = False) -
     if sniff_torchscript(head) or (zipfile.is_zipfile(path) and is_torchscript_archive(path)):
         from inspector.io.runnable_torch import TorchRunnable
 
-        return TorchRunnable.open_script(path)
+        return TorchRunnable.open_script(path, allow_code=allow_code)
     if sniff_pytorch(head):
         from inspector.io.runnable_torch import TorchRunnable
 

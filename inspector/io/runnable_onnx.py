@@ -31,6 +31,7 @@ from inspector.errors import InputError
 from inspector.io.model_file import LoadedModel
 from inspector.io.onnx_file import (
     Weight,
+    custom_operators,
     load_external,
     load_proto,
     node_holders,
@@ -82,6 +83,12 @@ class OnnxRunnable(Runnable):
     def open(cls, path: Path) -> OnnxRunnable:
         """Load ``path`` (external data from its folder) and start a CPU session."""
         proto = load_proto(path)
+        custom = custom_operators(proto)
+        if custom:
+            more = f" and {len(custom) - 3} more" if len(custom) > 3 else ""
+            raise cannot_run(path, f"it uses custom operators ({', '.join(custom[:3])}{more}), "
+                             "which need native code from outside the file; inspector does not "
+                             "load custom-operator libraries")
         load_external(proto, path)
         return cls(path, proto)
 

@@ -44,9 +44,10 @@ class TorchRunnable(Runnable):
         self._input_dtype = floats[0] if floats else torch.float32
 
     @classmethod
-    def open_script(cls, path: Path) -> TorchRunnable:
-        """Load a TorchScript archive (``torch.jit.load``, no Python unpickling)."""
-        return cls(path, load_script(path), "torchscript")
+    def open_script(cls, path: Path, *, allow_code: bool) -> TorchRunnable:
+        """Load a TorchScript archive (``torch.jit.load``), only when ``allow_code`` (it runs
+        the archive's code)."""
+        return cls(path, load_script(path, allow_code=allow_code), "torchscript")
 
     @classmethod
     def open_pickle(cls, path: Path, *, allow_pickle: bool) -> TorchRunnable:

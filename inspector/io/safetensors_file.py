@@ -33,6 +33,14 @@ _DTYPE_BITS = {
     "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
 }  # fmt: skip
 _MAX_NDIM = 64  # numpy's limit
+# Defined by the format but not weights inspector can hold exactly: E8M0 is an exponent-only
+# scale (its 0xFF is NaN), F4 and F6 pack several values per byte.
+_UNSUPPORTED = {
+    "F8_E8M0": "an exponent-only scale format, not weights",
+    "F4": "packs two values per byte",
+    "F6_E2M3": "packs values across bytes",
+    "F6_E3M2": "packs values across bytes",
+}
 
 
 def sniff_safetensors(head: bytes) -> bool:
@@ -64,7 +72,9 @@ def read_header(path: Path) -> dict[str, Any]:
             )
         raw = f.read(length)
     try:
-        header = json.loads(raw)
+        header = json.loads(raw, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise InputError(f"malformed safetensors header (it names {exc} twice)", path) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"malformed safetensors header ({exc})", path) from None
     except RecursionError:
@@ -73,6 +83,20 @@ def read_header(path: Path) -> dict[str, Any]:
         raise InputError("malformed safetensors header (not a JSON object)", path)
     _check_entries(path, header, size - 8 - length)
     return header
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (``json`` would silently keep the last)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(_short(key))
+        out[key] = value
+    return out
 
 
 def _is_count(value: Any) -> bool:
@@ -103,6 +127,9 @@ def _check_entries(path: Path, header: dict[str, Any], data_bytes: int) -> None:
             raise InputError(f"{tensor} has an invalid shape {_short(shape)}", path)
         if dtype not in _DTYPE_BITS:
             raise InputError(f"{tensor} has an unknown dtype {_short(dtype)}", path)
+        if dtype in _UNSUPPORTED:
+            raise InputError(f"{tensor} has dtype {dtype}, which inspector does not read "
+                             f"({_UNSUPPORTED[dtype]})", path)  # fmt: skip
         begin, end = offsets
         if begin > end or end > data_bytes:
             raise InputError(
@@ -142,6 +169,8 @@ def read_safetensors(path: Path) -> LoadedModel:
         key=lambda item: item[1]["data_offsets"][0],
     )
     names = [name for name, _ in entries]
+    if not names:
+        raise InputError("contains no tensors", path)
     # Only load torch when numpy cannot represent a dtype in the file.
     framework = "numpy" if all(e.get("dtype") in _NUMPY_DTYPES for _, e in entries) else "pt"
     tensors: dict[str, np.ndarray] = {}

@@ -1,8 +1,13 @@
 """TorchScript archives (``torch.jit.save``): the weights of a compiled, runnable network.
 
 A TorchScript archive is a zip like a ``torch.save`` checkpoint, but it also holds the network's
-code. Loading it with ``torch.jit.load`` compiles that TorchScript code; it does not unpickle
-arbitrary Python objects, so unlike a pickled module it cannot run Python code from the file.
+code, and ``torch.jit.load`` runs some of it while loading (a class's ``__setstate__``, which can
+loop, read and create files). So reading the weights (``info``, ``compress``, the app) never calls
+it: :func:`read_torchscript` takes the tensors from the archive's records
+(:mod:`inspector.io.torch_pickle`, :mod:`inspector.io.script_records`). Only running the model
+(evaluation, tuning, fine-tuning, a write-back copy) loads it, through :func:`load_script`, and
+only when the caller passes ``allow_code=True`` because the user agreed (``--allow-code``, or the
+app's confirmation).
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from inspector.errors import InputError
+from inspector.errors import CodeNotAllowed, InputError
 from inspector.io.model_file import LoadedModel
 from inspector.io.registry import reader
+from inspector.io.script_records import CodeState, Entry, class_declarations, state_entries
 from inspector.io.sniff import check_zip_members, zip_first_name
+from inspector.io.torch_pickle import BadRecord, CodeRefused, code_refusal
+from inspector.io.torch_storage import archive_folder, open_records, read_array
 from inspector.io.torchscript_types import script_kinds
 
 # torch.jit.save writes the tensor data first ("<archive>/data/0"), torch.save writes its pickle
@@ -44,14 +52,31 @@ def is_torchscript_archive(path: Path) -> bool:
         return False
 
 
-def load_script(path: Path) -> Any:
+def code_not_allowed(path: Path, action: str = "evaluating it") -> CodeNotAllowed:
+    """The one line for a TorchScript archive the user has not allowed to run."""
+    return CodeNotAllowed(
+        f"is TorchScript: {action} runs the code it contains; pass --allow-code to allow", path
+    )
+
+
+def load_script(path: Path, *, allow_code: bool, action: str = "evaluating it") -> Any:
     """``torch.jit.load`` on the CPU, with torch's failures as one-line InputErrors.
 
-    The archive's checksums are checked first: torch never does, so a flipped byte in a tensor
-    would load as a wrong weight.
+    Loading runs code from the archive, so it happens only with ``allow_code`` (the user
+    agreed); ``action`` names what needs it, for the refusal. The archive's checksums are
+    checked first: torch never does, so a flipped byte in a tensor would load as a wrong weight.
+
+    Raises
+    ------
+    CodeNotAllowed
+        ``allow_code`` is false.
+    InputError
+        A damaged archive, or torch cannot load it.
     """
     import torch
 
+    if not allow_code:
+        raise code_not_allowed(path, action)
     check_zip_members(path, "TorchScript")
 
     try:
@@ -89,7 +114,7 @@ def module_tensors(module: Any, path: Path) -> tuple[dict[str, np.ndarray], dict
 
 @reader(name="torchscript", extensions=(".torchscript", ".ptl"), sniff=sniff_torchscript)
 def read_torchscript(path: Path) -> LoadedModel:
-    """Read the parameters and buffers of a TorchScript archive.
+    """Read the parameters and buffers of a TorchScript archive, without running its code.
 
     Parameters
     ----------
@@ -99,18 +124,71 @@ def read_torchscript(path: Path) -> LoadedModel:
     Returns
     -------
     LoadedModel
-        The module's ``state_dict()`` tensors in its order, format ``"torchscript"``.
+        The tensors ``module.state_dict()`` would hold, in its order, format ``"torchscript"``;
+        metadata ``"buffers"`` lists the buffers' names (the rest are parameters).
 
     Raises
     ------
     InputError
-        Corrupt archive, or no tensors (a frozen module keeps its weights as constants).
+        Corrupt archive, a pickle naming code, a module restoring its state with its own code,
+        a tensor outside its storage, or no tensors (a frozen module keeps its weights as
+        constants).
     """
-    tensors, dtypes = module_tensors(load_script(path), path)
-    if not tensors:
+    entries, arrays = script_tensors(path)
+    if not entries:
         raise InputError(
             "TorchScript archive holds no parameters or buffers (a frozen module inlines them)",
             path,
         )
+    tensors = {e.name: arrays[e.name][0] for e in entries}
+    dtypes = {e.name: arrays[e.name][1] for e in entries}
+    buffers = [e.name for e in entries if e.role == "buffer"]
+    metadata = {"buffers": ",".join(buffers)} if buffers else {}
     kinds = script_kinds(path)  # module classes from data.pkl, read without running code
-    return LoadedModel.build(str(path), "torchscript", tensors, dtypes, kinds=kinds)
+    return LoadedModel.build(str(path), "torchscript", tensors, dtypes, metadata, kinds)
+
+
+def script_tensors(path: Path) -> tuple[list[Entry], dict[str, tuple[np.ndarray, str]]]:
+    """The archive's state-dict entries and their arrays, read from its records only."""
+    check_zip_members(path, "TorchScript")
+    with zipfile.ZipFile(path) as archive:
+        try:
+            records, storages = open_records(path, archive, "data.pkl")
+            decls = class_declarations(archive, archive_folder(archive))
+            if f"{archive_folder(archive)}constants.pkl" in archive.namelist():
+                open_records(path, archive, "constants.pkl")  # refuses code there too
+            entries = state_entries(records, decls)
+            arrays: dict[str, tuple[np.ndarray, str]] = {}
+            for entry in entries:
+                try:
+                    arrays[entry.name] = read_array(storages, entry.ref)
+                except BadRecord as exc:
+                    raise InputError(f"tensor {entry.name!r}: {exc}", path) from None
+        except CodeRefused as exc:
+            raise InputError(code_refusal(exc.name), path) from None
+        except CodeState as exc:
+            raise InputError(str(exc), path) from None
+        except BadRecord as exc:
+            raise InputError(f"corrupt or unreadable TorchScript archive ({exc})", path) from None
+        except InputError:
+            raise
+        except RecursionError:
+            problem = "corrupt or unreadable TorchScript archive (its pickle nests too deep)"
+            raise InputError(problem, path) from None
+        except Exception as exc:  # a damaged pickle fails in many ways (EOFError, struct...)
+            problem = f"corrupt or unreadable TorchScript archive ({torch_reason(exc)})"
+            raise InputError(problem, path) from None
+    return entries, arrays
+
+
+def runs_code(path: Path) -> bool:
+    """Whether running ``path`` as a model would load it as TorchScript (and run its code).
+
+    The same test :func:`inspector.io.runnable.open_runnable` applies; False if unreadable.
+    """
+    try:
+        with path.open("rb") as f:
+            head = f.read(1024)
+    except OSError:
+        return False
+    return sniff_torchscript(head) or (zipfile.is_zipfile(path) and is_torchscript_archive(path))

@@ -49,7 +49,9 @@ class Trainable:
     scripted: bool
 
 
-def load_trainable(path: str | os.PathLike[str], allow_pickle: bool = False) -> Trainable:
+def load_trainable(
+    path: str | os.PathLike[str], allow_pickle: bool = False, *, allow_code: bool = False
+) -> Trainable:
     """Load a model that can be run and trained, on the CPU.
 
     Parameters
@@ -60,9 +62,14 @@ def load_trainable(path: str | os.PathLike[str], allow_pickle: bool = False) -> 
     allow_pickle : bool
         Allow ``torch.load(weights_only=False)``, which runs code from the file: only for
         files the user trusts.
+    allow_code : bool
+        Allow loading a TorchScript archive, which runs the code it contains (the user agreed:
+        ``--allow-code`` or the app's confirmation).
 
     Raises
     ------
+    CodeNotAllowed
+        A TorchScript archive without ``allow_code``.
     InputError
         Missing or unreadable file, a pickle without ``allow_pickle``, a state dict or any
         other object that is not a module; one line naming the file.
@@ -73,7 +80,8 @@ def load_trainable(path: str | os.PathLike[str], allow_pickle: bool = False) -> 
     if not path.is_file():
         raise InputError("no such file", path)
     if is_torchscript_archive(path):
-        return Trainable(str(path), load_script(path), True)
+        module = load_script(path, allow_code=allow_code, action="training it")
+        return Trainable(str(path), module, True)
     if not allow_pickle:
         raise InputError(_NOT_SCRIPTED, path)
     try:

@@ -298,6 +298,7 @@ def open_evaluator(
     seed: int = 0,
     distribution: str = "normal",
     metric: str | None = None,
+    allow_code: bool = False,
 ) -> Evaluator:
     """An :class:`Evaluator` of a runnable model file on a data file, or on synthetic inputs.
 
@@ -320,6 +321,8 @@ def open_evaluator(
         Of the synthetic inputs (see :func:`inspector.io.eval_inputs.synthetic_inputs`).
     metric : str, optional
         See :class:`Evaluator`.
+    allow_code : bool
+        Allow loading a TorchScript archive, which runs the code it contains.
 
     Raises
     ------
@@ -329,7 +332,7 @@ def open_evaluator(
     if data_path is not None and synthetic is not None:
         raise InputError("give evaluation data or a number of synthetic inputs, not both")
     data = None if data_path is None else read_eval_inputs(data_path)
-    runnable = open_runnable(model_path, allow_pickle=allow_pickle)
+    runnable = open_runnable(model_path, allow_pickle=allow_pickle, allow_code=allow_code)
     if data is None:
         shape, note = example_shape(runnable.input_shape, input_shape, runnable.path)
         count = DEFAULT_COUNT if synthetic is None else synthetic

@@ -16,7 +16,7 @@ import numpy as np
 
 from inspector.core.layer import LayerCodec
 from inspector.core.settings import LayerSettings
-from inspector.errors import InspectorError, SettingsError
+from inspector.errors import InputError, InspectorError, SettingsError
 from inspector.format import container, dtypes, spec
 from inspector.format.header import Deep, LayerRecord
 from inspector.format.header_v2 import encode_record
@@ -89,7 +89,7 @@ class ModelCodec:
         return row
 
     def _plan_layer(self, info: TensorInfo, s: LayerSettings) -> LayerEstimate:
-        dtype = stored_dtype(info)
+        dtype = stored_dtype(info, self.model.path)
         # NaN, inf or integers: only lossless makes sense; an empty tensor has nothing to prune
         if s.excluded or not info.lossy_ok or info.size == 0:
             stored = lower_precision(self.model.tensors[info.name], dtype, s.store)
@@ -153,7 +153,7 @@ class ModelCodec:
         """Tensor ``name`` as the compressed file will decode it."""
         info = self._info(name)
         s = self.resolve(info, settings)
-        dtype = stored_dtype(info)
+        dtype = stored_dtype(info, self.model.path)
         if s.excluded or not info.lossy_ok:
             array = self.model.tensors[name]
             record = self._row(info, settings).estimate.record
@@ -228,8 +228,16 @@ def compress(
     and the payloads), not its count of tensors. Codecs the caller had already made stay.
 
     Returns the estimate and the size on disk. Closing the generator early writes nothing.
+
+    Raises
+    ------
+    InputError
+        The model holds no weights (every tensor is empty): there is nothing to compress.
     """
     infos = codec.model.infos
+    if codec.model.param_count == 0:
+        raise InputError("holds no weights (every tensor is empty): nothing to compress",
+                         codec.model.path)  # fmt: skip
     total = 2 * len(infos) + 1
     rows, payloads = [], []
     for i, info in enumerate(infos):
@@ -275,9 +283,26 @@ def lower_precision(array: np.ndarray, dtype: str, store: str) -> str | None:
     return None
 
 
-def stored_dtype(info: TensorInfo) -> str:
-    """The container dtype of a tensor: its own where the format has it, else float32."""
-    return info.dtype if info.dtype in DTYPES else "float32"
+def stored_dtype(info: TensorInfo, path: str | None = None) -> str:
+    """The container dtype of a tensor: its own where the format has it, else float32.
+
+    float32 holds every value of the narrower float types exactly (bfloat16, float8); a
+    complex tensor it cannot hold, so that is refused rather than losing its imaginary part.
+
+    Raises
+    ------
+    InputError
+        A complex tensor.
+    """
+    if info.dtype in DTYPES:
+        return info.dtype
+    if info.dtype.startswith("complex"):
+        raise InputError(
+            f"tensor {info.name!r} is {info.dtype}: a .dcz file has no complex dtype, and "
+            "storing it as float32 would drop its imaginary part",
+            path,
+        )
+    return "float32"
 
 
 def _raw_nbytes(info: TensorInfo, dtype: str) -> int:

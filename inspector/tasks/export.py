@@ -75,14 +75,25 @@ def export_kind(path: str | Path, source: str | Path | None = None) -> str | Non
     return DECOMPRESSED if suffix in weight_extensions() else None
 
 
-def export(kind: str, model: LoadedModel, settings: ModelSettings, output: str | Path) -> Export:
-    """The export generator of ``kind`` (one of ``KINDS``)."""
+def export(
+    kind: str,
+    model: LoadedModel,
+    settings: ModelSettings,
+    output: str | Path,
+    *,
+    allow_code: bool = False,
+) -> Export:
+    """The export generator of ``kind`` (one of ``KINDS``).
+
+    ``allow_code``: the user agreed that a rewritten copy may load the model as a program
+    (:func:`inspector.io.write_back_runs_code`).
+    """
     if kind == COMPRESSED:
         return export_compressed(model, settings, output)
     if kind == DECOMPRESSED:
         return export_decompressed(model, settings, output)
     if kind == REWRITTEN:
-        return export_rewritten(model, settings, output)
+        return export_rewritten(model, settings, output, allow_code=allow_code)
     if kind == SETTINGS:
         return export_settings(settings, output, protect=model.path)
     raise ValueError(f"unknown export kind {kind!r}")
@@ -152,7 +163,7 @@ def write_decoded(
     """Write ``tensors`` (the decoded ``model``) with the model's dtypes and metadata to
     ``output``, read the file back and compare; the last ``len(model.infos) + 1`` steps."""
     n = len(model.infos)
-    dtypes = {i.name: stored_dtype(i) for i in model.infos}
+    dtypes = {i.name: stored_dtype(i, model.path) for i in model.infos}
     with _temporary(output) as tmp:
         yield Progress(total - n - 1, total, "writing")
         write_weights(tmp, tensors, dtypes, protect=model.path, metadata=model.metadata)
@@ -165,11 +176,14 @@ def write_decoded(
     return ExportResult(str(output), output.stat().st_size, None, not mismatches, mismatches)
 
 
-def export_rewritten(model: LoadedModel, settings: ModelSettings, output: str | Path) -> Export:
+def export_rewritten(
+    model: LoadedModel, settings: ModelSettings, output: str | Path, *, allow_code: bool = False
+) -> Export:
     """Write a copy of the source model, in its own format, holding the decoded weights.
 
     The copy runs where the source ran (onnxruntime, Keras, TorchScript). It is read back and
-    each tensor compared with the decoded weights in the dtype the source stores.
+    each tensor compared with the decoded weights in the dtype the source stores. A TorchScript
+    copy loads the source as a program: only with ``allow_code``.
     """
     output = check_target(output, model.path)
     n = len(model.infos)
@@ -177,7 +191,7 @@ def export_rewritten(model: LoadedModel, settings: ModelSettings, output: str | 
     tensors = yield from _decoded(model, settings, total)
     with _temporary(output) as tmp:
         yield Progress(n, total, "writing")
-        write_back(model.path, tmp, tensors, model)
+        write_back(model.path, tmp, tensors, model, allow_code=allow_code)
         mismatches = yield from verify_rewritten(tmp, model, tensors, n + 1, total)
         os.replace(tmp, output)
     return ExportResult(str(output), output.stat().st_size, None, not mismatches, mismatches)

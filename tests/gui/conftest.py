@@ -74,3 +74,19 @@ def opened() -> tuple[Session, ModelCodec]:
     session.open(model, stats)
     session.set_estimate(codec.estimate(session.settings))
     return session, codec
+
+
+@pytest.fixture(autouse=True)
+def code_consent_answers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every GUI test answers "yes" to "may this model's code run?" instead of opening a modal
+    dialog (which would wait forever offscreen); the questions asked are recorded."""
+    from inspector.gui import code_consent
+
+    asked: list[tuple[str, str]] = []
+
+    def yes(path: Path, action: str) -> bool:
+        asked.append((path.name, action))
+        return True
+
+    monkeypatch.setattr(code_consent, "ask_dialog", yes)
+    return asked

@@ -86,7 +86,7 @@ def _direct_top1(model_path: str, data: str, settings) -> float:
     """The same measurement outside the app."""
     from inspector.gui.workers import Token, drive
 
-    evaluator = open_evaluator(model_path, data)
+    evaluator = open_evaluator(model_path, data, allow_code=True)
     codec = ModelCodec(read_model(model_path))
     return drive(evaluator.evaluate_settings(codec, settings), Token()).top1
 

@@ -101,6 +101,17 @@ def _check_error(exc: InputError, path: Path, entry: dict[str, Any]) -> None:
     assert entry["expect"] in exc.problem, f"expected {entry['expect']!r} in {message!r}"
 
 
+@pytest.fixture(autouse=True)
+def _in_scratch_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every case runs in an empty folder, where a payload that ran would leave its marker."""
+    monkeypatch.chdir(tmp_path)
+
+
+def _check_no_marker(entry: dict[str, Any]) -> None:
+    marker = entry.get("marker")
+    assert marker is None or not Path(marker).exists(), f"{entry['file']} ran its code"
+
+
 @pytest.mark.parametrize("entry", _params(cli=False))
 def test_read_model(entry: dict[str, Any]) -> None:
     path = CORPUS / entry["file"]
@@ -114,6 +125,32 @@ def test_read_model(entry: dict[str, Any]) -> None:
                 read_model(path)
             _check_error(info.value, path, entry)
     assert PWNED not in os.environ
+    _check_no_marker(entry)
+
+
+@pytest.mark.parametrize("entry", [p for p in _params(cli=False) if "equals" in p.values[0]])
+def test_repacked_file_reads_as_the_original(entry: dict[str, Any]) -> None:
+    """A legal re-packing (deflated members) reads bit for bit as the file it was made from."""
+    model, original = read_model(CORPUS / entry["file"]), read_model(CORPUS / entry["equals"])
+    assert list(model.tensors) == list(original.tensors)
+    assert model.dtypes == original.dtypes
+    for name, arr in original.tensors.items():
+        got = model.tensors[name]
+        assert got.dtype == arr.dtype and got.shape == arr.shape, name
+        assert got.tobytes() == arr.tobytes(), f"{entry['file']}: {name} differs"
+
+
+@pytest.mark.parametrize("entry", [p for p in _params(cli=False) if "compress" in p.values[0]])
+def test_compress_refuses(
+    entry: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model ``compress`` cannot store faithfully (a complex dtype, no weights at all) is
+    one line from it, and no file."""
+    out = tmp_path / "out.dcz"
+    code = main(["compress", str(CORPUS / entry["file"]), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert entry["compress"] in err and not out.exists(), err
 
 
 @pytest.mark.parametrize(
@@ -143,6 +180,7 @@ def test_cli_info(entry: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> 
     assert len(lines) == 1, err
     assert lines[0].startswith(f"inspector: error: {path}: "), err
     assert entry["expect"] in lines[0]
+    _check_no_marker(entry)
 
 
 # ------------------------------------------------------------------------ the corpus itself

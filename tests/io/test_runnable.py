@@ -85,7 +85,7 @@ def torch_logits(net: Net, x: np.ndarray, **replace: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("name", ["net_scripted.pt", "net.onnx", "fixed.onnx"])
 def test_logits_match_torch(net: Net, files: dict[str, Path], name: str) -> None:
-    runnable = open_runnable(files[name])
+    runnable = open_runnable(files[name], allow_code=True)
     assert isinstance(runnable, Runnable)
     x = inputs()
     logits = runnable.run(x, {})
@@ -95,7 +95,7 @@ def test_logits_match_torch(net: Net, files: dict[str, Path], name: str) -> None
 
 @pytest.mark.parametrize("name", ["net_scripted.pt", "net.onnx"])
 def test_names_are_the_readers(files: dict[str, Path], name: str) -> None:
-    runnable = open_runnable(files[name])
+    runnable = open_runnable(files[name], allow_code=True)
     model = read_model(files[name])
     assert runnable.names == tuple(model.tensors)
     reference = runnable.reference()
@@ -108,7 +108,7 @@ def test_names_are_the_readers(files: dict[str, Path], name: str) -> None:
 def test_substitution_changes_outputs_then_restores(
     net: Net, files: dict[str, Path], name: str
 ) -> None:
-    runnable = open_runnable(files[name])
+    runnable = open_runnable(files[name], allow_code=True)
     x = inputs()
     changed = np.random.default_rng(2).normal(size=(HIDDEN, FEATURES)).astype(np.float32)
     logits = runnable.run(x, {"fc1.weight": changed})
@@ -123,7 +123,7 @@ def test_substitution_changes_outputs_then_restores(
 
 
 def test_failure_inside_substitution_restores(net: Net, files: dict[str, Path]) -> None:
-    runnable = open_runnable(files["net_scripted.pt"])
+    runnable = open_runnable(files["net_scripted.pt"], allow_code=True)
     zeros = np.zeros((HIDDEN, FEATURES), np.float32)
     with pytest.raises(RuntimeError), runnable.substituted({"fc1.weight": zeros}):
         raise RuntimeError("interrupted")
@@ -133,7 +133,7 @@ def test_failure_inside_substitution_restores(net: Net, files: dict[str, Path]) 
 
 @pytest.mark.parametrize("name", ["net_scripted.pt", "net.onnx"])
 def test_bad_weights_name_the_tensor(files: dict[str, Path], name: str) -> None:
-    runnable = open_runnable(files[name])
+    runnable = open_runnable(files[name], allow_code=True)
     with pytest.raises(InputError, match=r"no tensor named 'conv9\.weight'"):
         runnable.run(inputs(), {"conv9.weight": np.zeros(3, np.float32)})
     with pytest.raises(InputError, match=r"'fc1\.weight' has shape \[3\]"):
@@ -142,7 +142,7 @@ def test_bad_weights_name_the_tensor(files: dict[str, Path], name: str) -> None:
 
 @pytest.mark.parametrize("name", ["net_scripted.pt", "net.onnx"])
 def test_data_the_model_cannot_take(files: dict[str, Path], name: str) -> None:
-    runnable = open_runnable(files[name])
+    runnable = open_runnable(files[name], allow_code=True)
     wrong = np.zeros((4, FEATURES + 1), np.float32)
     with pytest.raises(InputError, match=r"cannot run on inputs of shape \[4, 21\]") as info:
         runnable.run(wrong, {})
@@ -153,9 +153,9 @@ def test_data_the_model_cannot_take(files: dict[str, Path], name: str) -> None:
 def test_pickled_module_needs_opt_in(net: Net, files: dict[str, Path]) -> None:
     path = files["whole.pt"]
     with pytest.raises(InputError, match="allow_pickle=True") as info:
-        open_runnable(path)
+        open_runnable(path, allow_code=True)
     assert str(info.value).startswith(f"{path}: cannot run this file: ")
-    runnable = open_runnable(path, allow_pickle=True)
+    runnable = open_runnable(path, allow_pickle=True, allow_code=True)
     x = inputs()
     np.testing.assert_allclose(runnable.run(x, {}), torch_logits(net, x), rtol=1e-5, atol=1e-5)
     assert runnable.names == tuple(net.state_dict())
@@ -175,7 +175,7 @@ def test_files_that_cannot_run(files: dict[str, Path], tmp_path: Path) -> None:
     for path, match in cases.items():
         for allow_pickle in (False, True):
             with pytest.raises(InputError, match=match) as info:
-                open_runnable(path, allow_pickle=allow_pickle)
+                open_runnable(path, allow_pickle=allow_pickle, allow_code=True)
             message = str(info.value)
             assert message.startswith(f"{path}: ") and "\n" not in message
 
@@ -186,7 +186,7 @@ def test_onnx_with_two_inputs(net: Net, tmp_path: Path) -> None:
     model.graph.input.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1]))
     onnx.save(model, path)
     with pytest.raises(InputError, match=r"takes 2 inputs \(x, mask\)"):
-        open_runnable(path)
+        open_runnable(path, allow_code=True)
 
 
 @pytest.mark.parametrize("dtype", [TensorProto.FLOAT16, TensorProto.BFLOAT16])
@@ -205,7 +205,7 @@ def test_onnx_half_weights_are_replaced_in_their_dtype(
         0, helper.make_node("Cast", ["fc1.weight"], ["fc1.weight.float"], to=TensorProto.FLOAT)
     )
     onnx.save(model, path)
-    runnable = open_runnable(path)
+    runnable = open_runnable(path, allow_code=True)
     assert read_model(path).dtypes["fc1.weight"] == np.dtype(narrow).name
     x = inputs()
     as_stored = stored.astype(np.float32)
@@ -263,7 +263,7 @@ def test_onnx_constants_and_subgraph_weights(net: Net, tmp_path: Path) -> None:
     """A Constant of the main graph and an initializer of an If branch are replaced like any
     initializer; the session built for subgraph values is reused while they stay the same."""
     path = save_nested_onnx(net, tmp_path / "nested.onnx")
-    runnable = open_runnable(path)
+    runnable = open_runnable(path, allow_code=True)
     assert runnable.names == tuple(read_model(path).tensors)
     assert set(runnable.names) == {*net.state_dict(), "alt_bias"}
     x = inputs()

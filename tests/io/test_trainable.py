@@ -46,7 +46,7 @@ def new_weights(module: nn.Module) -> dict[str, np.ndarray]:
 
 def test_torchscript_round_trip_gives_the_new_weights_outputs(scripted: Path, tmp_path: Path):
     source_bytes = scripted.read_bytes()
-    model = load_trainable(scripted)
+    model = load_trainable(scripted, allow_code=True)
     assert model.scripted and model.path == str(scripted)
     before = state_arrays(model.module)
     weights = new_weights(model.module)
@@ -71,7 +71,7 @@ def test_torchscript_round_trip_gives_the_new_weights_outputs(scripted: Path, tm
 
 
 def test_names_are_the_state_dict_names(scripted: Path):
-    module = load_trainable(scripted).module
+    module = load_trainable(scripted, allow_code=True).module
     names = list(module.state_dict())
     assert list(state_arrays(module)) == names
     assert list(named_tensors(module)) == names
@@ -79,7 +79,7 @@ def test_names_are_the_state_dict_names(scripted: Path):
 
 
 def test_refuses_to_overwrite_the_source(scripted: Path):
-    model = load_trainable(scripted)
+    model = load_trainable(scripted, allow_code=True)
     before = scripted.read_bytes()
     with pytest.raises(InputError, match="overwrite") as err:
         save_trainable(model.module, scripted, protect=[scripted])
@@ -91,23 +91,23 @@ def test_pickled_module_needs_allow_pickle(tmp_path: Path):
     path = tmp_path / "whole_module.pt"
     torch.save(make_net(), path)
     with pytest.raises(InputError, match="not a TorchScript archive") as err:
-        load_trainable(path)
+        load_trainable(path, allow_code=True)
     assert str(path) in str(err.value) and "\n" not in str(err.value)
-    model = load_trainable(path, allow_pickle=True)
+    model = load_trainable(path, allow_pickle=True, allow_code=True)
     assert not model.scripted and isinstance(model.module, nn.Sequential)
     # A plain module is written back as TorchScript.
     out = tmp_path / "scripted.pt"
     save_trainable(model.module, out, new_weights(model.module))
-    assert load_trainable(out).scripted
+    assert load_trainable(out, allow_code=True).scripted
 
 
 def test_state_dict_is_not_a_trainable_model(tmp_path: Path):
     path = tmp_path / "state.pt"
     torch.save(make_net().state_dict(), path)
     with pytest.raises(InputError, match="not a TorchScript"):
-        load_trainable(path)
+        load_trainable(path, allow_code=True)
     with pytest.raises(InputError, match="state dict"):
-        load_trainable(path, allow_pickle=True)
+        load_trainable(path, allow_pickle=True, allow_code=True)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a model at all", b"PK\x03\x04broken zip"])
@@ -115,14 +115,14 @@ def test_garbage_is_one_line_input_error(tmp_path: Path, content: bytes):
     path = tmp_path / "bad.pt"
     path.write_bytes(content)
     with pytest.raises(InputError) as err:
-        load_trainable(path, allow_pickle=True)
+        load_trainable(path, allow_pickle=True, allow_code=True)
     assert str(path) in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(InputError, match="no such file"):
-        load_trainable(tmp_path / "missing.pt")
+        load_trainable(tmp_path / "missing.pt", allow_code=True)
 
 
 def test_clone_collects_gradients_and_is_independent(scripted: Path):
-    module = load_trainable(scripted).module
+    module = load_trainable(scripted, allow_code=True).module
     copy = clone_module(module)
     copy(torch.randn(4, 6)).sum().backward()
     live = named_tensors(copy)

@@ -50,7 +50,7 @@ def test_torchscript_copy_holds_the_new_weights_in_the_source_dtypes(scripted, t
     before = scripted.read_bytes()
     new = halved(scripted)
     out = tmp_path / "copy.pt"
-    write_back(scripted, out, new)
+    write_back(scripted, out, new, allow_code=True)
     source, copy = read_model(scripted), read_model(out)
     assert copy.format == "torchscript" and list(copy.tensors) == list(source.tensors)
     assert copy.dtypes == source.dtypes
@@ -64,7 +64,7 @@ def test_torchscript_copy_holds_the_new_weights_in_the_source_dtypes(scripted, t
 def test_torchscript_copy_runs_with_the_new_weights(scripted, tmp_path) -> None:
     new = halved(scripted)
     out = tmp_path / "copy.pt"
-    write_back(scripted, out, new)
+    write_back(scripted, out, new, allow_code=True)
     original, reference = torch.jit.load(str(scripted)), torch.jit.load(str(scripted))
     with torch.no_grad():
         for name, value in reference.named_parameters():
@@ -79,7 +79,7 @@ def test_torchscript_copy_runs_with_the_new_weights(scripted, tmp_path) -> None:
 
 def test_tensors_not_named_keep_their_values(scripted, tmp_path) -> None:
     source = read_model(scripted)
-    write_back(scripted, tmp_path / "copy.pt", {"fc.bias": np.ones(5, np.float32)})
+    write_back(scripted, tmp_path / "copy.pt", {"fc.bias": np.ones(5, np.float32)}, allow_code=True)
     copy = read_model(tmp_path / "copy.pt")
     assert np.array_equal(copy.tensors["fc.bias"], np.ones(5, np.float16))
     for name in source.tensors:
@@ -99,7 +99,7 @@ def test_tensors_not_named_keep_their_values(scripted, tmp_path) -> None:
 def test_tensors_that_do_not_fit_are_one_input_error(scripted, tmp_path, tensors, problem):
     out = tmp_path / "copy.pt"
     with pytest.raises(InputError) as err:
-        write_back(scripted, out, tensors)
+        write_back(scripted, out, tensors, allow_code=True)
     assert problem in str(err.value) and str(out) in str(err.value)
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
@@ -107,16 +107,16 @@ def test_tensors_that_do_not_fit_are_one_input_error(scripted, tmp_path, tensors
 def test_the_copy_must_keep_the_extension_and_never_be_the_source(scripted, tmp_path) -> None:
     new = halved(scripted)
     with pytest.raises(InputError, match=r"must keep its extension \.pt"):
-        write_back(scripted, tmp_path / "copy.onnx", new)
+        write_back(scripted, tmp_path / "copy.onnx", new, allow_code=True)
     link = tmp_path / "link.pt"
     link.symlink_to(scripted)
     before = scripted.read_bytes()
     for target in (scripted, link):
         with pytest.raises(InputError, match="refusing to overwrite the source model"):
-            write_back(scripted, target, new)
+            write_back(scripted, target, new, allow_code=True)
     assert scripted.read_bytes() == before
     with pytest.raises(InputError, match="folder does not exist"):
-        write_back(scripted, tmp_path / "nope" / "copy.pt", new)
+        write_back(scripted, tmp_path / "nope" / "copy.pt", new, allow_code=True)
 
 
 def test_formats_without_write_back_say_what_to_write_instead(tmp_path) -> None:
@@ -142,6 +142,6 @@ def test_a_failing_rewriter_leaves_no_file(scripted, tmp_path, monkeypatch) -> N
     monkeypatch.setattr(torch.jit, "save", broken)
     out = tmp_path / "copy.pt"
     with pytest.raises(InputError, match="disk full") as err:
-        write_back(scripted, out, halved(scripted))
+        write_back(scripted, out, halved(scripted), allow_code=True)
     assert str(out) in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

@@ -112,7 +112,7 @@ def drive(gen: object) -> tuple[list[Progress], object]:
 
 @pytest.mark.parametrize("kind", ["script", "onnx"])
 def test_baseline(setup: dict, kind: str) -> None:
-    evaluator = open_evaluator(setup[kind], setup["data"])
+    evaluator = open_evaluator(setup[kind], setup["data"], allow_code=True)
     base = evaluator.baseline
     assert base.top1 == pytest.approx(1 - FLIPPED / EXAMPLES)
     assert base.baseline_top1 == base.top1
@@ -123,7 +123,7 @@ def test_baseline(setup: dict, kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["script", "onnx"])
 def test_zeroing_a_layer_drops_accuracy(setup: dict, kind: str) -> None:
-    evaluator = open_evaluator(setup[kind], setup["data"])
+    evaluator = open_evaluator(setup[kind], setup["data"], allow_code=True)
     zeros = {"layers.0.weight": np.zeros((48, 20), np.float32)}
     accuracy = evaluator.evaluate(zeros)
     assert accuracy is not None
@@ -138,7 +138,7 @@ def test_zeroing_a_layer_drops_accuracy(setup: dict, kind: str) -> None:
 def test_settings_on_onnx_and_torchscript_agree_with_torch(setup: dict) -> None:
     results = []
     for kind in ("script", "onnx"):
-        evaluator = open_evaluator(setup[kind], setup["data"])
+        evaluator = open_evaluator(setup[kind], setup["data"], allow_code=True)
         codec = ModelCodec(evaluator.reference)
         steps, accuracy = drive(evaluator.evaluate_settings(codec, SETTINGS))
         assert steps[-1].done == steps[-1].total
@@ -167,7 +167,7 @@ def counting(codec: ModelCodec) -> list[str]:
 
 
 def test_only_changed_layers_are_decoded_again(setup: dict) -> None:
-    evaluator = open_evaluator(setup["onnx"], setup["data"])
+    evaluator = open_evaluator(setup["onnx"], setup["data"], allow_code=True)
     codec = ModelCodec(evaluator.reference)
     calls = counting(codec)
     _, first = drive(evaluator.evaluate_settings(codec, SETTINGS))
@@ -192,7 +192,7 @@ def test_only_changed_layers_are_decoded_again(setup: dict) -> None:
 
 @pytest.mark.parametrize("kind", ["script", "onnx"])
 def test_cancel_restores_the_model(setup: dict, kind: str) -> None:
-    evaluator = open_evaluator(setup[kind], setup["data"])
+    evaluator = open_evaluator(setup[kind], setup["data"], allow_code=True)
     base = evaluator.baseline
     zeros = {"layers.0.weight": np.zeros((48, 20), np.float32)}
     polls: list[int] = []
@@ -215,7 +215,7 @@ def test_cancel_restores_the_model(setup: dict, kind: str) -> None:
 
 
 def test_layers_the_model_does_not_take(setup: dict) -> None:
-    evaluator = open_evaluator(setup["onnx"], setup["data"])
+    evaluator = open_evaluator(setup["onnx"], setup["data"], allow_code=True)
     tensors = dict(evaluator.reference.tensors)
     tensors["extra.weight"] = np.ones((4, 4), np.float32)
     other = LoadedModel.build("other.pt", "pytorch", tensors)
@@ -229,7 +229,7 @@ def test_labels_beyond_the_classes(setup: dict, tmp_path: Path) -> None:
     data = tmp_path / "labels.npz"
     np.savez(data, inputs=setup["x"][:10], labels=np.arange(10))
     with pytest.raises(InputError, match="labels go up to 9") as info:
-        open_evaluator(setup["script"], data).baseline  # noqa: B018
+        open_evaluator(setup["script"], data, allow_code=True).baseline  # noqa: B018
     assert str(info.value).startswith(f"{data}: ")
 
 
@@ -254,7 +254,7 @@ def test_files_that_cannot_be_evaluated(setup: dict, tmp_path: Path) -> None:
 
 
 def test_weight_proxy(setup: dict) -> None:
-    evaluator = open_evaluator(setup["onnx"], setup["data"])
+    evaluator = open_evaluator(setup["onnx"], setup["data"], allow_code=True)
     codec = ModelCodec(evaluator.reference)
     estimate = codec.estimate(SETTINGS)
     proxy = weight_proxy(estimate)
@@ -280,7 +280,7 @@ def test_lenet_sized_model_is_fast(tmp_path: Path) -> None:
     np.savez(data, inputs=x, labels=torch_predictions(net, x, {}))
     settings = ModelSettings().with_defaults(policy="sparsity", value=0.9, bits=5)
     for path in save_models(net, tmp_path, "lenet"):
-        evaluator = open_evaluator(path, data)
+        evaluator = open_evaluator(path, data, allow_code=True)
         assert evaluator.baseline.top1 == 1.0
         codec = ModelCodec(evaluator.reference)
         drive(evaluator.evaluate_settings(codec, settings))  # decodes every layer once

@@ -44,7 +44,7 @@ def run(gen):
 
 def test_the_copy_holds_what_the_compressed_file_decodes_to(model, tmp_path) -> None:
     out = tmp_path / "copy.pt"
-    result, steps = run(export(REWRITTEN, model, SETTINGS_USED, out))
+    result, steps = run(export(REWRITTEN, model, SETTINGS_USED, out, allow_code=True))
     assert result.verified and result.mismatches == ()
     assert result.path == str(out) and result.nbytes == out.stat().st_size
     assert [s.done for s in steps] == list(range(steps[0].total))
@@ -59,9 +59,9 @@ def test_the_copy_holds_what_the_compressed_file_decodes_to(model, tmp_path) -> 
 def test_closing_at_any_step_leaves_no_file(model, tmp_path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    _, steps = run(export_rewritten(model, SETTINGS_USED, tmp_path / "count.pt"))
+    _, steps = run(export_rewritten(model, SETTINGS_USED, tmp_path / "count.pt", allow_code=True))
     for stop_after in range(1, len(steps) + 1):
-        gen = export_rewritten(model, SETTINGS_USED, out / "m.pt")
+        gen = export_rewritten(model, SETTINGS_USED, out / "m.pt", allow_code=True)
         for _ in range(stop_after):
             next(gen)
         gen.close()
@@ -71,11 +71,12 @@ def test_closing_at_any_step_leaves_no_file(model, tmp_path) -> None:
 def test_a_copy_that_reads_back_differently_is_reported(model, tmp_path, monkeypatch) -> None:
     from inspector.io import write_back
 
-    def wrong_bias(source, output, tensors, model=None) -> None:
-        write_back(source, output, {**tensors, "2.bias": tensors["2.bias"] + 1}, model)
+    def wrong_bias(source, output, tensors, model=None, allow_code=False) -> None:
+        wrong = {**tensors, "2.bias": tensors["2.bias"] + 1}
+        write_back(source, output, wrong, model, allow_code=allow_code)
 
     monkeypatch.setattr("inspector.tasks.export.write_back", wrong_bias)
-    result, _ = run(export_rewritten(model, SETTINGS_USED, tmp_path / "b.pt"))
+    result, _ = run(export_rewritten(model, SETTINGS_USED, tmp_path / "b.pt", allow_code=True))
     assert result.mismatches == ("2.bias: 4 of 4 values differ",)
     assert not result.verified and (tmp_path / "b.pt").exists()
 
@@ -84,6 +85,6 @@ def test_the_source_is_never_overwritten(model) -> None:
     source = Path(model.path)
     before = source.read_bytes()
     with pytest.raises(InputError, match="refusing to overwrite the source model"):
-        run(export_rewritten(model, SETTINGS_USED, source))
+        run(export_rewritten(model, SETTINGS_USED, source, allow_code=True))
     assert source.read_bytes() == before
     assert [p.name for p in source.parent.iterdir()] == [source.name]

@@ -257,7 +257,7 @@ def cli_args(tmp_path: Path, **extra) -> argparse.Namespace:
         '{"kinds": {"fc": {"policy": "sparsity", "value": 0.6, "bits": 2, "index_bits": 2}}}'
     )
     argv = [
-        "finetune", str(model), "--train", str(tmp_path / "train.npz"),
+        "finetune", "--allow-code", str(model), "--train", str(tmp_path / "train.npz"),
         "--data", str(tmp_path / "val.npz"), "--config", str(tmp_path / "settings.json"),
         "-o", str(tmp_path / "tuned.pt"), "--prune-epochs", "2", "--quant-epochs", "1",
         "--lr", "0.05", *[str(a) for pair in extra.items() for a in pair],
@@ -271,7 +271,7 @@ def test_cli_writes_a_model_that_compresses_back_to_itself(tmp_path: Path, capsy
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "fine-tuned" in printed and "within 0" in printed
-    tuned = state_arrays(load_trainable(tmp_path / "tuned.pt").module)
+    tuned = state_arrays(load_trainable(tmp_path / "tuned.pt", allow_code=True).module)
     saved = np.load(tmp_path / "w.npz")
     from inspector.model.settings import load_settings
 
