@@ -170,7 +170,7 @@ def read_safetensors(path: Path) -> LoadedModel:
     )
     names = [name for name, _ in entries]
     if not names:
-        raise InputError("contains no tensors", path)
+        raise InputError("holds no tensors", path)
     # Only load torch when numpy cannot represent a dtype in the file.
     framework = "numpy" if all(e.get("dtype") in _NUMPY_DTYPES for _, e in entries) else "pt"
     tensors: dict[str, np.ndarray] = {}

@@ -27,6 +27,7 @@ from inspector.io.eval_data import EvalData, EvalInputs, read_eval_inputs
 from inspector.io.eval_inputs import DEFAULT_COUNT, example_shape, synthetic_inputs
 from inspector.io.model_file import LoadedModel
 from inspector.io.runnable import Runnable, open_runnable
+from inspector.io.torchscript import runs_code
 from inspector.model.accuracy import METRICS, Accuracy
 from inspector.model.estimate import ModelEstimate
 from inspector.model.settings import ModelSettings
@@ -332,6 +333,9 @@ def open_evaluator(
     if data_path is not None and synthetic is not None:
         raise InputError("give evaluation data or a number of synthetic inputs, not both")
     data = None if data_path is None else read_eval_inputs(data_path)
+    if data is None and input_shape is None and runs_code(Path(model_path)):
+        # TorchScript records no input shape: say so before asking leave to run its code.
+        example_shape(None, None, model_path)
     runnable = open_runnable(model_path, allow_pickle=allow_pickle, allow_code=allow_code)
     if data is None:
         shape, note = example_shape(runnable.input_shape, input_shape, runnable.path)

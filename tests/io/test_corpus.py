@@ -209,7 +209,8 @@ def test_every_reader_format_is_covered() -> None:
 
 def test_corpus_is_small() -> None:
     total = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file())
-    assert total < 300_000, f"the corpus holds {total} bytes"
+    # three manifests: the damaged files, and issue 11's hostile files of two sets of classes
+    assert total < 400_000, f"the corpus holds {total} bytes"
 
 
 def test_corpus_is_committed_not_shipped() -> None:
