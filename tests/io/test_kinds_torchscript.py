@@ -91,6 +91,7 @@ def test_the_runnable_reference_has_the_readers_kinds(tmp_path: Path) -> None:
 
     path = _scripted(tmp_path)
     read = {i.name: (i.kind, i.reason) for i in read_model(path).infos}
-    reference = {i.name: (i.kind, i.reason) for i in open_runnable(path, allow_code=True).reference().infos}
+    runnable = open_runnable(path, allow_code=True)
+    reference = {i.name: (i.kind, i.reason) for i in runnable.reference().infos}
     assert reference == read
     assert reference["basis"][0] == "buffer"
