@@ -23,10 +23,11 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 # The app on the bundled LeNet-300-100 (TorchScript, so it can run) with the paper's settings,
-# measuring accuracy on the held-out digits.
+# measuring accuracy on the held-out digits. --allow-code: running our own sample's TorchScript
+# code to measure it needs no question.
 SAMPLE  := sample_models/lenet300_100_scripted.pt --config sample_models/lenet300_100_paper.json
 run: venv
-	$(BIN)/inspector gui $(SAMPLE) --data sample_models/mnist_test.h5
+	$(BIN)/inspector gui $(SAMPLE) --data sample_models/mnist_test.h5 --allow-code
 
 # The same without a display: compress the sample and print the paper's table.
 demo: venv
@@ -36,7 +37,7 @@ demo: venv
 
 screenshots: venv
 	QT_QPA_PLATFORM=offscreen $(BIN)/inspector gui $(SAMPLE) --data sample_models/mnist_test.h5 \
-		--select ip1.weight --screenshot docs/screenshots/main.png
+		--select ip1.weight --screenshot docs/screenshots/main.png --allow-code
 
 test: venv
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest

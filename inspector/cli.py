@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Generator, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,7 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = ["gui", *argv]  # `inspector` and `inspector MODEL` open the app
     args = parser.parse_args(argv)
     try:
-        with terminate_as_interrupt(), quiet_libraries(args.func is not _cmd_gui):
+        # The app's event loop runs no Python signal handler: SIGTERM keeps its default there.
+        terminating = terminate_as_interrupt() if args.func is not _cmd_gui else nullcontext()
+        with terminating, quiet_libraries(args.func is not _cmd_gui):
             return int(args.func(args) or 0)
     except InspectorError as exc:
         print(f"inspector: error: {exc}", file=sys.stderr)
@@ -110,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     gui.add_argument("--screenshot", metavar="OUT.png",
                      help="render the window offscreen after loading, save it and exit")
     gui.add_argument("--select", metavar="LAYER", help="layer to show (with --screenshot)")
+    gui.add_argument("--allow-code", action="store_true",
+                     help="let MODEL's code run (TorchScript) to measure it, without asking")
     gui.set_defaults(func=_cmd_gui)
 
     dec = sub.add_parser(
@@ -223,7 +228,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 def _cmd_gui(args: argparse.Namespace) -> int:
     from inspector.gui.app import run
 
-    return run(args.model, args.config, args.screenshot, args.select, args.data)
+    return run(args.model, args.config, args.screenshot, args.select, args.data, args.allow_code)
 
 
 def _cmd_decompress(args: argparse.Namespace) -> int:

@@ -28,8 +28,13 @@ def run(
     screenshot: str | None = None,
     select: str | None = None,
     data: str | None = None,
+    allow_code: bool = False,
 ) -> int:
-    """Show the main window (optionally opening ``model``); return the exit code."""
+    """Show the main window (optionally opening ``model``); return the exit code.
+
+    ``allow_code``: the command line's leave for ``model``'s code to run (TorchScript), so the
+    app does not ask (a screenshot has nobody to ask).
+    """
     headless = not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY"))
     if screenshot and headless:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -72,6 +77,8 @@ def run(
         start_warm_up(window)
     gc.freeze()  # Qt's and pyqtgraph's objects live as long as the app (see workers.COLLECTOR)
     if model:
+        if allow_code:
+            window.controller.consent.allow(model)
         window.open_model(model, config, data)
     elif screenshot:
         _save_later(window, Path(screenshot))

@@ -43,6 +43,10 @@ class CodeConsent:
         self.ask: Ask = ask or ask_dialog
         self._answers: dict[str, bool] = {}
 
+    def allow(self, path: str | Path) -> None:
+        """Answer yes for ``path`` without asking (``inspector gui MODEL --allow-code``)."""
+        self._answers[str(Path(path).resolve())] = True
+
     def allow_code(self, path: str | Path, action: str) -> bool | None:
         """``allow_code`` for running ``path``: False for a file without code (nothing to
         allow), True once the user agreed, None when the user said no (do not run it).
