@@ -93,8 +93,24 @@ class StorageRef:
     dtype: str | None  # a typed storage's dtype; None for an untyped one
 
 
+class _Sized:
+    """``numel`` and ``nbytes`` of a tensor record with a ``shape`` and a ``dtype``."""
+
+    __slots__ = ()
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * itemsize(self.dtype)
+
+
 @dataclass(slots=True)
-class TensorRef:
+class TensorRef(_Sized):
     """A strided tensor: a view of a storage, not yet read."""
 
     storage: StorageRef
@@ -105,20 +121,12 @@ class TensorRef:
     parameter: bool = False
 
     @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-    @property
-    def nbytes(self) -> int:
-        return self.numel * itemsize(self.dtype)
-
-    @property
     def dense(self) -> bool:
         return True
 
 
 @dataclass(slots=True)
-class SparseRef:
+class SparseRef(_Sized):
     """A sparse tensor (COO, CSR or CSC): its index and value tensors and its dense shape."""
 
     layout: str
@@ -127,16 +135,8 @@ class SparseRef:
     parameter: bool = False
 
     @property
-    def dtype(self) -> str:
+    def dtype(self) -> str:  # type: ignore[override]  # the values' dtype
         return self.parts[-1].dtype
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-    @property
-    def nbytes(self) -> int:
-        return self.numel * itemsize(self.dtype)
 
     @property
     def dense(self) -> bool:
