@@ -76,8 +76,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     """Run ``inspector finetune``; returns the exit code (errors raise InspectorError)."""
     from inspector.cli import _run
     from inspector.io import write_weights
-    from inspector.io.trainable import load_trainable, save_trainable
     from inspector.model.settings import load_settings, save_settings
+    from inspector.runtime.trainable import load_trainable, save_trainable
     from inspector.tasks.finetune import FineTuneRequest, finetune
 
     inputs = [p for p in (args.model, args.train, args.data, args.config) if p is not None]
@@ -134,7 +134,7 @@ def _check_outputs(args: argparse.Namespace, inputs: list[Path]) -> None:
 
 
 def _read_data(path: Path) -> tuple[Any, Any]:
-    from inspector.io.eval_data import read_eval_data
+    from inspector.runtime.eval_data import read_eval_data
 
     data = read_eval_data(path)
     return data.inputs, data.labels

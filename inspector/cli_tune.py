@@ -23,7 +23,7 @@ from typing import Any
 EXIT_NO_FIT = 3
 #: The commands this module adds.
 COMMANDS = ("sensitivity", "tune")
-# inspector.io.eval_inputs' DEFAULT_COUNT and DISTRIBUTIONS (a test checks), repeated so that
+# inspector.runtime.eval_inputs' DEFAULT_COUNT and DISTRIBUTIONS (a test checks), repeated so that
 # building the parser does not import numpy.
 SYNTHETIC_COUNT = 256
 SYNTHETIC_DISTRIBUTIONS = ("normal", "uniform")
@@ -86,7 +86,7 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
 
 def open_evaluator_of(args: argparse.Namespace) -> Any:
     """The evaluator that the input options of ``args`` describe."""
-    from inspector.io.eval_inputs import parse_shape
+    from inspector.runtime.eval_inputs import parse_shape
     from inspector.tasks.accuracy import open_evaluator
 
     if args.data is not None and args.input_shape is not None:

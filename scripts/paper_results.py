@@ -33,10 +33,10 @@ import torch
 
 from inspector.atomic import atomic_path
 from inspector.format.container import open_container
-from inspector.io.eval_data import read_eval_data
 from inspector.io.model_file import LoadedModel
-from inspector.io.trainable import load_trainable
 from inspector.model.settings import ModelSettings, load_settings
+from inspector.runtime.eval_data import read_eval_data
+from inspector.runtime.trainable import load_trainable
 from inspector.tasks.accuracy import Evaluator, open_evaluator
 from inspector.tasks.codec import ModelCodec, compress
 from inspector.tasks.finetune import FineTuned, FineTuneRequest, finetune

@@ -63,7 +63,7 @@ class TuneMenu(QObject):
 
     def set_enabled(self, has_model: bool) -> None:
         """Enable the runs for a model that can run; else say why (tooltip and status tip)."""
-        from inspector.io.runnable import run_refusal
+        from inspector.runtime.runnable_open import run_refusal
 
         model = self.window.session.model
         self.reason = "" if model is None else (run_refusal(model.format) or "")

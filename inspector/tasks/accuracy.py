@@ -4,7 +4,7 @@ agreement with the original model on any inputs (labelled, inputs-only or synthe
 An :class:`Evaluator` holds a runnable model, its inputs and the uncompressed model's outputs
 (the baseline, computed once and kept). Each evaluation substitutes some of the model's tensors
 and compares the new outputs with the labels (top-1) and with the baseline's (top-1 agreement,
-output cosine, relative error; see :mod:`inspector.tasks.agreement`).
+output cosine, relative error; see :mod:`inspector.runtime.agreement`).
 
 When the model cannot run, the app and the CLI fall back to :func:`weight_proxy`: the weights'
 signal-to-noise ratio, which is a stand-in, not an accuracy.
@@ -23,15 +23,16 @@ import numpy as np
 
 from inspector.core.settings import LayerSettings
 from inspector.errors import InputError
-from inspector.io.eval_data import EvalData, EvalInputs, read_eval_inputs
-from inspector.io.eval_inputs import DEFAULT_COUNT, example_shape, synthetic_inputs
 from inspector.io.model_file import LoadedModel
-from inspector.io.runnable import Runnable, open_runnable
 from inspector.io.torchscript import runs_code
 from inspector.model.accuracy import METRICS, Accuracy
 from inspector.model.estimate import ModelEstimate
 from inspector.model.settings import ModelSettings
-from inspector.tasks.agreement import Reference, Tally, has_class_axis
+from inspector.runtime.agreement import Reference, Tally, has_class_axis
+from inspector.runtime.eval_data import EvalData, EvalInputs, read_eval_inputs
+from inspector.runtime.eval_inputs import DEFAULT_COUNT, example_shape, synthetic_inputs
+from inspector.runtime.runnable import Runnable
+from inspector.runtime.runnable_open import open_runnable
 from inspector.tasks.codec import ModelCodec, Progress
 
 Measured = Generator[Progress, None, Accuracy]
@@ -309,7 +310,7 @@ def open_evaluator(
         TorchScript archive or ONNX model (or, with ``allow_pickle``, a pickled torch module).
     data_path : str or path-like, optional
         HDF5, ``.npz`` or ``.npy`` inputs, labelled or not (see
-        :func:`inspector.io.eval_data.read_eval_inputs`). Without it, ``synthetic`` inputs
+        :func:`inspector.runtime.eval_data.read_eval_inputs`). Without it, ``synthetic`` inputs
         (default 256) are made from the model's input shape.
     allow_pickle : bool
         Allow unpickling a whole torch module, which runs code from the file.
@@ -319,7 +320,7 @@ def open_evaluator(
         The input's shape, batch first, for synthetic inputs (needed for TorchScript, and
         overrides an ONNX model's declared shape).
     seed, distribution : int, str
-        Of the synthetic inputs (see :func:`inspector.io.eval_inputs.synthetic_inputs`).
+        Of the synthetic inputs (see :func:`inspector.runtime.eval_inputs.synthetic_inputs`).
     metric : str, optional
         See :class:`Evaluator`.
     allow_code : bool

@@ -100,7 +100,7 @@ def test_npz_quoted_overlap_is_refused(tmp_path: Path) -> None:
 
 def test_evaluation_data_with_repeated_members_is_refused(tmp_path: Path) -> None:
     """The same rule for evaluation data: inputs and labels listed 500 times over."""
-    from inspector.io.eval_data import read_eval_data
+    from inspector.runtime.eval_data import read_eval_data
 
     buf = io.BytesIO()
     np.savez(buf, inputs=np.zeros((64, 1, 8, 8), np.float32), labels=np.zeros(64, np.int64))

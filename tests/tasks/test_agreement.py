@@ -13,11 +13,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from inspector.errors import InputError, SettingsError
-from inspector.io.eval_inputs import example_shape, parse_shape, synthetic_inputs
 from inspector.model.accuracy import Accuracy
 from inspector.model.sensitivity import Sensitivity
 from inspector.model.settings import ModelSettings
-from inspector.tasks import agreement
+from inspector.runtime import agreement
+from inspector.runtime.eval_inputs import example_shape, parse_shape, synthetic_inputs
 from inspector.tasks.accuracy import agreement_line, open_evaluator
 from inspector.tasks.codec import ModelCodec, Progress
 from inspector.tasks.sensitivity import sensitivity

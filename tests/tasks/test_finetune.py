@@ -16,8 +16,8 @@ from inspector import cli_finetune
 from inspector.errors import InputError, SettingsError
 from inspector.format.container import open_container
 from inspector.io.model_file import LoadedModel
-from inspector.io.trainable import load_trainable, state_arrays
 from inspector.model.settings import ModelSettings
+from inspector.runtime.trainable import load_trainable, state_arrays
 from inspector.tasks.codec import ModelCodec, Progress, compress
 from inspector.tasks.finetune import (
     FineTuned,
@@ -28,7 +28,8 @@ from inspector.tasks.finetune import (
     prune_schedule,
     reproduction_error,
 )
-from inspector.tasks.finetune_steps import _Layer, _snap
+from inspector.tasks.finetune_state import _Layer
+from inspector.tasks.finetune_steps import _snap
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
