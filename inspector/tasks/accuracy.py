@@ -17,7 +17,6 @@ import os
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 
@@ -34,10 +33,10 @@ from inspector.runtime.eval_inputs import DEFAULT_COUNT, example_shape, syntheti
 from inspector.runtime.runnable import Runnable
 from inspector.runtime.runnable_open import open_runnable
 from inspector.tasks.codec import ModelCodec, Progress
+from inspector.tasks.drive import run_to_end
 
 Measured = Generator[Progress, None, Accuracy]
 Sink = Callable[[slice, tuple[np.ndarray, ...]], None]
-T = TypeVar("T")
 
 
 class Evaluator:
@@ -91,8 +90,8 @@ class Evaluator:
     def baseline(self) -> Accuracy:
         """Accuracy of the uncompressed model (agreement 1.0); computed on first use."""
         if self._baseline is None:
-            _drive(self._run_baseline(), None)
-        assert self._baseline is not None  # _drive without should_stop runs to the end
+            run_to_end(self._run_baseline())
+        assert self._baseline is not None  # run_to_end without should_stop runs to the end
         return self._baseline
 
     @property
@@ -119,9 +118,11 @@ class Evaluator:
         Accuracy or None
             None when stopped by ``should_stop`` (nothing is raised, the model is restored).
         """
-        if self._baseline is None and _drive(self._run_baseline(), should_stop) is None:
+        if self._baseline is None and (
+            run_to_end(self._run_baseline(), should_stop=should_stop) is None
+        ):
             return None
-        return _drive(self._measure(weights, 0, self._batch_count()), should_stop)
+        return run_to_end(self._measure(weights, 0, self._batch_count()), should_stop=should_stop)
 
     def evaluate_settings(
         self, codec: ModelCodec, settings: ModelSettings
@@ -275,19 +276,6 @@ class Evaluator:
                 f"{classes} scores per example",
                 self.data.path,
             )
-
-
-def _drive(gen: Generator[Progress, None, T], should_stop: Callable[[], bool] | None) -> T | None:
-    """Run ``gen`` to its value; None (and the generator closed) once ``should_stop()``."""
-    try:
-        while True:
-            next(gen)
-            if should_stop is not None and should_stop():
-                return None
-    except StopIteration as stop:
-        return stop.value
-    finally:
-        gen.close()
 
 
 def open_evaluator(

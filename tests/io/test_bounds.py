@@ -224,10 +224,10 @@ def real_dcz(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """digits_cnn.pt compressed by the real compressor."""
     from inspector.model.settings import ModelSettings
     from inspector.tasks.codec import ModelCodec, compress
+    from inspector.tasks.drive import run_to_end
 
     out = tmp_path_factory.mktemp("dcz") / "digits.dcz"
-    for _ in compress(ModelCodec(read_model(SAMPLES / "digits_cnn.pt")), ModelSettings(), out):
-        pass
+    run_to_end(compress(ModelCodec(read_model(SAMPLES / "digits_cnn.pt")), ModelSettings(), out))
     return out.read_bytes()
 
 

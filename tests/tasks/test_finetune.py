@@ -19,6 +19,7 @@ from inspector.io.model_file import LoadedModel
 from inspector.model.settings import ModelSettings
 from inspector.runtime.trainable import load_trainable, state_arrays
 from inspector.tasks.codec import ModelCodec, Progress, compress
+from inspector.tasks.drive import run_to_end
 from inspector.tasks.finetune import (
     FineTuned,
     FineTuneRequest,
@@ -63,11 +64,7 @@ def request_() -> FineTuneRequest:
 
 def run(gen) -> tuple[FineTuned, list[Progress]]:
     steps = []
-    try:
-        while True:
-            steps.append(next(gen))
-    except StopIteration as stop:
-        return stop.value, steps
+    return run_to_end(gen, steps.append), steps
 
 
 @pytest.fixture(scope="module")
@@ -330,5 +327,4 @@ def test_divergence_is_one_clear_error() -> None:
     request = FineTuneRequest(net, x, y, ModelSettings().with_defaults(value=0.5),
                               prune_epochs=3, quant_epochs=1, prune_lr=1e12, batch_size=16)
     with pytest.raises(SettingsError, match="diverged"):
-        for _ in finetune(request):
-            pass
+        run_to_end(finetune(request))
