@@ -56,7 +56,7 @@ class FineTuneRequest:
     prune_steps : int
         1: the compressor's mask on the original weights, fixed from the start. More: prune
         gradually in that many steps, each on the retrained weights, to the same count per
-        layer (see :func:`prune_schedule`).
+        layer (see ``finetune_steps.prune_schedule``).
     distill, temperature : float
         Weight in [0, 1] of distillation from the original model's outputs (softened by
         ``temperature``) in the loss, against ``1 - distill`` of cross-entropy on the labels.
