@@ -24,6 +24,7 @@ from inspector.cli_guard import (
     quiet_libraries,
     terminate_as_interrupt,
 )
+from inspector.cli_method import add_method_flags
 from inspector.errors import InspectorError
 
 EXIT_BAD_INPUT = 2
@@ -103,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--save-config", type=Path, metavar="SETTINGS.json",
                       help="also write the settings used")
     comp.add_argument("--json", action="store_true", help="print JSON")
+    add_method_flags(comp, {a.dest for a in comp._actions})
     comp.set_defaults(func=_cmd_compress)
 
     gui = sub.add_parser("gui", help="open the desktop app (the default with no command)")

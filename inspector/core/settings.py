@@ -20,6 +20,7 @@ STD_OF: tuple[str, ...] = ("all", "nonzero")
 STORES: tuple[str, ...] = ("native", "fp16", "bf16")
 MIN_BITS, MAX_BITS = 1, 8
 MIN_INDEX_BITS, MAX_INDEX_BITS = 1, 16
+NO_OPTIONS = Options()  # deep's: its settings are still the fields above
 MAX_MIN_SQNR = 100.0  # dB; far above what 8-bit codes reach, so a floor above it is a typo
 
 
@@ -88,7 +89,7 @@ class LayerSettings:
     raise_bits: bool = False
     store: Store = "native"
     method: str = "deep"
-    options: Options = Options()
+    options: Options = NO_OPTIONS
 
     def __post_init__(self) -> None:
         if not isinstance(self.method, str):

@@ -293,7 +293,7 @@ def compress(
         yield Progress(2 * i + 1, total, f"encoding {info.name}")
         payload = codec.payload(est)
         payloads.append(payload)
-        rows.append(LayerEstimate(est.info, est.plan, _with_crc(est.record, payload)))
+        rows.append(replace(est, record=_with_crc(est.record, payload)))
         if not kept:
             codec.release(info.name)
     yield Progress(total - 1, total, "writing")

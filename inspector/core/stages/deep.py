@@ -11,22 +11,26 @@ options: :meth:`DeepMethod.bind` takes them; moving them into ``options`` is lat
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from inspector.core.decode import decode_kept, decode_payload
-from inspector.core.layer import LayerCodec, LayerPlan
-from inspector.core.positions import NAMES
-from inspector.core.settings import LayerSettings
 from inspector.core.stages.base import Option, Options, Plan
-from inspector.core.stages.deep_record import Deep, decode_deep, encode_deep
 from inspector.core.stages.registry import register_method
 from inspector.core.wire import Reader
+
+# The codec, the decoder and the record load numba: they are imported where used, so
+# reading the registry (the CLI's flags, the settings file) stays cheap.
+if TYPE_CHECKING:
+    from inspector.core.layer import LayerCodec, LayerPlan
+    from inspector.core.settings import LayerSettings
+    from inspector.core.stages.deep_record import Deep
 
 
 def record_of(plan: LayerPlan) -> Deep:
     """The record of a deep plan: what the floor resolved to, the pruning the file has."""
+    from inspector.core.stages.deep_record import Deep
+
     return Deep(plan.settings, plan.mask, plan.survivors, plan.layout)
 
 
@@ -38,6 +42,8 @@ class DeepLayer:
         self.settings = settings
 
     def _plan(self, lp: LayerPlan) -> Plan:
+        from inspector.core.stages.deep_record import encode_deep
+
         return Plan("deep", Options(), encode_deep(record_of(lp)), lp.payload_nbytes,
                     lp.error_sse, lp.sumsq, lp.size - lp.survivors, lp)
 
@@ -63,10 +69,15 @@ class DeepMethod:
              importance: np.ndarray | None = None,
              settings: LayerSettings | None = None) -> DeepLayer:
         """The layer under ``settings`` (the deep fields; default ``LayerSettings()``)."""
+        from inspector.core.layer import LayerCodec
+        from inspector.core.settings import LayerSettings
+
         codec = LayerCodec(np.asarray(weights).reshape(shape))
         return DeepLayer(codec, settings or LayerSettings())
 
     def _record(self, params: bytes, payload_nbytes: int, shape: tuple[int, ...]) -> Deep:
+        from inspector.core.stages.deep_record import decode_deep
+
         r = Reader(params)
         size = int(np.prod(shape, dtype=np.int64))
         deep = decode_deep(r, "deep", size, payload_nbytes)
@@ -79,12 +90,16 @@ class DeepMethod:
 
     def decode(self, params: bytes, payload: bytes | memoryview,
                shape: tuple[int, ...]) -> np.ndarray:
+        from inspector.core.decode import decode_payload
+
         return decode_payload(payload, self._record(params, len(payload), shape).layout)
 
     def decode_reference(self, params: bytes, payload: bytes | memoryview,
                          shape: tuple[int, ...]) -> np.ndarray:
         """Kept positions as plain numpy (cumulative gaps or the position code), then each
         one's centroid; the streams are read by the same stream decoder."""
+        from inspector.core.decode import decode_kept
+
         lay = self._record(params, len(payload), shape).layout
         codebook, kept, wsym = decode_kept(payload, lay)
         out = np.zeros(lay.size, dtype=np.float32)
@@ -92,6 +107,9 @@ class DeepMethod:
         return out
 
     def describe(self, params: bytes) -> dict[str, Any]:
+        from inspector.core.positions import NAMES
+        from inspector.core.stages.deep_record import decode_deep
+
         r = Reader(params)
         deep = decode_deep(r, "deep", 1 << 40, 1 << 62)  # bounds were checked on reading
         lay = deep.layout
