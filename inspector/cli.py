@@ -211,7 +211,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     estimate, nbytes = _run(compress(codec, settings, args.output), show)
     if args.save_config:
         save_settings(settings, args.save_config)
-    rows = report.rows_of_estimate(estimate)
+    rows = report.rows_of_estimate(estimate, recipes=True)
     if args.json:
         total = report.totals(rows, nbytes)
         _print_json({

@@ -115,16 +115,17 @@ def row(
     )
 
 
-def rows_of_estimate(est: ModelEstimate) -> list[Row]:
-    """Table rows of an in-memory estimate."""
+def rows_of_estimate(est: ModelEstimate, recipes: bool = False) -> list[Row]:
+    """Table rows of an in-memory estimate; ``recipes``: deep rows describe their record too
+    (the app's summary, on every estimate, does without)."""
     out = []
     for r in est.layers:
         if r.coded is not None:
             out.append(coded_row(r.info.name, r.info.kind, r.record, r.original_nbytes,
                                  r.coded.zeros, r.coded.sqnr_db))
-        else:
-            out.append(replace(row(r.info.name, r.info.kind, r.record, r.original_nbytes,
-                                   r.plan), recipe=recipe(r.record)))
+            continue
+        one = row(r.info.name, r.info.kind, r.record, r.original_nbytes, r.plan)
+        out.append(replace(one, recipe=recipe(r.record)) if recipes else one)
     return out
 
 

@@ -111,7 +111,7 @@ class DeepMethod:
         from inspector.core.stages.deep_record import decode_deep
 
         r = Reader(params)
-        deep = decode_deep(r, "deep", 1 << 40, 1 << 62)  # bounds were checked on reading
+        deep = decode_deep(r, "deep", 0, 0, check=False)  # checked when it was read
         lay = deep.layout
         return {
             "name": "deep", "settings": {k: v for k, v in deep.settings.to_json().items()

@@ -81,16 +81,19 @@ def encode_deep(d: Deep) -> bytes:
     return b"".join(out)
 
 
-def decode_deep(r: Reader, name: str, size: int, payload_nbytes: int) -> Deep:
+def decode_deep(r: Reader, name: str, size: int, payload_nbytes: int,
+                check: bool = True) -> Deep:
     """A deep record read from ``r`` for layer ``name`` of ``size`` elements; ValueError
-    names the first field that makes no sense (checked before anything is allocated)."""
+    names the first field that makes no sense (checked before anything is allocated).
+    ``check=False`` skips the counts' checks against ``size`` and the payload (a record
+    already checked, read again to describe it)."""
     flags, modes, codes, widths = (r.u8() for _ in range(4))
     (value,) = struct.unpack("<f", r.take(4)) if flags & F2_VALUE_F32 else (r.f64(),)
     (threshold,) = struct.unpack("<f", r.take(4)) if flags & F2_THRESHOLD_F32 else (r.f64(),)
     ties, seed = r.varint(), r.varint(limit=2**32 - 1)
     k, entries, survivors, weight_nbytes = (r.varint() for _ in range(4))
     wmode, gmode, positions = modes & 3, modes >> 2 & 3, modes >> 4
-    holes = r.varint(limit=size) if positions == HOLES else 0
+    holes = r.varint(limit=size if check else 1 << 62) if positions == HOLES else 0
     coded = bool(flags & F2_CODED_CODEBOOK)
     unknown = flags >= 2 * F2_CODED_CODEBOOK or (coded and not flags & F2_HALF_CODEBOOK)
     if unknown or wmode not in MODES or gmode not in MODES:
@@ -115,7 +118,7 @@ def decode_deep(r: Reader, name: str, size: int, payload_nbytes: int) -> Deep:
         bad = bad or survivors != entries or flags & F2_FILLER
         bad = bad or (positions == DENSE and entries != size)
         bad = bad or (positions == HOLES and holes < size - entries)
-    if bad:
+    if bad and check:
         raise ValueError(f"layer {name!r} has inconsistent stream sizes")
     layout = Layout(
         size=size, codebook_size=k, has_filler=bool(flags & F2_FILLER),
