@@ -33,9 +33,9 @@ from inspector.model.settings import load_settings, save_settings
 
 from .controller import Controller
 from .controls import ControlsWidget
-from .method_options import MethodOptionsWidget
 from .histogram import HistogramWidget
 from .layer_table import LayerTableWidget
+from .method_options import MethodOptionsWidget
 from .model_bytes import ModelBytesWidget
 from .resources import icon
 from .sensitivity_view import SensitivityWidget

@@ -3,8 +3,6 @@ the estimate it leads to is the exact size of the file written."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from inspector.format.container import open_container
 from inspector.gui.controller import Controller
 from inspector.gui.method_options import MethodOptionsWidget
