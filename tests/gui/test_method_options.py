@@ -64,3 +64,27 @@ def test_view_updates_never_write_the_session(qtbot, opened) -> None:
     assert widget.method_combo.currentData() == "deep" and len(written) == 1
     session.undo()
     assert session.layer_settings("ip2.weight").method == "deep"
+
+
+def test_editors_follow_the_declared_options_and_write_them(qtbot, opened, toy_method) -> None:
+    from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox
+
+    session, _ = opened
+    widget = MethodOptionsWidget(session)
+    qtbot.addWidget(widget)
+    session.select(["ip1.weight"])
+    assert widget.editors == {}  # deep: its settings are the controls panel's
+    widget.method_combo.setCurrentIndex(widget.method_combo.findData("toy"))
+    editors = widget.editors
+    assert isinstance(editors["step"], QDoubleSpinBox) and editors["step"].value() == 0.01
+    assert isinstance(editors["layout"], QComboBox) and isinstance(editors["signed"], QCheckBox)
+    assert editors["step"].toolTip() == "quantization step"
+    editors["step"].setValue(0.5)  # as a user typing a value
+    editors["layout"].setCurrentIndex(editors["layout"].findData("rows"))
+    assert dict(session.layer_settings("ip1.weight").options) == {
+        "step": 0.5, "layout": "rows", "signed": True}
+    session.undo()  # a model event: the editor shows the value again, writing nothing
+    assert widget.editors["layout"].currentData() == "flat"
+    assert session.layer_settings("ip1.weight").options["step"] == 0.5
+    widget.method_combo.setCurrentIndex(widget.method_combo.findData("fp16"))
+    assert "step" not in session.settings.layers["ip1.weight"]  # toy's options dropped
