@@ -38,6 +38,7 @@ from inspector.core.settings import (
     method_options,
     resolve_method_options,
 )
+from inspector.core.stages.base import fidelity_option
 from inspector.errors import InputError, SettingsError
 from inspector.io.kinds import ALL_KINDS
 from inspector.model.sensitivity import Sensitivity
@@ -156,6 +157,13 @@ class ModelSettings:
             sources["min_sqnr"] = Source(
                 sources[pruning].level, f"the {pruning} set there has no floor"
             )
+        knob = fidelity_option(method_options(s.method)) if s.method != "deep" else None
+        if knob is not None and s.min_sqnr is not None and user["min_sqnr"] < max(
+                origin[knob.name], BUILTIN_LEVELS - 1):
+            # as for pruning: a method's knob a user set above the floor is applied as set
+            s = replace(s, min_sqnr=None)
+            sources["min_sqnr"] = Source(sources[knob.name].level,
+                                         f"the {knob.name} set there has no floor")
         if origin["raise_bits"] < BUILTIN_LEVELS:  # more bits only where nobody chose them
             raise_bits = s.min_sqnr is not None and user["bits"] <= user["min_sqnr"]
             if raise_bits:

@@ -11,7 +11,7 @@ not depend on it. The search assumes the SQNR grows as the knob gets finer.
 from __future__ import annotations
 
 from inspector.core.settings import LayerSettings
-from inspector.core.stages.base import LayerMethod, Method, Option, Plan
+from inspector.core.stages.base import LayerMethod, Method, Option, Plan, fidelity_option
 
 _DOUBLINGS = 40  # a float knob is halved (or doubled) at most this often ...
 _BISECTIONS = 24  # ... then bisected between the last miss and the first hit
@@ -19,7 +19,7 @@ _BISECTIONS = 24  # ... then bisected between the last miss and the first hit
 
 def knob(method: Method) -> Option | None:
     """The option a fidelity floor moves, if the method declares one."""
-    return next((o for o in method.options if o.finer and o.kind in (int, float)), None)
+    return fidelity_option(method.options)
 
 
 def method_plan(bound: tuple[Method, LayerMethod], s: LayerSettings) -> tuple[Method, Plan]:

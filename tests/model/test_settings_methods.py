@@ -67,3 +67,13 @@ def test_method_settings_survive_a_save_and_load(toy_method, tmp_path: Path) -> 
     assert again.resolve("x", "fc") == s.resolve("x", "fc")
     assert json.loads((tmp_path / "s.json").read_text())["layers"]["x"] == {
         "method": "toy", "step": 0.125}
+
+
+def test_a_knob_a_user_set_above_the_floor_is_applied_as_set(toy_method) -> None:
+    s = ModelSettings.from_json({"defaults": {"method": "toy"},
+                                 "layers": {"a": {"step": 0.5}, "b": {"min_sqnr": 20.0}}})
+    a = s.resolve("a", "fc")  # the built-in floor guards only the built-in step
+    assert a.min_sqnr is None and "the step set there has no floor" in s.explain(
+        "a", "fc")["min_sqnr"][1].note
+    assert s.resolve("b", "fc").min_sqnr == 20.0  # a floor written with (or below) the step
+    assert s.resolve("c", "fc").min_sqnr == 30.0  # the built-in step: the built-in floor

@@ -112,6 +112,11 @@ def resolve_options(declared: tuple[Option, ...], given: Mapping[str, object]) -
     return Options.of({o.name: o.check(given.get(o.name, o.default)) for o in declared})
 
 
+def fidelity_option(options: tuple[Option, ...]) -> Option | None:
+    """The numeric option a fidelity floor may move (the first with ``finer`` set), if any."""
+    return next((o for o in options if o.finer and o.kind in (int, float)), None)
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """One layer under one method's options, exact, with nothing encoded.
