@@ -23,6 +23,7 @@ from inspector.cli_guard import (
     quiet_libraries,
     terminate_as_interrupt,
 )
+from inspector.cli_method import add_method_flags
 from inspector.cli_output import print_json, run_with_bar
 from inspector.errors import InspectorError
 
@@ -102,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--save-config", type=Path, metavar="SETTINGS.json",
                       help="also write the settings used")
     comp.add_argument("--json", action="store_true", help="print JSON")
+    add_method_flags(comp, {a.dest for a in comp._actions})
     comp.set_defaults(func=_cmd_compress)
 
     gui = sub.add_parser("gui", help="open the desktop app (the default with no command)")
@@ -208,7 +210,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     estimate, nbytes = run_with_bar(compress(codec, settings, args.output), show)
     if args.save_config:
         save_settings(settings, args.save_config)
-    rows = report.rows_of_estimate(estimate)
+    rows = report.rows_of_estimate(estimate, recipes=True)
     if args.json:
         total = report.totals(rows, nbytes)
         print_json({

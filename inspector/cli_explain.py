@@ -65,8 +65,14 @@ def _show(field: str, value: Any) -> str:
 
 def _outcome(codec: ModelCodec, settings: ModelSettings, info: Any) -> str:
     est = codec.layer(info, settings)
+    if est.coded is not None:
+        sqnr = est.coded.sqnr_db
+        shown = f"{sqnr:.1f} dB" if sqnr != float("inf") else "exact"
+        return (f"  -> {est.coded.method}, SQNR {shown}, "
+                f"{est.record.payload_nbytes:,} bytes")
     if est.plan is None:
-        return f"  -> stored losslessly: {est.record.payload_nbytes:,} bytes"
+        why = f" ({est.note})" if est.note else ""
+        return f"  -> stored losslessly: {est.record.payload_nbytes:,} bytes{why}"
     plan = est.plan
     pruned = 1.0 - plan.survivors / plan.size if plan.size else 0.0
     how, bits = "", f"{plan.settings.bits} bits"

@@ -46,6 +46,9 @@ def _global_changes(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
         changes["bits"] = (args.bits, "--bits")
     if args.min_sqnr is not UNSET:
         changes["min_sqnr"] = (args.min_sqnr, "--min-sqnr")
+    from inspector.cli_method import method_changes
+
+    changes.update(method_changes(args))  # --method and the methods' option flags
     return changes
 
 

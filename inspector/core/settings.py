@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
+from inspector.core.stages.base import Options, Value, resolve_options
 from inspector.errors import SettingsError
 
 Policy = Literal["std", "sparsity", "threshold"]
@@ -19,6 +20,7 @@ STD_OF: tuple[str, ...] = ("all", "nonzero")
 STORES: tuple[str, ...] = ("native", "fp16", "bf16")
 MIN_BITS, MAX_BITS = 1, 8
 MIN_INDEX_BITS, MAX_INDEX_BITS = 1, 16
+NO_OPTIONS = Options()  # deep's: its settings are still the fields above
 MAX_MIN_SQNR = 100.0  # dB; far above what 8-bit codes reach, so a floor above it is a typo
 
 
@@ -62,6 +64,16 @@ class LayerSettings:
         Precision of a float32/float64 layer stored losslessly (excluded, or a bias, norm or
         buffer): ``"native"``, or ``"fp16"`` / ``"bf16"``, 2 bytes a value (lossy; a layer
         with a finite value past float16's range stays native under ``"fp16"``).
+    method
+        The layer's method, a name in :mod:`inspector.core.stages.registry`: ``"deep"``
+        (prune, k-means, Huffman: the fields above) or another registered method, whose own
+        settings are ``options``. The deep fields stay fields for now (moving them into
+        deep's declared options is later work); other methods ignore them, except
+        ``excluded``, ``store`` and ``min_sqnr`` (see :mod:`inspector.tasks.codec`).
+    options
+        The chosen method's option values, every declared option resolved
+        (:func:`~inspector.core.stages.base.resolve_options`); empty for ``"deep"``. In JSON
+        they are flat keys of the layer entry: ``{"method": "uniform", "step": 0.01}``.
     """
 
     policy: Policy = "sparsity"
@@ -76,8 +88,19 @@ class LayerSettings:
     min_sqnr: float | None = None
     raise_bits: bool = False
     store: Store = "native"
+    method: str = "deep"
+    options: Options = NO_OPTIONS
 
     def __post_init__(self) -> None:
+        if not isinstance(self.method, str):
+            raise SettingsError(f"method must be a method's name, got {self.method!r}")
+        if not isinstance(self.options, Options):
+            raise SettingsError("options must be an Options mapping")
+        if self.method != "deep" or self.options:
+            declared = {o.name for o in method_options(self.method)}  # an unknown name raises
+            extra = sorted(set(self.options) - declared)
+            if extra:
+                raise SettingsError(f"method {self.method} has no option(s) {', '.join(extra)}")
         _check_choice("policy", self.policy, POLICIES)
         _check_choice("init", self.init, INITS)
         _check_choice("std_of", self.std_of, STD_OF)
@@ -102,22 +125,77 @@ class LayerSettings:
         return 1 << self.bits
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-safe dict of every field."""
-        return asdict(self)
+        """A JSON-safe dict of every field, the method's options flat beside them."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "options"}
+        return {**out, **dict(self.options)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any], base: LayerSettings | None = None) -> LayerSettings:
-        """Settings from a (possibly partial) dict; missing fields come from ``base``."""
+        """Settings from a (possibly partial) dict; missing fields come from ``base``.
+
+        Keys that are not fields are options of the method in force (``data``'s ``"method"``,
+        else ``base``'s) and carry over from ``base`` while the method stays the same. An
+        option the method lacks is an error where ``data`` names the method, and is ignored
+        otherwise (it is another method's: a kind may set ``step`` for its uniform layers);
+        a key no registered method declares is an unknown setting.
+        """
         if not isinstance(data, dict):
             raise SettingsError(f"layer settings must be an object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise SettingsError(f"unknown setting(s) {', '.join(unknown)}")
+        base = base or cls()
+        given = {k: v for k, v in data.items() if k not in FIELDS}
+        check_option_names(given)
+        plain = {k: v for k, v in data.items() if k in FIELDS and k != "options"}
+        if "options" in data:
+            raise SettingsError("unknown setting(s) options")
+        method = plain.get("method", base.method)
+        if not isinstance(method, str):
+            raise SettingsError(f"method must be a method's name, got {method!r}")
+        if given or method != base.method:
+            kept = dict(base.options) if method == base.method else {}
+            if "method" not in data:
+                declared = {o.name for o in method_options(method)}
+                given = {k: v for k, v in given.items() if k in declared}
+            plain["options"] = resolve_method_options(method, {**kept, **given})
         try:
-            return replace(base or cls(), **data)
+            return replace(base, **plain)
         except TypeError as exc:  # pragma: no cover - replace() only fails on unknown names
             raise SettingsError(str(exc)) from exc
+
+
+def check_option_names(given: dict[str, Any]) -> None:
+    """Refuse keys that are neither a field nor an option of any registered method."""
+    if not given:
+        return
+    from inspector.core.stages import registry  # the stages import this module
+
+    registry.method("deep")  # loads the registry
+    known = {o.name for m in registry.METHODS.values() for o in m.options}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise SettingsError(f"unknown setting(s) {', '.join(unknown)}")
+
+
+def method_options(name: str) -> tuple:
+    """The declared options of method ``name``; SettingsError for an unknown method."""
+    from inspector.core.stages import registry  # the stages import this module
+
+    return registry.method(name).options
+
+
+def resolve_method_options(name: str, given: dict[str, Value]) -> Options:
+    """Every option of method ``name`` from ``given`` or its default (one SettingsError for a
+    name the method does not declare, or a bad value)."""
+    if name == "deep" and not given:
+        return Options()
+    try:
+        return resolve_options(method_options(name), given)
+    except SettingsError as exc:
+        if exc.problem.startswith("unknown option"):
+            raise SettingsError(f"method {name}: {exc.problem}") from None
+        raise
+
+
+FIELDS: frozenset[str] = frozenset(f.name for f in fields(LayerSettings))
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from inspector.atomic import atomic_path, same_file
-from inspector.core.layer import decode_payload
 from inspector.errors import InputError
 from inspector.format import dtypes, spec, verify
 from inspector.format.header import LayerRecord
@@ -49,7 +48,7 @@ def write(
     if not records:
         raise InputError("nothing to compress: the model holds no tensors", path)
     for r in records:
-        if r.size == 0 and r.deep is not None:
+        if r.size == 0 and r.lossy:
             raise InputError(f"tensor {r.name!r} has no elements to compress", path)
     for p in protect:
         if path.exists() and same_file(path, p):
@@ -101,10 +100,10 @@ class Container:
         """Refuse layer ``index`` if its payload fails its CRC or disagrees with its record."""
         rec = self.records[index]
         payload = self.payload(index)
-        if rec.deep is None:
+        if not rec.lossy:
             return
         try:
-            verify.check_deep_payload(rec, payload)
+            verify.check_payload(rec, payload)
         except ValueError as exc:
             raise InputError(f"layer {rec.name!r} is inconsistent: {exc}", self.path) from None
 
@@ -112,7 +111,7 @@ class Container:
         """Decode layer ``index`` to its dtype and shape (CRC checked)."""
         rec = self.records[index]
         payload = self.payload(index)
-        if rec.deep is None:
+        if not rec.lossy:
             values = dtypes.from_bytes(payload, rec.stored_dtype, rec.shape)
             return values if rec.stored is None else values.astype(dtypes.numpy_dtype(rec.dtype))
         # A pruned layer legitimately decodes to far more than its payload (a few bits stand
@@ -123,7 +122,7 @@ class Container:
                        f"({needed / 2**30:,.1f} GiB), more than this machine's memory")
             raise InputError(problem, self.path)
         try:
-            flat = decode_payload(payload, rec.deep.layout)
+            flat = verify.decode_lossy(rec, payload)
         except ValueError as exc:
             raise InputError(f"layer {rec.name!r} cannot be decoded: {exc}", self.path) from exc
         return dtypes.cast(flat, rec.dtype).reshape(rec.shape)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from inspector.core.floats import bfloat16_bits
 from inspector.format import spec
+
+__all__ = ["bfloat16_bits", "cast", "dtype_name", "from_bytes", "numpy_dtype", "to_bytes"]
 
 
 def numpy_dtype(name: str) -> np.dtype:
@@ -40,21 +43,3 @@ def cast(values: np.ndarray, name: str) -> np.ndarray:
     if name == "bfloat16":
         return (bfloat16_bits(values).astype("<u4") << 16).view("<f4").astype(np.float32)
     return values.astype(np.dtype(name) if name != "bool" else np.float32)
-
-
-def bfloat16_bits(values: np.ndarray) -> np.ndarray:
-    """The bfloat16 nearest each value (ties to even), as little-endian 16-bit patterns.
-
-    Values are rounded to float32 first, as torch does. A NaN stays a quiet NaN with its sign
-    and high payload: plain rounding would carry a low-bits-only payload into +inf, or wrap an
-    all-ones NaN to zero.
-    """
-    f32 = np.ascontiguousarray(values, dtype="<f4")
-    bits = f32.view("<u4")
-    # Adding just under half of the dropped 16 bits, plus the kept lowest bit, rounds to
-    # nearest-even; only NaNs can carry out of 32 bits, and they are redone below.
-    out = ((bits + (np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1)))) >> 16).astype("<u2")
-    nan = np.isnan(f32)
-    if nan.any():
-        out[nan] = ((bits[nan] >> 16) | np.uint32(0x0040)).astype("<u2")
-    return out

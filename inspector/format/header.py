@@ -10,6 +10,7 @@ from inspector.core.kernels import TIES_ALL
 from inspector.core.layer import Layout
 from inspector.core.prune import Mask
 from inspector.core.settings import LayerSettings
+from inspector.core.stages.deep_record import Deep
 from inspector.format import spec
 from inspector.format.wire import Reader, varint
 
@@ -18,18 +19,19 @@ _INIT_NAMES = {v: k for k, v in spec.INIT_CODES.items()}
 
 
 @dataclass(frozen=True, slots=True)
-class Deep:
-    """The record part of a deep-compressed layer: settings used, mask, and decode layout."""
+class Coded:
+    """The record part of a layer coded by a registered method other than deep
+    (:mod:`inspector.core.stages.registry`): its name, record code and own parameters."""
 
-    settings: LayerSettings
-    mask: Mask
-    survivors: int
-    layout: Layout
+    method: str
+    code: int
+    params: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class LayerRecord:
-    """One layer's entry in the header. ``deep`` is None for a layer stored losslessly."""
+    """One layer's entry in the header. ``deep`` and ``coded`` are None for a layer stored
+    losslessly; at most one is set (a deep layer, or one of another registered method)."""
 
     name: str
     dtype: str
@@ -38,6 +40,19 @@ class LayerRecord:
     crc: int
     deep: Deep | None = None
     stored: str | None = None  # a raw layer held at lower precision: "float16" or "bfloat16"
+    coded: Coded | None = None
+
+    @property
+    def lossy(self) -> bool:
+        """Whether the payload is coded by a method (deep or another), not raw elements."""
+        return self.deep is not None or self.coded is not None
+
+    @property
+    def method(self) -> str:
+        """The record's method: ``"raw"``, ``"deep"`` or a registered method's name."""
+        if self.coded is not None:
+            return self.coded.method
+        return "raw" if self.deep is None else "deep"
 
     @property
     def size(self) -> int:
@@ -60,6 +75,8 @@ def encode_header(records: list[LayerRecord] | tuple[LayerRecord, ...]) -> bytes
         name = r.name.encode("utf-8")
         out += [varint(len(name)), name, bytes([spec.DTYPES[r.dtype][0], len(r.shape)])]
         out += [varint(d) for d in r.shape]
+        if r.coded is not None:
+            raise ValueError(f"layer {r.name!r}: version 1 has no {r.coded.method} records")
         out += [bytes([spec.RAW if r.deep is None else spec.DEEP]), varint(r.payload_nbytes)]
         out.append(struct.pack("<I", r.crc))
         if r.deep is not None:

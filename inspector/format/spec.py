@@ -15,6 +15,9 @@ RAW_FP16 = 2  # version 2: a float layer stored losslessly as float16
 RAW_BF16 = 3  # ... or as bfloat16
 METHODS_V2 = {**METHODS, RAW_FP16: "raw float16", RAW_BF16: "raw bfloat16"}
 STORED_METHODS = {"float16": RAW_FP16, "bfloat16": RAW_BF16}
+#: Method bytes from here up name a registered method (inspector.core.stages.registry) whose
+#: record carries ``varint(len(params)) + params`` after the payload CRC.
+FIRST_REGISTERED = 16
 
 DTYPES: dict[str, tuple[int, int]] = {  # name: (code, item size)
     "float32": (1, 4),

@@ -2,7 +2,8 @@
 
 A header can be internally consistent and still disagree with its payloads, or ask for more
 memory than the machine has once its layers are summed. :func:`check_records` compares the
-records with each other and with the memory budget; :func:`check_deep_payload` compares one
+records with each other and with the memory budget (and has each registered method check its
+own record: :func:`check_params`); :func:`check_deep_payload` compares one
 deep layer's record with its payload: the codebook, code tables and the two streams must fill
 the payload exactly, and the symbols must describe exactly ``survivors`` weights inside the
 layer. Both raise ValueError with the problem; the container turns it into one InputError line.
@@ -41,7 +42,7 @@ def memory_budget() -> int:
 def decoded_nbytes(record: LayerRecord) -> int:
     """Bytes the decoded layer takes in memory (bfloat16 is held as float32)."""
     itemsize = 4 if record.dtype == "bfloat16" else record.itemsize
-    if record.deep is None:
+    if not record.lossy:
         return record.size * itemsize
     return record.size * max(itemsize, _DEEP_BYTES_PER_VALUE)
 
@@ -55,14 +56,54 @@ def check_records(records: Sequence[LayerRecord], budget: int) -> None:
         if r.name in seen:
             raise ValueError(f"two layers are named {r.name!r}")
         seen.add(r.name)
+        if r.coded is not None:
+            check_params(r)
     total = sum(decoded_nbytes(r) for r in records)
     # the largest deep layer also needs its float32 scratch while it is decoded
-    scratch = max((r.size * _DEEP_BYTES_PER_VALUE for r in records if r.deep), default=0)
+    scratch = max((r.size * _DEEP_BYTES_PER_VALUE for r in records if r.lossy), default=0)
     if total + scratch > budget:
         raise ValueError(
             f"its {len(records)} layers decode to {total / 2**30:,.2f} GiB, more than the "
             f"{budget / 2**30:,.2f} GiB memory budget (half this machine's memory)"
         )
+
+
+def check_params(record: LayerRecord) -> None:
+    """A registered method's record, checked by the method itself before any payload is read
+    (``Method.check``: its parameters against the payload length and the shape)."""
+    from inspector.core.stages import registry
+
+    assert record.coded is not None
+    try:
+        registry.method(record.coded.method).check(
+            record.coded.params, record.payload_nbytes, record.shape)
+    except ValueError as exc:
+        raise ValueError(f"layer {record.name!r} ({record.coded.method}): {exc}") from None
+
+
+def decode_lossy(record: LayerRecord, payload: bytes | memoryview) -> np.ndarray:
+    """The flat float32 values of a deep or registered-method layer (ValueError if bad)."""
+    if record.coded is not None:
+        from inspector.core.stages import registry
+
+        method = registry.method(record.coded.method)
+        values = method.decode(record.coded.params, payload, record.shape)
+        if values.size != record.size:
+            raise ValueError("its payload does not decode to the layer's shape")
+        return values
+    from inspector.core.decode import decode_payload
+
+    assert record.deep is not None
+    return decode_payload(payload, record.deep.layout)
+
+
+def check_payload(record: LayerRecord, payload: bytes | memoryview) -> None:
+    """Refuse a lossy layer whose payload does not hold exactly what its record says: a deep
+    one by its streams, one of another method by decoding it (its method raises ValueError)."""
+    if record.coded is None:
+        check_deep_payload(record, payload)
+        return
+    decode_lossy(record, payload)
 
 
 def check_deep_payload(record: LayerRecord, payload: bytes | memoryview) -> None:

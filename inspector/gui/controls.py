@@ -390,8 +390,9 @@ class ControlsWidget(QWidget):
         self.index_info.setText(f"gaps up to {1 << s.index_bits} per entry")
         self.huffman_check.setChecked(s.huffman)
         self.exclude_check.setChecked(s.excluded)
+        deep = s.method == "deep"  # another method's options are its own panel's
         for w in self.editors:
-            w.setEnabled(not s.excluded or w in (self.exclude_check, self.paper_button))
+            w.setEnabled((not s.excluded and deep) or w in (self.exclude_check, self.paper_button))
         self._show_prune_info(name)
 
     def _on_session_estimate_changed(self) -> None:

@@ -103,6 +103,10 @@ def _estimated(layer: LayerEstimate) -> tuple[list[str], list[Any], list[str]]:
     nbytes = record.payload_nbytes
     ratio = info.nbytes / nbytes if nbytes else math.inf
     size_texts, size_keys = [f"{nbytes:,}", f"{ratio:.1f}x"], [float(nbytes), ratio]
+    if layer.coded is not None:  # another method: its name where deep shows the kept share
+        texts = ["-", layer.method, "-", "-", *size_texts, _format_sqnr(layer.sqnr_db)]
+        keys = [MISSING, 1.25, MISSING, MISSING, *size_keys, layer.sqnr_db]
+        return texts, keys, [f"Coded by {layer.method}."] * len(ESTIMATED)
     if plan is None:  # raw: kept sorts above 100%, SQNR as lossless
         texts = ["-", "raw", "-", "-", *size_texts, "-"]
         keys = [MISSING, 1.5, MISSING, MISSING, *size_keys, math.inf]

@@ -35,6 +35,7 @@ from .controller import Controller
 from .controls import ControlsWidget
 from .histogram import HistogramWidget
 from .layer_table import LayerTableWidget
+from .method_options import MethodOptionsWidget
 from .model_bytes import ModelBytesWidget
 from .resources import icon
 from .sensitivity_view import SensitivityWidget
@@ -90,6 +91,7 @@ class MainWindow(QMainWindow):
         self.histogram = HistogramWidget(s)
         self.model_bytes = ModelBytesWidget(s)
         self.controls = ControlsWidget(s)
+        self.method_options = MethodOptionsWidget(s)
         self.sensitivity = SensitivityWidget(s)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.histogram, "Layer weights")
@@ -102,6 +104,7 @@ class MainWindow(QMainWindow):
         column = QVBoxLayout(panel)
         column.setContentsMargins(0, 0, 0, 0)
         column.addWidget(self.controls)
+        column.addWidget(self.method_options)
         column.addStretch(1)
         self.right.addWidget(panel)
         self.right.setStretchFactor(0, 3)

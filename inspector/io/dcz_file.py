@@ -43,13 +43,20 @@ def describe_record(record: LayerRecord) -> dict[str, Any]:
     ``threshold``, ``survivors`` of ``size`` weights, ``kept_percent``, cluster ``bits`` and
     ``clusters`` (codebook size K), ``index_bits``, whether each stream was Huffman-coded,
     the ``positions`` code (``"gaps"``, ``"bitmap"``, ``"dense"``, ``"holes"``) and the
-    ``codebook_dtype``. A raw layer held at lower precision adds ``stored`` (its dtype).
+    ``codebook_dtype``. A raw layer held at lower precision adds ``stored`` (its dtype). A
+    layer of another registered method has its name as ``method`` and adds ``recipe``, what
+    the method says of its record (``Method.describe``).
     """
     out: dict[str, Any] = {
-        "method": "raw" if record.deep is None else "deep",
+        "method": record.method,
         "payload_nbytes": record.payload_nbytes,
         "original_nbytes": record.size * record.itemsize,
     }
+    if record.coded is not None:
+        from inspector.core.stages import registry  # loads with the container, like numba
+
+        out["recipe"] = registry.method(record.coded.method).describe(record.coded.params)
+        return out
     deep = record.deep
     if deep is None:
         if record.stored is not None:
@@ -113,7 +120,7 @@ def read_dcz(path: Path) -> LoadedModel:
             dtypes[record.name] = "bfloat16"
         metadata[LAYER_KEY_PREFIX + record.name] = json.dumps(describe_record(record))
     metadata[SUMMARY_KEY] = json.dumps(_summary(box))
-    learned = {r.name for r in box.records if r.deep is not None}  # clustered: few values
+    learned = {r.name for r in box.records if r.lossy}  # coded: few values
     return LoadedModel.build(str(path), "dcz", tensors, dtypes, metadata, learned=learned)
 
 

@@ -6,17 +6,54 @@ import math
 from dataclasses import dataclass, field
 
 from inspector.core.layer import LayerPlan
+from inspector.core.stages.base import Plan
 from inspector.format.header import LayerRecord
 from inspector.io.model_file import TensorInfo
 
 
 @dataclass(frozen=True, slots=True)
 class LayerEstimate:
-    """One layer's exact share of the file. ``plan`` is None for a layer stored losslessly."""
+    """One layer's exact share of the file.
+
+    ``plan`` is the deep plan of a deep-compressed layer, ``coded`` the plan of a layer of
+    another registered method; both are None for a layer stored losslessly. ``note`` says
+    why a layer is stored otherwise than its settings ask (e.g. raw: the method's payload
+    would not be smaller than the layer's own bytes).
+    """
 
     info: TensorInfo
     plan: LayerPlan | None
     record: LayerRecord
+    coded: Plan | None = None
+    note: str = ""
+
+    @property
+    def lossy(self) -> bool:
+        """Whether a method codes this layer (deep or another), not raw bytes."""
+        return self.plan is not None or self.coded is not None
+
+    @property
+    def method(self) -> str:
+        """``"raw"``, ``"deep"`` or the registered method's name."""
+        return self.record.method
+
+    @property
+    def sqnr_db(self) -> float:
+        """The layer's weight-space SQNR in dB (inf when stored exactly)."""
+        if self.plan is not None:
+            return self.plan.sqnr_db
+        return self.coded.sqnr_db if self.coded is not None else math.inf
+
+    @property
+    def sumsq(self) -> float:
+        p = self.plan if self.plan is not None else self.coded
+        return 0.0 if p is None else p.sumsq
+
+    @property
+    def error_sse(self) -> float:
+        if self.plan is not None:
+            return self.plan.error_sse
+        return self.coded.sse if self.coded is not None else 0.0
 
     @property
     def original_nbytes(self) -> int:
@@ -54,9 +91,9 @@ class ModelEstimate:
     @property
     def sqnr_db(self) -> float:
         """Weight-space signal-to-noise ratio over all compressed layers (a proxy, not accuracy)."""
-        plans = [r.plan for r in self.layers if r.plan is not None]
-        signal = sum(p.sumsq for p in plans)
-        noise = sum(p.error_sse for p in plans)
-        if not plans or signal <= 0:
+        lossy = [r for r in self.layers if r.lossy]
+        signal = sum(r.sumsq for r in lossy)
+        noise = sum(r.error_sse for r in lossy)
+        if not lossy or signal <= 0:
             return math.nan
         return math.inf if noise <= 0 else 10.0 * math.log10(signal / noise)

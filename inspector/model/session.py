@@ -12,7 +12,7 @@ from typing import Any
 from psygnal import Signal
 
 from inspector.core.layer import LayerPlan
-from inspector.core.settings import LayerSettings
+from inspector.core.settings import FIELDS, LayerSettings, method_options
 from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.accuracy import Accuracy
 from inspector.model.estimate import ModelEstimate
@@ -148,6 +148,21 @@ class Session:
         for name in names:
             new.resolve(name, self.info(name).kind)  # validates
         self.set_settings(new, label, merge)
+
+    def set_method(self, names: tuple[str, ...] | list[str], method: str, label: str) -> None:
+        """Give each layer in ``names`` the registered ``method`` (undoable), dropping the
+        options its own entry held for another method (they would not be valid for this one).
+        """
+        declared = {o.name for o in method_options(method)}
+        layers = dict(self.settings.layers)
+        for name in names:
+            entry = layers.get(name, {})
+            kept = {k: v for k, v in entry.items() if k in FIELDS or k == "kind" or k in declared}
+            layers[name] = {**kept, "method": method}
+        new = replace(self.settings, layers=layers)
+        for name in names:
+            new.resolve(name, self.info(name).kind)  # validates
+        self.set_settings(new, label)
 
     def replace_layer(self, name: str, settings: LayerSettings, label: str) -> None:
         """Set every field of layer ``name`` (undoable)."""

@@ -31,7 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from inspector.atomic import atomic_path
-from inspector.core.settings import LayerSettings
+from inspector.core.settings import (
+    FIELDS,
+    LayerSettings,
+    check_option_names,
+    method_options,
+    resolve_method_options,
+)
+from inspector.core.stages.base import fidelity_option
 from inspector.errors import InputError, SettingsError
 from inspector.io.kinds import ALL_KINDS
 from inspector.model.sensitivity import Sensitivity
@@ -131,9 +138,14 @@ class ModelSettings:
         s = LayerSettings()
         origin = dict.fromkeys(s.to_json(), -1)  # -1: LayerSettings() itself, built in
         levels = self.levels(name, kind)
+        given: dict[str, tuple[Any, int]] = {}  # method options by name: value, level
         for i, (_, part) in enumerate(levels):
-            s = LayerSettings.from_json(part, s)
-            origin.update(dict.fromkeys(part, i))
+            fields_, options = _split(part)
+            s = LayerSettings.from_json(fields_, s)
+            origin.update(dict.fromkeys(fields_, i))
+            given.update({k: (v, i) for k, v in options.items()})
+        s, option_origin = _with_options(s, given, origin["method"])
+        origin.update(option_origin)
         level = [("built-in", *(lv for lv, _ in levels))[origin[f] + 1] for f in origin]
         sources = {f: Source(lv) for f, lv in zip(origin, level, strict=True)}
         user = {f: max(i, BUILTIN_LEVELS - 1) for f, i in origin.items()}  # built in: one level
@@ -145,6 +157,13 @@ class ModelSettings:
             sources["min_sqnr"] = Source(
                 sources[pruning].level, f"the {pruning} set there has no floor"
             )
+        knob = fidelity_option(method_options(s.method)) if s.method != "deep" else None
+        if knob is not None and s.min_sqnr is not None and user["min_sqnr"] < max(
+                origin[knob.name], BUILTIN_LEVELS - 1):
+            # as for pruning: a method's knob a user set above the floor is applied as set
+            s = replace(s, min_sqnr=None)
+            sources["min_sqnr"] = Source(sources[knob.name].level,
+                                         f"the {knob.name} set there has no floor")
         if origin["raise_bits"] < BUILTIN_LEVELS:  # more bits only where nobody chose them
             raise_bits = s.min_sqnr is not None and user["bits"] <= user["min_sqnr"]
             if raise_bits:
@@ -210,6 +229,33 @@ class ModelSettings:
         sweep = data.get("sensitivity")
         sensitivity = None if sweep is None else Sensitivity.from_json(sweep)
         return cls(parts["defaults"], parts["kinds"], parts["layers"], sensitivity)
+
+
+def _split(part: Any) -> tuple[Any, dict[str, Any]]:
+    """A level's entry as its LayerSettings fields and its method options (flat keys that
+    are not fields); a non-dict is passed on for LayerSettings to refuse."""
+    if not isinstance(part, dict):
+        return part, {}
+    options = {k: v for k, v in part.items() if k not in FIELDS}
+    check_option_names(options)
+    fields_ = {k: v for k, v in part.items() if k in FIELDS}
+    return fields_, options
+
+
+def _with_options(
+    s: LayerSettings, given: dict[str, tuple[Any, int]], method_level: int
+) -> tuple[LayerSettings, dict[str, int]]:
+    """``s`` with the options of its method from ``given`` (each the most specific level's
+    value); an option the method lacks is an error at the level that chose the method and
+    ignored elsewhere (it belongs to another method). Returns each option's level."""
+    declared = {o.name for o in method_options(s.method)}
+    wrong = sorted(k for k, (_, i) in given.items() if k not in declared and i == method_level)
+    if wrong:
+        raise SettingsError(f"method {s.method}: unknown option(s) {', '.join(wrong)}")
+    used = {k: v for k, (v, _) in given.items() if k in declared}
+    s = replace(s, options=resolve_method_options(s.method, used))
+    origin = {k: given[k][1] if k in used else -1 for k in s.options}
+    return s, origin
 
 
 def _without_kind(entry: Any) -> Any:

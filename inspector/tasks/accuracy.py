@@ -376,9 +376,13 @@ class WeightProxy:
 
 def weight_proxy(estimate: ModelEstimate) -> WeightProxy:
     """Describe an estimate's weight-space error per layer and for the model."""
-    plans = [(r.info.name, r.plan) for r in estimate.layers if r.plan is not None]
-    layers = tuple(LayerProxy(name, p.sqnr_db, p.relative_error) for name, p in plans)
-    signal = sum(p.sumsq for _, p in plans)
-    noise = sum(p.error_sse for _, p in plans)
-    relative = math.sqrt(noise / signal) if signal > 0 else (math.nan if not plans else 0.0)
+    lossy = [r for r in estimate.layers if r.lossy]  # deep, or another registered method
+    layers = tuple(
+        LayerProxy(r.info.name, r.sqnr_db,
+                   math.sqrt(r.error_sse / r.sumsq) if r.sumsq > 0 else 0.0)
+        for r in lossy
+    )
+    signal = sum(r.sumsq for r in lossy)
+    noise = sum(r.error_sse for r in lossy)
+    relative = math.sqrt(noise / signal) if signal > 0 else (math.nan if not lossy else 0.0)
     return WeightProxy(estimate.sqnr_db, relative, layers)

@@ -16,9 +16,11 @@ import numpy as np
 
 from inspector.core.layer import LayerCodec
 from inspector.core.settings import LayerSettings
+from inspector.core.stages import registry
+from inspector.core.stages.base import LayerMethod, Method
 from inspector.errors import InputError, InspectorError, SettingsError
 from inspector.format import container, dtypes, spec
-from inspector.format.header import Deep, LayerRecord
+from inspector.format.header import Coded, Deep, LayerRecord
 from inspector.format.header_v2 import encode_record
 from inspector.format.spec import DTYPES
 from inspector.format.wire import varint
@@ -26,6 +28,7 @@ from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.estimate import LayerEstimate, ModelEstimate
 from inspector.model.resolved import ResolvedSettings
 from inspector.model.settings import ModelSettings
+from inspector.tasks.method_floor import method_plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,7 @@ class ModelCodec:
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
         self._codecs: dict[str, LayerCodec] = {}
+        self._bound: dict[str, tuple[Method, LayerMethod]] = {}
         self._resolved = ResolvedSettings()
         self._rows: dict[str, _Row] = {}
         self._infos: dict[str, TensorInfo] = {}
@@ -65,11 +69,12 @@ class ModelCodec:
 
     def has_codec(self, name: str) -> bool:
         """Whether the codec of tensor ``name`` exists (with its caches)."""
-        return name in self._codecs
+        return name in self._codecs or name in self._bound
 
     def release(self, name: str) -> None:
         """Drop the codec of tensor ``name`` and its caches (made again when next needed)."""
         self._codecs.pop(name, None)
+        self._bound.pop(name, None)
         self._rows.pop(name, None)
 
     def resolve(self, info: TensorInfo, settings: ModelSettings) -> LayerSettings:
@@ -92,18 +97,49 @@ class ModelCodec:
         dtype = stored_dtype(info, self.model.path)
         # NaN, inf or integers: only lossless makes sense; an empty tensor has nothing to prune
         if s.excluded or not info.lossy_ok or info.size == 0:
-            stored = lower_precision(self.model.tensors[info.name], dtype, s.store)
-            record = LayerRecord(info.name, dtype, info.shape, _raw_nbytes(info, stored or dtype),
-                                 0, None, stored)
-            return LayerEstimate(info, None, record)
+            return self._raw(info, dtype, s)
         try:
-            plan = self.codec(info.name).plan(s)
+            est = (self._plan_deep(info, dtype, s) if s.method == "deep"
+                   else self._plan_method(info, dtype, s))
         except SettingsError as exc:
             raise SettingsError(f"layer {info.name}: {exc.problem}", self.model.path) from exc
+        raw = _raw_nbytes(info, dtype)
+        if est.payload_nbytes >= raw:  # a method that would not save a byte: keep the bytes
+            note = (f"stored raw: {s.method} would take {est.payload_nbytes:,} bytes, "
+                    f"not fewer than its {raw:,}")
+            return replace(self._raw(info, dtype, replace(s, store="native")), note=note)
+        return est
+
+    def _raw(self, info: TensorInfo, dtype: str, s: LayerSettings) -> LayerEstimate:
+        stored = lower_precision(self.model.tensors[info.name], dtype, s.store)
+        record = LayerRecord(info.name, dtype, info.shape, _raw_nbytes(info, stored or dtype),
+                             0, None, stored)
+        return LayerEstimate(info, None, record)
+
+    def _plan_deep(self, info: TensorInfo, dtype: str, s: LayerSettings) -> LayerEstimate:
+        plan = self.codec(info.name).plan(s)
         # The record holds what the floor resolved to: the pruning the file really has.
         deep = Deep(plan.settings, plan.mask, plan.survivors, plan.layout)
         record = LayerRecord(info.name, dtype, info.shape, plan.payload_nbytes, 0, deep)
         return LayerEstimate(info, plan, record)
+
+    def _plan_method(self, info: TensorInfo, dtype: str, s: LayerSettings) -> LayerEstimate:
+        method, plan = method_plan(self.bound(info.name, s.method), s)
+        coded = Coded(method.name, method.code, plan.params)
+        record = LayerRecord(info.name, dtype, info.shape, plan.payload_nbytes, 0, coded=coded)
+        return LayerEstimate(info, None, record, coded=plan)
+
+    def bound(self, name: str, method: str) -> tuple[Method, LayerMethod]:
+        """The (cached) registered ``method`` bound to tensor ``name``'s weights."""
+        held = self._bound.get(name)
+        if held is None or held[0].name != method:
+            m = registry.method(method)
+            w = np.asarray(self.model.tensors[name])
+            if w.dtype not in (np.float32, np.float64):
+                w = w.astype(np.float32)
+            held = (m, m.bind(np.ascontiguousarray(w).reshape(-1), tuple(w.shape)))
+            self._bound[name] = held
+        return held
 
     def estimate(
         self, settings: ModelSettings, progress: Callable[[Progress], None] | None = None
@@ -144,6 +180,11 @@ class ModelCodec:
     def payload(self, est: LayerEstimate) -> bytes:
         """The bytes ``est.record`` describes."""
         array = self.model.tensors[est.info.name]
+        if est.coded is not None:
+            _, lm = self.bound(est.info.name, est.coded.method)
+            plan, payload = lm.encode(est.coded.options)
+            assert plan.params == est.coded.params, "the method planned other parameters"
+            return payload
         if est.plan is None:
             return dtypes.to_bytes(array, est.record.stored_dtype)
         _, payload = self.codec(est.info.name).encode(est.plan.settings)
@@ -154,12 +195,17 @@ class ModelCodec:
         info = self._info(name)
         s = self.resolve(info, settings)
         dtype = stored_dtype(info, self.model.path)
-        if s.excluded or not info.lossy_ok:
+        est = self._row(info, settings).estimate
+        if not est.lossy:
             array = self.model.tensors[name]
-            record = self._row(info, settings).estimate.record
-            held = record.stored_dtype
+            held = est.record.stored_dtype
             values = dtypes.from_bytes(dtypes.to_bytes(array, held), held, info.shape)
-            return values if record.stored is None else values.astype(dtypes.numpy_dtype(dtype))
+            if est.record.stored is None:
+                return values
+            return values.astype(dtypes.numpy_dtype(dtype))
+        if est.coded is not None:
+            _, lm = self.bound(name, est.coded.method)
+            return dtypes.cast(lm.decoded(est.coded.options), dtype).reshape(info.shape)
         return dtypes.cast(self.codec(name).quantized(s), dtype).reshape(info.shape)
 
 
@@ -247,7 +293,7 @@ def compress(
         yield Progress(2 * i + 1, total, f"encoding {info.name}")
         payload = codec.payload(est)
         payloads.append(payload)
-        rows.append(LayerEstimate(est.info, est.plan, _with_crc(est.record, payload)))
+        rows.append(replace(est, record=_with_crc(est.record, payload)))
         if not kept:
             codec.release(info.name)
     yield Progress(total - 1, total, "writing")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -11,6 +11,8 @@ import numpy as np
 from inspector.core.codebook import coded_nbytes
 from inspector.core.layer import LayerPlan, decode_symbols
 from inspector.core.positions import BITMAP, DENSE, plan_bitmap, plan_dense
+from inspector.core.stages import registry
+from inspector.core.stages.deep_record import encode_deep
 from inspector.core.streams import CONSTANT, FIXED, HUFFMAN, fixed_width, plan_stream_as
 from inspector.format.container import Container
 from inspector.format.header import LayerRecord
@@ -44,11 +46,36 @@ class Row:
     rate_pq: float
     rate_pqh: float
     sqnr_db: float
+    recipe: dict[str, Any] | None = None  # Method.describe of the record (None: raw)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["shape"] = list(self.shape)
+        if d["recipe"] is None:
+            del d["recipe"]
         return {k: _json_number(v) for k, v in d.items()}
+
+
+def recipe(record: LayerRecord) -> dict[str, Any] | None:
+    """How a record's layer is coded, as its method describes its parameters (None: raw)."""
+    if record.coded is not None:
+        return registry.method(record.coded.method).describe(record.coded.params)
+    if record.deep is not None:
+        return registry.method("deep").describe(encode_deep(record.deep))
+    return None
+
+
+def coded_row(name: str, kind: str, record: LayerRecord, original_nbytes: int,
+              zeros: int, sqnr_db: float) -> Row:
+    """The table row of a layer of a registered method other than deep."""
+    size, nbytes = record.size, record.payload_nbytes
+    bits = 8.0 * nbytes / size if size else 0.0
+    rate = _rate(nbytes, original_nbytes)
+    return Row(
+        name, kind, record.shape, record.dtype, size, original_nbytes, record.method,
+        (size - zeros) / size if size else 0.0, 0, bits, bits, 0.0, 0.0, nbytes, 0, 0, 0, 0,
+        nbytes, rate, rate, sqnr_db, recipe(record),
+    )
 
 
 def row(
@@ -88,9 +115,18 @@ def row(
     )
 
 
-def rows_of_estimate(est: ModelEstimate) -> list[Row]:
-    """Table rows of an in-memory estimate."""
-    return [row(r.info.name, r.info.kind, r.record, r.original_nbytes, r.plan) for r in est.layers]
+def rows_of_estimate(est: ModelEstimate, recipes: bool = False) -> list[Row]:
+    """Table rows of an in-memory estimate; ``recipes``: deep rows describe their record too
+    (the app's summary, on every estimate, does without)."""
+    out = []
+    for r in est.layers:
+        if r.coded is not None:
+            out.append(coded_row(r.info.name, r.info.kind, r.record, r.original_nbytes,
+                                 r.coded.zeros, r.coded.sqnr_db))
+            continue
+        one = row(r.info.name, r.info.kind, r.record, r.original_nbytes, r.plan)
+        out.append(replace(one, recipe=recipe(r.record)) if recipes else one)
+    return out
 
 
 def rows_of_container(box: Container) -> list[Row]:
@@ -99,8 +135,12 @@ def rows_of_container(box: Container) -> list[Row]:
     for i, rec in enumerate(box.records):
         original = rec.size * rec.itemsize
         kind = layer_kind(rec.name, rec.shape, rec.dtype)
+        if rec.coded is not None:
+            zeros = rec.size - int(np.count_nonzero(box.read_layer(i)))
+            rows.append(coded_row(rec.name, kind, rec, original, zeros, math.nan))
+            continue
         plan = None if rec.deep is None else _plan_of(box, i)
-        rows.append(row(rec.name, kind, rec, original, plan))
+        rows.append(replace(row(rec.name, kind, rec, original, plan), recipe=recipe(rec)))
     return rows
 
 
@@ -162,6 +202,13 @@ def format_table(rows: list[Row], total: dict[str, Any]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         sqnr = f"{r.sqnr_db:6.1f} dB" if math.isfinite(r.sqnr_db) else "      -  "
+        if r.method not in ("raw", "deep"):
+            lines.append(
+                f"{r.name:<{nw}} {r.kind:<{kw}} {r.params:>10,} {r.method:>7} {'':>4} "
+                f"{r.weight_bits_pqh:>9.2f} {'':>5} {'':>9} {'':>5} {r.compressed_nbytes:>10,} "
+                f"{100 * r.rate_pqh:>6.2f}% {sqnr}"
+            )
+            continue
         if r.method == "raw":
             lines.append(
                 f"{r.name:<{nw}} {r.kind:<{kw}} {r.params:>10,} {'raw':>7} {'':>4} "

@@ -93,10 +93,29 @@ def test_round_trip(tmp_path: Path, settings: ModelSettings) -> None:
 
 def test_compressed_layers_use_the_deep_method(tmp_path: Path) -> None:
     model = mixed_model(tmp_path / "model.npz")
-    run(ModelCodec(model), ModelSettings(), tmp_path / "out.dcz")
+    # 4 conv bits: at the paper's 8, the codebook alone of this 216-weight float16 layer
+    # leaves deep no smaller than its 432 raw bytes, and such a layer is stored raw (below)
+    run(ModelCodec(model), ModelSettings(kinds={"conv": {"bits": 4}}), tmp_path / "out.dcz")
     box = container.open_container(tmp_path / "out.dcz")
     deep = {r.name for r in box.records if r.deep is not None}
     assert deep == {"fc1.weight", "conv1.weight", "embed.weight"}
+
+
+def test_a_layer_deep_cannot_shrink_is_stored_raw_and_the_estimate_says_so(
+    tmp_path: Path,
+) -> None:
+    model = mixed_model(tmp_path / "model.npz")
+    codec = ModelCodec(model)
+    settings = ModelSettings()  # the safe default: 8 conv bits (or more) at the 30 dB floor
+    est, nbytes = run(codec, settings, tmp_path / "out.dcz")
+    conv = est.layer("conv1.weight")
+    assert conv is not None and not conv.lossy and conv.record.method == "raw"
+    assert conv.payload_nbytes == 216 * 2 and "stored raw" in conv.note
+    deep_alone = codec.codec("conv1.weight").plan(codec.resolve(conv.info, settings))
+    assert deep_alone.payload_nbytes >= 216 * 2  # what deep would have cost
+    box = container.open_container(tmp_path / "out.dcz")
+    assert nbytes == est.file_nbytes == box.nbytes
+    assert same(box.read_all()["conv1.weight"], model.tensors["conv1.weight"])
 
 
 def test_lenet_300_100_container_overhead_is_small(tmp_path: Path) -> None:

@@ -34,6 +34,9 @@ class Option:
     ``kind`` is ``bool``, ``int``, ``float`` or ``str``; ``choices`` (str only) lists the
     allowed words; ``lo``/``hi`` bound a number (inclusive); ``nullable`` admits None.
     ``label`` is the control's text in the app and ``help`` its tooltip and the CLI help.
+    ``finer`` marks the option a fidelity floor (``min_sqnr``) may move: +1 when a larger
+    value is more faithful (bits), -1 when a smaller one is (a step size), 0 otherwise; the
+    value a user sets is then the coarsest the floor allows (``inspector.tasks.method_floor``).
     """
 
     name: str
@@ -45,6 +48,7 @@ class Option:
     hi: float | None = None
     choices: tuple[str, ...] = ()
     nullable: bool = False
+    finer: int = 0
 
     def check(self, value: object) -> Value:
         """``value`` if it is valid for this option (an int is accepted for a float), else
@@ -106,6 +110,11 @@ def resolve_options(declared: tuple[Option, ...], given: Mapping[str, object]) -
         words = ", ".join(sorted(known)) or "none"
         raise SettingsError(f"unknown option(s) {', '.join(unknown)} (this method has: {words})")
     return Options.of({o.name: o.check(given.get(o.name, o.default)) for o in declared})
+
+
+def fidelity_option(options: tuple[Option, ...]) -> Option | None:
+    """The numeric option a fidelity floor may move (the first with ``finer`` set), if any."""
+    return next((o for o in options if o.finer and o.kind in (int, float)), None)
 
 
 @dataclass(frozen=True, slots=True)
