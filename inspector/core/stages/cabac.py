@@ -9,7 +9,7 @@ exp-Golomb suffix with equiprobable (bypass) bins. The coder is an LZMA-style ra
 
 A stream is empty for zero symbols, else one parameter byte (G << 4 | k, the number of
 greater-than flags and the exp-Golomb order) and the range code, whose tail is the shortest
-one that decodes (see ``_finish``): the decoder accepts exactly the bytes the encoder writes.
+one that decodes (see ``_tail``): the decoder accepts exactly the bytes the encoder writes.
 
 Kernels here call only kernels in this module, because numba's cache does not notice edits
 to other modules.
@@ -60,20 +60,15 @@ _INL = {"cache": True, "nogil": True, "inline": "always"}
 
 
 @numba.njit(**_INL)
-def _shift_low(low: int, cache: int, csize: int, out: np.ndarray | None, j: int) -> tuple:
-    # LZMA's ShiftLow: a byte leaves `low`; a pending run (cache + 0xFF bytes) is written once
-    # the carry into it is known.
-    if low < 0xFF000000 or low > _MASK32:
-        carry = low >> 32
-        b = cache + carry
-        while csize:
-            if out is not None and j < out.size:
-                out[j] = b & 0xFF
-            j += 1
-            b = 0xFF + carry
-            csize -= 1
-        cache = (low >> 24) & 0xFF
-    return (low & 0x00FFFFFF) << 8, cache, csize + 1, j
+def _carry(out: np.ndarray | None, j: int) -> None:
+    # Adds 1 to the bytes written so far (their last one is the lowest): 0xFF bytes wrap to 0.
+    # It never runs past out[0]: the code's value stays below 2**32 in the first window.
+    if out is not None:
+        k = j - 1
+        while out[k] == 0xFF:
+            out[k] = 0
+            k -= 1
+        out[k] += 1
 
 
 @numba.njit(**_INL)
@@ -87,21 +82,28 @@ def _adapt(pf: np.ndarray, ps: np.ndarray, c: int, bit: int) -> None:
 
 
 @numba.njit(**_INL)
-def _put(pf: np.ndarray, ps: np.ndarray, c: int, bit: int, low: int, rng: int, cache: int,
-         csize: int, out: np.ndarray | None, j: int) -> tuple:
+def _put(pf: np.ndarray, ps: np.ndarray, c: int, bit: int, low: int, rng: int,
+         out: np.ndarray | None, j: int) -> tuple:
     # One adaptive bin: bit 0 takes the lower (rng >> 15) * p of the range, p = P(bit = 0).
+    # `low` holds the 32 bits of the current window (a carry out of it goes to the bytes).
     p = (pf[c] + ps[c]) >> 1
     bound = (rng >> PROB_BITS) * p
     if bit:
         low += bound
         rng -= bound
+        if low > _MASK32:
+            low &= _MASK32
+            _carry(out, j)
     else:
         rng = bound
     _adapt(pf, ps, c, bit)
     while rng < _TOP:
+        if out is not None:
+            out[j] = low >> 24
+        j += 1
+        low = (low & 0x00FFFFFF) << 8
         rng <<= 8
-        low, cache, csize, j = _shift_low(low, cache, csize, out, j)
-    return p, low, rng, cache, csize, j
+    return p, low, rng, j
 
 
 @numba.njit(**_INL)
@@ -109,49 +111,51 @@ def _bits(log2: np.ndarray, p: int, bit: int) -> float:
     return log2[(_ONE - p if bit else p) >> 3]
 
 
+# A level never takes more than 50 adaptive bins (of at most 7.9 bits each) and 30 bypass
+# bins: 53 bytes. The encoder stops when fewer than this are left in its buffer.
+_LEVEL_BYTES = 64
+
+
 @numba.njit(**_JIT)
 def _encode_kernel(levels: np.ndarray, ngt: int, egk: int, out: np.ndarray | None,
                    cost: np.ndarray | None, log2: np.ndarray) -> int:
-    # Codes `levels` into out (out[0] is LZMA's leading zero byte, dropped by the caller) and
-    # returns the code bytes without that one; bytes past out's end are counted, not written,
-    # and out=None only counts. A cost array gets the ideal bits of each level under the
-    # adaptive model (-log2 p from the table `log2`, 1 per bypass bin). None arguments give
-    # separate compiled versions without that work (numba prunes `is None` branches).
+    # Codes `levels` into out and returns the bytes written, or -1 if out was too small (the
+    # caller counts and tries again). out=None only counts. A cost array gets the ideal bits
+    # of each level under the adaptive model (-log2 p from the table `log2`, 1 per bypass
+    # bin). None arguments compile to versions without that work (numba prunes `is None`).
     pf = np.full(NCTX, _HALF, dtype=np.int64)
     ps = np.full(NCTX, _HALF, dtype=np.int64)
-    low, rng, cache, csize, j = 0, _MASK32, 0, 1, 0
+    low, rng, j = 0, _MASK32, 0
     a1 = a2 = s1 = 0
     for i in range(levels.size):
+        if out is not None and j + _LEVEL_BYTES > out.size:
+            return -1
         v = np.int64(levels[i])
         a = abs(v)
-        c = SIG + 3 * min(a1, 2) + min(a2, 2)
         bit = 1 if a else 0
-        p, low, rng, cache, csize, j = _put(pf, ps, c, bit, low, rng, cache, csize, out, j)
+        p, low, rng, j = _put(pf, ps, SIG + 3 * min(a1, 2) + min(a2, 2), bit, low, rng, out, j)
         bits = _bits(log2, p, bit) if cost is not None else 0.0
         if a:
             bit = 1 if v < 0 else 0
-            p, low, rng, cache, csize, j = _put(pf, ps, SIGN + s1, bit, low, rng, cache, csize,
-                                                out, j)
+            p, low, rng, j = _put(pf, ps, SIGN + s1, bit, low, rng, out, j)
             if cost is not None:
                 bits += _bits(log2, p, bit)
             for k in range(1, ngt + 1):
                 c = GT + 3 * (k - 1) + (1 if a1 > k else 0) + (1 if a2 > k else 0)
                 bit = 1 if a > k else 0
-                p, low, rng, cache, csize, j = _put(pf, ps, c, bit, low, rng, cache, csize,
-                                                    out, j)
+                p, low, rng, j = _put(pf, ps, c, bit, low, rng, out, j)
                 if cost is not None:
                     bits += _bits(log2, p, bit)
                 if not bit:
                     break
             if a > ngt:
-                # Exp-Golomb of order egk: prefix bins adaptive, suffix bins bypass.
+                # Exp-Golomb of order egk: prefix bins adaptive, then the suffix.
                 r = a - ngt - 1
                 kk = egk
                 n = 0
                 while True:
                     bit = 1 if r >= (np.int64(1) << kk) else 0
-                    p, low, rng, cache, csize, j = _put(pf, ps, EG + min(n, 31), bit, low, rng,
-                                                        cache, csize, out, j)
+                    p, low, rng, j = _put(pf, ps, EG + min(n, 31), bit, low, rng, out, j)
                     if cost is not None:
                         bits += _bits(log2, p, bit)
                     if not bit:
@@ -162,24 +166,37 @@ def _encode_kernel(levels: np.ndarray, ngt: int, egk: int, out: np.ndarray | Non
                 for b in range(kk - 1, -1, -1):
                     bit = (r >> b) & 1
                     if kk <= 15 and b >= kk - 2:  # the top two suffix bins are adaptive
-                        p, low, rng, cache, csize, j = _put(pf, ps, EGS + 2 * kk + kk - 1 - b,
-                                                            bit, low, rng, cache, csize, out, j)
+                        p, low, rng, j = _put(pf, ps, EGS + 3 * kk - 1 - b, bit, low, rng,
+                                              out, j)
                         if cost is not None:
                             bits += _bits(log2, p, bit)
                         continue
-                    rng >>= 1
+                    rng >>= 1  # a bypass bin: bit 1 takes the upper half
                     if bit:
                         low += rng
+                        if low > _MASK32:
+                            low &= _MASK32
+                            _carry(out, j)
                     while rng < _TOP:
+                        if out is not None:
+                            out[j] = low >> 24
+                        j += 1
+                        low = (low & 0x00FFFFFF) << 8
                         rng <<= 8
-                        low, cache, csize, j = _shift_low(low, cache, csize, out, j)
                     bits += 1.0
         if cost is not None:
             cost[i] = bits
         a2 = a1
         a1 = a
         s1 = 0 if v == 0 else (1 if v > 0 else 2)
-    return _finish(low, rng, cache, csize, out, j) - 1
+    n, v = _tail(low, rng)
+    if v > _MASK32:
+        _carry(out, j)
+    for t in range(n):
+        if out is not None:
+            out[j] = (v >> (24 - 8 * t)) & 0xFF
+        j += 1
+    return j
 
 
 @numba.njit(**_INL)
@@ -192,24 +209,6 @@ def _tail(low: int, rng: int) -> tuple:
         if v < low + rng:
             return n, v
     return 4, low  # unreachable: n = 4 always fits
-
-
-@numba.njit(**_INL)
-def _finish(low: int, rng: int, cache: int, csize: int, out: np.ndarray, j: int) -> int:
-    n, v = _tail(low, rng)
-    carry = v >> 32
-    b = cache + carry
-    while csize:
-        if out is not None and j < out.size:
-            out[j] = b & 0xFF
-        j += 1
-        b = 0xFF + carry
-        csize -= 1
-    for t in range(n):
-        if out is not None and j < out.size:
-            out[j] = (v >> (24 - 8 * t)) & 0xFF
-        j += 1
-    return j
 
 
 # ------------------------------------------------------------------------------- decoder
@@ -362,12 +361,13 @@ def encode_with(levels: np.ndarray, ngt: int, egk: int) -> bytes:
     """The stream of non-empty int32 ``levels`` with G = ``ngt``, k = ``egk`` (0..15)."""
     if not (0 <= ngt <= MAX_GT and 0 <= egk <= MAX_EGK):
         raise ValueError(f"G and k must be in 0..15, got {ngt}, {egk}")
-    out = np.empty(2 * levels.size + 64, dtype=np.uint8)  # 16 bits a level; else again, exact
+    out = np.empty(2 * levels.size + _LEVEL_BYTES, dtype=np.uint8)  # 16 bits a level
     n = _encode_kernel(levels, ngt, egk, out, None, _LOG2)
-    if n + 1 > out.size:
-        out = np.empty(n + 1, dtype=np.uint8)
-        _encode_kernel(levels, ngt, egk, out, None, _LOG2)
-    return bytes([ngt << 4 | egk]) + out[1 : n + 1].tobytes()
+    if n < 0:  # more than that: count, then code into a buffer of the exact size
+        out = np.empty(_encode_kernel(levels, ngt, egk, None, None, _LOG2) + _LEVEL_BYTES,
+                       dtype=np.uint8)
+        n = _encode_kernel(levels, ngt, egk, out, None, _LOG2)
+    return bytes([ngt << 4 | egk]) + out[:n].tobytes()
 
 
 class Cabac:
