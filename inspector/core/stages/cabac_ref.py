@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inspector.core.stages.cabac import (
+from inspector.core.stages.cabac_kernels import (
     EG,
     EGS,
     FAST,

@@ -13,6 +13,7 @@ from inspector.core.stages.cabac import (
     SYMBOLS_PER_BYTE,
     Cabac,
     as_levels,
+    cost_table,
     encode_with,
     level_bits,
 )
@@ -196,3 +197,19 @@ def test_golden_vector() -> None:
     data = CABAC.encode(np.array(GOLDEN_LEVELS, dtype=np.int32))
     assert data.hex() == GOLDEN_HEX
     assert CABAC.decode(bytes.fromhex(GOLDEN_HEX), len(GOLDEN_LEVELS)).tolist() == GOLDEN_LEVELS
+
+
+def test_cost_table_prices_levels_like_the_coder() -> None:
+    lv = laplace(100_000, 1.5, seed=3)
+    g = 8
+    table = cost_table(lv, 40)
+    assert table.shape == (g + 2, g + 2, 41)
+    a = np.abs(lv).astype(np.int64)
+    a1 = np.minimum(np.concatenate([[0], a[:-1]]), g + 1)
+    a2 = np.minimum(np.concatenate([[0, 0], a[:-2]]), g + 1)
+    priced = table[a1, a2, np.minimum(a, 40)].sum()
+    assert abs(priced - 8 * CABAC.nbytes(lv)) < 0.02 * priced  # a stationary stream
+    steps = np.diff(table[0, 0, 1:])
+    assert (steps >= 0).all() and (steps[:g] > 0).all()  # past zero, bigger levels cost more
+    with pytest.raises(ValueError, match="max_abs"):
+        cost_table(lv, -1)
