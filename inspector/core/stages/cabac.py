@@ -104,8 +104,8 @@ def cost_table(levels: np.ndarray, max_abs: int,
     if not 0 <= max_abs <= 1 << 16:
         raise ValueError(f"max_abs must be in 0..65536, got {max_abs}")
     ngt, egk = params if params is not None else choose_params(lv)
-    pf, ps = fresh_states()
-    _encode_kernel(lv, ngt, egk, None, None, _LOG2, pf, ps)
+    pf, ps, cnt = fresh_states()
+    _encode_kernel(lv, ngt, egk, None, None, _LOG2, pf, ps, cnt)
     table = np.empty((ngt + 2, ngt + 2, max_abs + 1), dtype=np.float64)
     _cost_grid(pf, ps, ngt, egk, _LOG2, table)
     return table

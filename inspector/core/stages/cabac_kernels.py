@@ -13,15 +13,20 @@ MAX_LEVEL = 1 << 30  # largest |level| a stream holds; encode refuses beyond it
 MAX_GT = 15  # G is stored in 4 bits
 MAX_EGK = 15
 # Every symbol codes at least one adaptive bin, and no adaptive bin keeps more than
-# 32625/32768 of the range (the states' limits: 31..32737 and 255..32513), so a symbol costs
-# >= 0.00629 bit and a stream of L code bytes holds at most (L + 1) * 1272 symbols: a count
-# beyond that is refused before anything is decoded or allocated.
-SYMBOLS_PER_BYTE = 1272
+# 32606/32768 of the range: the fast state stays in 63..32705 and the slow one in 261..32507
+# (their limits along all-ones and all-zeros bins, the extremes since an update is monotone),
+# so p = P(0) is in 162..32606 and a bin costs >= 0.00713 bit. A stream of L code bytes thus
+# holds at most (L + 1) * 1122 symbols: a count beyond that is refused before anything is
+# decoded or allocated (tests/core/stages/test_cabac.py re-derives the limits).
+SYMBOLS_PER_BYTE = 1122
 
 PROB_BITS = 15
 _ONE = 1 << PROB_BITS
 _HALF = 1 << (PROB_BITS - 1)
-FAST, SLOW = 5, 8  # the two adaptation rates (windows of ~32 and ~256 bins)
+FAST, SLOW = 6, 9  # the two adaptation rates (windows of ~64 and ~512 bins)
+# Warm-up: a context's n-th update (from 0) shifts by min(rate, _RATE[min(n, 255)]), so its
+# first bins move it about as fast as a running mean would.
+_RATE = np.array([min(SLOW, (n + 1).bit_length()) for n in range(256)], dtype=np.int64)
 _TOP = 1 << 24
 _MASK32 = 0xFFFFFFFF
 
@@ -54,18 +59,23 @@ def _carry(out: np.ndarray | None, j: int) -> None:
 
 
 @numba.njit(**_INL)
-def _adapt(pf: np.ndarray, ps: np.ndarray, c: int, bit: int) -> None:
+def _adapt(pf: np.ndarray, ps: np.ndarray, cnt: np.ndarray, c: int, bit: int) -> None:
+    n = cnt[c]
+    r = _RATE[n]
+    f = min(FAST, r)
+    sl = min(SLOW, r)
+    cnt[c] = min(n + 1, 255)
     if bit:
-        pf[c] -= pf[c] >> FAST
-        ps[c] -= ps[c] >> SLOW
+        pf[c] -= pf[c] >> f
+        ps[c] -= ps[c] >> sl
     else:
-        pf[c] += (_ONE - pf[c]) >> FAST
-        ps[c] += (_ONE - ps[c]) >> SLOW
+        pf[c] += (_ONE - pf[c]) >> f
+        ps[c] += (_ONE - ps[c]) >> sl
 
 
 @numba.njit(**_INL)
-def _put(pf: np.ndarray, ps: np.ndarray, c: int, bit: int, low: int, rng: int,
-         out: np.ndarray | None, j: int) -> tuple:
+def _put(pf: np.ndarray, ps: np.ndarray, cnt: np.ndarray, c: int, bit: int, low: int,
+         rng: int, out: np.ndarray | None, j: int) -> tuple:
     # One adaptive bin: bit 0 takes the lower (rng >> 15) * p of the range, p = P(bit = 0).
     # `low` holds the 32 bits of the current window (a carry out of it goes to the bytes).
     p = (pf[c] + ps[c]) >> 1
@@ -78,7 +88,7 @@ def _put(pf: np.ndarray, ps: np.ndarray, c: int, bit: int, low: int, rng: int,
             _carry(out, j)
     else:
         rng = bound
-    _adapt(pf, ps, c, bit)
+    _adapt(pf, ps, cnt, c, bit)
     while rng < _TOP:
         if out is not None:
             out[j] = low >> 24
@@ -101,12 +111,13 @@ _LEVEL_BYTES = 64
 @numba.njit(**_JIT)
 def _encode_kernel(levels: np.ndarray, ngt: int, egk: int, out: np.ndarray | None,
                    cost: np.ndarray | None, log2: np.ndarray, pf: np.ndarray,
-                   ps: np.ndarray) -> int:
+                   ps: np.ndarray, cnt: np.ndarray) -> int:
     # Codes `levels` into out and returns the bytes written, or -1 if out was too small (the
     # caller counts and tries again). out=None only counts. A cost array gets the ideal bits
     # of each level under the adaptive model (-log2 p from the table `log2`, 1 per bypass
     # bin). None arguments compile to versions without that work (numba prunes `is None`).
-    # pf, ps: the probability states (fast and slow), adapted in place (from fresh_states()).
+    # pf, ps, cnt: the probability states (fast, slow) and update counts, adapted in place
+    # (from fresh_states()).
     low, rng, j = 0, _MASK32, 0
     a1 = a2 = s1 = 0
     for i in range(levels.size):
@@ -115,17 +126,17 @@ def _encode_kernel(levels: np.ndarray, ngt: int, egk: int, out: np.ndarray | Non
         v = np.int64(levels[i])
         a = abs(v)
         bit = 1 if a else 0
-        p, low, rng, j = _put(pf, ps, SIG + 3 * min(a1, 2) + min(a2, 2), bit, low, rng, out, j)
+        p, low, rng, j = _put(pf, ps, cnt, SIG + 3 * min(a1, 2) + min(a2, 2), bit, low, rng, out, j)
         bits = _bits(log2, p, bit) if cost is not None else 0.0
         if a:
             bit = 1 if v < 0 else 0
-            p, low, rng, j = _put(pf, ps, SIGN + s1, bit, low, rng, out, j)
+            p, low, rng, j = _put(pf, ps, cnt, SIGN + s1, bit, low, rng, out, j)
             if cost is not None:
                 bits += _bits(log2, p, bit)
             for k in range(1, ngt + 1):
                 c = GT + 3 * (k - 1) + (1 if a1 > k else 0) + (1 if a2 > k else 0)
                 bit = 1 if a > k else 0
-                p, low, rng, j = _put(pf, ps, c, bit, low, rng, out, j)
+                p, low, rng, j = _put(pf, ps, cnt, c, bit, low, rng, out, j)
                 if cost is not None:
                     bits += _bits(log2, p, bit)
                 if not bit:
@@ -137,7 +148,7 @@ def _encode_kernel(levels: np.ndarray, ngt: int, egk: int, out: np.ndarray | Non
                 n = 0
                 while True:
                     bit = 1 if r >= (np.int64(1) << kk) else 0
-                    p, low, rng, j = _put(pf, ps, EG + min(n, 31), bit, low, rng, out, j)
+                    p, low, rng, j = _put(pf, ps, cnt, EG + min(n, 31), bit, low, rng, out, j)
                     if cost is not None:
                         bits += _bits(log2, p, bit)
                     if not bit:
@@ -148,7 +159,7 @@ def _encode_kernel(levels: np.ndarray, ngt: int, egk: int, out: np.ndarray | Non
                 for b in range(kk - 1, -1, -1):
                     bit = (r >> b) & 1
                     if kk <= 15 and b >= kk - 2:  # the top two suffix bins are adaptive
-                        p, low, rng, j = _put(pf, ps, EGS + 3 * kk - 1 - b, bit, low, rng,
+                        p, low, rng, j = _put(pf, ps, cnt, EGS + 3 * kk - 1 - b, bit, low, rng,
                                               out, j)
                         if cost is not None:
                             bits += _bits(log2, p, bit)
@@ -197,8 +208,8 @@ def _tail(low: int, rng: int) -> tuple:
 
 
 @numba.njit(**_INL)
-def _get(pf: np.ndarray, ps: np.ndarray, c: int, code: int, rng: int, low: int,
-         buf: np.ndarray, pos: int) -> tuple:
+def _get(pf: np.ndarray, ps: np.ndarray, cnt: np.ndarray, c: int, code: int, rng: int,
+         low: int, buf: np.ndarray, pos: int) -> tuple:
     # Mirrors _put. `low` (mod 2**32) is tracked only to check the tail at the end; bytes
     # past the end of buf read as zeros (at most 4 of them in a valid stream).
     p = (pf[c] + ps[c]) >> 1
@@ -211,7 +222,7 @@ def _get(pf: np.ndarray, ps: np.ndarray, c: int, code: int, rng: int, low: int,
         rng -= bound
         low += bound
         bit = 1
-    _adapt(pf, ps, c, bit)
+    _adapt(pf, ps, cnt, c, bit)
     while rng < _TOP:
         rng <<= 8
         code = (code << 8) | (np.int64(buf[pos]) if pos < buf.size else 0)
@@ -226,6 +237,7 @@ def _decode_kernel(buf: np.ndarray, ngt: int, egk: int, out: np.ndarray) -> tupl
     # too long at symbol i, 2 reading past the tail, 3 the tail is not the encoder's.
     pf = np.full(NCTX, _HALF, dtype=np.int64)
     ps = np.full(NCTX, _HALF, dtype=np.int64)
+    cnt = np.zeros(NCTX, dtype=np.int64)
     code = 0
     for t in range(4):
         code = (code << 8) | (np.int64(buf[t]) if t < buf.size else 0)
@@ -236,15 +248,15 @@ def _decode_kernel(buf: np.ndarray, ngt: int, egk: int, out: np.ndarray) -> tupl
     a1 = a2 = s1 = 0
     for i in range(out.size):
         c = SIG + 3 * min(a1, 2) + min(a2, 2)
-        bit, code, rng, low, pos = _get(pf, ps, c, code, rng, low, buf, pos)
+        bit, code, rng, low, pos = _get(pf, ps, cnt, c, code, rng, low, buf, pos)
         a = 0
         neg = 0
         if bit:
-            neg, code, rng, low, pos = _get(pf, ps, SIGN + s1, code, rng, low, buf, pos)
+            neg, code, rng, low, pos = _get(pf, ps, cnt, SIGN + s1, code, rng, low, buf, pos)
             a = 1
             for k in range(1, ngt + 1):
                 c = GT + 3 * (k - 1) + (1 if a1 > k else 0) + (1 if a2 > k else 0)
-                bit, code, rng, low, pos = _get(pf, ps, c, code, rng, low, buf, pos)
+                bit, code, rng, low, pos = _get(pf, ps, cnt, c, code, rng, low, buf, pos)
                 if not bit:
                     break
                 a = k + 1
@@ -253,7 +265,7 @@ def _decode_kernel(buf: np.ndarray, ngt: int, egk: int, out: np.ndarray) -> tupl
                 n = 0
                 r = 0
                 while True:
-                    bit, code, rng, low, pos = _get(pf, ps, EG + min(n, 31), code, rng, low,
+                    bit, code, rng, low, pos = _get(pf, ps, cnt, EG + min(n, 31), code, rng, low,
                                                     buf, pos)
                     if not bit:
                         break
@@ -264,8 +276,8 @@ def _decode_kernel(buf: np.ndarray, ngt: int, egk: int, out: np.ndarray) -> tupl
                         return 1, i
                 for b in range(kk - 1, -1, -1):
                     if kk <= 15 and b >= kk - 2:
-                        bit, code, rng, low, pos = _get(pf, ps, EGS + 2 * kk + kk - 1 - b, code,
-                                                        rng, low, buf, pos)
+                        bit, code, rng, low, pos = _get(pf, ps, cnt, EGS + 3 * kk - 1 - b,
+                                                        code, rng, low, buf, pos)
                         r += np.int64(bit) << b
                         continue
                     rng >>= 1
@@ -295,9 +307,10 @@ def _decode_kernel(buf: np.ndarray, ngt: int, egk: int, out: np.ndarray) -> tupl
 
 
 
-def fresh_states() -> tuple[np.ndarray, np.ndarray]:
-    """The probability states every stream starts from: P(0) = 1/2 in every context."""
-    return np.full(NCTX, _HALF, dtype=np.int64), np.full(NCTX, _HALF, dtype=np.int64)
+def fresh_states() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The states every stream starts from: P(0) = 1/2 in every context, no updates yet."""
+    return (np.full(NCTX, _HALF, dtype=np.int64), np.full(NCTX, _HALF, dtype=np.int64),
+            np.zeros(NCTX, dtype=np.int64))
 
 
 @numba.njit(**_JIT)

@@ -33,16 +33,21 @@ class _Model:
     def __init__(self) -> None:
         self.fast = [_ONE // 2] * NCTX
         self.slow = [_ONE // 2] * NCTX
+        self.updates = [0] * NCTX
 
     def p0(self, c: int) -> int:
         return (self.fast[c] + self.slow[c]) // 2
 
     def update(self, c: int, bit: int) -> None:
+        # Warm-up: the n-th update shifts by at most bit_length(n + 1) (n counted to 255).
+        warm = (min(self.updates[c], 255) + 1).bit_length()
+        rf, rs = min(FAST, warm), min(SLOW, warm)
+        self.updates[c] += 1
         f, s = self.fast[c], self.slow[c]
         if bit:
-            self.fast[c], self.slow[c] = f - (f >> FAST), s - (s >> SLOW)
+            self.fast[c], self.slow[c] = f - (f >> rf), s - (s >> rs)
         else:
-            self.fast[c], self.slow[c] = f + ((_ONE - f) >> FAST), s + ((_ONE - s) >> SLOW)
+            self.fast[c], self.slow[c] = f + ((_ONE - f) >> rf), s + ((_ONE - s) >> rs)
 
 
 def _bins(v: int, a1: int, a2: int, s1: int, ngt: int, egk: int) -> list[tuple[int, int]]:
