@@ -11,7 +11,10 @@ for free (no table is counted): its speed is the point, not its size.
 Part 2, bits per level on real weights: uniform quantization (one step per layer) of the
 bundled LeNets and, where present, the real models of HELPERS.md, at several step sizes.
 
-    nice -n 10 python benchmarks/entropy_bench.py [--quick]
+    nice -n 10 python benchmarks/entropy_bench.py [--quick] [--write]
+
+``--write`` puts the tables in a section of benchmarks/results.md (between markers; run.py's
+full run rewrites that file, so run this after it).
 """
 
 from __future__ import annotations
@@ -181,15 +184,41 @@ def bits_table() -> list[str]:
     return rows
 
 
+BEGIN, END = "<!-- entropy_bench.py: begin -->", "<!-- entropy_bench.py: end -->"
+
+
+def write_section(speed: list[str], bits: list[str], path: Path = ROOT / "benchmarks/results.md"
+                  ) -> None:
+    """Put the tables in results.md between the markers (replacing an older run's)."""
+    ratios = [float(r.split("|")[8]) for r in bits[2:]]
+    body = "\n".join([
+        BEGIN, "## Entropy stages: cabac and huffman (benchmarks/entropy_bench.py)", "",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; 2 shared cores (the "
+        "machine was loaded: speeds are lower bounds)",
+        "- speed: Laplace levels; MB/s counts 4 bytes a level (int32 in, one float32 weight "
+        "out); best of 3; constriction 0.5.0 (installed into the venv for this benchmark) "
+        "is given the stream's exact static model for free, no table counted",
+        "- bits: uniform quantization per layer; cabac / order-0 median "
+        f"{statistics.median(ratios):.3f}, worst {max(ratios):.3f}", "", *speed, "", *bits, END])
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text:
+        text = text[: text.index(BEGIN)] + body + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + body + "\n"
+    path.write_text(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1M levels only, one repeat")
+    ap.add_argument("--write", action="store_true", help="put the tables in results.md")
     args = ap.parse_args()
     sizes = [1_000_000] if args.quick else [1_000_000, 10_000_000]
     speed = speed_table(sizes, [0.5, 0.9, 0.98], 1 if args.quick else 3)
     bits = bits_table()
     print("\n".join(["", *speed, "", *bits]))
-    print(f"\nmedian cabac/order-0: {statistics.median(float(r.split('|')[8]) for r in bits[2:])}")
+    if args.write:
+        write_section(speed, bits)
 
 
 if __name__ == "__main__":
