@@ -176,16 +176,15 @@ def _order0_bits(lv: np.ndarray) -> float:
 
 
 def test_beats_huffman_and_nears_order0_on_iid_streams() -> None:
-    # Independent levels: no context helps, the adaptive states' noise costs ~1%.
+    # Independent levels: no context helps; learning and the states' noise cost < 1%.
     huff = registry.entropy("huffman")
-    for scale in (0.2, 1.0, 8.0, 40.0):  # (near-empty streams: the floor test below)
+    for scale in (0.2, 1.0, 8.0, 40.0, 200.0):  # (near-empty streams: the floor test below)
         lv = laplace(200_000, scale, seed=1)
         bits = 8 * CABAC.nbytes(lv)
-        assert bits <= _order0_bits(lv) * 1.02
-        if scale <= 1.0:
-            assert bits < 8 * huff.nbytes(lv)
+        assert bits <= _order0_bits(lv) * 1.01
+        assert bits < 8 * huff.nbytes(lv)
     sparse = laplace(200_000, 0.2, seed=1)
-    assert 8 * CABAC.nbytes(sparse) < 0.75 * 8 * huff.nbytes(sparse)  # Huffman: >= 1 bit
+    assert 8 * CABAC.nbytes(sparse) < 0.5 * 8 * huff.nbytes(sparse)  # Huffman: >= 1 bit
 
 
 def test_beats_order0_when_rows_differ() -> None:
