@@ -52,7 +52,7 @@ def entropy_by_code(code: int) -> Entropy | None:
 
 # The stage modules, imported on first use so importing the registry stays cheap. Each
 # registers itself at import.
-_MODULES: tuple[str, ...] = ("deep", "precision")
+_MODULES: tuple[str, ...] = ("cabac", "huffman", "deep", "precision")
 _LOADED: list[bool] = []
 
 
