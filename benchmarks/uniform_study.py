@@ -64,9 +64,20 @@ CONFIGS = [
     ("rel channel lam.3", "rel_step", "channel", 0.3, "grid"),
     ("rel channel lam.1 mean", "rel_step", "channel", 0.1, "mean"),
     ("rel tensor lam.1", "rel_step", "tensor", 0.1, "grid"),
+    ("fisher tensor lam0", "fisher", "tensor", 0.0, "grid"),
+    ("fisher tensor lam.1", "fisher", "tensor", 0.1, "grid"),
+    ("fisher tensor lam.3", "fisher", "tensor", 0.3, "grid"),
+    ("fisher+imp tensor lam0", "fisher+imp", "tensor", 0.0, "grid"),
+    ("fisher+imp tensor lam.1", "fisher+imp", "tensor", 0.1, "grid"),
+    ("fisher+imp tensor lam.1 mean", "fisher+imp", "tensor", 0.1, "mean"),
 ]
 # absolute steps are in units of the model's pooled weight std
-KNOBS = {"step": np.geomspace(0.15, 2.0, 12), "rel_step": np.geomspace(0.02, 0.4, 12)}
+# fisher: each layer's step is the knob / sqrt(its mean Fisher information), normalised to the
+# weight-count-weighted geometric mean (equal slope in the Fisher-weighted error, i.e. in the
+# loss to second order); "+imp" also weights each weight's error by its own Fisher (RDOQ).
+KNOBS = {"step": np.geomspace(0.3, 3.0, 14), "rel_step": np.geomspace(0.03, 0.4, 12),
+         "fisher": np.geomspace(0.3, 4.0, 14), "fisher+imp": np.geomspace(0.3, 4.0, 14)}
+CALIBRATION = 512  # training examples of the Fisher estimate (never the test examples)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +111,38 @@ def record_nbytes(name: str, shape: tuple[int, ...], payload: int, params: int,
     return len(encode_record(rec, prev)) + len(varint(params)) + params, rec
 
 
+def fisher(key: str, names: list[str], count: int) -> dict[str, np.ndarray]:
+    """Mean squared per-example gradient of the cross-entropy (the empirical Fisher diagonal)
+    of every tensor in ``names``, over the first ``count`` training examples."""
+    import torch
+
+    from inspector.io.eval_data import read_eval_data
+    from inspector.io.trainable import clone_module, load_trainable, named_tensors
+
+    module = clone_module(load_trainable(ROOT / "sample_models" / MODELS[key],
+                                         allow_code=True).module)
+    live = named_tensors(module)
+    data = read_eval_data(ROOT / "sample_models" / "mnist_train.h5")
+    x = torch.from_numpy(data.inputs[:count])
+    y = torch.from_numpy(data.labels[:count])
+    acc = {n: torch.zeros_like(live[n]) for n in names}
+    for i in range(x.shape[0]):
+        module.zero_grad()
+        loss = torch.nn.functional.cross_entropy(module(x[i:i + 1]), y[i:i + 1])
+        loss.backward()
+        for n in names:
+            acc[n] += live[n].grad.detach() ** 2
+    return {n: (acc[n] / x.shape[0]).numpy().astype(np.float64) for n in names}
+
+
+def damped(f: np.ndarray) -> np.ndarray:
+    """A per-weight importance from a noisy Fisher estimate: its square root relative to the
+    layer's mean, clipped to [1/4, 4]. The raw diagonal (hundreds of examples, many weights
+    at 0) let RDOQ zero most of a layer whose joint effect the diagonal does not see."""
+    rel = np.sqrt(f / max(float(f.mean()), 1e-30))
+    return np.clip(rel / max(float(rel.mean()), 1e-30), 0.25, 4.0)
+
+
 class Case:
     """One runnable LeNet: its evaluator, its layers bound to ``uniform``, deep's codec."""
 
@@ -117,6 +160,15 @@ class Case:
         weights = np.concatenate([self.tensors[i.name].reshape(-1) for i in self.infos
                                   if i.kind != "bias"])
         self.std = float(weights.std())
+        self.fisher = fisher(key, [i.name for i in self.infos], CALIBRATION)
+        logf = {i.name: math.log(float(self.fisher[i.name].mean()) + 1e-30) for i in self.infos
+                if i.kind != "bias"}
+        sizes = {i.name: i.size for i in self.infos if i.kind != "bias"}
+        mid = sum(logf[k] * sizes[k] for k in logf) / sum(sizes.values())
+        self.scale = {k: math.exp(-0.5 * (v - mid)) for k, v in logf.items()}
+        self.weighted = {i.name: UNIFORM.bind(self.tensors[i.name].reshape(-1), i.shape,
+                                              damped(self.fisher[i.name].reshape(-1)))
+                         for i in self.infos}
         self.original = sum(i.nbytes for i in self.codec.model.infos)
         self.base = self.ev.baseline.top1
 
@@ -134,11 +186,14 @@ class Case:
                     weights[info.name] = w
                     continue
                 given = {"granularity": "tensor", "bits": 8}
+            elif knob.startswith("fisher"):
+                given = {"granularity": gran, "lam": lam, "recon": recon,
+                         "step": value * self.std * self.scale[info.name]}
             else:
                 given = {"granularity": gran, "lam": lam, "recon": recon,
                          knob: value * (self.std if knob == "step" else 1.0)}
             opts = resolve_options(UNIFORM.options, given)
-            b = self.bound[info.name]
+            b = (self.weighted if knob == "fisher+imp" else self.bound)[info.name]
             plan, q = b.plan(opts), b.quantized(opts)
             other = stream_nbytes(q.levels)
             for k in sizes:
@@ -177,17 +232,19 @@ def best(points: list[Point], column: str) -> Point | None:
     return max(ok, key=lambda p: p.ratio(column)) if ok else None
 
 
-def run(key: str, bias: str) -> None:
+def run(key: str, bias: str, configs: list[str], with_deep: bool) -> None:
     case = Case(key, bias)
     print(f"{MODELS[key]}: baseline top-1 {case.base:.2%}, {case.original} bytes of fp32, "
           f"weight std {case.std:.4f}; registered entropy stages: "
           f"{', '.join(sorted(registry.ENTROPY))}")
     deep = [case.deep(s, b, init) for init in ("linear", "optimal") for b in (3, 4, 5)
-            for s in (0.2, 0.5, 0.7, 0.8, 0.9)]
+            for s in (0.2, 0.5, 0.7, 0.8, 0.9)] if with_deep else []
     for p in deep:
         show(p, ("file",))
     uni = []
     for label, knob, gran, lam, recon in CONFIGS:
+        if configs and not any(label.startswith(c) for c in configs):
+            continue
         for value in KNOBS[knob]:
             p = case.uniform(label, knob, float(value), gran, lam, recon)
             uni.append(p)
@@ -208,12 +265,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", choices=tuple(MODELS), nargs="*")
     p.add_argument("--bias", choices=("int8", "raw"), default="int8")
+    p.add_argument("--configs", nargs="*", default=[], help="labels (prefixes) to run")
+    p.add_argument("--no-deep", action="store_true", help="skip the deep sweep")
     args = p.parse_args()
     import torch
 
     torch.set_num_threads(1)
     for key in args.only or MODELS:
-        run(key, args.bias)
+        run(key, args.bias, args.configs, not args.no_deep)
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numba
 import numpy as np
 
 from inspector.core.bitpack import (
@@ -25,20 +26,48 @@ from inspector.core.bitpack import (
 )
 from inspector.core.stages.registry import register_entropy
 
-__all__ = ["Fixed", "pack_unsigned", "unpack_unsigned", "unsigned_nbytes", "zigzag"]
+__all__ = ["Fixed", "pack_unsigned", "unpack_unsigned", "unsigned_nbytes", "zigzag",
+           "zigzag_reference"]
 
 
 def zigzag(symbols: np.ndarray) -> np.ndarray:
-    """Signed int32-range integers as uint64 zig-zag codes."""
+    """Signed int32-range integers as uint32 zig-zag codes (ValueError outside int32)."""
+    s = np.asarray(symbols).reshape(-1)
+    if s.dtype != np.int32:
+        if s.size and (int(s.min()) < -(1 << 31) or int(s.max()) >= 1 << 31):
+            raise ValueError("symbols must fit in int32")
+        s = s.astype(np.int32)
+    out = np.empty(s.size, dtype=np.uint32)
+    _zigzag_kernel(np.ascontiguousarray(s), out)
+    return out
+
+
+def zigzag_reference(symbols: np.ndarray) -> np.ndarray:
     s = np.asarray(symbols).astype(np.int64).reshape(-1)
-    if s.size and (int(s.min()) < -(1 << 31) or int(s.max()) >= 1 << 31):
-        raise ValueError("symbols must fit in int32")
-    return ((s << 1) ^ (s >> 63)).astype(np.uint64)
+    return ((s << 1) ^ (s >> 63)).astype(np.uint32)
 
 
-def unzigzag(codes: np.ndarray) -> np.ndarray:
-    c = codes.astype(np.int64)
-    return ((c >> 1) ^ -(c & 1)).astype(np.int32)
+@numba.njit(cache=True, nogil=True)
+def _zigzag_kernel(s, out):
+    for i in range(s.size):
+        v = np.int64(s[i])
+        out[i] = (v << 1) ^ (v >> 63)
+
+
+@numba.njit(cache=True, nogil=True)
+def _unzigzag_kernel(c, out):
+    for i in range(c.size):
+        v = np.int64(c[i])
+        out[i] = (v >> 1) ^ -(v & 1)
+
+
+def unzigzag(codes: np.ndarray, reference: bool = False) -> np.ndarray:
+    if reference:
+        c = codes.astype(np.int64)
+        return ((c >> 1) ^ -(c & 1)).astype(np.int32)
+    out = np.empty(codes.size, dtype=np.int32)
+    _unzigzag_kernel(codes, out)
+    return out
 
 
 def width_of(codes: np.ndarray) -> int:
@@ -111,7 +140,7 @@ class Fixed:
         codes = unpack_unsigned(buf[1:], width, count, reference)
         if width_of(codes) != width:
             raise ValueError(f"fixed stream: width {width} is not the smallest for its codes")
-        return unzigzag(codes)
+        return unzigzag(codes, reference)
 
 
 register_entropy(Fixed())

@@ -34,6 +34,7 @@ from inspector.core.stages.base import Option, Options, Plan
 from inspector.core.stages.fixed import pack_unsigned, unpack_unsigned, unsigned_nbytes
 from inspector.core.stages.uniform_kernels import (
     RateModel,
+    cell_sums,
     decode_levels,
     decode_levels_reference,
     empirical_rate,
@@ -299,17 +300,11 @@ def _steps(layer: UniformLayer, o: dict[str, Any], gran: int, group: int,
 def _cell_means(layer: UniformLayer, levels: np.ndarray, inv: np.ndarray,
                 geo: tuple[int, int, int, int]) -> tuple[int, ...]:
     """Offsets (1/128 step) of each level magnitude's weighted mean from the grid."""
-    m = np.abs(levels.astype(np.int64))
-    k = int(min(MAX_TABLE, m.max())) if m.size else 0
+    k = int(min(MAX_TABLE, np.abs(levels).max())) if levels.size else 0
     if k == 0:
         return ()
-    x = np.abs(layer.w) * inv[unit_of_each(geo)]
-    c = np.ones_like(x) if layer.imp is None else layer.imp
-    sel = (m >= 1) & (m <= k)
-    num = np.bincount(m[sel], weights=(x[sel] - m[sel]) * c[sel], minlength=k + 1)[1:]
-    den = np.bincount(m[sel], weights=c[sel], minlength=k + 1)[1:]
-    d = np.divide(num, den, out=np.zeros(k), where=den > 0)
+    num, den = cell_sums(layer.w, layer.imp, inv, levels, geo, k)
+    d = np.divide(num[1:], den[1:], out=np.zeros(k), where=den[1:] > 0)
     return tuple(int(v) for v in np.clip(np.rint(d * 128), OFFSET_LO, OFFSET_HI))
-
 
 registry.register_method(Uniform())

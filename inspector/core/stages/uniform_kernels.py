@@ -29,14 +29,14 @@ def empirical_rate(levels: np.ndarray, span: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _unit_scales(w, rows, rowlen, g, gpr, out_max):
+def _unit_max(w, rows, rowlen, g, gpr, out_max):
     for r in range(rows):
-        row = w[r * rowlen:(r + 1) * rowlen]
-        for j in range(row.size):
-            u = r * gpr + j // g
-            a = abs(row[j])
-            if a > out_max[u]:
-                out_max[u] = a
+        for u in range(gpr):
+            a = w[r * rowlen + u * g:r * rowlen + min((u + 1) * g, rowlen)]
+            top = 0.0
+            for j in range(a.size):
+                top = max(top, abs(a[j]))
+            out_max[r * gpr + u] = top
 
 
 def unit_max(w: np.ndarray, geometry: tuple[int, int, int, int], units: int) -> np.ndarray:
@@ -44,37 +44,96 @@ def unit_max(w: np.ndarray, geometry: tuple[int, int, int, int], units: int) -> 
     rows, rowlen, g, gpr = geometry
     out = np.zeros(units, dtype=np.float64)
     if w.size:
-        _unit_scales(w, rows, rowlen, g, gpr, out)
+        _unit_max(w, rows, rowlen, g, gpr, out)
     return out
+
+
+# The loops below walk a row unit by unit (a 0-based slice per unit): no division per weight.
+
+
+@numba.njit(cache=True, nogil=True)
+def _round(w, inv, rows, rowlen, g, gpr, levels):
+    """Nearest grid level (the lam = 0, grid case): half away from zero."""
+    for r in range(rows):
+        for u in range(gpr):
+            lo, hi = r * rowlen + u * g, r * rowlen + min((u + 1) * g, rowlen)
+            a, out, iv = w[lo:hi], levels[lo:hi], inv[r * gpr + u]
+            for j in range(a.size):
+                x = a[j] * iv
+                m = min(np.int64(abs(x) + 0.5), LEVEL_MAX)
+                out[j] = m if x >= 0 else -m
 
 
 @numba.njit(cache=True, nogil=True)
 def _quantize(w, imp, inv, rows, rowlen, g, gpr, recon, lam, cost, span, levels):
     """Each weight's level minimising ``imp * (x - r(q))**2 + lam * cost[q + span]`` where
-    ``x = w / step`` and ``r(q) = sign(q) * recon[|q|]`` (``|q|`` past the table: ``|q|``)."""
+    ``x = w / step`` and ``r(q) = sign(q) * recon[|q|]`` (``|q|`` past the table: ``|q|``),
+    over ``q`` in {0, and the magnitudes next to |x|}."""
     k = recon.size - 1
     top = cost.max()
+    weighted = imp.size > 0
     for r in range(rows):
-        row = w[r * rowlen:(r + 1) * rowlen]
-        wimp = imp[r * rowlen:(r + 1) * rowlen] if imp.size else imp
-        out = levels[r * rowlen:(r + 1) * rowlen]
-        for j in range(row.size):
-            x = row[j] * inv[r * gpr + j // g]
-            s = 1 if x >= 0 else -1
-            ax = abs(x)
-            a = min(np.int64(ax), LEVEL_MAX)
-            c = wimp[j] if imp.size else 1.0
-            best, bq = np.inf, 0
-            for m in (0, a - 1, a, a + 1):
-                if m < 0 or m > LEVEL_MAX:
-                    continue
-                rm = recon[m] if m <= k else float(m)
-                q = s * m
-                bits = cost[q + span] if -span <= q <= span else top
-                e = (ax - rm) * (ax - rm) * c + lam * bits
-                if e < best:
-                    best, bq = e, q
-            out[j] = bq
+        for u in range(gpr):
+            lo, hi = r * rowlen + u * g, r * rowlen + min((u + 1) * g, rowlen)
+            a, out, iv = w[lo:hi], levels[lo:hi], inv[r * gpr + u]
+            c = imp[lo:hi] if weighted else imp
+            for j in range(a.size):
+                x = a[j] * iv
+                s = 1 if x >= 0 else -1
+                ax = abs(x)
+                f = min(np.int64(ax), LEVEL_MAX)
+                cj = c[j] if weighted else 1.0
+                best, bq = ax * ax * cj + lam * cost[span], 0
+                for m in (f - 1, f, f + 1):
+                    if m < 1 or m > LEVEL_MAX:
+                        continue
+                    rm = recon[m] if m <= k else float(m)
+                    q = s * m
+                    bits = cost[q + span] if q <= span and -q <= span else top
+                    e = (ax - rm) * (ax - rm) * cj + lam * bits
+                    if e < best:
+                        best, bq = e, q
+                out[j] = bq
+
+
+@numba.njit(cache=True, nogil=True)
+def _max_level(w, inv, rows, rowlen, g, gpr):
+    top = 0.0
+    for r in range(rows):
+        for u in range(gpr):
+            a = w[r * rowlen + u * g:r * rowlen + min((u + 1) * g, rowlen)]
+            iv = inv[r * gpr + u]
+            for j in range(a.size):
+                top = max(top, abs(a[j]) * iv)
+    return top
+
+
+@numba.njit(cache=True, nogil=True)
+def _cell_sums(w, imp, inv, levels, rows, rowlen, g, gpr, num, den):
+    """Per level magnitude 1..K: the (weighted) sums of ``|x| - m`` and of the weights."""
+    k = num.size - 1
+    weighted = imp.size > 0
+    for r in range(rows):
+        for u in range(gpr):
+            lo, hi = r * rowlen + u * g, r * rowlen + min((u + 1) * g, rowlen)
+            a, q, iv = w[lo:hi], levels[lo:hi], inv[r * gpr + u]
+            c = imp[lo:hi] if weighted else imp
+            for j in range(a.size):
+                m = abs(np.int64(q[j]))
+                if 1 <= m <= k:
+                    cj = c[j] if weighted else 1.0
+                    num[m] += (abs(a[j]) * iv - m) * cj
+                    den[m] += cj
+
+
+def cell_sums(w: np.ndarray, imp: np.ndarray | None, inv: np.ndarray, levels: np.ndarray,
+              geometry: tuple[int, int, int, int], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(num, den)`` over magnitudes 0..k (entry 0 unused) for cell-mean offsets."""
+    rows, rowlen, g, gpr = geometry
+    num, den = np.zeros(k + 1), np.zeros(k + 1)
+    _cell_sums(w, np.empty(0) if imp is None else imp, inv, levels, rows, rowlen, g, gpr,
+               num, den)
+    return num, den
 
 
 def quantize(w: np.ndarray, imp: np.ndarray | None, inv: np.ndarray,
@@ -90,36 +149,31 @@ def quantize(w: np.ndarray, imp: np.ndarray | None, inv: np.ndarray,
     weights = np.empty(0) if imp is None else imp
     if not w.size:
         return levels
-    span = int(min(LEVEL_MAX, np.max(np.abs(w) * np.repeat(inv, _unit_sizes(geometry))) + 2))
+    _round(w, inv, rows, rowlen, g, gpr, levels)
+    if lam == 0 and recon.size == 1:
+        return levels
+    span = int(min(LEVEL_MAX, _max_level(w, inv, rows, rowlen, g, gpr) + 2))
     cost = np.zeros(2 * span + 1)
-    _quantize(w, weights, inv, rows, rowlen, g, gpr, recon, 0.0, cost, span, levels)
-    for _ in range(rounds if lam > 0 else 0):
-        cost = np.asarray(rate(levels, span), dtype=np.float64)
+    for _ in range(rounds if lam > 0 else 1):
+        if lam > 0:
+            cost = np.asarray(rate(levels, span), dtype=np.float64)
         _quantize(w, weights, inv, rows, rowlen, g, gpr, recon, lam, cost, span, levels)
     return levels
-
-
-def _unit_sizes(geometry: tuple[int, int, int, int]) -> np.ndarray:
-    """Weights per unit, in unit order (the last group of a row may be short)."""
-    rows, rowlen, g, gpr = geometry
-    per_row = np.full(gpr, g, dtype=np.int64)
-    if gpr:
-        per_row[-1] = rowlen - g * (gpr - 1)
-    return np.tile(per_row, rows)
 
 
 @numba.njit(cache=True, nogil=True)
 def _decode(levels, steps, table, rows, rowlen, g, gpr, out):
     k = table.size - 1
     for r in range(rows):
-        q = levels[r * rowlen:(r + 1) * rowlen]
-        o = out[r * rowlen:(r + 1) * rowlen]
-        for j in range(q.size):
-            m = abs(np.int64(q[j]))
-            t = table[m] if m <= k else 128 * m
-            if q[j] < 0:
-                t = -t
-            o[j] = np.float32(np.float64(t) * np.float64(steps[r * gpr + j // g]) / 128.0)
+        for u in range(gpr):
+            lo, hi = r * rowlen + u * g, r * rowlen + min((u + 1) * g, rowlen)
+            q, o, st = levels[lo:hi], out[lo:hi], np.float64(steps[r * gpr + u])
+            for j in range(q.size):
+                m = abs(np.int64(q[j]))
+                t = table[m] if m <= k else 128 * m
+                if q[j] < 0:
+                    t = -t
+                o[j] = np.float32(np.float64(t) * st / 128.0)
 
 
 def decode_levels(levels: np.ndarray, steps: np.ndarray, table: np.ndarray,
