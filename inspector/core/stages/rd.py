@@ -44,6 +44,36 @@ def every_layer(base: Options, knob: str, count: int) -> OptionsAt:
     return lambda t: [base.replace(**{knob: t})] * count
 
 
+def scaled(base: Options, knob: str, scales: Sequence[float]) -> OptionsAt:
+    """``options_at`` that sets option ``knob`` of ``base`` to ``t * scales[i]`` in layer
+    ``i`` (a per-layer sensitivity allocation under one model-wide knob)."""
+    return lambda t: [base.replace(**{knob: t * s}) for s in scales]
+
+
+def sensitivity_scales(mean_importance: Sequence[float], sizes: Sequence[int]
+                       ) -> list[float]:
+    """Per-layer step factors ``1 / sqrt(F_l)`` from each layer's mean importance ``F_l``
+    (e.g. the Fisher diagonal's mean), normalised so their weight-count-weighted geometric
+    mean is 1 (the knob keeps its scale).
+
+    Why: with error weighted by ``F``, a layer's weighted distortion at step ``s`` is about
+    ``F_l * s**2 / 12`` per weight; equal slope across layers (the optimal allocation) at
+    high rate means ``F_l * s_l**2`` equal, so ``s_l`` proportional to ``F_l ** -1/2``. A
+    layer with no measured importance (0) gets the largest factor of the others.
+    """
+    if len(mean_importance) != len(sizes):
+        raise ValueError("one mean importance per layer size")
+    logs = [math.log(f) if f > 0 else None for f in mean_importance]
+    known = [(lg, n) for lg, n in zip(logs, sizes, strict=True) if lg is not None]
+    if not known:
+        return [1.0] * len(sizes)
+    floor = min(lg for lg, _ in known)
+    logs = [floor if lg is None else lg for lg in logs]
+    total = sum(sizes) or 1
+    mid = sum(lg * n for lg, n in zip(logs, sizes, strict=True)) / total
+    return [math.exp(-0.5 * (lg - mid)) for lg in logs]
+
+
 def evaluate(layers: Sequence[LayerMethod], options_at: OptionsAt, t: float,
              overhead: int = 0, evaluations: int = 1) -> Solution:
     """Plan every layer at knob ``t``."""

@@ -7,7 +7,14 @@ import pytest
 
 from inspector.core.stages import registry
 from inspector.core.stages.base import resolve_options
-from inspector.core.stages.rd import evaluate, every_layer, fit_nbytes, fit_sqnr
+from inspector.core.stages.rd import (
+    evaluate,
+    every_layer,
+    fit_nbytes,
+    fit_sqnr,
+    scaled,
+    sensitivity_scales,
+)
 
 UNIFORM = registry.method("uniform")
 BASE = resolve_options(UNIFORM.options, {"granularity": "tensor", "entropy": "fixed"})
@@ -45,3 +52,20 @@ def test_impossible_targets_give_none() -> None:
     at = every_layer(BASE, "step", len(ls))
     assert fit_nbytes(ls, at, 10, 1e-3, 1.0) is None
     assert fit_sqnr(ls, at, 400.0, 1e-3, 1.0) is None
+
+
+def test_sensitivity_scales_equalise_the_weighted_slope() -> None:
+    scales = sensitivity_scales([4.0, 1.0, 0.0], [10, 30, 5])
+    assert scales[0] == pytest.approx(scales[1] / 2)  # 4x the importance: half the step
+    assert scales[2] == pytest.approx(scales[1])  # unknown: the coarsest of the others
+    logs = np.log(scales)
+    assert float(np.dot(logs, [10, 30, 5])) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_scaled_steps_meet_a_budget_with_sensitive_layers_finer() -> None:
+    ls = layers()
+    scales = [1.0, 0.25, 1.0]
+    sol = fit_nbytes(ls, scaled(BASE, "step", scales), 2000, 1e-4, 10.0)
+    assert sol is not None and sol.nbytes <= 2000
+    steps = [o["step"] for o in sol.options]
+    assert steps[1] == pytest.approx(0.25 * steps[0])
