@@ -17,7 +17,9 @@ the container's prefix and CRC are added. Three columns per point:
 - ``huff``: the levels Huffman-coded by ``core.huffman`` with its code table (study-side, not
   a registered stage yet);
 - ``H0``: the levels' order-0 empirical entropy (no table): what an adaptive arithmetic
-  coder approaches without contexts. An *estimate*, not bytes written.
+  coder approaches without contexts. An *estimate*, not bytes written;
+- ``H1``: the entropy given the previous level's significance (a one-flag context, as
+  DeepCABAC's significance flag has): also an estimate of what contexts may buy.
 
 Biases are quantized by ``uniform`` at 8 bits per tensor (``--bias raw`` keeps float32).
 
@@ -101,9 +103,23 @@ def stream_nbytes(levels: np.ndarray) -> dict[str, int]:
     counts = np.bincount(codes) if codes.size else np.zeros(1, np.int64)
     lengths = huffman.code_lengths(counts)
     huff = huffman_table.table_nbytes(lengths) + -(-huffman.encoded_nbits(counts, lengths) // 8)
+    return {"huff": huff, "H0": math.ceil(_entropy(codes) / 8),
+            "H1": math.ceil(_context_entropy(codes) / 8)}
+
+
+def _entropy(codes: np.ndarray) -> float:
+    """Order-0 empirical entropy in bits of a stream of non-negative codes."""
+    counts = np.bincount(codes) if codes.size else np.zeros(1, np.int64)
     nz = counts[counts > 0]
-    h0 = float(-(nz * np.log2(nz / codes.size)).sum()) if codes.size else 0.0
-    return {"huff": huff, "H0": math.ceil(h0 / 8)}
+    return float(-(nz * np.log2(nz / codes.size)).sum()) if codes.size else 0.0
+
+
+def _context_entropy(codes: np.ndarray) -> float:
+    """Entropy given the previous level's significance (zero or not), as a context-adaptive
+    coder such as DeepCABAC conditions its significance flag: an estimate of what contexts
+    buy, not a coder."""
+    prev = np.concatenate(([0], codes[:-1])) != 0 if codes.size else codes
+    return sum(_entropy(codes[prev == c]) for c in (False, True))
 
 
 def record_nbytes(name: str, shape: tuple[int, ...], payload: int, params: int,
@@ -174,7 +190,7 @@ class Case:
 
     def uniform(self, label: str, knob: str, value: float, gran: str, lam: float,
                 recon: str) -> Point:
-        weights, sizes, zeros, count = {}, {"auto": 0, "huff": 0, "H0": 0}, 0, 0
+        weights, sizes, zeros, count = {}, {"auto": 0, "huff": 0, "H0": 0, "H1": 0}, 0, 0
         prev = None
         for info in self.infos:
             w = self.tensors[info.name]
@@ -261,13 +277,13 @@ def run(key: str, bias: str, configs: list[str], with_deep: bool) -> None:
         for value in KNOBS[knob]:
             p = case.uniform(label, knob, float(value), gran, lam, recon)
             uni.append(p)
-            show(p, ("auto", "huff", "H0"))
+            show(p, ("auto", "huff", "H0", "H1"))
         sys.stdout.flush()
     print(f"  best at <= {MAX_DROP} pt drop ({key}; NNCodec {NNCODEC[key]}x):")
     d = best(deep, "file")
     print(f"    deep (written sizes):  {d.ratio('file'):6.2f}x  {d.label}, drop {d.drop:+.1f}"
           if d else "    deep: none")
-    for col in ("auto", "huff", "H0"):
+    for col in ("auto", "huff", "H0", "H1"):
         for cautious in (False, True):
             u = best(uni, col, cautious)
             if u:

@@ -39,6 +39,7 @@ from inspector.core.stages.uniform_kernels import (
     decode_levels_reference,
     empirical_rate,
     quantize,
+    sq_error,
     unit_max,
 )
 from inspector.core.stages.uniform_params import (
@@ -105,11 +106,14 @@ class UniformLayer:
     def __init__(self, method: Uniform, weights: np.ndarray, shape: tuple[int, ...],
                  importance: np.ndarray | None, rate: RateModel) -> None:
         self.method = method
-        self.w = np.ascontiguousarray(weights, dtype=np.float64).reshape(-1)
+        # float32 stays float32 (the kernels widen each weight): no copy of a big layer
+        w = np.asarray(weights).reshape(-1)
+        self.w = np.ascontiguousarray(w if w.dtype in (np.float32, np.float64)
+                                      else w.astype(np.float64))
         self.shape = tuple(int(d) for d in shape)
         self.imp = None if importance is None else _normalised(importance, self.w.size)
         self.rate = rate
-        self.sumsq = float(np.dot(self.w, self.w))
+        self.sumsq = float(sq_error(self.w, self.w[:0]))
         self._cache: tuple[Options, Quantized] | None = None
         self._choice: tuple[Options, Plan] | None = None
 
@@ -187,8 +191,7 @@ class Uniform:
                 offsets = ()
         header = Header(gran, 0, header.base, header.exp_width, group, offsets)
         decoded = decode_levels(levels, steps, _table(offsets), geo)
-        err = decoded.astype(np.float64) - layer.w
-        return Quantized(header, exps, levels, decoded, float(np.dot(err, err)),
+        return Quantized(header, exps, levels, decoded, float(sq_error(decoded, layer.w)),
                          int(np.count_nonzero(levels == 0)))
 
     def check(self, params: bytes, payload_nbytes: int, shape: tuple[int, ...]) -> None:

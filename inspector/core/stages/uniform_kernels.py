@@ -162,6 +162,20 @@ def quantize(w: np.ndarray, imp: np.ndarray | None, inv: np.ndarray,
 
 
 @numba.njit(cache=True, nogil=True)
+def sq_error(a, b):
+    """``sum((a - b)**2)`` in float64 (``b`` may be empty: ``sum(a**2)``), one pass."""
+    acc = 0.0
+    if b.size == 0:
+        for i in range(a.size):
+            acc += np.float64(a[i]) * np.float64(a[i])
+        return acc
+    for i in range(a.size):
+        d = np.float64(a[i]) - np.float64(b[i])
+        acc += d * d
+    return acc
+
+
+@numba.njit(cache=True, nogil=True)
 def _decode(levels, steps, table, rows, rowlen, g, gpr, out):
     k = table.size - 1
     for r in range(rows):

@@ -42,7 +42,7 @@ def round_trip(method, w: np.ndarray, opts: Options, imp: np.ndarray | None = No
     assert fast.dtype == ref.dtype == np.float32 and fast.size == w.size
     assert fast.tobytes() == ref.tobytes() == bound.decoded(opts).tobytes()
     err = fast.astype(np.float64) - w.reshape(-1).astype(np.float64)
-    assert plan.sse == float(np.dot(err, err))
+    assert plan.sse == pytest.approx(float(np.dot(err, err)), rel=1e-9, abs=1e-300)
     assert plan.zeros == int(np.count_nonzero(fast == 0))
     return plan, payload, fast
 
