@@ -165,3 +165,23 @@ def test_bad_options_are_settings_errors() -> None:
         options(granularity="row")
     with pytest.raises(SettingsError, match="importance"):
         UNIFORM.bind(w.reshape(-1), w.shape, np.full(w.size, -1.0))
+
+
+def _sse_at_rate(w: np.ndarray, lam: float, recon: str, rate: float) -> float:
+    """SSE of the tensor-step quantization whose level entropy is just under ``rate``."""
+    bound = UNIFORM.bind(w, w.shape)
+    lo, hi = 1e-3, 10.0
+    for _ in range(40):
+        mid = math.sqrt(lo * hi)
+        q = bound.quantized(options(granularity="tensor", step=mid, lam=lam, recon=recon))
+        lo, hi = (mid, hi) if _entropy_bits(q.levels) > rate else (lo, mid)
+    return bound.quantized(options(granularity="tensor", step=hi, lam=lam, recon=recon)).sse
+
+
+@pytest.mark.parametrize("bits_per_weight", [0.7, 1.5])
+def test_rdoq_beats_rounding_at_equal_rate(bits_per_weight: float) -> None:
+    w = np.random.default_rng(9).laplace(size=20000)
+    rate = bits_per_weight * w.size
+    plain = _sse_at_rate(w, 0.0, "grid", rate)
+    assert _sse_at_rate(w, 0.1, "grid", rate) < 0.97 * plain
+    assert _sse_at_rate(w, 0.1, "mean", rate) < 0.97 * plain
