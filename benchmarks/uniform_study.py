@@ -12,8 +12,9 @@ payload + its params + the version-2 record a raw layer of that name and shape h
 byte for the params' length (an allowance for the header the stages plumbing will write);
 the container's prefix and CRC are added. Three columns per point:
 
-- ``auto``: the payload with the smallest *registered* entropy stage (today only ``fixed``;
-  the arithmetic coder lands on another branch: re-run after the merge);
+- ``auto``: the payload, encoded, with the smallest *registered* entropy stage (on this
+  branch only ``fixed``; the entropy branch adds ``huffman`` and ``cabac``: re-run after the
+  merge); the weights evaluated are the ones ``uniform``'s decoder gives back;
 - ``huff``: the levels Huffman-coded by ``core.huffman`` with its code table (study-side, not
   a registered stage yet);
 - ``H0``: the levels' order-0 empirical entropy (no table): what an adaptive arithmetic
@@ -79,7 +80,7 @@ CONFIGS = [
 # (rd.sensitivity_scales: equal slope in the Fisher-weighted error, i.e. in the loss to second
 # order); "+imp" also weights each weight's error by its own (damped) Fisher in RDOQ.
 KNOBS = {"step": np.geomspace(0.3, 3.0, 14), "rel_step": np.geomspace(0.03, 0.4, 12),
-         "fisher": np.geomspace(0.3, 4.0, 14), "fisher+imp": np.geomspace(0.3, 4.0, 14)}
+         "fisher": np.geomspace(0.5, 3.5, 22), "fisher+imp": np.geomspace(0.5, 3.5, 14)}
 CALIBRATION = 512  # training examples of the Fisher estimate (never the test examples)
 
 
@@ -210,14 +211,17 @@ class Case:
                          knob: value * (self.std if knob == "step" else 1.0)}
             opts = resolve_options(UNIFORM.options, given)
             b = (self.weighted if knob == "fisher+imp" else self.bound)[info.name]
-            plan, q = b.plan(opts), b.quantized(opts)
+            # encoded and decoded for real: the bytes counted are the bytes produced, and
+            # the weights evaluated are the decoder's (encode checks the plan's size)
+            (plan, payload), q = b.encode(opts), b.quantized(opts)
+            decoded = UNIFORM.decode(plan.params, payload, info.shape)
             other = stream_nbytes(q.levels)
             for k in sizes:
-                payload = plan.payload_nbytes if k == "auto" else q.scales_nbytes + other[k]
-                n, rec = record_nbytes(info.name, info.shape, payload, len(plan.params), prev)
-                sizes[k] += n + payload
+                nbytes = len(payload) if k == "auto" else q.scales_nbytes + other[k]
+                n, rec = record_nbytes(info.name, info.shape, nbytes, len(plan.params), prev)
+                sizes[k] += n + nbytes
             prev = rec
-            weights[info.name] = q.decoded.reshape(info.shape)
+            weights[info.name] = decoded.reshape(info.shape)
             if info.kind != "bias":
                 zeros, count = zeros + plan.zeros, count + w.size
         overhead = spec.PREFIX_NBYTES + len(varint(len(self.infos))) + spec.CRC_NBYTES
