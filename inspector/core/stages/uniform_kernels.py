@@ -14,9 +14,15 @@ import numpy as np
 
 from inspector.core.stages.uniform_params import LEVEL_MAX
 
-# A rate model: the current levels -> the bits each level value costs, as a float64 table
-# indexed by ``level + L`` for levels -L..L (``L`` its second argument); levels outside cost
-# the table's largest entry. An adaptive-context model can plug in here later.
+# A rate model: the current levels and a bound L on the magnitudes -> the bits a level costs,
+# as a float64 table of one of two forms:
+#   1-D, indexed by ``level + L`` for levels -L..L (context-free; levels outside cost the
+#        table's largest entry);
+#   3-D ``[a1, a2, m]``: a level of magnitude ``m`` (0..L, its sign included) right after
+#        levels of magnitudes ``a1`` (the previous one in the flat order) and ``a2`` (the
+#        one before), both capped at ``shape[0] - 1``: a context-adaptive coder's model,
+#        e.g. ``lambda levels, bound: cabac.cost_table(levels, bound)``. The levels are then
+#        chosen in order, each given the two chosen before it.
 RateModel = Callable[[np.ndarray, int], np.ndarray]
 
 
@@ -97,6 +103,38 @@ def _quantize(w, imp, inv, rows, rowlen, g, gpr, recon, lam, cost, span, levels)
 
 
 @numba.njit(cache=True, nogil=True)
+def _quantize_ctx(w, imp, inv, rows, rowlen, g, gpr, recon, lam, table, levels):
+    """:func:`_quantize` with a context cost ``table[a1, a2, m]`` (see ``RateModel``),
+    greedily in the flat order: each level given the magnitudes chosen before it."""
+    k = recon.size - 1
+    cap = table.shape[0] - 1
+    top = table.shape[2] - 1
+    weighted = imp.size > 0
+    a1, a2 = 0, 0
+    for r in range(rows):
+        for u in range(gpr):
+            lo, hi = r * rowlen + u * g, r * rowlen + min((u + 1) * g, rowlen)
+            a, out, iv = w[lo:hi], levels[lo:hi], inv[r * gpr + u]
+            c = imp[lo:hi] if weighted else imp
+            for j in range(a.size):
+                x = a[j] * iv
+                ax = abs(x)
+                f = min(np.int64(ax), LEVEL_MAX)
+                cj = c[j] if weighted else 1.0
+                row = table[min(a1, cap), min(a2, cap)]
+                best, bm = ax * ax * cj + lam * row[0], 0
+                for m in (f - 1, f, f + 1):
+                    if m < 1 or m > LEVEL_MAX:
+                        continue
+                    rm = recon[m] if m <= k else float(m)
+                    e = (ax - rm) * (ax - rm) * cj + lam * row[min(m, top)]
+                    if e < best:
+                        best, bm = e, m
+                out[j] = bm if x >= 0 else -bm
+                a2, a1 = a1, bm
+
+
+@numba.njit(cache=True, nogil=True)
 def _max_level(w, inv, rows, rowlen, g, gpr):
     top = 0.0
     for r in range(rows):
@@ -156,8 +194,16 @@ def quantize(w: np.ndarray, imp: np.ndarray | None, inv: np.ndarray,
     cost = np.zeros(2 * span + 1)
     for _ in range(rounds if lam > 0 else 1):
         if lam > 0:
-            cost = np.asarray(rate(levels, span), dtype=np.float64)
-        _quantize(w, weights, inv, rows, rowlen, g, gpr, recon, lam, cost, span, levels)
+            cost = np.ascontiguousarray(rate(levels, span), dtype=np.float64)
+        if cost.ndim == 3:
+            if cost.shape[0] < 1 or cost.shape[0] != cost.shape[1] or cost.shape[2] < 1:
+                raise ValueError(f"a context rate table must be [a1, a2, m], got {cost.shape}")
+            _quantize_ctx(w, weights, inv, rows, rowlen, g, gpr, recon, lam, cost, levels)
+        elif cost.ndim == 1 and cost.size == 2 * span + 1:
+            _quantize(w, weights, inv, rows, rowlen, g, gpr, recon, lam, cost, span, levels)
+        else:
+            raise ValueError(f"a rate table must be 1-D of {2 * span + 1} or 3-D, got "
+                             f"{cost.shape}")
     return levels
 
 

@@ -185,3 +185,37 @@ def test_rdoq_beats_rounding_at_equal_rate(bits_per_weight: float) -> None:
     plain = _sse_at_rate(w, 0.0, "grid", rate)
     assert _sse_at_rate(w, 0.1, "grid", rate) < 0.97 * plain
     assert _sse_at_rate(w, 0.1, "mean", rate) < 0.97 * plain
+
+
+def _symmetric(levels: np.ndarray, span: int) -> np.ndarray:
+    """A context-free cost, the same for +m and -m (what a 3-D table can say too)."""
+    m = np.minimum(np.abs(levels.astype(np.int64)), span)
+    p = (np.bincount(m, minlength=span + 1) + 0.5) / (m.size + 0.5 * (span + 1))
+    return -np.log2(p) + (np.arange(span + 1) > 0)
+
+
+def test_a_context_table_without_context_picks_what_the_flat_table_does() -> None:
+    w = layer((12, 40), 10).reshape(-1)
+    flat = lambda lv, span: _symmetric(lv, span)[np.abs(np.arange(-span, span + 1))]  # noqa: E731
+    ctx = lambda lv, span: np.broadcast_to(_symmetric(lv, span), (3, 3, span + 1))  # noqa: E731
+    opts = options(granularity="channel", rel_step=0.1, lam=0.3)
+    a = UNIFORM.bind(w, (12, 40), rate=flat).quantized(opts).levels
+    b = UNIFORM.bind(w, (12, 40), rate=ctx).quantized(opts).levels
+    np.testing.assert_array_equal(a, b)
+    assert np.count_nonzero(a) < np.count_nonzero(
+        UNIFORM.bind(w, (12, 40)).quantized(options(granularity="channel", rel_step=0.1)).levels)
+
+
+def test_a_context_table_is_used_in_context() -> None:
+    w = np.full(64, 0.6)  # every weight between levels 0 and 1
+    # a one is cheap right after a zero and dear after a one: constant weights alternate,
+    # which no context-free cost can make them do
+    table = np.zeros((2, 2, 3))
+    table[0, :, 0], table[0, :, 1] = 5.0, 0.0
+    table[1, :, 0], table[1, :, 1] = 0.0, 5.0
+    bound = UNIFORM.bind(w, (64,), rate=lambda lv, span: table)
+    levels = bound.quantized(options(granularity="tensor", step=1.0, lam=1.0)).levels
+    np.testing.assert_array_equal(levels, [1, 0] * 32)
+    with pytest.raises(ValueError, match="rate table"):
+        UNIFORM.bind(w, (64,), rate=lambda lv, span: np.zeros(3)).quantized(
+            options(granularity="tensor", step=1.0, lam=1.0))
