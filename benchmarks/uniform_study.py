@@ -32,6 +32,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import sys
 from dataclasses import dataclass
@@ -71,6 +72,10 @@ CONFIGS = [
     ("fisher tensor lam0", "fisher", "tensor", 0.0, "grid"),
     ("fisher tensor lam.1", "fisher", "tensor", 0.1, "grid"),
     ("fisher tensor lam.3", "fisher", "tensor", 0.3, "grid"),
+    # "ctx": RDOQ priced by the cabac stage's context model (cabac.cost_table), if registered
+    ("fisher tensor lam.05 ctx", "fisher ctx", "tensor", 0.05, "grid"),
+    ("fisher tensor lam.1 ctx", "fisher ctx", "tensor", 0.1, "grid"),
+    ("fisher tensor lam.2 ctx", "fisher ctx", "tensor", 0.2, "grid"),
     ("fisher+imp tensor lam0", "fisher+imp", "tensor", 0.0, "grid"),
     ("fisher+imp tensor lam.1", "fisher+imp", "tensor", 0.1, "grid"),
     ("fisher+imp tensor lam.1 mean", "fisher+imp", "tensor", 0.1, "mean"),
@@ -80,7 +85,8 @@ CONFIGS = [
 # (rd.sensitivity_scales: equal slope in the Fisher-weighted error, i.e. in the loss to second
 # order); "+imp" also weights each weight's error by its own (damped) Fisher in RDOQ.
 KNOBS = {"step": np.geomspace(0.3, 3.0, 14), "rel_step": np.geomspace(0.03, 0.4, 12),
-         "fisher": np.geomspace(0.5, 3.5, 22), "fisher+imp": np.geomspace(0.5, 3.5, 14)}
+         "fisher": np.geomspace(0.5, 3.5, 22), "fisher+imp": np.geomspace(0.5, 3.5, 14),
+         "fisher ctx": np.geomspace(0.5, 3.5, 22)}
 CALIBRATION = 512  # training examples of the Fisher estimate (never the test examples)
 
 
@@ -183,6 +189,15 @@ class Case:
         factors = sensitivity_scales([float(self.fisher[i.name].mean()) for i in layers],
                                      [i.size for i in layers])
         self.scale = {i.name: f for i, f in zip(layers, factors, strict=True)}
+        self.ctx = {}
+        if "cabac" in registry.ENTROPY:
+            from inspector.core.stages import cabac
+
+            if hasattr(cabac, "cost_table"):
+                self.ctx = {i.name: UNIFORM.bind(self.tensors[i.name].reshape(-1), i.shape,
+                                                 rate=lambda lv, span: cabac.cost_table(
+                                                     lv, min(span, 1 << 16)))
+                            for i in self.infos}
         self.weighted = {i.name: UNIFORM.bind(self.tensors[i.name].reshape(-1), i.shape,
                                               damped(self.fisher[i.name].reshape(-1)))
                          for i in self.infos}
@@ -203,14 +218,15 @@ class Case:
                     weights[info.name] = w
                     continue
                 given = {"granularity": "tensor", "bits": 8}
-            elif knob.startswith("fisher"):
+            elif knob.startswith("fisher"):  # fisher, fisher+imp, fisher ctx
                 given = {"granularity": gran, "lam": lam, "recon": recon,
                          "step": value * self.std * self.scale[info.name]}
             else:
                 given = {"granularity": gran, "lam": lam, "recon": recon,
                          knob: value * (self.std if knob == "step" else 1.0)}
             opts = resolve_options(UNIFORM.options, given)
-            b = (self.weighted if knob == "fisher+imp" else self.bound)[info.name]
+            b = {"fisher+imp": self.weighted, "fisher ctx": self.ctx}.get(knob, self.bound)[
+                info.name]
             # encoded and decoded for real: the bytes counted are the bytes produced, and
             # the weights evaluated are the decoder's (encode checks the plan's size)
             (plan, payload), q = b.encode(opts), b.quantized(opts)
@@ -248,19 +264,12 @@ def show(p: Point, columns: tuple[str, ...]) -> None:
 
 
 def best(points: list[Point], column: str, cautious: bool = False) -> Point | None:
-    """The largest ratio within the drop; ``cautious``: only points of a sweep before its
-    first point past the drop (1,000 test examples make single points noisy: 0.1 pt is one
-    example, so a lucky point past the cliff is not counted)."""
+    """The largest ratio within the drop; ``cautious``: only a point whose predecessor in
+    its sweep (the next finer knob) is within the drop too. 1,000 test examples make single
+    points noisy (0.1 pt is one example): a lucky point past the cliff is not counted."""
     if cautious:
-        kept, seen = [], set()
-        for p in points:  # in sweep order, knob ascending within a label
-            if p.label in seen:
-                continue
-            if p.drop > MAX_DROP + 1e-9:
-                seen.add(p.label)
-            else:
-                kept.append(p)
-        points = kept
+        points = [p for prev, p in itertools.pairwise(points)
+                  if prev.label == p.label and prev.drop <= MAX_DROP + 1e-9]
     ok = [p for p in points if p.drop <= MAX_DROP + 1e-9]
     return max(ok, key=lambda p: p.ratio(column)) if ok else None
 
@@ -278,6 +287,8 @@ def run(key: str, bias: str, configs: list[str], with_deep: bool) -> None:
     for label, knob, gran, lam, recon in CONFIGS:
         if configs and not any(label.startswith(c) for c in configs):
             continue
+        if knob == "fisher ctx" and not case.ctx:
+            continue  # no context rate model registered
         for value in KNOBS[knob]:
             p = case.uniform(label, knob, float(value), gran, lam, recon)
             uni.append(p)
@@ -291,7 +302,7 @@ def run(key: str, bias: str, configs: list[str], with_deep: bool) -> None:
         for cautious in (False, True):
             u = best(uni, col, cautious)
             if u:
-                rule = "before 1st miss" if cautious else "any point     "
+                rule = "two in a row" if cautious else "any point   "
                 print(f"    uniform {col:<4} {rule}: {u.ratio(col):6.2f}x  {u.label} knob "
                       f"{u.knob:.4f}, drop {u.drop:+.1f}, zeros {u.zeros:.1%}")
 
