@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inspector.core.stages import registry
+from inspector.core.stages.fixed import unzigzag, zigzag, zigzag_reference
 
 SLOW = settings(deadline=None)
 FIXED = registry.entropy("fixed")
@@ -55,3 +56,13 @@ def test_non_minimal_width_is_refused() -> None:
                                                   axis=1)[:, 4:].ravel()).tobytes()
     with pytest.raises(ValueError, match="smallest"):
         FIXED.decode(data, 3)
+
+
+@SLOW
+@given(st.lists(st.integers(-(2**31), 2**31 - 1), max_size=100))
+def test_zigzag_kernel_matches_its_twin(values: list[int]) -> None:
+    s = np.array(values, dtype=np.int32)
+    codes = zigzag(s)
+    np.testing.assert_array_equal(codes, zigzag_reference(s))
+    np.testing.assert_array_equal(unzigzag(codes), s)
+    np.testing.assert_array_equal(unzigzag(codes, reference=True), s)
