@@ -52,7 +52,9 @@ def entropy_by_code(code: int) -> Entropy | None:
 
 # The stage modules, imported on first use so importing the registry stays cheap. Each
 # registers itself at import.
-_MODULES: tuple[str, ...] = ("cabac", "huffman", "deep", "precision")
+_MODULES: tuple[str, ...] = (
+    "fixed", "cabac", "huffman", "deep", "precision", "uniform", "int8", "int4",
+)
 _LOADED: list[bool] = []
 
 

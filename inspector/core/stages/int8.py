@@ -1,0 +1,41 @@
+"""Method ``int8``: uniform symmetric int8, per output channel or per tensor (issue 13.3).
+
+A preset of :mod:`.uniform` (same record and decoder): each unit's step is its
+``max|w| / 127``, levels -127..127 by plain rounding, coded by the ``fixed`` entropy stage
+unless another is chosen. The scales are ``uniform``'s step exponents (1/16-octave grid,
+rounded up so that no level passes 127).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from inspector.core.stages import registry
+from inspector.core.stages.base import Option, Options
+from inspector.core.stages.uniform import ENTROPY_CHOICES, Uniform
+
+
+class IntN(Uniform):
+    """Symmetric int-N over :class:`Uniform`; subclasses set ``bits``, ``name`` and ``code``."""
+
+    bits: ClassVar[int] = 8
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("granularity", str, "channel", "Scale per", "one scale per output channel "
+               "(axis 0) or for the whole tensor", choices=("tensor", "channel")),
+        Option("entropy", str, "fixed", "Entropy coder", "coder of the levels; auto: the "
+               "smallest", choices=ENTROPY_CHOICES),
+    )
+
+    def sizing(self, options: Options) -> dict[str, Any]:
+        return {"granularity": options["granularity"], "group": 1, "step": None,
+                "bits": self.bits, "rel_step": 1.0, "lam": 0.0, "recon": "grid",
+                "entropy": options["entropy"]}
+
+
+class Int8(IntN):
+    name: ClassVar[str] = "int8"
+    code: ClassVar[int] = 17
+    bits: ClassVar[int] = 8
+
+
+registry.register_method(Int8())
