@@ -10,7 +10,7 @@ import pytest
 
 from inspector.gui.controls import ControlsWidget
 from inspector.gui.kind_menu import build_kind_menu
-from inspector.gui.layer_table import KEPT, KIND, NAME, LayerTableWidget
+from inspector.gui.layer_table import KIND, NAME, LayerTableWidget
 from inspector.io.model_file import LoadedModel
 from inspector.model.session import Session
 from inspector.tasks.codec import ModelCodec
