@@ -167,14 +167,14 @@ def _row(
     else:
         more = _estimated(layer)
         texts, keys, tips = texts + more[0], keys + more[1], tips + more[2]
-        raw = raw or layer.plan is None
+        raw = raw or not layer.lossy
         return _with_warning(_Row(tuple(texts), tuple(keys), tuple(tips), raw), layer)
     return _Row(tuple(texts), tuple(keys), tuple(tips), raw)
 
 
 def _with_warning(row: _Row, layer: LayerEstimate) -> _Row:
     """``row`` marked broken, its SQNR tooltip explaining why, when the proxy says so."""
-    why = layer_warning(layer.plan)
+    why = layer_warning(layer.plan or layer.coded)
     if not why:
         return row
     tips = list(row.tips)

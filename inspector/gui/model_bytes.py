@@ -39,6 +39,8 @@ NAME_CHARS = 16  # tick labels are abbreviated to about this many characters
 def layer_parts(layer: LayerEstimate) -> dict[str, int]:
     """A layer's bytes in the file by part; they sum to ``layer.payload_nbytes``."""
     plan = layer.plan
+    if layer.coded is not None:  # another method: its payload is all value codes
+        return {**dict.fromkeys(PARTS, 0), "weights": layer.payload_nbytes}
     if plan is None:
         return {**dict.fromkeys(PARTS, 0), "raw": layer.payload_nbytes}
     return {

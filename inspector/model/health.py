@@ -13,21 +13,29 @@ from __future__ import annotations
 import math
 
 from inspector.core.layer import LayerPlan
+from inspector.core.stages.base import Plan
 from inspector.model.estimate import ModelEstimate
 
 BROKEN_SQNR_DB = 10.0
 BROKEN_PRUNED = 0.99
 
 
-def layer_warning(plan: LayerPlan | None) -> str:
-    """Why layer ``plan`` is likely broken, or ``""`` when the proxy sees nothing alarming."""
+def layer_warning(plan: LayerPlan | Plan | None) -> str:
+    """Why layer ``plan`` is likely broken, or ``""`` when the proxy sees nothing alarming.
+
+    ``plan`` is a deep plan, or the plan of another registered method (only its SQNR)."""
+    if isinstance(plan, Plan):
+        return _noise_warning(plan.sqnr_db)
     if plan is None or plan.size == 0:
         return ""
     pruned = 1.0 - plan.survivors / plan.size
     if pruned > BROKEN_PRUNED:
         return (f"{100 * pruned:.2f}% of this layer's weights are pruned: it will probably "
                 "break the model")
-    db = plan.sqnr_db
+    return _noise_warning(plan.sqnr_db)
+
+
+def _noise_warning(db: float) -> str:
     if not math.isnan(db) and db < BROKEN_SQNR_DB:
         return (f"SQNR {db:.1f} dB: the decoded weights are mostly noise; this layer will "
                 "probably break the model")
@@ -38,7 +46,7 @@ def broken_layers(estimate: ModelEstimate | None) -> list[str]:
     """Names of the layers :func:`layer_warning` warns about."""
     if estimate is None:
         return []
-    return [r.info.name for r in estimate.layers if layer_warning(r.plan)]
+    return [r.info.name for r in estimate.layers if layer_warning(r.plan or r.coded)]
 
 
 def summary_warning(estimate: ModelEstimate | None) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from inspector.gui.controls import ControlsWidget
 from inspector.gui.kind_menu import build_kind_menu
-from inspector.gui.layer_table import KEPT, KIND, NAME, LayerTableWidget
+from inspector.gui.layer_table import KIND, NAME, LayerTableWidget
 from inspector.io.model_file import LoadedModel
 from inspector.model.session import Session
 from inspector.tasks.codec import ModelCodec
@@ -48,7 +48,9 @@ def test_treat_as_sets_an_undoable_kind_override(table, opened) -> None:
     assert tip.startswith("Treated as fc (your setting); the file says bias")
     assert not session.layer_settings("conv1.bias").excluded
     session.set_estimate(codec.estimate(session.settings))
-    assert cell(table, "conv1.bias", KEPT) != "raw"
+    # compressed as fc now: 8 weights, which deep cannot make smaller than their 32 bytes,
+    # so the layer is stored raw and the estimate says why
+    assert "stored raw: deep would take" in session.estimate.layer("conv1.bias").note
     session.undo()
     assert "conv1.bias" not in session.settings.layers
     assert cell(table, "conv1.bias", KIND) == "bias"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from inspector.format.container import open_container
 from inspector.gui.controller import Controller
 from inspector.gui.method_options import MethodOptionsWidget
+from inspector.gui.model_bytes import layer_parts
 from inspector.model.session import Session
 from inspector.tasks.codec import compress
 
@@ -45,7 +46,9 @@ def test_choosing_fp16_makes_the_estimate_the_bytes_written(qtbot, save_model, t
         out = tmp_path / "out.dcz"
         _, nbytes = drain(compress(controller.codec, session.settings, out))
         assert nbytes == out.stat().st_size == session.estimate.file_nbytes
-        assert open_container(out).records[0].method in ("fp16", "raw")
+        assert layer_parts(layer)["weights"] == layer.payload_nbytes  # not "raw (lossless)"
+        methods = {r.name: r.method for r in open_container(out).records}
+        assert methods == {"fc.weight": "fp16", "fc.bias": "raw"}
     finally:
         controller.shutdown()
 

@@ -137,3 +137,15 @@ def test_info_of_the_file_names_the_method(tmp_path: Path, method: str) -> None:
 
     info = dcz_file.layer_compression(read_model(tmp_path / "o.dcz"), "fc.weight")
     assert info["method"] == method and info["recipe"]["name"] == method
+
+
+def test_a_registered_method_that_destroys_a_layer_is_flagged(toy_method, tmp_path) -> None:
+    from inspector.model.health import broken_layers
+
+    w = np.random.default_rng(5).normal(0, 0.1, (20, 20)).astype(np.float32)
+    codec = ModelCodec(model_of(tmp_path / "m.npz", {"fc.weight": w}))
+    rough = ModelSettings(defaults={"method": "toy", "step": 0.3, "min_sqnr": None})
+    fine = ModelSettings(defaults={"method": "toy", "step": 0.001, "min_sqnr": None})
+    assert codec.estimate(rough).layers[0].sqnr_db < 10
+    assert broken_layers(codec.estimate(rough)) == ["fc.weight"]
+    assert broken_layers(codec.estimate(fine)) == []
