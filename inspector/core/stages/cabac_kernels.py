@@ -33,7 +33,7 @@ _MASK32 = 0xFFFFFFFF
 # Context indices. sig: 3 * min(a1, 2) + min(a2, 2) (a1, a2: |previous level|, |the one
 # before|); sign: the previous level's sign (0 zero, 1 positive, 2 negative); gt k: 3 per k,
 # by how many of a1, a2 exceed k; exp-Golomb prefix bin i: min(i, 31); the top two suffix
-# bins of a suffix of kk <= 15 bits: 2 * kk + 0 (its top bin), 2 * kk + 1 (the next).
+# bins of a suffix of kk <= 15 bits: EGS + 2 * kk (its top bin), EGS + 2 * kk + 1 (the next).
 SIG, SIGN, GT = 0, 9, 12
 EG = GT + 3 * MAX_GT
 EGS = EG + 32
@@ -103,8 +103,9 @@ def _bits(log2: np.ndarray, p: int, bit: int) -> float:
     return log2[(_ONE - p if bit else p) >> 3]
 
 
-# A level never takes more than 50 adaptive bins (of at most 7.9 bits each) and 30 bypass
-# bins: 53 bytes. The encoder stops when fewer than this are left in its buffer.
+# A level never takes more than 50 adaptive bins (of at most -log2(162/32768) = 7.7 bits each)
+# and 30 bypass bins: 413 bits, at most 53 bytes shifted out. The encoder stops when fewer
+# than this are left in its buffer.
 _LEVEL_BYTES = 64
 
 
