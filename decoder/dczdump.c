@@ -2,6 +2,8 @@
  * A file the reader refuses gives one line on stderr and exit status 1; nothing is written
  * to stdout then, since the whole file is checked before the first value is decoded.
  *
+ * Environment: DCZDUMP_MEMORY=BYTES, the memory to budget for instead of the machine's.
+ *
  * Build: cc -std=c99 -O2 decoder/[all .c] -o dczdump -lm  (or: make dczdump)
  */
 #if defined(__unix__) || defined(__APPLE__)
@@ -15,9 +17,16 @@
 
 #include "dcz.h"
 
-/* The Python reader's budget: half the machine's physical memory (unbounded if unknown). */
+/* The Python reader's budget: half the machine's physical memory (unbounded if unknown).
+ * DCZDUMP_MEMORY=BYTES stands in for the machine's memory (the tests' small machine). */
 static uint64_t memory_budget(void)
 {
+    const char *given = getenv("DCZDUMP_MEMORY");
+    if (given && *given) {
+        char *end;
+        unsigned long long v = strtoull(given, &end, 10);
+        if (!*end) return (uint64_t)v / 2;
+    }
 #if defined(_SC_PHYS_PAGES) && defined(_SC_PAGE_SIZE)
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
     if (pages > 0 && page > 0) return (uint64_t)pages * (uint64_t)page / 2;
@@ -25,9 +34,18 @@ static uint64_t memory_budget(void)
     return UINT64_MAX / 2;
 }
 
+static void *owned[4]; /* freed on every exit, so a leak checker has nothing to report */
+
+static void release(void)
+{
+    size_t i;
+    for (i = 0; i < sizeof owned / sizeof owned[0]; i++) { free(owned[i]); owned[i] = NULL; }
+}
+
 static int refuse(const char *path, const char *message)
 {
     fprintf(stderr, "%s: %s\n", path, message);
+    release();
     return 1;
 }
 
@@ -63,7 +81,7 @@ int main(int argc, char **argv)
             cap = cap ? 2 * cap : 1 << 16;
             bigger = (uint8_t *)realloc(data, cap);
             if (!bigger) { fclose(in); return refuse(path, "out of memory reading the file"); }
-            data = bigger;
+            data = owned[0] = bigger;
         }
         got = fread(data + size, 1, cap - size, in);
         size += got;
@@ -71,11 +89,11 @@ int main(int argc, char **argv)
     }
     if (ferror(in)) { fclose(in); return refuse(path, "cannot read the file (is it a directory?)"); }
     fclose(in);
-    f = (dcz_file *)malloc(sizeof *f);
+    f = owned[1] = malloc(sizeof *f);
     if (!f) return refuse(path, "out of memory");
     rc = dcz_open(f, data, size, memory_budget(), NULL, 0, &err);
     if (rc != DCZ_NEED_WORK) return refuse(path, rc ? err.message : "internal error");
-    work = malloc(f->work_needed ? f->work_needed : 1);
+    work = owned[2] = malloc(f->work_needed ? f->work_needed : 1);
     if (!work) return refuse(path, "out of memory for the decoder's work space");
     if (dcz_open(f, data, size, memory_budget(), work, f->work_needed, &err))
         return refuse(path, err.message);
@@ -86,7 +104,7 @@ int main(int argc, char **argv)
         if (n > values_cap) {
             free(values);
             values_cap = (size_t)n;
-            values = (float *)malloc(values_cap * sizeof(float));
+            values = owned[3] = malloc(values_cap * sizeof(float));
             if (!values) return refuse(path, "out of memory for a layer's values");
         }
         if (dcz_decode(f, i, values ? values : (float *)work, (size_t)n, &err))
@@ -101,9 +119,6 @@ int main(int argc, char **argv)
             return refuse(path, "cannot write the values");
     }
     if (fflush(stdout)) return refuse(path, "cannot write the values");
-    free(values);
-    free(work);
-    free(f);
-    free(data);
+    release();
     return 0;
 }
