@@ -75,9 +75,16 @@ static int fail_at(dcz_error *e, int code, const dcz_layer *L, const char *what,
         size_t len = L->name_len > 120 ? 120 : L->name_len;
         size_t i;
         put(e, &at, "layer '", 7);
-        for (i = 0; i < len; i++) { /* keep the message one printable line */
-            char c = L->name[i];
-            put(e, &at, (c == '\n' || c == '\r' || c == 0) ? "?" : &c, 1);
+        for (i = 0; i < len; i++) { /* one line: control characters (C0, C1, U+2028/9) as ? */
+            const uint8_t *u = (const uint8_t *)L->name + i;
+            if (u[0] < 0x20 || u[0] == 0x7F) put(e, &at, "?", 1);
+            else if (u[0] == 0xC2 && i + 1 < len && u[1] >= 0x80 && u[1] <= 0x9F) {
+                put(e, &at, "?", 1);
+                i += 1;
+            } else if (u[0] == 0xE2 && i + 2 < len && u[1] == 0x80 && (u[2] == 0xA8 || u[2] == 0xA9)) {
+                put(e, &at, "?", 1);
+                i += 2;
+            } else put(e, &at, (const char *)u, 1);
         }
         put(e, &at, L->name_len > 120 ? "...': " : "': ", L->name_len > 120 ? 6 : 3);
     }

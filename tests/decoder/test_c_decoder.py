@@ -42,7 +42,9 @@ CORPUS = ROOT / "tests" / "corpus"
 GOLDEN = sorted((ROOT / "tests" / "format").glob("golden*/**/*.dcz"))
 CC = shutil.which("cc")
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
-EXAMPLES = settings(max_examples=50, deadline=None,
+# scripts/fuzz.py's knob: the suite runs 50, a fuzzing session as many as it asks for
+FUZZ_EXAMPLES = int(os.environ.get("INSPECTOR_FUZZ_EXAMPLES", "50"))
+EXAMPLES = settings(max_examples=FUZZ_EXAMPLES, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow,
                                            HealthCheck.function_scoped_fixture])
 
@@ -101,7 +103,8 @@ def python_values(path: Path, memory: int | None = None) -> bytes | None:
             layers = [box.read_layer(i) for i in range(len(box.records))]
         except InputError:
             return None
-    return b"".join(np.ascontiguousarray(a, dtype="<f4").tobytes() for a in layers)
+    with np.errstate(all="ignore"):  # float64 past float32's range: inf, in C too
+        return b"".join(np.ascontiguousarray(a, dtype="<f4").tobytes() for a in layers)
 
 
 def agree(exe: Path, path: Path, memory: int | None = None) -> bool:
@@ -139,7 +142,8 @@ def forge(data: bytes) -> bytes:
         records = decode_header(head, data[4])
         pos, fixed = 0, []
         for r in records:
-            fixed.append(dataclasses.replace(r, crc=zlib.crc32(payloads[pos:pos + r.payload_nbytes])))
+            crc = zlib.crc32(payloads[pos:pos + r.payload_nbytes])
+            fixed.append(dataclasses.replace(r, crc=crc))
             pos += r.payload_nbytes
         head = (header_v1.encode_header if data[4] == 1 else encode_header)(fixed)
     except (ValueError, KeyError, OverflowError, struct.error):
@@ -178,7 +182,8 @@ def model_files(draw: st.DrawFn) -> tuple[list[LayerRecord], list[bytes]]:
             plan, payload = codec.encode(s)
             deep = Deep(plan.settings, plan.mask, plan.survivors, plan.layout)
             dtype = draw(st.sampled_from(_DEEP_DTYPES))
-            records.append(LayerRecord(name, dtype, w.shape, len(payload), zlib.crc32(payload), deep))
+            crc = zlib.crc32(payload)
+            records.append(LayerRecord(name, dtype, w.shape, len(payload), crc, deep))
             payloads.append(payload)
             continue
         dtype = draw(st.sampled_from(_RAW_DTYPES))
@@ -281,10 +286,16 @@ def test_damaged_golden_files_under_sanitizers(dczdump_asan: Path, tmp_path: Pat
     assert outcomes[False] > outcomes[True]
 
 
-@settings(EXAMPLES, max_examples=40)
+POSITIONS = (ROOT / "tests" / "format" / "golden" / "v2" / "positions.dcz").read_bytes()
+
+
+@EXAMPLES
 @given(data=st.one_of(_BOUNDS.edited_dcz(),
-                      _FUZZ.mutated(_FUZZ.DCZ, keep=spec.PREFIX_NBYTES).map(forge)))
-def test_fuzzed_files_agree_under_sanitizers(dczdump_asan: Path, tmp_path: Path, data: bytes) -> None:
+                      _FUZZ.mutated(_FUZZ.DCZ, keep=spec.PREFIX_NBYTES).map(forge),
+                      _FUZZ.mutated(POSITIONS, keep=spec.PREFIX_NBYTES).map(forge)))
+def test_fuzzed_files_agree_under_sanitizers(
+    dczdump_asan: Path, tmp_path: Path, data: bytes
+) -> None:
     path = tmp_path / "fuzzed.dcz"
     path.write_bytes(data)
     agree(dczdump_asan, path)
