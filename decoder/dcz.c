@@ -214,7 +214,8 @@ static int valid_utf8(const uint8_t *s, size_t n)
 
 /* A method's payload function: check layer L's payload against its record and, when `out`
  * is not NULL, decode it there as float32 (dcz_numel values). Adding a method to the format
- * is one such function and a row in METHODS (its record fields are read by parse_generic). */
+ * is one such function and a row in METHODS (a code >= 16 has its record's parameters read by
+ * parse_generic into L->params). */
 typedef int (*payload_fn)(const dcz_file *f, const dcz_layer *L, float *out, dcz_error *err);
 
 static int method_raw(const dcz_file *f, const dcz_layer *L, float *out, dcz_error *err);
@@ -435,6 +436,18 @@ static int parse_shape(parser *P, dcz_error *err, uint8_t ndim)
     return DCZ_OK;
 }
 
+/* A generic record (method codes 16 and up, format versions to come): varint(len(params)) +
+ * params, which the method's payload function reads from L->params. Only methods listed in
+ * METHODS get here; any other code was refused as "unsupported method N". */
+static int parse_generic(parser *P, dcz_error *err)
+{
+    dcz_layer *L = P->L;
+    int r;
+    if ((r = rd_varint(&P->r, P->r.n, &L->params_len)) <= 0 || !rd_take(&P->r, L->params_len, &L->params))
+        FAIL(L, r < 0 ? "method parameters exceed the header" : "header is truncated");
+    return DCZ_OK;
+}
+
 static int parse_record(parser *P, dcz_error *err, char *names)
 {
     dcz_file *f = P->f;
@@ -497,6 +510,7 @@ static int parse_record(parser *P, dcz_error *err, char *names)
         if (payload != L->numel * ITEMSIZE[code]) FAIL(L, "stored size does not match its shape");
         return DCZ_OK;
     }
+    if (method >= 16) return parse_generic(P, err);
     /* deep */
     if (f->version == 1) {
         if (L->numel == 0) FAIL(L, "is deep-compressed but has a zero dimension");
@@ -752,14 +766,13 @@ static uint64_t cvt64(float v)
 
 static float signed_of(uint64_t u, unsigned nbits) /* the two's complement value of u */
 {
+    int64_t v; /* exact, so the conversion to float rounds once */
     if (nbits < 64) {
-        uint64_t m = ((uint64_t)1 << nbits) - 1;
-        u &= m;
-        if (u >> (nbits - 1)) return -(float)(int64_t)(m - u) - 1.0f;
-        return (float)(int64_t)u;
-    }
-    if (u >> 63) return -(float)(~u) - 1.0f; /* ~u < 2**63: exact until the float rounds */
-    return (float)(int64_t)u;
+        u &= ((uint64_t)1 << nbits) - 1;
+        v = (u >> (nbits - 1)) ? (int64_t)u - ((int64_t)1 << (nbits - 1)) - ((int64_t)1 << (nbits - 1))
+                               : (int64_t)u;
+    } else v = (u >> 63) ? -(int64_t)(~u) - 1 : (int64_t)u;
+    return (float)v;
 }
 
 /* A deep layer's float32 value as the Python reader casts it to the record's dtype, then
