@@ -56,11 +56,12 @@ bench: venv
 # The portable C decoder (decoder/README.md): no venv needed, only a C99 compiler.
 CC      ?= cc
 CFLAGS  ?= -std=c99 -O2 -Wall -Wextra
-dczdump: decoder/dcz.c decoder/dcz.h decoder/dczdump.c
-	$(CC) $(CFLAGS) decoder/dcz.c decoder/dczdump.c -o $@ -lm
+DCZ_LIB := $(filter-out decoder/dczdump.c,$(wildcard decoder/*.c))
+dczdump: $(DCZ_LIB) decoder/dczdump.c $(wildcard decoder/*.h)
+	$(CC) $(CFLAGS) $(DCZ_LIB) decoder/dczdump.c -o $@ -lm
 
-lenet_infer: decoder/dcz.c decoder/dcz.h decoder/examples/lenet_infer.c
-	$(CC) $(CFLAGS) -Idecoder decoder/dcz.c decoder/examples/lenet_infer.c -o $@ -lm
+lenet_infer: $(DCZ_LIB) decoder/examples/lenet_infer.c $(wildcard decoder/*.h)
+	$(CC) $(CFLAGS) -Idecoder $(DCZ_LIB) decoder/examples/lenet_infer.c -o $@ -lm
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache dczdump lenet_infer

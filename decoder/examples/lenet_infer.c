@@ -14,8 +14,8 @@
  * x -> relu(W1 x + b1) -> relu(W2 . + b2) -> W3 . + b3 -> argmax, one image at a time.
  * Prints "top1 0.xxxx (correct/N)" on stdout.
  *
- * Build: make lenet_infer, or cc -std=c99 -O2 -Idecoder decoder/dcz.c
- *        decoder/examples/lenet_infer.c -o lenet_infer -lm
+ * Build: make lenet_infer, or cc -std=c99 -O2 -Idecoder decoder/dcz.c decoder/dcz_header.c
+ *        decoder/dcz_deep.c decoder/dcz_values.c decoder/examples/lenet_infer.c -o lenet_infer
  */
 #include <stdint.h>
 #include <stdio.h>
