@@ -43,7 +43,8 @@ int dcz__fail(dcz_error *e, int code, const dcz_layer *L, const char *what, int 
             else if (u[0] == 0xC2 && i + 1 < len && u[1] >= 0x80 && u[1] <= 0x9F) {
                 put(e, &at, "?", 1);
                 i += 1;
-            } else if (u[0] == 0xE2 && i + 2 < len && u[1] == 0x80 && (u[2] == 0xA8 || u[2] == 0xA9)) {
+            } else if (u[0] == 0xE2 && i + 2 < len && u[1] == 0x80 &&
+                       (u[2] == 0xA8 || u[2] == 0xA9)) {
                 put(e, &at, "?", 1);
                 i += 2;
             } else put(e, &at, (const char *)u, 1);
@@ -148,12 +149,15 @@ int dcz_open(dcz_file *f, const void *data, size_t size, uint64_t budget, void *
     memset(f, 0, sizeof *f);
     f->data = d;
     f->size = size;
-    if (size < 10 || memcmp(d, "\x89" "DCZ", 4)) FAIL(0, "not an inspector compressed file (bad magic bytes)");
-    if (d[4] != 1 && d[4] != 2) FAILN(0, "format version not supported (this decoder reads 1, 2):", d[4]);
+    if (size < 10 || memcmp(d, "\x89" "DCZ", 4))
+        FAIL(0, "not an inspector compressed file (bad magic bytes)");
+    if (d[4] != 1 && d[4] != 2)
+        FAILN(0, "format version not supported (this decoder reads 1, 2):", d[4]);
     if (d[5]) FAILN(0, "unknown file flags (damaged, or a newer writer):", d[5]);
     hlen = get_u32le(d + 6);
     if ((uint64_t)10 + hlen + 4 > size) FAIL(0, "header is truncated");
-    if (dcz_crc32(0, d + 10, hlen) != get_u32le(d + 10 + hlen)) FAIL(0, "header is damaged (checksum mismatch)");
+    if (dcz_crc32(0, d + 10, hlen) != get_u32le(d + 10 + hlen))
+        FAIL(0, "header is damaged (checksum mismatch)");
     /* sizes below stay far from 64-bit overflow (entries x bits, payload sums) */
     if ((uint64_t)size >> 48) FAIL(0, "file is too large for this decoder");
     f->version = d[4];
@@ -168,7 +172,9 @@ int dcz_open(dcz_file *f, const void *data, size_t size, uint64_t budget, void *
     if (!work || work_size < need) return DCZ_NEED_WORK;
     f->layers = (dcz_layer *)(void *)wk;
     f->scratch = (uint16_t *)(void *)(wk + rec_bytes + idx_bytes + align8((size_t)sz.names));
-    if ((r = dcz__parse_all(f, start, budget, f->layers, (char *)(wk + rec_bytes + idx_bytes), 1, &sz, err)))
+    r = dcz__parse_all(f, start, budget, f->layers, (char *)(wk + rec_bytes + idx_bytes), 1, &sz,
+                       err);
+    if (r)
         return r;
     if ((r = check_unique(f, (uint32_t *)(void *)(wk + rec_bytes), err))) return r;
     for (i = 0; i < f->count; i++) {
@@ -191,7 +197,10 @@ size_t dcz_name_len(const dcz_file *f, uint32_t i) { return f->layers[i].name_le
 int dcz_dtype(const dcz_file *f, uint32_t i) { return f->layers[i].dtype; }
 int dcz_method(const dcz_file *f, uint32_t i) { return f->layers[i].method; }
 uint64_t dcz_numel(const dcz_file *f, uint32_t i) { return f->layers[i].numel; }
-size_t dcz_layer_scratch(const dcz_file *f, uint32_t i) { return f->layers[i].scratch * sizeof(uint16_t); }
+size_t dcz_layer_scratch(const dcz_file *f, uint32_t i)
+{
+    return f->layers[i].scratch * sizeof(uint16_t);
+}
 size_t dcz_payload_size(const dcz_file *f, uint32_t i) { return (size_t)f->layers[i].payload_len; }
 
 unsigned dcz_shape(const dcz_file *f, uint32_t i, uint64_t dims[DCZ_MAX_NDIM])
@@ -218,7 +227,8 @@ int dcz_decode(const dcz_file *f, uint32_t i, float *out, size_t n, dcz_error *e
     if (err) { err->message[0] = 0; err->layer = -1; }
     if (i >= f->count) FAILN(0, "no such layer:", i);
     L = &f->layers[i];
-    if (!out || n < L->numel) return dcz__fail(err, DCZ_SMALL, L, "output buffer too small for its values:", 1, L->numel);
+    if (!out || n < L->numel)
+        return dcz__fail(err, DCZ_SMALL, L, "output buffer too small for its values:", 1, L->numel);
     r = dcz__method_of(f->version, L->method)(f, L, out, err);
     if (r && err) err->layer = i;
     return r;

@@ -195,14 +195,18 @@ static int deep_tables_read(const dcz_layer *L, deep_tables *t, uint16_t *sym, d
     int coded_pos = L->positions == GAPS || L->positions == HOLES;
     if (L->coded) {
         uint32_t key = 0, step;
+        uint16_t bits16;
         for (i = 0; i < k; i++) {
-            if (!uvarint_min(p, n, &off, 0xFFFF - (i ? key : 0), &step)) FAIL(L, "cannot be decoded: bad codebook varint");
+            if (!uvarint_min(p, n, &off, 0xFFFF - (i ? key : 0), &step))
+                FAIL(L, "cannot be decoded: bad codebook varint");
             key = i ? key + step : step;
-            t->cb[i] = f32_of(dcz__half_to_f32((uint16_t)((key & 0x8000) ? key ^ 0x8000 : key ^ 0xFFFF)));
+            bits16 = (uint16_t)((key & 0x8000) ? key ^ 0x8000 : key ^ 0xFFFF); /* its pattern */
+            t->cb[i] = f32_of(dcz__half_to_f32(bits16));
         }
     } else if (L->half) {
-        if (2 * (uint64_t)k > n) FAIL(L, "cannot be decoded: codebook runs past the end of the layer");
-        for (i = 0; i < k; i++) t->cb[i] = f32_of(dcz__half_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8)));
+        if (2 * (uint64_t)k > n)
+            FAIL(L, "cannot be decoded: codebook runs past the end of the layer");
+        for (i = 0; i < k; i++) t->cb[i] = f32_of(dcz__half_to_f32(get_u16le(p + 2 * i)));
         off = 2 * (uint64_t)k;
     } else {
         if (4 * (uint64_t)k > n) FAIL(L, "its codebook runs past the end of the layer");
@@ -245,7 +249,6 @@ int dcz__method_deep(const dcz_file *f, const dcz_layer *L, float *out, dcz_erro
     uint64_t size = L->numel, e, kept = 0;
     uint32_t w, g, k = L->k, mask = (1u << L->index_bits) - 1;
     int r = deep_tables_read(L, &t, f->scratch, err);
-    const char *bad = "is inconsistent: its streams disagree with its record";
     if (r) return r;
     if (out) memset(out, 0, (size_t)size * sizeof *out);
 #define WEIGHT_AT(pos)                                                                   \
@@ -263,9 +266,11 @@ int dcz__method_deep(const dcz_file *f, const dcz_layer *L, float *out, dcz_erro
             if (!next_symbol(&t.w, &w)) FAIL(L, "is inconsistent: its weight stream is damaged");
             if (!next_symbol(&t.g, &g)) FAIL(L, "is inconsistent: its gap stream is damaged");
             pos += (int64_t)g + 1;
-            if ((uint64_t)pos >= size) FAILN(L, "is inconsistent: its entries pass the layer's end at entry", e);
+            if ((uint64_t)pos >= size)
+                FAILN(L, "is inconsistent: its entries pass the layer's end at entry", e);
             if (L->filler && w == k) {
-                if (g != mask) FAIL(L, "is inconsistent: a filler entry carries a gap other than the largest");
+                if (g != mask)
+                    FAIL(L, "is inconsistent: a filler entry carries a gap other than the largest");
                 fillers++;
                 continue;
             }
@@ -274,15 +279,20 @@ int dcz__method_deep(const dcz_file *f, const dcz_layer *L, float *out, dcz_erro
                 FAIL(L, "is inconsistent: its codebook holds a value that is not finite");
             if (out) out[pos] = dcz__cast_value(L->dtype, t.cb[w]);
         }
-        if ((size - (uint64_t)(pos + 1)) >> L->index_bits) FAIL(L, "is inconsistent: its entries do not span the layer's shape");
+        if ((size - (uint64_t)(pos + 1)) >> L->index_bits)
+            FAIL(L, "is inconsistent: its entries do not span the layer's shape");
         if (L->strict) {
             if (stream_nbytes(&t.w, t.wstart) != L->weight_nbytes)
                 FAIL(L, "is inconsistent: its weight stream length disagrees with the record");
             if (t.gstart / 8 + stream_nbytes(&t.g, t.gstart) != L->payload_len)
-                FAIL(L, "is inconsistent: its gap stream does not end where the layer's payload ends");
+                FAIL(L, "is inconsistent: its gap stream does not end where the layer's "
+                        "payload ends");
             if (L->filler && !fillers)
-                FAIL(L, "is inconsistent: its record announces filler entries the stream does not hold");
-            if (L->entries - fillers != L->survivors) FAIL(L, bad);
+                FAIL(L, "is inconsistent: its record announces filler entries the stream "
+                        "does not hold");
+            if (L->entries - fillers != L->survivors)
+                FAIL(L, "is inconsistent: its record's count of kept weights disagrees with "
+                        "its streams");
         }
         return DCZ_OK;
     }
@@ -296,32 +306,39 @@ int dcz__method_deep(const dcz_file *f, const dcz_layer *L, float *out, dcz_erro
             FAIL(L, "cannot be decoded: position bitmap runs past the end of the layer");
         for (e = 0; e < size; e++) {
             if (!(L->payload[at + e / 8] >> (7 - e % 8) & 1)) continue;
-            if (++kept > L->entries) FAIL(L, "cannot be decoded: position bitmap disagrees with the count of kept weights");
+            if (++kept > L->entries)
+                FAIL(L, "cannot be decoded: position bitmap disagrees with the count of kept "
+                        "weights");
             WEIGHT_AT(e);
         }
-        if (kept != L->entries) FAIL(L, "cannot be decoded: position bitmap disagrees with the count of kept weights");
+        if (kept != L->entries)
+            FAIL(L, "cannot be decoded: position bitmap disagrees with the count of kept weights");
         return DCZ_OK;
     }
     { /* HOLES: the stream lists the pruned positions; every other one is kept */
         int64_t hpos = -1;
         uint64_t p = 0, nholes = 0, j;
         for (j = 0; j < L->holes; j++) {
-            if (!next_symbol(&t.g, &g)) FAIL(L, "cannot be decoded: its position stream is damaged");
+            if (!next_symbol(&t.g, &g))
+                FAIL(L, "cannot be decoded: its position stream is damaged");
             if (g == mask) {
                 hpos += mask;
                 if (j + 1 == L->holes) FAIL(L, "cannot be decoded: position holes end with a skip");
                 continue;
             }
             hpos += (int64_t)g + 1;
-            if ((uint64_t)hpos >= size) FAIL(L, "cannot be decoded: position holes disagree with the layer's size");
+            if ((uint64_t)hpos >= size)
+                FAIL(L, "cannot be decoded: position holes disagree with the layer's size");
             for (; p < (uint64_t)hpos; p++) {
-                if (++kept > L->entries) FAIL(L, "cannot be decoded: position holes disagree with the layer's size");
+                if (++kept > L->entries)
+                    FAIL(L, "cannot be decoded: position holes disagree with the layer's size");
                 WEIGHT_AT(p);
             }
             p = (uint64_t)hpos + 1;
             nholes++;
         }
-        if (nholes != size - L->entries) FAIL(L, "cannot be decoded: position holes disagree with the layer's size");
+        if (nholes != size - L->entries)
+            FAIL(L, "cannot be decoded: position holes disagree with the layer's size");
         for (; p < size; p++) WEIGHT_AT(p);
         return DCZ_OK;
     }

@@ -275,7 +275,8 @@ static int parse_generic(parser *P, dcz_error *err)
 {
     dcz_layer *L = P->L;
     int r;
-    if ((r = rd_varint(&P->r, P->r.n, &L->params_len)) <= 0 || !rd_take(&P->r, L->params_len, &L->params))
+    if ((r = rd_varint(&P->r, P->r.n, &L->params_len)) <= 0 ||
+        !rd_take(&P->r, L->params_len, &L->params))
         FAIL(L, r < 0 ? "method parameters exceed the header" : "header is truncated");
     return DCZ_OK;
 }
@@ -300,7 +301,8 @@ static int parse_record(parser *P, dcz_error *err, char *names)
     len += shared;
     f->name[len] = 0;
     P->prev_name_len = (size_t)len;
-    if (!valid_utf8((const uint8_t *)f->name, (size_t)len)) FAIL(0, "a layer name is not valid UTF-8");
+    if (!valid_utf8((const uint8_t *)f->name, (size_t)len))
+        FAIL(0, "a layer name is not valid UTF-8");
     if (names) {
         memcpy(names, f->name, (size_t)len + 1);
         L->name = names;

@@ -77,6 +77,8 @@ static inline uint32_t get_u32le(const uint8_t *b)
     return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
 }
 
+static inline uint16_t get_u16le(const uint8_t *b) { return (uint16_t)(b[0] | b[1] << 8); }
+
 static inline int finite32(uint32_t bits) { return (bits & 0x7F800000u) != 0x7F800000u; }
 static inline int finite64(uint64_t bits)
 {

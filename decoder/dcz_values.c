@@ -54,7 +54,8 @@ static float f64_to_f32(uint64_t d)
 {
     double x;
     if (!finite64(d) && (d & 0xFFFFFFFFFFFFFull))
-        return f32_of((uint32_t)(d >> 32 & 0x80000000u) | 0x7FC00000u | (uint32_t)(d >> 29 & 0x7FFFFF));
+        return f32_of((uint32_t)(d >> 32 & 0x80000000u) | 0x7FC00000u |
+                      (uint32_t)(d >> 29 & 0x7FFFFF));
     memcpy(&x, &d, 8);
     return (float)x;
 }
@@ -83,8 +84,8 @@ static float signed_of(uint64_t u, unsigned nbits) /* the two's complement value
     int64_t v; /* exact, so the conversion to float rounds once */
     if (nbits < 64) {
         u &= ((uint64_t)1 << nbits) - 1;
-        v = (u >> (nbits - 1)) ? (int64_t)u - ((int64_t)1 << (nbits - 1)) - ((int64_t)1 << (nbits - 1))
-                               : (int64_t)u;
+        int64_t half = (int64_t)1 << (nbits - 1);
+        v = (u >> (nbits - 1)) ? (int64_t)u - half - half : (int64_t)u;
     } else v = (u >> 63) ? -(int64_t)(~u) - 1 : (int64_t)u;
     return (float)v;
 }
@@ -102,11 +103,13 @@ float dcz__cast_value(uint8_t dtype, float v)
     case DCZ_INT16: return signed_of(cvt32(v), 16);
     case DCZ_UINT16: return (float)(cvt32(v) & 0xFFFF);
     case DCZ_INT32: return signed_of(cvt32(v), 32);
-    case DCZ_UINT32: return (float)(v < 2147483648.0f ? cvt32(v) : cvt32(v - 2147483648.0f) ^ 0x80000000u);
+    case DCZ_UINT32: /* numpy's unsigned casts offset values past the signed range */
+        return (float)(v < 2147483648.0f ? cvt32(v) : cvt32(v - 2147483648.0f) ^ 0x80000000u);
     case DCZ_INT64: return signed_of(cvt64(v), 64);
     case DCZ_UINT64:
-        return (float)(v < 9223372036854775808.0f ? cvt64(v)
-                                                  : cvt64(v - 9223372036854775808.0f) ^ 0x8000000000000000ull);
+        return (float)(v < 9223372036854775808.0f
+                           ? cvt64(v)
+                           : cvt64(v - 9223372036854775808.0f) ^ 0x8000000000000000ull);
     default: return v; /* float32, float64 (exact), bool (kept as float32) */
     }
 }
@@ -131,7 +134,7 @@ int dcz__method_raw(const dcz_file *f, const dcz_layer *L, float *out, dcz_error
         }
         switch (L->dtype) {
         case DCZ_FLOAT32: v = f32_of(get_u32le(p + 4 * i)); break;
-        case DCZ_FLOAT16: v = f32_of(dcz__half_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8))); break;
+        case DCZ_FLOAT16: v = f32_of(dcz__half_to_f32(get_u16le(p + 2 * i))); break;
         case DCZ_BFLOAT16: v = f32_of((uint32_t)(p[2 * i] | p[2 * i + 1] << 8) << 16); break;
         case DCZ_FLOAT64: v = f64_to_f32(get_u64le(p + 8 * i)); break;
         case DCZ_INT8: v = (float)(int8_t)p[i]; break;

@@ -87,7 +87,10 @@ int main(int argc, char **argv)
         size += got;
         if (got == 0) break;
     }
-    if (ferror(in)) { fclose(in); return refuse(path, "cannot read the file (is it a directory?)"); }
+    if (ferror(in)) {
+        fclose(in);
+        return refuse(path, "cannot read the file (is it a directory?)");
+    }
     fclose(in);
     f = owned[1] = malloc(sizeof *f);
     if (!f) return refuse(path, "out of memory");

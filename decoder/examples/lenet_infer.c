@@ -111,9 +111,15 @@ int main(int argc, char **argv)
     data = read_file(argv[1], &size);
     images = read_file(argv[2], &isize);
     labels = read_file(argv[3], &lsize);
-    if (!data || !images || !labels) { fprintf(stderr, "lenet_infer: cannot read the inputs\n"); return 1; }
+    if (!data || !images || !labels) {
+        fprintf(stderr, "lenet_infer: cannot read the inputs\n");
+        return 1;
+    }
     n = lsize / 4;
-    if (isize != n * IN * 4 || !n) { fprintf(stderr, "lenet_infer: images and labels disagree\n"); return 1; }
+    if (isize != n * IN * 4 || !n) {
+        fprintf(stderr, "lenet_infer: images and labels disagree\n");
+        return 1;
+    }
     f = (dcz_file *)malloc(sizeof *f);
     if (!f || dcz_open(f, data, size, UINT64_MAX, NULL, 0, &e) != DCZ_NEED_WORK) {
         fprintf(stderr, "lenet_infer: %s: %s\n", argv[1], f ? e.message : "out of memory");
