@@ -45,22 +45,17 @@ def eval_top1(dcz: Path, capsys: pytest.CaptureFixture[str]) -> float:
     return json.loads(capsys.readouterr().out)["top1"]
 
 
-@pytest.mark.parametrize("config", ["lenet300_100_paper.json", "excluded"])
-def test_lenet_in_c_matches_inspector_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                          config: str) -> None:
+def test_lenet_in_c_matches_inspector_eval(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
     exe = tmp_path / "lenet_infer"
     library = sorted(str(p) for p in (ROOT / "decoder").glob("*.c") if p.name != "dczdump.c")
     cmd = [CC, "-std=c99", "-O2", "-Wall", "-Wextra", "-I", str(ROOT / "decoder"), *library,
            str(ROOT / "decoder" / "examples" / "lenet_infer.c"), "-o", str(exe), "-lm"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0 and "warning" not in done.stderr, done.stderr
-    settings = SAMPLES / config
-    if config == "excluded":  # every layer stored as is: the original model's accuracy
-        settings = tmp_path / "excluded.json"
-        settings.write_text(json.dumps({"version": 1, "defaults": {"excluded": True}}))
     dcz = tmp_path / "lenet.dcz"
     assert main(["compress", str(SAMPLES / "lenet300_100.pt"), "-o", str(dcz),
-                 "--config", str(settings)]) == 0
+                 "--config", str(SAMPLES / "lenet300_100_paper.json")]) == 0
     images, labels = export_digits(tmp_path)
     done = subprocess.run([str(exe), str(dcz), str(images), str(labels)], capture_output=True,
                           text=True, timeout=120)
