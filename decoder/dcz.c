@@ -164,6 +164,8 @@ int dcz_open(dcz_file *f, const void *data, size_t size, uint64_t budget, void *
     start = (uint64_t)10 + hlen + 4;
     if ((r = dcz__parse_all(f, start, budget, 0, 0, 0, &sz, err))) return r;
     if ((r = dcz__parse_all(f, start, budget, 0, 0, 1, &sz, err))) return r;
+    if ((uint64_t)f->count * (sizeof(dcz_layer) + 8) > SIZE_MAX / 4 || sz.names > SIZE_MAX / 4)
+        FAIL(0, "the file has more layers than this decoder can index"); /* 32-bit size_t */
     rec_bytes = align8((size_t)f->count * sizeof(dcz_layer));
     idx_bytes = align8((size_t)f->count * sizeof(uint32_t));
     need = rec_bytes + idx_bytes + align8((size_t)sz.names) + sz.tables * sizeof(uint16_t);
