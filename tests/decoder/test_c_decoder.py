@@ -53,7 +53,8 @@ pytestmark = [
     pytest.mark.skipif(CC is None, reason="no C compiler (cc) on this machine: C decoder untested"),
     # float16 casts of 1e5-scale weights overflow to inf, in both readers
     pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning",
-                               "ignore:overflow encountered in cast:RuntimeWarning"),
+                               "ignore:overflow encountered in cast:RuntimeWarning",
+                               "ignore:invalid value encountered in cast:RuntimeWarning"),
 ]
 
 
@@ -273,6 +274,23 @@ def test_every_payload_form_decodes_bit_exactly(dczdump: Path, tmp_path: Path) -
     assert {f[0] for f in forms} == {GAPS, BITMAP, DENSE, HOLES}
     assert all(seen.values()), seen
     assert any(not f[1] for f in forms)  # a float32 codebook too
+
+
+def test_integer_deep_layers_cast_as_numpy_does(dczdump: Path, tmp_path: Path) -> None:
+    """Inspector never deep-compresses an integer tensor, but the format allows the record:
+    the values then go through numpy's float32 -> integer cast, out-of-range ones too."""
+    rng = np.random.default_rng(5)
+    w = rng.normal(0, 1, 400) * np.logspace(0, 20, 400)  # up to 1e20, both signs
+    plan, payload = LayerCodec(w.astype(np.float32)).encode(
+        LayerSettings(policy="sparsity", value=0.3, bits=8))
+    deep = Deep(plan.settings, plan.mask, plan.survivors, plan.layout)
+    for dtype in ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+                  "bool"):
+        record = LayerRecord("w", dtype, w.shape, len(payload), zlib.crc32(payload), deep)
+        path = tmp_path / f"{dtype}.dcz"
+        with np.errstate(all="ignore"):
+            container.write(path, [record], [payload])
+            assert agree(dczdump, path)
 
 
 def test_unknown_methods_are_refused_by_number(dczdump: Path, tmp_path: Path) -> None:
