@@ -7,7 +7,7 @@ PY      := $(BIN)/python
 STAMP   := $(VENV)/.installed-stamp
 OUT     ?= build/lenet300_100.dcz
 
-.PHONY: venv run demo screenshots test lint samples bench clean
+.PHONY: venv run demo screenshots test lint samples bench clean dczdump lenet_infer
 
 venv: $(STAMP)
 
@@ -53,5 +53,15 @@ bench: venv
 	$(PY) benchmarks/run.py
 	QT_QPA_PLATFORM=offscreen $(PY) benchmarks/gui_bench.py
 
+# The portable C decoder (decoder/README.md): no venv needed, only a C99 compiler.
+CC      ?= cc
+CFLAGS  ?= -std=c99 -O2 -Wall -Wextra
+DCZ_LIB := $(filter-out decoder/dczdump.c,$(wildcard decoder/*.c))
+dczdump: $(DCZ_LIB) decoder/dczdump.c $(wildcard decoder/*.h)
+	$(CC) $(CFLAGS) $(DCZ_LIB) decoder/dczdump.c -o $@ -lm
+
+lenet_infer: $(DCZ_LIB) decoder/examples/lenet_infer.c $(wildcard decoder/*.h)
+	$(CC) $(CFLAGS) -Idecoder $(DCZ_LIB) decoder/examples/lenet_infer.c -o $@ -lm
+
 clean:
-	rm -rf build .pytest_cache .ruff_cache
+	rm -rf build .pytest_cache .ruff_cache dczdump lenet_infer
