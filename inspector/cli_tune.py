@@ -19,11 +19,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from inspector.cli_output import print_json, run_with_bar
+
 #: Exit code of ``tune`` when no setting it tried fits the budget (the file is still written).
 EXIT_NO_FIT = 3
 #: The commands this module adds.
 COMMANDS = ("sensitivity", "tune")
-# inspector.io.eval_inputs' DEFAULT_COUNT and DISTRIBUTIONS (a test checks), repeated so that
+# inspector.runtime.eval_inputs' DEFAULT_COUNT and DISTRIBUTIONS (a test checks), repeated so that
 # building the parser does not import numpy.
 SYNTHETIC_COUNT = 256
 SYNTHETIC_DISTRIBUTIONS = ("normal", "uniform")
@@ -86,7 +88,7 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
 
 def open_evaluator_of(args: argparse.Namespace) -> Any:
     """The evaluator that the input options of ``args`` describe."""
-    from inspector.io.eval_inputs import parse_shape
+    from inspector.runtime.eval_inputs import parse_shape
     from inspector.tasks.accuracy import open_evaluator
 
     if args.data is not None and args.input_shape is not None:
@@ -123,20 +125,19 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     """Run a sweep and save it with the settings."""
-    from inspector.cli import _print_json, _run  # here: inspector.cli imports this module
     from inspector.model.sensitivity import PRUNE_FRACTIONS, SWEEP_BITS
     from inspector.model.settings import save_settings
     from inspector.tasks.sensitivity import sensitivity
 
     settings, codec, evaluator = _open(args)
-    sweep = _run(
+    sweep = run_with_bar(
         sensitivity(codec, evaluator, settings, args.layers,
                     args.fractions or PRUNE_FRACTIONS, args.bits or SWEEP_BITS),
         _show(args),
     )
     save_settings(settings.with_sensitivity(sweep), args.output)
     if args.json:
-        _print_json({"output": str(args.output), "sensitivity": sweep.to_json()})
+        print_json({"output": str(args.output), "sensitivity": sweep.to_json()})
         return 0
     print(format_sweep(sweep))
     print(f"wrote {args.output}")
@@ -145,7 +146,6 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     """Tune per-layer settings (sweeping first unless ``--config`` holds a sweep) and save."""
-    from inspector.cli import _print_json, _run
     from inspector.model.accuracy import metric_name
     from inspector.model.settings import save_settings
     from inspector.tasks import report
@@ -159,17 +159,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
               f"inputs measure {evaluator.metric}: sweeping again", file=sys.stderr)
         sweep = None
     if sweep is None:
-        sweep = _run(sensitivity(codec, evaluator, settings), _show(args))
+        sweep = run_with_bar(sensitivity(codec, evaluator, settings), _show(args))
     rounds = MAX_ROUNDS if args.rounds is None else args.rounds
     budget = args.max_drop
     if args.min_cosine is not None:
         budget = _cosine_budget(args.min_cosine)
-    result = _run(tune(codec, evaluator, sweep, budget, settings, rounds), _show(args))
+    result = run_with_bar(tune(codec, evaluator, sweep, budget, settings, rounds), _show(args))
     save_settings(result.settings, args.output)
     code = 0 if result.fits else EXIT_NO_FIT
     acc = result.accuracy
     if args.json:
-        _print_json({
+        print_json({
             "output": str(args.output), "fits": result.fits, "note": result.note,
             "max_drop_points": result.max_drop_points, "accuracy": acc.to_json(),
             "file_nbytes": result.file_nbytes, "original_nbytes": result.original_nbytes,

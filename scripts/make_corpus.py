@@ -349,6 +349,7 @@ def dcz_bytes(tmp: Path) -> bytes:
     from inspector.io import LoadedModel
     from inspector.model.settings import ModelSettings
     from inspector.tasks.codec import ModelCodec, compress
+    from inspector.tasks.drive import run_to_end
 
     rng = np.random.default_rng(SEED)
     tensors = {"fc1.weight": rng.normal(size=(12, 10)).astype(np.float32),
@@ -356,8 +357,7 @@ def dcz_bytes(tmp: Path) -> bytes:
                "steps": np.array([7], np.int64)}  # fmt: skip
     model = LoadedModel.build(str(tmp / "src.npz"), "numpy", tensors)
     settings = ModelSettings(defaults={"value": 0.5, "bits": 3, "index_bits": 3})
-    for _ in compress(ModelCodec(model), settings, tmp / "tiny.dcz"):
-        pass
+    run_to_end(compress(ModelCodec(model), settings, tmp / "tiny.dcz"))
     return (tmp / "tiny.dcz").read_bytes()
 
 

@@ -33,12 +33,13 @@ import torch
 
 from inspector.atomic import atomic_path
 from inspector.format.container import open_container
-from inspector.io.eval_data import read_eval_data
 from inspector.io.model_file import LoadedModel
-from inspector.io.trainable import load_trainable
 from inspector.model.settings import ModelSettings, load_settings
+from inspector.runtime.eval_data import read_eval_data
+from inspector.runtime.trainable import load_trainable
 from inspector.tasks.accuracy import Evaluator, open_evaluator
 from inspector.tasks.codec import ModelCodec, compress
+from inspector.tasks.drive import run_to_end
 from inspector.tasks.finetune import FineTuned, FineTuneRequest, finetune
 from inspector.tasks.report import Row, rows_of_container, totals
 
@@ -162,17 +163,15 @@ class ModelResult:
 def drive(gen: Generator[Any, None, T], prefix: str | None = None) -> T:
     """Run a task generator to its value, logging each new step label to stderr."""
     last = None
-    try:
-        while True:
-            step = next(gen)
-            label = step.label.split(",")[0] if "epoch" not in step.label else step.label
-            if prefix is not None and label != last:
-                print(f"{prefix}: {label}", file=sys.stderr, flush=True)
-                last = label
-    except StopIteration as stop:
-        return stop.value
-    finally:
-        gen.close()
+
+    def on_step(step: Any) -> None:
+        nonlocal last
+        label = step.label.split(",")[0] if "epoch" not in step.label else step.label
+        if prefix is not None and label != last:
+            print(f"{prefix}: {label}", file=sys.stderr, flush=True)
+            last = label
+
+    return run_to_end(gen, on_step)
 
 
 def measure(

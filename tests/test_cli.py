@@ -386,6 +386,7 @@ def test_long_names_print_whole_so_different_tensors_never_print_alike(capsys, t
 def test_decompress_writes_what_export_writes_metadata_included(
     capsys: pytest.CaptureFixture[str], compressed: Path, tmp_path: Path
 ) -> None:
+    from inspector.tasks.drive import run_to_end
     from inspector.tasks.export import write_decoded
 
     target = tmp_path / "cli.safetensors"
@@ -394,9 +395,7 @@ def test_decompress_writes_what_export_writes_metadata_included(
     model = read_model(compressed)  # the .dcz as the app opens it
     exported = tmp_path / "export.safetensors"
     gen = write_decoded(model, dict(model.tensors), exported, 2 * len(model.infos) + 1)
-    with pytest.raises(StopIteration):
-        while True:
-            next(gen)
+    run_to_end(gen)
     written = read_model(target)
     assert written.metadata == read_model(exported).metadata == model.metadata
     assert any(key.startswith("compression/") for key in written.metadata)
@@ -407,12 +406,12 @@ def test_decompress_writes_what_export_writes_metadata_included(
 
 
 def test_the_progress_line_cuts_long_labels_in_the_middle() -> None:
-    from inspector.cli import _middle
+    from inspector.cli_output import middle
 
     a = "profiling encoder.layer.10.attention.self.query.weight"
     b = "profiling encoder.layer.10.attention.self.key.weight"
-    assert len(_middle(a, 40)) == 40 and _middle(a, 40) != _middle(b, 40)
-    assert _middle(a, 40).endswith("query.weight") and _middle("short", 40) == "short"
+    assert len(middle(a, 40)) == 40 and middle(a, 40) != middle(b, 40)
+    assert middle(a, 40).endswith("query.weight") and middle("short", 40) == "short"
 
 
 def test_info_says_why_each_tensor_has_its_kind(

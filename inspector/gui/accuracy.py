@@ -68,7 +68,7 @@ class AccuracyController(QObject):
     def open(self, model: LoadedModel, data_path: str | Path | None) -> None:
         """Prepare to evaluate ``model`` on ``data_path``; with None, on synthetic inputs if the
         model can run (else the proxy only, with the reason)."""
-        from inspector.io.runnable import run_refusal
+        from inspector.runtime.runnable_open import run_refusal
 
         self._evaluator, self._codec, self._refusal = None, None, None
         self._deferred = None

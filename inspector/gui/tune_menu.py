@@ -18,7 +18,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
 if TYPE_CHECKING:
-    from .main_window import MainWindow
+    from .tune_host import TuneHost
 
 DATA_FILTER = "Evaluation data (*.h5 *.hdf5 *.npz *.npy);;All files (*)"
 DEFAULT_BUDGET = 0.5  # points of top-1 accuracy (or of agreement, or of cosine x 100)
@@ -28,7 +28,7 @@ RUN_TIP = "Runs the model: on the evaluation data, or without it on synthetic in
 class TuneMenu(QObject):
     """Builds the Tune menu of ``window`` and wires it to ``window.controller.tuning``."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: TuneHost) -> None:
         super().__init__(window)
         self.window = window
         self.tuning = tuning = window.controller.tuning
@@ -63,7 +63,7 @@ class TuneMenu(QObject):
 
     def set_enabled(self, has_model: bool) -> None:
         """Enable the runs for a model that can run; else say why (tooltip and status tip)."""
-        from inspector.io.runnable import run_refusal
+        from inspector.runtime.runnable_open import run_refusal
 
         model = self.window.session.model
         self.reason = "" if model is None else (run_refusal(model.format) or "")

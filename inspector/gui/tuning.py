@@ -98,8 +98,8 @@ class TuningController(QObject):
         self, train_path: str, output: str, epochs: tuple[int, int] | None = None
     ) -> int:
         """Retrain the model (masked, then its centroids) and write it to ``output``."""
-        from inspector.io.eval_data import read_eval_data
-        from inspector.io.trainable import load_trainable, save_trainable
+        from inspector.runtime.eval_data import read_eval_data
+        from inspector.runtime.trainable import load_trainable, save_trainable
         from inspector.tasks.finetune import FineTuneRequest, finetune
 
         model, settings, data = self.session.model, self.session.settings, self.data_path

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from PySide6.QtCore import QObject, Signal
 
 from inspector.errors import InspectorError
+from inspector.tasks.drive import run_to_end
 
 T = TypeVar("T")
 
@@ -183,12 +184,8 @@ def drive(gen: Generator[Any, None, T], token: Token) -> T:
 
     Cancelling closes the generator, so it can clean up (e.g. no half-written file).
     """
-    try:
-        while True:
-            step = next(gen)
-            token.check()
-            token.report(step)
-    except StopIteration as stop:
-        return stop.value
-    finally:
-        gen.close()
+    def on_step(step: Any) -> None:
+        token.check()
+        token.report(step)
+
+    return run_to_end(gen, on_step)

@@ -184,7 +184,8 @@ def script_tensors(path: Path) -> tuple[list[Entry], dict[str, tuple[np.ndarray,
 def runs_code(path: Path) -> bool:
     """Whether running ``path`` as a model would load it as TorchScript (and run its code).
 
-    The same test :func:`inspector.io.runnable.open_runnable` applies; False if unreadable.
+    The same test :func:`inspector.runtime.runnable_open.open_runnable` applies; False if
+    unreadable.
     """
     try:
         with path.open("rb") as f:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from inspector.io.module_state import assign_state
 from inspector.io.registry import rewriter
 from inspector.io.torchscript import load_script, torch_reason
-from inspector.io.trainable import assign_state
 
 
 @rewriter(format="torchscript", runs_code=True)

@@ -4,7 +4,7 @@ agreement with the original model on any inputs (labelled, inputs-only or synthe
 An :class:`Evaluator` holds a runnable model, its inputs and the uncompressed model's outputs
 (the baseline, computed once and kept). Each evaluation substitutes some of the model's tensors
 and compares the new outputs with the labels (top-1) and with the baseline's (top-1 agreement,
-output cosine, relative error; see :mod:`inspector.tasks.agreement`).
+output cosine, relative error; see :mod:`inspector.runtime.agreement`).
 
 When the model cannot run, the app and the CLI fall back to :func:`weight_proxy`: the weights'
 signal-to-noise ratio, which is a stand-in, not an accuracy.
@@ -17,26 +17,26 @@ import os
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 
 from inspector.core.settings import LayerSettings
 from inspector.errors import InputError
-from inspector.io.eval_data import EvalData, EvalInputs, read_eval_inputs
-from inspector.io.eval_inputs import DEFAULT_COUNT, example_shape, synthetic_inputs
 from inspector.io.model_file import LoadedModel
-from inspector.io.runnable import Runnable, open_runnable
 from inspector.io.torchscript import runs_code
 from inspector.model.accuracy import METRICS, Accuracy
 from inspector.model.estimate import ModelEstimate
 from inspector.model.settings import ModelSettings
-from inspector.tasks.agreement import Reference, Tally, has_class_axis
+from inspector.runtime.agreement import Reference, Tally, has_class_axis
+from inspector.runtime.eval_data import EvalData, EvalInputs, read_eval_inputs
+from inspector.runtime.eval_inputs import DEFAULT_COUNT, example_shape, synthetic_inputs
+from inspector.runtime.runnable import Runnable
+from inspector.runtime.runnable_open import open_runnable
 from inspector.tasks.codec import ModelCodec, Progress
+from inspector.tasks.drive import run_to_end
 
 Measured = Generator[Progress, None, Accuracy]
 Sink = Callable[[slice, tuple[np.ndarray, ...]], None]
-T = TypeVar("T")
 
 
 class Evaluator:
@@ -90,8 +90,8 @@ class Evaluator:
     def baseline(self) -> Accuracy:
         """Accuracy of the uncompressed model (agreement 1.0); computed on first use."""
         if self._baseline is None:
-            _drive(self._run_baseline(), None)
-        assert self._baseline is not None  # _drive without should_stop runs to the end
+            run_to_end(self._run_baseline())
+        assert self._baseline is not None  # run_to_end without should_stop runs to the end
         return self._baseline
 
     @property
@@ -118,9 +118,11 @@ class Evaluator:
         Accuracy or None
             None when stopped by ``should_stop`` (nothing is raised, the model is restored).
         """
-        if self._baseline is None and _drive(self._run_baseline(), should_stop) is None:
+        if self._baseline is None and (
+            run_to_end(self._run_baseline(), should_stop=should_stop) is None
+        ):
             return None
-        return _drive(self._measure(weights, 0, self._batch_count()), should_stop)
+        return run_to_end(self._measure(weights, 0, self._batch_count()), should_stop=should_stop)
 
     def evaluate_settings(
         self, codec: ModelCodec, settings: ModelSettings
@@ -276,19 +278,6 @@ class Evaluator:
             )
 
 
-def _drive(gen: Generator[Progress, None, T], should_stop: Callable[[], bool] | None) -> T | None:
-    """Run ``gen`` to its value; None (and the generator closed) once ``should_stop()``."""
-    try:
-        while True:
-            next(gen)
-            if should_stop is not None and should_stop():
-                return None
-    except StopIteration as stop:
-        return stop.value
-    finally:
-        gen.close()
-
-
 def open_evaluator(
     model_path: str | os.PathLike[str],
     data_path: str | os.PathLike[str] | None = None,
@@ -309,7 +298,7 @@ def open_evaluator(
         TorchScript archive or ONNX model (or, with ``allow_pickle``, a pickled torch module).
     data_path : str or path-like, optional
         HDF5, ``.npz`` or ``.npy`` inputs, labelled or not (see
-        :func:`inspector.io.eval_data.read_eval_inputs`). Without it, ``synthetic`` inputs
+        :func:`inspector.runtime.eval_data.read_eval_inputs`). Without it, ``synthetic`` inputs
         (default 256) are made from the model's input shape.
     allow_pickle : bool
         Allow unpickling a whole torch module, which runs code from the file.
@@ -319,7 +308,7 @@ def open_evaluator(
         The input's shape, batch first, for synthetic inputs (needed for TorchScript, and
         overrides an ONNX model's declared shape).
     seed, distribution : int, str
-        Of the synthetic inputs (see :func:`inspector.io.eval_inputs.synthetic_inputs`).
+        Of the synthetic inputs (see :func:`inspector.runtime.eval_inputs.synthetic_inputs`).
     metric : str, optional
         See :class:`Evaluator`.
     allow_code : bool

@@ -20,10 +20,11 @@ would merge; the last step snaps centroids to the decoded values so the match is
 Options beyond the paper, off by default: gradual pruning (``prune_steps``) and distillation
 from the original model (``distill``), both of which help when the training set is small.
 
-This module holds the request, the result, the run loop with its two stages and the argument
-checks: what happens in which order. What each step does to the tensors lives in
-:mod:`inspector.tasks.finetune_steps` (house rule: split past ~400 lines); its public names are
-re-exported here, so callers keep importing everything from ``inspector.tasks.finetune``.
+This module holds the result and the run loop with its two stages: what happens in which
+order. What each step does to the tensors lives in :mod:`inspector.tasks.finetune_steps` (house
+rule: split past ~400 lines), the request, its argument checks and the run's state that both
+need in :mod:`inspector.tasks.finetune_state`; their public names are re-exported here, so
+callers keep importing everything from ``inspector.tasks.finetune``.
 
 torch is imported inside the functions only (house rule: nothing in tasks imports it at start-up).
 """
@@ -32,16 +33,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from inspector.errors import InputError, SettingsError
 from inspector.io.model_file import LoadedModel
-from inspector.io.trainable import assign_state, clone_module, state_arrays
+from inspector.io.module_state import assign_state
 from inspector.model.settings import ModelSettings
+from inspector.runtime.trainable import clone_module, state_arrays
 from inspector.tasks.codec import ModelCodec, Progress
+
+# The request and the run's state, shared with finetune_steps; re-exported (callers import
+# them here).
+from inspector.tasks.finetune_state import EpochStats as EpochStats
+from inspector.tasks.finetune_state import FineTuneRequest as FineTuneRequest
+from inspector.tasks.finetune_state import Stage, _Run
 
 # What the loop calls; ``x as x`` re-exports the public names that moved (callers import them here).
 from inspector.tasks.finetune_steps import EVAL_BATCH as EVAL_BATCH
@@ -49,7 +57,6 @@ from inspector.tasks.finetune_steps import (
     _apply_masks,
     _centroid_step,
     _cosine,
-    _Layer,
     _logits,
     _masked_layers,
     _masked_step,
@@ -67,108 +74,8 @@ from inspector.tasks.finetune_steps import centroid_grad as centroid_grad
 from inspector.tasks.finetune_steps import keep_mask as keep_mask
 from inspector.tasks.finetune_steps import prune_schedule as prune_schedule
 
-Stage = Literal["pruned", "quantized"]
-Optimizer = Literal["sgd", "adam"]
 # Prunes |w| <= 0: keeps exactly the nonzero weights, i.e. the mask fixed by stage 1.
 KEEP_NONZERO: dict[str, Any] = {"policy": "threshold", "value": 0.0}
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class FineTuneRequest:
-    """Everything one fine-tuning run needs; the module itself is never modified.
-
-    Attributes
-    ----------
-    module : torch.nn.Module
-        The trainable model (``io.trainable.load_trainable``); training runs on a copy.
-    train_inputs, train_labels : ndarray
-        float32 ``[N, ...]`` inputs and int64 ``[N]`` class labels.
-    settings : ModelSettings
-        The compression settings whose masks and bit widths are trained for.
-    val_inputs, val_labels : ndarray, optional
-        Validation data for the per-epoch top-1 accuracy.
-    prune_epochs, quant_epochs : int
-        Epochs of masked retraining and of centroid training.
-    prune_lr, quant_lr : float
-        Learning rates of the two stages (``quant_lr`` drives the centroids' SGD).
-    optimizer : {"sgd", "adam"}
-        Stage 1's optimizer; stage 2 always uses SGD, as the paper does.
-    momentum : float
-        SGD momentum (both stages).
-    cosine : bool
-        Decay stage 1's learning rate to 0 along a cosine (else constant).
-    weight_decay : float
-        L2 penalty added to the weights' gradients (in stage 2, to the members' gradients
-        before they are summed into their centroid).
-    batch_size, seed, threads : int
-        Minibatch size; seed of the shuffling and of torch; torch's CPU threads.
-    train_others : bool
-        Whether tensors that are not pruned and quantized (biases, excluded layers) train too.
-    prune_steps : int
-        1: the compressor's mask on the original weights, fixed from the start. More: prune
-        gradually in that many steps, each on the retrained weights, to the same count per
-        layer (see :func:`prune_schedule`).
-    distill, temperature : float
-        Weight in [0, 1] of distillation from the original model's outputs (softened by
-        ``temperature``) in the loss, against ``1 - distill`` of cross-entropy on the labels.
-        Helps when the training set is small.
-    """
-
-    module: Any
-    train_inputs: np.ndarray
-    train_labels: np.ndarray
-    settings: ModelSettings = field(default_factory=ModelSettings)
-    val_inputs: np.ndarray | None = None
-    val_labels: np.ndarray | None = None
-    prune_epochs: int = 10
-    quant_epochs: int = 3
-    prune_lr: float = 0.05
-    quant_lr: float = 1e-4
-    optimizer: Optimizer = "sgd"
-    momentum: float = 0.9
-    cosine: bool = True
-    weight_decay: float = 0.0
-    batch_size: int = 64
-    seed: int = 0
-    threads: int = 2
-    train_others: bool = True
-    prune_steps: int = 1
-    distill: float = 0.0
-    temperature: float = 4.0
-
-    def __post_init__(self) -> None:
-        for name in ("prune_epochs", "quant_epochs", "seed"):
-            _check_int(name, getattr(self, name), 0)
-        for name in ("batch_size", "threads", "prune_steps"):
-            _check_int(name, getattr(self, name), 1)
-        for name in ("prune_lr", "quant_lr", "temperature"):
-            _check_number(name, getattr(self, name), positive=True)
-        for name in ("momentum", "weight_decay", "distill"):
-            _check_number(name, getattr(self, name), positive=False)
-        if self.distill > 1:
-            raise SettingsError(f"distill must be between 0 and 1, got {self.distill!r}")
-        if self.optimizer not in ("sgd", "adam"):
-            raise SettingsError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
-        _check_data("training", self.train_inputs, self.train_labels)
-        if (self.val_inputs is None) != (self.val_labels is None):
-            raise InputError("validation inputs and labels must be given together")
-        if self.val_inputs is not None:
-            _check_data("validation", self.val_inputs, self.val_labels)
-
-
-@dataclass(frozen=True, slots=True)
-class EpochStats:
-    """One row of the training history.
-
-    ``epoch`` 0 is the state a stage starts from (pruned, or freshly quantized), before any
-    training. ``loss`` is the mean training loss of the epoch (nan for epoch 0); ``top1`` the
-    validation accuracy of the weights as they are then (None without validation data).
-    """
-
-    stage: Stage
-    epoch: int
-    loss: float
-    top1: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,34 +138,10 @@ def finetune(request: FineTuneRequest) -> Generator[Progress, None, FineTuned]:
         torch.set_num_threads(threads)
 
 
-@dataclass(slots=True)
-class _Run:
-    """The state of one run: the module being trained and its data, as torch tensors."""
-
-    req: FineTuneRequest
-    module: Any
-    x: Any
-    y: Any
-    teacher: Any
-    val: tuple[Any, Any] | None
-    rng: np.random.Generator
-    nbatches: int
-    total: int
-    layers: list[_Layer] = field(default_factory=list)
-    trained: list[Any] = field(default_factory=list)
-    history: list[EpochStats] = field(default_factory=list)
-
-    def batches(self) -> Generator[tuple[int, tuple[Any, Any, Any]], None, None]:
-        """Shuffled minibatches ``(index, (inputs, labels, teacher logits or None))``."""
-        perm = self.rng.permutation(len(self.y))
-        for i, lo in enumerate(range(0, len(perm), self.req.batch_size)):
-            rows = perm[lo : lo + self.req.batch_size]
-            soft = None if self.teacher is None else self.teacher[rows]
-            yield i, (self.x[rows], self.y[rows], soft)
-
-    def record(self, stage: Stage, epoch: int, losses: list[float]) -> None:
-        loss = float(np.mean(losses)) if losses else math.nan
-        self.history.append(EpochStats(stage, epoch, loss, _top1(self.module, self.val)))
+def _record(run: _Run, stage: Stage, epoch: int, losses: list[float]) -> None:
+    """Append an epoch's mean loss and validation top-1 to the run's history."""
+    loss = float(np.mean(losses)) if losses else math.nan
+    run.history.append(EpochStats(stage, epoch, loss, _top1(run.module, run.val)))
 
 
 def _run(req: FineTuneRequest) -> Generator[Progress, None, FineTuned]:
@@ -312,7 +195,7 @@ def _prune_stage(run: _Run) -> Generator[Progress, None, None]:
         _tighten(run.layers, final_pruned, schedule[0])
     else:
         _apply_masks(run.layers)  # the compressor's mask on the original weights
-    run.record("pruned", 0, [])
+    _record(run, "pruned", 0, [])
     opt = _stage1_optimizer(req, [la.tensor for la in run.layers] + run.trained)
     decay = _cosine(opt, req.prune_epochs * run.nbatches) if req.cosine else None
     for epoch in range(1, req.prune_epochs + 1):
@@ -325,7 +208,7 @@ def _prune_stage(run: _Run) -> Generator[Progress, None, None]:
             losses.append(_masked_step(run, opt, batch))
             if decay is not None:
                 decay.step()
-        run.record("pruned", epoch, losses)
+        _record(run, "pruned", epoch, losses)
 
 
 def _quant_stage(
@@ -337,7 +220,7 @@ def _quant_stage(
     opt = _stage2_optimizer(req, run.layers, run.trained)  # after the codebooks exist
     if req.quant_epochs == 0:
         _snap(run.module, run.layers, final)
-    run.record("quantized", 0, [])
+    _record(run, "quantized", 0, [])
     done = req.prune_epochs * run.nbatches
     for epoch in range(1, req.quant_epochs + 1):
         label = f"training centroids, epoch {epoch}/{req.quant_epochs}"
@@ -348,7 +231,7 @@ def _quant_stage(
         _write_quantized(run.layers)
         if epoch == req.quant_epochs:
             _snap(run.module, run.layers, final)
-        run.record("quantized", epoch, losses)
+        _record(run, "quantized", epoch, losses)
 
 
 def reproduction_error(
@@ -395,26 +278,3 @@ def _check_outputs(module: Any, x: Any, y: Any) -> None:
         raise InputError("the model's output is not a [batch, classes] tensor of logits")
     if int(y.max()) >= out.shape[1]:
         raise InputError(f"label {int(y.max())} is out of range for {out.shape[1]} classes")
-
-
-def _check_data(what: str, inputs: Any, labels: Any) -> None:
-    if not isinstance(inputs, np.ndarray) or inputs.ndim < 1 or inputs.dtype.kind != "f":
-        raise InputError(f"{what} inputs must be a floating-point array [N, ...]")
-    if not isinstance(labels, np.ndarray) or labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise InputError(f"{what} labels must be an integer array [N]")
-    if len(inputs) != len(labels) or len(labels) == 0:
-        raise InputError(f"{what} data: {len(inputs)} inputs but {len(labels)} labels")
-    if labels.min() < 0:
-        raise InputError(f"{what} labels must be >= 0")
-
-
-def _check_int(name: str, value: object, lo: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise SettingsError(f"{name} must be an integer >= {lo}, got {value!r}")
-
-
-def _check_number(name: str, value: object, positive: bool) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (positive and value == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise SettingsError(f"{name} must be a finite number {bound}, got {value!r}")

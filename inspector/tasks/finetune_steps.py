@@ -8,17 +8,16 @@ and the validation top-1. Split off so each
 module stays readable on its own (house rule: split past ~400 lines), and so the numerics can
 be tested without reading the loop.
 
-The run loop imports this module; this module needs the loop's types (``FineTuneRequest``,
-``_Run``) only for annotations, so it imports them under ``TYPE_CHECKING`` and there is no
-import cycle at run time. torch is imported inside the functions only (house rule: nothing in
-tasks imports it at start-up).
+The run loop imports this module; the types both need (``FineTuneRequest``, ``_Run``,
+``_Layer``) live in :mod:`inspector.tasks.finetune_state`, so neither imports the other's.
+torch is imported inside the functions only (house rule: nothing in tasks imports it at
+start-up).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -28,25 +27,13 @@ from inspector.core.prune import Mask
 from inspector.core.settings import LayerSettings
 from inspector.errors import SettingsError
 from inspector.io.model_file import LoadedModel
-from inspector.io.trainable import named_tensors, state_arrays
+from inspector.io.module_state import named_tensors
 from inspector.model.settings import ModelSettings
+from inspector.runtime.trainable import state_arrays
 from inspector.tasks.codec import ModelCodec
-
-if TYPE_CHECKING:  # annotations only: finetune imports this module at run time
-    from inspector.tasks.finetune import FineTuneRequest, _Run
+from inspector.tasks.finetune_state import FineTuneRequest, _Layer, _Run
 
 EVAL_BATCH = 1024
-
-
-@dataclass(slots=True)
-class _Layer:
-    """One compressed layer during training: its live tensor and fixed mask (flat, 0/1)."""
-
-    name: str
-    tensor: Any
-    keep: Any
-    codebook: Any = None
-    assignment: Any = None
 
 
 # ------------------------------------------------------------------------------ masks

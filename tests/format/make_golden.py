@@ -21,6 +21,7 @@ from inspector.io.kinds import layer_kind
 from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.settings import ModelSettings
 from inspector.tasks.codec import ModelCodec, compress
+from inspector.tasks.drive import run_to_end
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / f"v{spec.VERSION}"
 
@@ -138,9 +139,7 @@ def write_case(name: str, force: bool) -> None:
         return
     model, settings = CASES[name]()
     codec = ModelCodec(model)
-    gen = compress(codec, settings, dcz)
-    for _ in gen:
-        pass
+    run_to_end(compress(codec, settings, dcz))
     expected = {info.name: codec.quantized(info.name, settings) for info in model.infos}
     decoded = container.open_container(dcz).read_all()
     for key, want in expected.items():

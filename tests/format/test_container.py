@@ -18,6 +18,7 @@ from inspector.io.kinds import layer_kind
 from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.settings import ModelSettings
 from inspector.tasks.codec import ModelCodec, ModelEstimate, compress
+from inspector.tasks.drive import run_to_end
 
 
 def loaded_model(path: Path, tensors: dict[str, np.ndarray], dtypes: dict[str, str]) -> LoadedModel:
@@ -48,11 +49,7 @@ def mixed_model(path: Path, seed: int = 0) -> LoadedModel:
 
 def run(codec: ModelCodec, settings: ModelSettings, out: Path) -> tuple[ModelEstimate, int]:
     gen = compress(codec, settings, out)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
+    return run_to_end(gen)
 
 
 def same(a: np.ndarray, b: np.ndarray) -> bool:

@@ -100,7 +100,7 @@ def test_npz_quoted_overlap_is_refused(tmp_path: Path) -> None:
 
 def test_evaluation_data_with_repeated_members_is_refused(tmp_path: Path) -> None:
     """The same rule for evaluation data: inputs and labels listed 500 times over."""
-    from inspector.io.eval_data import read_eval_data
+    from inspector.runtime.eval_data import read_eval_data
 
     buf = io.BytesIO()
     np.savez(buf, inputs=np.zeros((64, 1, 8, 8), np.float32), labels=np.zeros(64, np.int64))
@@ -224,10 +224,10 @@ def real_dcz(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """digits_cnn.pt compressed by the real compressor."""
     from inspector.model.settings import ModelSettings
     from inspector.tasks.codec import ModelCodec, compress
+    from inspector.tasks.drive import run_to_end
 
     out = tmp_path_factory.mktemp("dcz") / "digits.dcz"
-    for _ in compress(ModelCodec(read_model(SAMPLES / "digits_cnn.pt")), ModelSettings(), out):
-        pass
+    run_to_end(compress(ModelCodec(read_model(SAMPLES / "digits_cnn.pt")), ModelSettings(), out))
     return out.read_bytes()
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Generator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -18,18 +16,8 @@ from inspector.format.header import LayerRecord
 from inspector.io import LoadedModel, dcz_file, read_model
 from inspector.model.settings import ModelSettings
 from inspector.tasks.codec import ModelCodec, compress
+from inspector.tasks.drive import run_to_end
 from inspector.tasks.load import open_model
-
-T = TypeVar("T")
-
-
-def _run(gen: Generator[Any, None, T]) -> T:
-    """Drive a task generator to its return value."""
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
 
 
 def small_model() -> LoadedModel:
@@ -51,7 +39,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModelCodec,
     codec = ModelCodec(small_model())
     settings = ModelSettings().with_layer("ip1.weight", policy="std", value=0.5, bits=3)
     path = tmp_path_factory.mktemp("dcz") / "small.dcz"
-    _run(compress(codec, settings, path))
+    run_to_end(compress(codec, settings, path))
     return path, codec, settings
 
 
@@ -109,11 +97,11 @@ def test_a_dcz_opens_in_the_app_and_compresses_again(
     written: tuple[Path, ModelCodec, ModelSettings], tmp_path: Path
 ) -> None:
     path, _, settings = written
-    opened = _run(open_model(path))
+    opened = run_to_end(open_model(path))
     assert opened.model.format == "dcz"
     assert "ip1.weight" in opened.stats
     again = tmp_path / "again.dcz"
-    _, nbytes = _run(compress(opened.codec, settings, again))
+    _, nbytes = run_to_end(compress(opened.codec, settings, again))
     assert nbytes == again.stat().st_size
     assert list(read_model(again).tensors) == list(opened.model.tensors)
 

@@ -34,6 +34,7 @@ from inspector.format.container import open_container
 from inspector.io import read_model, write_weights
 from inspector.model.settings import ModelSettings
 from inspector.tasks.codec import ModelCodec, compress
+from inspector.tasks.drive import run_to_end
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "corpus"
@@ -121,9 +122,7 @@ def test_decompress_writes_what_the_reader_read(
         raise
     dcz = tmp_path / "out.dcz"
     try:
-        gen = compress(ModelCodec(model), LOSSLESS, dcz)
-        for _ in gen:
-            pass
+        run_to_end(compress(ModelCodec(model), LOSSLESS, dcz))
     except InputError as exc:  # only a dtype the container cannot hold, said in one line
         assert tensor.dtype.is_complex and "complex" in exc.problem, exc
         assert "\n" not in str(exc) and not dcz.exists()

@@ -23,9 +23,9 @@ import torch
 from inspector.cli import main
 from inspector.errors import CodeNotAllowed, InputError
 from inspector.io import read_model, write_back
-from inspector.io.runnable import open_runnable
 from inspector.io.torchscript import load_script, module_tensors, read_torchscript
-from inspector.io.trainable import load_trainable
+from inspector.runtime.runnable_open import open_runnable
+from inspector.runtime.trainable import load_trainable
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_models"

@@ -87,7 +87,7 @@ def test_a_damaged_archive_gives_no_hints(tmp_path: Path) -> None:
 
 def test_the_runnable_reference_has_the_readers_kinds(tmp_path: Path) -> None:
     """Evaluation compresses the runnable's reference model: its kinds must be the reader's."""
-    from inspector.io.runnable import open_runnable
+    from inspector.runtime.runnable_open import open_runnable
 
     path = _scripted(tmp_path)
     read = {i.name: (i.kind, i.reason) for i in read_model(path).infos}

@@ -19,7 +19,7 @@ from inspector.errors import InputError
 from inspector.format.container import open_container
 from inspector.io import onnx_writeback, read_model, write_back
 from inspector.io.onnx_file import weights_of
-from inspector.io.runnable import open_runnable
+from inspector.runtime.runnable_open import open_runnable
 
 STORED = {  # reader name: stored dtype, in the reader's order
     "fc.weight": "float32",

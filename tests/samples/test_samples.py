@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from inspector.cli import main
-from inspector.io.eval_data import read_eval_data
 from inspector.model.settings import load_settings
+from inspector.runtime.eval_data import read_eval_data
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")

@@ -20,6 +20,7 @@ from inspector.io.model_file import LoadedModel
 from inspector.model.settings import ModelSettings
 from inspector.tasks.accuracy import Evaluator, open_evaluator, weight_proxy
 from inspector.tasks.codec import ModelCodec, Progress
+from inspector.tasks.drive import run_to_end
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:`torch.jit.(script|save|load)` is deprecated:DeprecationWarning"
@@ -103,11 +104,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def drive(gen: object) -> tuple[list[Progress], object]:
     steps = []
-    try:
-        while True:
-            steps.append(next(gen))  # type: ignore[call-overload]
-    except StopIteration as stop:
-        return steps, stop.value
+    return steps, run_to_end(gen, steps.append)
 
 
 @pytest.mark.parametrize("kind", ["script", "onnx"])

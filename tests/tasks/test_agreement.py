@@ -13,13 +13,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from inspector.errors import InputError, SettingsError
-from inspector.io.eval_inputs import example_shape, parse_shape, synthetic_inputs
 from inspector.model.accuracy import Accuracy
 from inspector.model.sensitivity import Sensitivity
 from inspector.model.settings import ModelSettings
-from inspector.tasks import agreement
+from inspector.runtime import agreement
+from inspector.runtime.eval_inputs import example_shape, parse_shape, synthetic_inputs
 from inspector.tasks.accuracy import agreement_line, open_evaluator
-from inspector.tasks.codec import ModelCodec, Progress
+from inspector.tasks.codec import ModelCodec
+from inspector.tasks.drive import run_to_end
 from inspector.tasks.sensitivity import sensitivity
 from inspector.tasks.tune import tune
 
@@ -68,15 +69,6 @@ def noise_like(array: np.ndarray, seed: int = 5) -> np.ndarray:
     return rng.normal(0, float(array.std()), array.shape).astype(np.float32)
 
 
-def drive(gen):  # type: ignore[no-untyped-def]
-    steps: list[Progress] = []
-    try:
-        while True:
-            steps.append(next(gen))
-    except StopIteration as stop:
-        return stop.value
-
-
 # ---------------------------------------------------------------------------- exact agreement
 
 
@@ -105,7 +97,7 @@ def test_the_bundled_lenet_agrees_with_itself_exactly(name: str, shape: tuple | 
     assert (same.agreement, same.cosine, same.relative_error) == (1.0, 1.0, 0.0)
     lossless = ModelSettings().with_defaults(excluded=True)  # every layer stored as it is
     codec = ModelCodec(evaluator.reference)
-    exact = drive(evaluator.evaluate_settings(codec, lossless))
+    exact = run_to_end(evaluator.evaluate_settings(codec, lossless))
     assert (exact.agreement, exact.cosine) == (1.0, 1.0)
 
 
@@ -163,7 +155,7 @@ def test_measurements_on_synthetic_inputs_repeat(tmp_path: Path) -> None:
     results = []
     for _ in range(2):
         evaluator = open_evaluator(path, synthetic=50, seed=3)
-        results.append(drive(evaluator.evaluate_settings(ModelCodec(evaluator.reference),
+        results.append(run_to_end(evaluator.evaluate_settings(ModelCodec(evaluator.reference),
                                                          settings)))
     assert results[0] == results[1] and results[0].cosine < 1.0
 
@@ -252,20 +244,20 @@ def test_sweep_and_tune_on_cosine(tmp_path: Path) -> None:
     kinds = {i.name: i.kind for i in codec.model.infos}
     layers = [n for n in ("w1", "w2") if kinds[n] in ("fc", "conv")]
     assert layers, kinds
-    sweep = drive(sensitivity(codec, evaluator, settings, layers, (0.0, 0.5, 0.9), (2, 4, 8)))
+    sweep = run_to_end(sensitivity(codec, evaluator, settings, layers, (0.0, 0.5, 0.9), (2, 4, 8)))
     assert sweep.metric == "cosine" and sweep.baseline_top1 == 1.0
     again = Sensitivity.from_json(sweep.to_json())
     assert again == sweep and sweep.to_json()["metric"] == "cosine"
     first = sweep.layers[0]
     assert first.prune[0].top1 == 1.0 and first.prune[-1].top1 < first.prune[0].top1
-    result = drive(tune(codec, evaluator, sweep, 1.0, settings))  # cosine >= 0.99
+    result = run_to_end(tune(codec, evaluator, sweep, 1.0, settings))  # cosine >= 0.99
     assert result.fits and result.accuracy.metric == "cosine"
     assert result.accuracy.cosine >= 0.99 - 1e-9
     assert result.settings.sensitivity is not None
     assert result.settings.sensitivity.metric == "cosine"
     top1_sweep = Sensitivity(sweep.baseline_top1, sweep.count, sweep.layers, "top1")
     with pytest.raises(SettingsError, match="sweep again"):
-        drive(tune(codec, evaluator, top1_sweep, 1.0, settings))
+        run_to_end(tune(codec, evaluator, top1_sweep, 1.0, settings))
 
 
 def test_old_sweeps_measured_top1() -> None:

@@ -19,6 +19,7 @@ from inspector.format.container import open_container
 from inspector.io import read_model
 from inspector.model.settings import ModelSettings
 from inspector.tasks.codec import ModelCodec, compress, summarize
+from inspector.tasks.drive import run_to_end
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,15 +30,12 @@ from pathlib import Path
 from inspector.io import read_model
 from inspector.model.settings import ModelSettings
 from inspector.tasks.codec import ModelCodec, compress
+from inspector.tasks.drive import run_to_end
 
 model = read_model(sys.argv[1])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 gen = compress(ModelCodec(model), ModelSettings(), Path(sys.argv[2]))
-try:
-    while True:
-        next(gen)
-except StopIteration as stop:
-    estimate, nbytes = stop.value
+estimate, nbytes = run_to_end(gen)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"growth_kb": after - before, "nbytes": nbytes,
                   "estimated": estimate.file_nbytes, "layers": len(estimate.layers)}))
@@ -109,11 +107,7 @@ def test_many_tensor_estimate_is_exact_and_reuses_unchanged_layers(tmp_path: Pat
     # The incremental totals equal a from-scratch summary and the file written.
     assert summarize(second.layers).file_nbytes == second.file_nbytes
     gen = compress(ModelCodec(model), moved, tmp_path / "m.dcz")
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        written, nbytes = stop.value
+    written, nbytes = run_to_end(gen)
     assert nbytes == second.file_nbytes == written.file_nbytes
     assert (tmp_path / "m.dcz").stat().st_size == nbytes
     assert open_container(tmp_path / "m.dcz").records[7].deep.settings.value == 0.5

@@ -14,6 +14,7 @@ from inspector.io import read_model, write_weights
 from inspector.io.model_file import LoadedModel
 from inspector.model.settings import ModelSettings, load_settings
 from inspector.tasks.codec import ModelCodec, Progress
+from inspector.tasks.drive import run_to_end
 from inspector.tasks.export import (
     COMPRESSED,
     DECOMPRESSED,
@@ -60,11 +61,7 @@ def out(tmp_path: Path) -> Path:
 
 def run(gen) -> tuple[ExportResult, list[Progress]]:
     steps = []
-    try:
-        while True:
-            steps.append(next(gen))
-    except StopIteration as stop:
-        return stop.value, steps
+    return run_to_end(gen, steps.append), steps
 
 
 def bits(a: np.ndarray) -> bytes:

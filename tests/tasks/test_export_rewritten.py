@@ -14,6 +14,7 @@ from inspector.io import read_model
 from inspector.io.model_file import LoadedModel
 from inspector.model.settings import ModelSettings
 from inspector.tasks.codec import ModelCodec
+from inspector.tasks.drive import run_to_end
 from inspector.tasks.export import REWRITTEN, export, export_rewritten
 
 pytestmark = pytest.mark.filterwarnings(
@@ -35,11 +36,7 @@ def model(tmp_path: Path) -> LoadedModel:
 
 def run(gen):
     steps = []
-    try:
-        while True:
-            steps.append(next(gen))
-    except StopIteration as stop:
-        return stop.value, steps
+    return run_to_end(gen, steps.append), steps
 
 
 def test_the_copy_holds_what_the_compressed_file_decodes_to(model, tmp_path) -> None:

@@ -16,6 +16,7 @@ from inspector.errors import InputError
 from inspector.io import read_model
 from inspector.io.model_file import LoadedModel
 from inspector.model.settings import ModelSettings
+from inspector.tasks.drive import run_to_end
 from inspector.tasks.export import COMPRESSED, DECOMPRESSED, SETTINGS, export
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_models" / "lenet300_100.safetensors"
@@ -30,14 +31,6 @@ def model(tmp_path: Path) -> LoadedModel:
     return read_model(path)
 
 
-def run(gen) -> object:
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
-
-
 @pytest.mark.parametrize("kind", [COMPRESSED, DECOMPRESSED, SETTINGS])
 def test_a_symlink_or_fifo_target_is_refused_and_kept(model, tmp_path, kind) -> None:
     target = tmp_path / "precious.txt"
@@ -48,7 +41,7 @@ def test_a_symlink_or_fifo_target_is_refused_and_kept(model, tmp_path, kind) -> 
     os.mkfifo(fifo)
     for out, problem in ((link, "symbolic link"), (fifo, "not a regular file")):
         with pytest.raises(InputError, match=problem):
-            run(export(kind, model, ModelSettings(), out))
+            run_to_end(export(kind, model, ModelSettings(), out))
     assert link.is_symlink() and target.read_text() == "keep me" and fifo.is_fifo()
 
 
@@ -59,5 +52,5 @@ def test_an_export_removes_what_a_killed_export_left(model, tmp_path) -> None:
     left.write_bytes(b"half an export")
     old = time.time() - 3600
     os.utime(left, (old, old))
-    result = run(export(COMPRESSED, model, ModelSettings(), tmp_path / "m.dcz"))
+    result = run_to_end(export(COMPRESSED, model, ModelSettings(), tmp_path / "m.dcz"))
     assert result.verified and not left.exists()

@@ -13,6 +13,7 @@ from inspector.io.kinds import layer_kind
 from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.settings import ModelSettings
 from inspector.tasks.codec import ModelCodec, ModelEstimate, compress
+from inspector.tasks.drive import run_to_end
 
 
 def loaded(path: Path, tensors: dict[str, np.ndarray]) -> LoadedModel:
@@ -24,11 +25,7 @@ def loaded(path: Path, tensors: dict[str, np.ndarray]) -> LoadedModel:
 
 def write(model: LoadedModel, settings: ModelSettings, out: Path) -> tuple[ModelEstimate, int]:
     gen = compress(ModelCodec(model), settings, out)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
+    return run_to_end(gen)
 
 
 def test_unpruned_layer_file_is_its_codes_codebook_and_header(tmp_path: Path) -> None:

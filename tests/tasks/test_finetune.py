@@ -16,9 +16,10 @@ from inspector import cli_finetune
 from inspector.errors import InputError, SettingsError
 from inspector.format.container import open_container
 from inspector.io.model_file import LoadedModel
-from inspector.io.trainable import load_trainable, state_arrays
 from inspector.model.settings import ModelSettings
+from inspector.runtime.trainable import load_trainable, state_arrays
 from inspector.tasks.codec import ModelCodec, Progress, compress
+from inspector.tasks.drive import run_to_end
 from inspector.tasks.finetune import (
     FineTuned,
     FineTuneRequest,
@@ -28,7 +29,8 @@ from inspector.tasks.finetune import (
     prune_schedule,
     reproduction_error,
 )
-from inspector.tasks.finetune_steps import _Layer, _snap
+from inspector.tasks.finetune_state import _Layer
+from inspector.tasks.finetune_steps import _snap
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
@@ -62,11 +64,7 @@ def request_() -> FineTuneRequest:
 
 def run(gen) -> tuple[FineTuned, list[Progress]]:
     steps = []
-    try:
-        while True:
-            steps.append(next(gen))
-    except StopIteration as stop:
-        return stop.value, steps
+    return run_to_end(gen, steps.append), steps
 
 
 @pytest.fixture(scope="module")
@@ -329,5 +327,4 @@ def test_divergence_is_one_clear_error() -> None:
     request = FineTuneRequest(net, x, y, ModelSettings().with_defaults(value=0.5),
                               prune_epochs=3, quant_epochs=1, prune_lr=1e12, batch_size=16)
     with pytest.raises(SettingsError, match="diverged"):
-        for _ in finetune(request):
-            pass
+        run_to_end(finetune(request))

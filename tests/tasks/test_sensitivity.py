@@ -21,6 +21,7 @@ from inspector.model.accuracy import Accuracy
 from inspector.model.sensitivity import PRUNE_FRACTIONS, SWEEP_BITS, Sensitivity
 from inspector.model.settings import ModelSettings, load_settings, save_settings
 from inspector.tasks.codec import ModelCodec, Progress
+from inspector.tasks.drive import run_to_end
 from inspector.tasks.sensitivity import Evaluates, pruned, sensitivity, sweep_layers
 
 LAYERS = ("fc1.weight", "fc2.weight")
@@ -79,11 +80,7 @@ def mlp(seed: int = 0) -> tuple[ModelCodec, MlpEvaluator]:
 def drive(gen):
     """Run a task generator; return its value and the progress it yielded."""
     steps = []
-    try:
-        while True:
-            steps.append(next(gen))
-    except StopIteration as stop:
-        return stop.value, steps
+    return run_to_end(gen, steps.append), steps
 
 
 @pytest.fixture(scope="module")

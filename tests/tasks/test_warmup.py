@@ -25,6 +25,7 @@ import numba
 from inspector import cli
 from inspector.core import bitpack, cluster, huffman, huffman_table, kernels
 from inspector.model.settings import ModelSettings
+from inspector.tasks.drive import run_to_end
 from inspector.tasks.load import open_model
 from inspector.tasks.warmup import warm_up
 
@@ -43,11 +44,7 @@ tmp = Path(tempfile.mkdtemp())
 for sample in ("lenet5.pt", "digits_cnn.onnx", "lenet300_100.h5", "lenet300_100.safetensors"):
     path = root / "sample_models" / sample
     gen = open_model(path)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        opened = stop.value
+    opened = run_to_end(gen)
     for defaults in ({}, {"policy": "std", "value": 1.0}, {"huffman": False, "index_bits": 3}):
         opened.codec.estimate(ModelSettings.from_json({"version": 1, "defaults": defaults}))
     out = tmp / (path.stem + ".dcz")

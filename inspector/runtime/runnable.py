@@ -2,15 +2,15 @@
 
 A :class:`Runnable` computes logits for a batch of inputs with some of its tensors replaced,
 which is what measuring the accuracy of compressed weights needs. The backends live in
-``runnable_torch`` and ``runnable_onnx`` and import their runtimes only when a file needs them.
+``runnable_torch`` and ``runnable_onnx`` and import their runtimes only when a file needs them;
+``runnable_open`` picks one for a file. This module is the contract and the errors all of them
+share, so none of them imports another's (no import cycle).
 
 A runnable is used from one thread at a time (the app gives the accuracy worker its own).
 """
 
 from __future__ import annotations
 
-import os
-import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -20,16 +20,10 @@ import numpy as np
 
 from inspector.errors import InputError
 from inspector.io.model_file import LoadedModel
-from inspector.io.onnx_file import sniff_onnx
-from inspector.io.pytorch import sniff_pytorch
-from inspector.io.registry import _head  # the registry's "every way of not being a file"
-from inspector.io.torchscript import is_torchscript_archive, sniff_torchscript
 
 #: Inputs per batch are capped so one batch's input stays near this many float32 values.
 BATCH_VALUES = 1 << 20
 MAX_BATCH = 1024
-
-_RUNNABLE = "only TorchScript archives (torch.jit.save) and ONNX models (.onnx) can run"
 
 
 class Runnable(ABC):
@@ -49,7 +43,7 @@ class Runnable(ABC):
     #: leaves open; None as a whole when the file does not record it (TorchScript).
     input_shape: tuple[int | None, ...] | None = None
     #: The operator that computes the first output ("Softmax", "Gemm"...; "" when unknown):
-    #: a hint whether its last axis holds classes (see ``inspector.tasks.agreement``).
+    #: a hint whether its last axis holds classes (see ``inspector.runtime.agreement``).
     ends_in: str = ""
 
     @abstractmethod
@@ -115,67 +109,6 @@ class Runnable(ABC):
         unknown = [n for n in weights if n not in known]
         if unknown:
             raise InputError(f"the model takes no tensor named {_names(unknown)}", self.path)
-
-
-def open_runnable(
-    path: str | os.PathLike[str], *, allow_pickle: bool = False, allow_code: bool = False
-) -> Runnable:
-    """Open a model file to run it.
-
-    Parameters
-    ----------
-    path : str or path-like
-        A TorchScript archive (``torch.jit.save``), an ONNX model, or, only with
-        ``allow_pickle``, a whole module saved with ``torch.save(model, path)``.
-    allow_pickle : bool
-        Unpickle a saved module. Unpickling runs code from the file: only for trusted files.
-    allow_code : bool
-        Load a TorchScript archive, which runs the code it contains: only when the user agreed.
-
-    Raises
-    ------
-    CodeNotAllowed
-        A TorchScript archive without ``allow_code``.
-    InputError
-        ``"cannot run this file: ..."`` for anything else (a state dict holds only weights),
-        and one line for a file the runtime cannot load.
-    """
-    path = Path(path)
-    head = _head(path)
-    if sniff_onnx(head) or path.suffix.lower() == ".onnx":
-        from inspector.io.runnable_onnx import OnnxRunnable
-
-        return OnnxRunnable.open(path)
-    if sniff_torchscript(head) or (zipfile.is_zipfile(path) and is_torchscript_archive(path)):
-        from inspector.io.runnable_torch import TorchRunnable
-
-        return TorchRunnable.open_script(path, allow_code=allow_code)
-    if sniff_pytorch(head):
-        from inspector.io.runnable_torch import TorchRunnable
-
-        return TorchRunnable.open_pickle(path, allow_pickle=allow_pickle)
-    raise InputError(f"cannot run this file: {_RUNNABLE}", path)
-
-
-#: Formats (reader names) whose files :func:`open_runnable` runs without running pickled code.
-RUNNABLE_FORMATS = ("onnx", "torchscript")
-_WEIGHTS_ONLY = {
-    "safetensors": "safetensors holds weights only: nothing to run",
-    "pytorch": "a torch.save file holds weights (or a pickled module inspector does not run "
-               "here): nothing to run; save the network with torch.jit.script or export ONNX",
-    "keras": "Keras files are read for their weights: inspector runs TorchScript and ONNX",
-    "numpy": ".npz holds arrays only: nothing to run",
-    "dcz": "a .dcz file holds compressed weights: open the original model to run it",
-    "caffe": "Caffe models are read for their weights: inspector runs TorchScript and ONNX",
-}
-
-
-def run_refusal(format: str) -> str | None:
-    """Why a model read as ``format`` cannot run (None when it can), in one line."""
-    if format in RUNNABLE_FORMATS:
-        return None
-    return _WEIGHTS_ONLY.get(
-        format, f"{format} files hold weights only here: inspector runs TorchScript and ONNX")
 
 
 def _names(names: list[str], limit: int = 5) -> str:

@@ -14,9 +14,9 @@ import torch
 from inspector.errors import InputError
 from inspector.io._torch import numpy_to_tensor
 from inspector.io.model_file import LoadedModel
-from inspector.io.runnable import Runnable, cannot_run, run_failed
 from inspector.io.torchscript import load_script, module_tensors, torch_reason
 from inspector.io.torchscript_types import script_kinds
+from inspector.runtime.runnable import Runnable, cannot_run, run_failed
 
 _WEIGHTS_ONLY = (
     "it holds only weights (a state dict or checkpoint), not the network; save the network "

@@ -21,6 +21,7 @@ import numpy as np
 
 from inspector.atomic import atomic_path, same_file
 from inspector.errors import InputError
+from inspector.io.module_state import assign_state
 from inspector.io.torchscript import is_torchscript_archive, load_script, torch_reason
 
 _NOT_SCRIPTED = (
@@ -110,48 +111,11 @@ def clone_module(module: Any) -> Any:
     return copy.deepcopy(module)
 
 
-def named_tensors(module: Any) -> dict[str, Any]:
-    """The live parameter and buffer tensors of ``module`` under their ``state_dict()`` names.
-
-    ``state_dict()`` of a ScriptModule returns detached tensors; the parameters themselves
-    (which collect gradients and which an optimizer updates) come from ``named_parameters``.
-    """
-    live = dict(module.named_parameters(remove_duplicate=False))
-    live.update(module.named_buffers(remove_duplicate=False))
-    return {name: live.get(name, tensor) for name, tensor in module.state_dict().items()}
-
-
 def state_arrays(module: Any) -> dict[str, np.ndarray]:
     """Copies of every tensor of ``module``'s state dict as numpy arrays, in its order."""
     from inspector.io._torch import tensor_to_numpy
 
     return {name: tensor_to_numpy(t)[0].copy() for name, t in module.state_dict().items()}
-
-
-def assign_state(module: Any, tensors: Mapping[str, np.ndarray]) -> None:
-    """Copy ``tensors`` into ``module``'s parameters and buffers in place (same names, shapes).
-
-    Raises
-    ------
-    InputError
-        A name the module lacks, or a shape that differs.
-    """
-    import torch
-
-    from inspector.io._torch import numpy_to_tensor
-
-    live = named_tensors(module)
-    with torch.no_grad():
-        for name, array in tensors.items():
-            if name not in live:
-                raise InputError(f"the model has no tensor {name!r}")
-            target = live[name]
-            if tuple(target.shape) != tuple(np.shape(array)):
-                raise InputError(
-                    f"tensor {name!r} has shape {tuple(np.shape(array))}, the model "
-                    f"{tuple(target.shape)}"
-                )
-            target.copy_(numpy_to_tensor(np.asarray(array)).to(target.dtype))
 
 
 def save_trainable(

@@ -13,7 +13,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from inspector.errors import InputError
 from inspector.io import read_model
-from inspector.io.runnable import Runnable, open_runnable
+from inspector.runtime.runnable import Runnable
+from inspector.runtime.runnable_open import open_runnable
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:`torch.jit.(script|save|load)` is deprecated:DeprecationWarning"

@@ -80,7 +80,7 @@ class EvalInputs:
     source : str
         What they are, for people: the file's ``source``, or how they were synthesised.
     synthetic : bool
-        Whether they were made up (:mod:`inspector.io.eval_inputs`), not read from a file.
+        Whether they were made up (:mod:`inspector.runtime.eval_inputs`), not read from a file.
     """
 
     inputs: np.ndarray

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.errors import InputError
-from inspector.io.eval_data import MAX_INPUT_NBYTES, EvalInputs
+from inspector.runtime.eval_data import MAX_INPUT_NBYTES, EvalInputs
 
 #: Synthetic inputs measured when no count is given.
 DEFAULT_COUNT = 256

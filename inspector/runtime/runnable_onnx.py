@@ -39,7 +39,7 @@ from inspector.io.onnx_file import (
     weights_of,
 )
 from inspector.io.onnx_writeback import replace_weight
-from inspector.io.runnable import Runnable, cannot_run, run_failed
+from inspector.runtime.runnable import Runnable, cannot_run, run_failed
 
 # Input element types inspector can feed (float data): float, float16, double.
 _INPUT_TYPES = {1: np.float32, 10: np.float16, 11: np.float64}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from inspector.errors import InputError
-from inspector.io.eval_data import EvalData, EvalInputs, read_eval_data, read_eval_inputs
+from inspector.runtime.eval_data import EvalData, EvalInputs, read_eval_data, read_eval_inputs
 
 RNG = np.random.default_rng(0)
 PIXELS = RNG.integers(0, 256, size=(50, 12), dtype=np.uint8)

@@ -10,11 +10,10 @@ import torch
 from torch import nn
 
 from inspector.errors import InputError
-from inspector.io.trainable import (
-    assign_state,
+from inspector.io.module_state import assign_state, named_tensors
+from inspector.runtime.trainable import (
     clone_module,
     load_trainable,
-    named_tensors,
     save_trainable,
     state_arrays,
 )
