@@ -52,7 +52,8 @@ def entropy_by_code(code: int) -> Entropy | None:
 
 # The stage modules, imported on first use so importing the registry stays cheap. Each
 # registers itself at import.
-_MODULES: tuple[str, ...] = ("fixed", "uniform", "int8", "int4")
+_MODULES: tuple[str, ...] = ("fixed", "uniform", "int8", "int4", "ternary", "binary", "pq",
+                             "hashed")
 _LOADED: list[bool] = []
 
 
