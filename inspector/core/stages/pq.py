@@ -8,7 +8,8 @@ the last sub-vector's code) and is dropped on decode. So a layer takes
 ``rows * ceil(rowlen / d)`` codes.
 
 k-means with ``k = 2**bits`` runs on all the layer's sub-vectors: seeded init (``seed``:
-``k`` distinct sub-vectors drawn by numpy's PCG64), then ``iters`` rounds of assignment
+``k`` distinct sub-vectors drawn by numpy's PCG64, in proportion to their importance when
+there is one), then ``iters`` rounds of assignment
 (numba) and update (each coordinate the importance-weighted mean of its members: the
 least-squares optimum), stopping early once no code changes (the same result). Empty
 clusters are dropped and the rest sorted by use, most used first, so small codes are the
@@ -72,7 +73,12 @@ def kmeans(X: np.ndarray, W: np.ndarray, k: int, iters: int, seed: int
     """``(codebook (K, d) float64, codes int64)``, used clusters only, most used first."""
     n = X.shape[0]
     rng = np.random.default_rng(seed)
-    C = X[np.sort(rng.choice(n, size=min(k, n), replace=False))].copy()
+    # An importance draws the init where it is large (sub-vectors in proportion to their
+    # weight), so the important ones get centroids of their own.
+    weight = W.sum(axis=1)
+    p = weight / weight.sum() if np.count_nonzero(weight) >= min(k, n) and np.ptp(weight) \
+        else None
+    C = X[np.sort(rng.choice(n, size=min(k, n), replace=False, p=p))].copy()
     codes = np.full(n, -1, dtype=np.int64)
     for _ in range(iters):
         if assign(X, W, C, codes) == 0:
