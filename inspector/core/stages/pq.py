@@ -8,8 +8,8 @@ the last sub-vector's code) and is dropped on decode. So a layer takes
 ``rows * ceil(rowlen / d)`` codes.
 
 k-means with ``k = 2**bits`` runs on all the layer's sub-vectors: seeded init (``seed``:
-``k`` distinct sub-vectors drawn by numpy's PCG64, in proportion to their importance when
-there is one), then ``iters`` rounds of assignment
+``k`` distinct sub-vectors drawn by numpy's PCG64, in proportion to their weight, the sum of
+their coordinates' importance, padding 0: uniform for full rows without importance), then ``iters`` rounds of assignment
 (numba) and update (each coordinate the importance-weighted mean of its members: the
 least-squares optimum), stopping early once no code changes (the same result). Empty
 clusters are dropped and the rest sorted by use, most used first, so small codes are the
@@ -73,8 +73,8 @@ def kmeans(X: np.ndarray, W: np.ndarray, k: int, iters: int, seed: int
     """``(codebook (K, d) float64, codes int64)``, used clusters only, most used first."""
     n = X.shape[0]
     rng = np.random.default_rng(seed)
-    # An importance draws the init where it is large (sub-vectors in proportion to their
-    # weight), so the important ones get centroids of their own.
+    # Draw the init where the weight is (sub-vectors in proportion to it): important ones
+    # get centroids of their own, and a padded tail counts for its real coordinates only.
     weight = W.sum(axis=1)
     p = weight / weight.sum() if np.count_nonzero(weight) >= min(k, n) and np.ptp(weight) \
         else None
