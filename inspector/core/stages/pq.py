@@ -9,9 +9,10 @@ the last sub-vector's code) and is dropped on decode. So a layer takes
 
 k-means with ``k = 2**bits`` runs on all the layer's sub-vectors: seeded init (``seed``:
 ``k`` distinct sub-vectors drawn by numpy's PCG64, in proportion to their weight, the sum of
-their coordinates' importance, padding 0: uniform for full rows without importance), then ``iters`` rounds of assignment
-(numba) and update (each coordinate the importance-weighted mean of its members: the
-least-squares optimum), stopping early once no code changes (the same result). Empty
+their coordinates' importance, padding 0: uniform for full rows without importance), then
+``iters`` rounds of assignment (numba) and update (each coordinate the importance-weighted
+mean of its members: the least-squares optimum), stopping early once no code changes (the
+same result). Empty
 clusters are dropped and the rest sorted by use, most used first, so small codes are the
 common ones. One codebook per layer, float16 when exact enough (:func:`.fitted.cheaper_floats`).
 
