@@ -12,9 +12,9 @@ k-means with ``k = 2**bits`` runs on all the layer's sub-vectors: seeded init (`
 their coordinates' importance, padding 0: uniform for full rows without importance), then
 ``iters`` rounds of assignment (numba) and update (each coordinate the importance-weighted
 mean of its members: the least-squares optimum), stopping early once no code changes (the
-same result). Empty
-clusters are dropped and the rest sorted by use, most used first, so small codes are the
-common ones. One codebook per layer, float16 when exact enough (:func:`.fitted.cheaper_floats`).
+same result). Empty clusters are dropped and the rest sorted by use, most used first, so
+small codes are the common ones. One codebook per layer, float16 when exact enough
+(:func:`.fitted.cheaper_floats`).
 
 Params: u8 the entropy stage's code; u8 ``d`` (1..16); u8 flags (bit 0: float16 codebook;
 other bits zero); uvarint ``K`` (1..min(65536, codes); 0 for an empty layer).
