@@ -1,7 +1,7 @@
 """Size against error for the fitted methods (ternary, binary, pq, hashed), issue 13.
 
 For each method over its natural knob (ternary: the threshold factor; binary: the scale
-granularity; pq: sub-vector size d and bits; hashed: weights per bucket), with int8/int4 as
+granularity; pq: sub-vector size d and bits per code; hashed: weights per bucket), with int8/int4 as
 yardsticks:
 
 1. per layer of the bundled LeNet-5 and of a real model (EfficientNet-lite0 by default,
@@ -44,13 +44,13 @@ REAL = {
 }
 # (label, method, options): each method's natural knob
 SWEEP: list[tuple[str, str, dict]] = [
-    *[(f"ternary f={f}", "ternary", {"factor": f}) for f in (0.3, 0.5, 0.7, 1.0, 1.5)],
-    ("ternary tensor f=0.7", "ternary", {"factor": 0.7, "granularity": "tensor"}),
+    *[(f"ternary f={f}", "ternary", {"threshold": f}) for f in (0.3, 0.5, 0.7, 1.0, 1.5)],
+    ("ternary tensor f=0.7", "ternary", {"threshold": 0.7, "granularity": "tensor"}),
     ("binary tensor", "binary", {"granularity": "tensor"}),
     ("binary channel", "binary", {"granularity": "channel"}),
-    *[(f"pq d={d} b={b}", "pq", {"d": d, "bits": b})
+    *[(f"pq d={d} b={b}", "pq", {"dim": d, "code_bits": b})
       for d, b in ((2, 4), (2, 6), (4, 6), (4, 8), (8, 8), (8, 10))],
-    *[(f"hashed f={f}", "hashed", {"factor": f}) for f in (2, 4, 8, 16)],
+    *[(f"hashed f={f}", "hashed", {"per_bucket": f}) for f in (2, 4, 8, 16)],
     ("int4 channel", "int4", {}),
     ("int8 channel", "int8", {}),
 ]

@@ -1,10 +1,11 @@
 """Method ``hashed``: HashedNets (Chen et al. 2015), issue 13.6.
 
-Every weight takes the value of one of ``B`` buckets, chosen by a seeded hash of its position;
-only the bucket values and the seed are stored, nothing per weight. ``B`` is ``buckets`` if
-set, else ``ceil(n / factor)`` (``factor`` weights share a bucket on average). A bucket's
-value is the (importance-weighted) mean of its members, the least-squares optimum. With a
-sign hash (the paper's ``xi``), weight ``i`` is ``sigma_i * v[bucket_i]`` and the bucket value
+Every weight takes the value of one of ``B`` buckets, chosen by a seeded hash of its
+position; only the bucket values and the seed (``hash_seed``) are stored, nothing per
+weight. ``B`` is ``buckets`` if set, else ``ceil(n / per_bucket)`` (``per_bucket`` weights
+share a bucket on average: the compression factor over one value a weight). A bucket's value
+is the (importance-weighted) mean of its members, the least-squares optimum. With a sign
+hash (the paper's ``xi``), weight ``i`` is ``sigma_i * v[bucket_i]`` and the bucket value
 the mean of ``sigma_i * w_i``; ``sign`` "auto" keeps whichever of the two has the smaller
 exact error.
 
@@ -126,9 +127,10 @@ class Hashed:
     options: ClassVar[tuple[Option, ...]] = (
         Option("buckets", int, None, "Buckets", "number of shared values B (overrides the "
                "factor; at most the layer's size)", lo=1, hi=MAX_WEIGHTS - 1, nullable=True),
-        Option("factor", float, 8.0, "Weights per bucket", "B = ceil(weights / factor)",
+        Option("per_bucket", float, 8.0, "Weights per bucket", "B = ceil(weights / "
+               "per_bucket): the compression factor over one value a weight",
                lo=1.0, hi=1e12),
-        Option("seed", int, 0, "Seed", "seed of the position hash", lo=0, hi=MAX_WEIGHTS - 1),
+        Option("hash_seed", int, 0, "Seed", "seed of the position hash", lo=0, hi=MAX_WEIGHTS - 1),
         Option("sign", str, "auto", "Sign hash", "also flip each weight's sign by a second "
                "hash (HashedNets' xi); auto: whichever errs less", choices=("auto", "on",
                                                                             "off")),
@@ -143,9 +145,9 @@ class Hashed:
     def fit(self, layer: FitLayer, options: Options) -> Fit:
         n = layer.w.size
         b = (int(options["buckets"]) if options["buckets"] is not None
-             else math.ceil(n / float(options["factor"])))
+             else math.ceil(n / float(options["per_bucket"])))
         b = min(max(b, 1), n)
-        seed = int(options["seed"])
+        seed = int(options["hash_seed"])
         buckets, negative = positions(n, seed, b)
         imp = np.ones(n) if layer.imp is None else layer.imp
         den = np.bincount(buckets, weights=imp, minlength=b)

@@ -1,13 +1,13 @@
 """Method ``pq``: product quantization (Jegou et al. 2011; Gong et al. 2014), issue 13.5.
 
 Each row (axis 0: fc rows, conv filters; the row is the rest flattened; a tensor of fewer
-than two axes is one row) is cut into sub-vectors of ``d`` consecutive weights. A row whose
-length is not a multiple of ``d`` is padded at its end with zeros to ``ceil(rowlen / d)``
-sub-vectors: the padding has weight 0 in the fit, is never stored on its own (it is part of
-the last sub-vector's code) and is dropped on decode. So a layer takes
-``rows * ceil(rowlen / d)`` codes.
+than two axes is one row) is cut into sub-vectors of ``d`` (option ``dim``) consecutive
+weights. A row whose length is not a multiple of ``d`` is padded at its end with zeros to
+``ceil(rowlen / d)`` sub-vectors: the padding has weight 0 in the fit, is never stored on
+its own (it is part of the last sub-vector's code) and is dropped on decode. So a layer
+takes ``rows * ceil(rowlen / d)`` codes.
 
-k-means with ``k = 2**bits`` runs on all the layer's sub-vectors: seeded init (``seed``:
+k-means with ``k = 2**code_bits`` runs on all the layer's sub-vectors: seeded init (``init_seed``:
 ``k`` distinct sub-vectors drawn by numpy's PCG64, in proportion to their weight, the sum of
 their coordinates' importance, padding 0: uniform for full rows without importance), then
 ``iters`` rounds of assignment (numba) and update (each coordinate the importance-weighted
@@ -99,13 +99,13 @@ class PQ:
     name: ClassVar[str] = "pq"
     code: ClassVar[int] = 26
     options: ClassVar[tuple[Option, ...]] = (
-        Option("d", int, 4, "Sub-vector size", "consecutive weights of a row coded together "
+        Option("dim", int, 4, "Sub-vector size", "consecutive weights of a row coded together "
                "(2, 4 or 8 are usual; rows are zero-padded to a multiple)", lo=1, hi=MAX_D),
-        Option("bits", int, 8, "Bits", "codebook of 2**bits sub-vectors: bits/d bits a "
-               "weight before entropy coding", lo=1, hi=12),
+        Option("code_bits", int, 8, "Bits per code", "codebook of 2**code_bits sub-vectors: "
+               "code_bits / dim bits a weight before entropy coding", lo=1, hi=12),
         Option("iters", int, 16, "Iterations", "k-means rounds (fewer if it converges)",
                lo=1, hi=200),
-        Option("seed", int, 0, "Seed", "seed of the k-means init", lo=0, hi=2**31 - 1),
+        Option("init_seed", int, 0, "Seed", "seed of the k-means init", lo=0, hi=2**31 - 1),
         Option("entropy", str, "auto", "Entropy coder", "coder of the codes; auto: the "
                "smallest", choices=ENTROPY_CHOICES),
     )
@@ -115,12 +115,12 @@ class PQ:
         return FitLayer(self, weights, shape, importance)
 
     def fit(self, layer: FitLayer, options: Options) -> Fit:
-        d = int(options["d"])
+        d = int(options["dim"])
         rows, rowlen, _ = geometry(layer.shape, d)
         X, W = sub_vectors(layer, d)
         if X.shape[0]:
-            C, codes = kmeans(X, W, 1 << int(options["bits"]), int(options["iters"]),
-                              int(options["seed"]))
+            C, codes = kmeans(X, W, 1 << int(options["code_bits"]), int(options["iters"]),
+                              int(options["init_seed"]))
         else:
             C, codes = np.zeros((0, d)), np.zeros(0, dtype=np.int64)
         table, half, decoded = cheaper_floats(

@@ -1,7 +1,7 @@
 """Method ``ternary``: ternary weight networks (TWN, Li & Liu 2016), issue 13.4.
 
 Per unit (the tensor, or each output channel: :mod:`.signs`) the threshold is
-``delta = factor * mean|w|`` (TWN's 0.7 by default); a weight with ``|w| > delta`` becomes
+``delta = threshold * mean|w|`` (TWN's 0.7 by default); a weight with ``|w| > delta`` becomes
 ``sign(w) * s``, the others 0, and ``s`` is the mean of the kept magnitudes, the
 least-squares scale for those levels. With an importance the scale is the
 importance-weighted mean (still the least-squares optimum of the weighted error); the
@@ -54,7 +54,7 @@ class Ternary(ScaledSigns):
     symbols_hi: ClassVar[int] = 1
     options: ClassVar[tuple[Option, ...]] = (
         granularity_option(),
-        Option("factor", float, 0.7, "Threshold factor", "weights with |w| above this times "
+        Option("threshold", float, 0.7, "Threshold factor", "weights with |w| above this times "
                "the unit's mean |w| keep their sign, the others become 0 (TWN: 0.7)",
                lo=0.0, hi=100.0),
         Option("entropy", str, "auto", "Entropy coder", "coder of the levels; auto: the "
@@ -64,7 +64,7 @@ class Ternary(ScaledSigns):
     def fit_units(self, layer: FitLayer, options: Options, geometry: tuple[int, int],
                   symbols: np.ndarray, num: np.ndarray, den: np.ndarray) -> None:
         imp = np.empty(0) if layer.imp is None else layer.imp
-        _fit(layer.w, imp, geometry[0], geometry[1], float(options["factor"]), symbols, num,
+        _fit(layer.w, imp, geometry[0], geometry[1], float(options["threshold"]), symbols, num,
              den)
 
 

@@ -42,8 +42,8 @@ def test_round_trip_is_exact_and_twins_agree(round_trip, layer, shape, seed, fac
     w = layer(shape, seed % 2**16)
     w = w.astype(np.float64) if f64 else w
     imp = np.random.default_rng(seed).exponential(size=w.size) if weighted else None
-    plan, payload, _ = round_trip(HASHED, w, {"factor": factor, "buckets": buckets,
-                                              "seed": seed, "sign": sign}, imp)
+    plan, payload, _ = round_trip(HASHED, w, {"per_bucket": factor, "buckets": buckets,
+                                              "hash_seed": seed, "sign": sign}, imp)
     info = HASHED.describe(plan.params)
     want = buckets if buckets is not None else math.ceil(w.size / factor)
     assert info["buckets"] == min(max(want, 1), w.size)
@@ -72,7 +72,7 @@ def test_payload_does_not_grow_with_the_layer(round_trip, layer) -> None:
 def test_buckets_hold_their_members_mean(round_trip, layer, sign) -> None:
     w = layer((30, 20), 2).reshape(-1).astype(np.float64)
     imp = np.random.default_rng(2).exponential(size=w.size)
-    plan, payload, out = round_trip(HASHED, w, {"buckets": 50, "seed": 9, "sign": sign}, imp)
+    plan, payload, out = round_trip(HASHED, w, {"buckets": 50, "hash_seed": 9, "sign": sign}, imp)
     buckets, neg = positions_reference(w.size, 9, 50)
     s = np.where(neg & (sign == "on"), -1.0, 1.0)
     means = np.bincount(buckets, imp * s * w, 50) / np.bincount(buckets, imp, 50)
@@ -84,14 +84,14 @@ def test_buckets_hold_their_members_mean(round_trip, layer, sign) -> None:
 
 def test_auto_sign_keeps_the_smaller_error(round_trip, layer) -> None:
     w = layer((20, 30), 3) + 0.3  # a mean the sign hash cannot share
-    sse = {s: round_trip(HASHED, w, {"factor": 4, "sign": s})[0].sse for s in
+    sse = {s: round_trip(HASHED, w, {"per_bucket": 4, "sign": s})[0].sse for s in
            ("on", "off", "auto")}
     assert sse["auto"] == min(sse["on"], sse["off"]) and sse["off"] < sse["on"]
 
 
 def test_more_buckets_lower_the_error(round_trip, layer) -> None:
     w = layer((50, 40), 4)
-    plans = [round_trip(HASHED, w, {"factor": f})[0] for f in (64, 8, 2, 1)]
+    plans = [round_trip(HASHED, w, {"per_bucket": f})[0] for f in (64, 8, 2, 1)]
     sse = [p.sse for p in plans]
     assert sse == sorted(sse, reverse=True)
     # one bucket a weight still collides (a random map leaves ~1/e of the buckets empty)
@@ -100,7 +100,7 @@ def test_more_buckets_lower_the_error(round_trip, layer) -> None:
 
 def test_real_layer(round_trip, lenet5_conv2) -> None:
     for factor in (4, 16):
-        plan, _, _ = round_trip(HASHED, lenet5_conv2, {"factor": factor})
+        plan, _, _ = round_trip(HASHED, lenet5_conv2, {"per_bucket": factor})
         print(f"hashed LeNet-5 conv2 factor {factor}: {plan.payload_nbytes} bytes, SQNR "
               f"{plan.sqnr_db:.2f} dB, {HASHED.describe(plan.params)}")
         # without retraining a bucket shares unrelated weights: SQNR ~ -10 log10(1 - 1/f)
@@ -111,7 +111,7 @@ def test_real_layer(round_trip, lenet5_conv2) -> None:
 def _record() -> tuple[bytes, bytes]:
     w = np.random.default_rng(0).laplace(size=(6, 10)).astype(np.float32)
     plan, payload = HASHED.bind(w.reshape(-1), w.shape).encode(
-        resolve_options(HASHED.options, {"buckets": 8, "seed": 3}))
+        resolve_options(HASHED.options, {"buckets": 8, "hash_seed": 3}))
     return plan.params, payload
 
 

@@ -29,7 +29,8 @@ def test_round_trip_is_exact_and_twins_agree(round_trip, layer, shape, seed, d, 
     w = layer(shape, seed, dead)
     w = w.astype(np.float64) if f64 else w
     imp = np.random.default_rng(seed).exponential(size=w.size) if weighted else None
-    plan, _, _ = round_trip(PQ, w, {"d": d, "bits": bits, "iters": iters, "seed": seed}, imp)
+    plan, _, _ = round_trip(PQ, w, {"dim": d, "code_bits": bits, "iters": iters,
+                                    "init_seed": seed}, imp)
     assert PQ.describe(plan.params)["codebook"] <= 2**bits
 
 
@@ -37,7 +38,7 @@ def test_round_trip_is_exact_and_twins_agree(round_trip, layer, shape, seed, d, 
                                           ((100,), 3)])
 def test_size_counts_padding_codes_and_codebook(round_trip, layer, shape, d) -> None:
     w = layer(shape, 1)
-    plan, payload, _ = round_trip(PQ, w, {"d": d, "bits": 3, "entropy": "fixed"})
+    plan, payload, _ = round_trip(PQ, w, {"dim": d, "code_bits": 3, "entropy": "fixed"})
     info = PQ.describe(plan.params)
     rows = shape[0] if len(shape) > 1 else 1
     codes = rows * math.ceil(w.size // rows / d)  # a padded tail is one more code per row
@@ -48,7 +49,7 @@ def test_size_counts_padding_codes_and_codebook(round_trip, layer, shape, d) -> 
 
 def test_error_falls_as_bits_rise(round_trip, layer) -> None:
     w = layer((64, 40), 2)
-    plans = [round_trip(PQ, w, {"d": 4, "bits": b})[0] for b in (1, 3, 5, 7)]
+    plans = [round_trip(PQ, w, {"dim": 4, "code_bits": b})[0] for b in (1, 3, 5, 7)]
     sse = [p.sse for p in plans]
     nbytes = [p.payload_nbytes for p in plans]
     assert sse == sorted(sse, reverse=True) and len(set(sse)) == 4
@@ -57,17 +58,17 @@ def test_error_falls_as_bits_rise(round_trip, layer) -> None:
 
 def test_kmeans_beats_its_init_and_is_deterministic(round_trip, layer) -> None:
     w = layer((32, 32), 3)
-    one = round_trip(PQ, w, {"bits": 5, "iters": 1})
-    many = round_trip(PQ, w, {"bits": 5, "iters": 30})
-    again = round_trip(PQ, w, {"bits": 5, "iters": 30})
-    other = round_trip(PQ, w, {"bits": 5, "iters": 30, "seed": 7})
+    one = round_trip(PQ, w, {"code_bits": 5, "iters": 1})
+    many = round_trip(PQ, w, {"code_bits": 5, "iters": 30})
+    again = round_trip(PQ, w, {"code_bits": 5, "iters": 30})
+    other = round_trip(PQ, w, {"code_bits": 5, "iters": 30, "init_seed": 7})
     assert many[0].sse < 0.9 * one[0].sse
     assert many[1] == again[1] and other[1] != many[1]
 
 
 def test_few_sub_vectors_are_exact(round_trip, layer) -> None:
     w = layer((4, 8), 4)  # 8 sub-vectors of 4, k = 256: each is its own centroid
-    plan, _, out = round_trip(PQ, w, {"d": 4, "bits": 8})
+    plan, _, out = round_trip(PQ, w, {"dim": 4, "code_bits": 8})
     assert PQ.describe(plan.params)["codebook"] == 8
     assert np.array_equal(out, w.reshape(-1)) or PQ.describe(plan.params)[
         "codebook_dtype"] == "float16"
@@ -78,7 +79,7 @@ def test_importance_steers_the_fit(round_trip, layer) -> None:
     imp = np.where(np.arange(w.size) % 16 < 4, 50.0, 0.1)  # the first sub-vector of each row
 
     def weighted_error(importance):
-        _, _, out = round_trip(PQ, w, {"d": 4, "bits": 3}, importance)
+        _, _, out = round_trip(PQ, w, {"dim": 4, "code_bits": 3}, importance)
         return float(np.sum(imp * (out - w.reshape(-1)) ** 2))
 
     assert weighted_error(imp) < 0.7 * weighted_error(None)
@@ -87,7 +88,7 @@ def test_importance_steers_the_fit(round_trip, layer) -> None:
 def test_real_layer(round_trip, lenet5_conv2) -> None:
     rows = []
     for d, bits in ((2, 4), (4, 8), (8, 8)):
-        plan, _, _ = round_trip(PQ, lenet5_conv2, {"d": d, "bits": bits})
+        plan, _, _ = round_trip(PQ, lenet5_conv2, {"dim": d, "code_bits": bits})
         rows.append((d, bits, plan.payload_nbytes, plan.sqnr_db))
         print(f"pq LeNet-5 conv2 d={d} bits={bits}: {plan.payload_nbytes} bytes "
               f"({8 * plan.payload_nbytes / lenet5_conv2.size:.3f} bits/weight), "
@@ -100,7 +101,7 @@ def test_real_layer(round_trip, lenet5_conv2) -> None:
 def _record() -> tuple[bytes, bytes]:
     w = np.random.default_rng(0).laplace(size=(6, 10)).astype(np.float32)
     plan, payload = PQ.bind(w.reshape(-1), w.shape).encode(
-        resolve_options(PQ.options, {"d": 4, "bits": 2, "entropy": "fixed"}))
+        resolve_options(PQ.options, {"dim": 4, "code_bits": 2, "entropy": "fixed"}))
     return plan.params, payload
 
 
