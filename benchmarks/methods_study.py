@@ -44,8 +44,8 @@ REAL = {
 }
 # (label, method, options): each method's natural knob
 SWEEP: list[tuple[str, str, dict]] = [
-    *[(f"ternary f={f}", "ternary", {"threshold": f}) for f in (0.3, 0.5, 0.7, 1.0, 1.5)],
-    ("ternary tensor f=0.7", "ternary", {"threshold": 0.7, "granularity": "tensor"}),
+    *[(f"ternary f={f}", "ternary", {"delta": f}) for f in (0.3, 0.5, 0.7, 1.0, 1.5)],
+    ("ternary tensor f=0.7", "ternary", {"delta": 0.7, "granularity": "tensor"}),
     ("binary tensor", "binary", {"granularity": "tensor"}),
     ("binary channel", "binary", {"granularity": "channel"}),
     *[(f"pq d={d} b={b}", "pq", {"dim": d, "code_bits": b})

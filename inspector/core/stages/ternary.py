@@ -1,7 +1,7 @@
 """Method ``ternary``: ternary weight networks (TWN, Li & Liu 2016), issue 13.4.
 
 Per unit (the tensor, or each output channel: :mod:`.signs`) the threshold is
-``delta = threshold * mean|w|`` (TWN's 0.7 by default); a weight with ``|w| > delta`` becomes
+``Delta = delta * mean|w|`` (TWN's 0.7 by default); a weight with ``|w| > Delta`` becomes
 ``sign(w) * s``, the others 0, and ``s`` is the mean of the kept magnitudes, the
 least-squares scale for those levels. With an importance the scale is the
 importance-weighted mean (still the least-squares optimum of the weighted error); the
@@ -26,7 +26,7 @@ from inspector.core.stages.signs import ScaledSigns, granularity_option
 
 
 @numba.njit(cache=True, nogil=True)
-def _fit(w, imp, units, size, factor, symbols, num, den):
+def _fit(w, imp, units, size, delta, symbols, num, den):
     weighted = imp.size > 0
     for u in range(units):
         a, q = w[u * size:(u + 1) * size], symbols[u * size:(u + 1) * size]
@@ -34,10 +34,10 @@ def _fit(w, imp, units, size, factor, symbols, num, den):
         total = 0.0
         for j in range(a.size):
             total += abs(np.float64(a[j]))
-        delta = factor * total / a.size if a.size else 0.0
+        cut = delta * total / a.size if a.size else 0.0
         for j in range(a.size):
             x = np.float64(a[j])
-            if abs(x) > delta:
+            if abs(x) > cut:
                 q[j] = 1 if x > 0 else -1
                 cj = c[j] if weighted else 1.0
                 num[u] += cj * abs(x)
@@ -54,8 +54,8 @@ class Ternary(ScaledSigns):
     symbols_hi: ClassVar[int] = 1
     options: ClassVar[tuple[Option, ...]] = (
         granularity_option(),
-        Option("threshold", float, 0.7, "Threshold factor", "weights with |w| above this times "
-               "the unit's mean |w| keep their sign, the others become 0 (TWN: 0.7)",
+        Option("delta", float, 0.7, "Threshold (x mean|w|)", "weights with |w| above this "
+               "times the unit's mean |w| keep their sign, the others become 0 (TWN: 0.7)",
                lo=0.0, hi=100.0),
         Option("entropy", str, "auto", "Entropy coder", "coder of the levels; auto: the "
                "smallest", choices=ENTROPY_CHOICES),
@@ -64,7 +64,7 @@ class Ternary(ScaledSigns):
     def fit_units(self, layer: FitLayer, options: Options, geometry: tuple[int, int],
                   symbols: np.ndarray, num: np.ndarray, den: np.ndarray) -> None:
         imp = np.empty(0) if layer.imp is None else layer.imp
-        _fit(layer.w, imp, geometry[0], geometry[1], float(options["threshold"]), symbols, num,
+        _fit(layer.w, imp, geometry[0], geometry[1], float(options["delta"]), symbols, num,
              den)
 
 

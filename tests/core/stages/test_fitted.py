@@ -59,7 +59,7 @@ def test_auto_takes_the_smallest_registered_coder_exactly(round_trip, layer,
                                                          monkeypatch) -> None:
     ternary = registry.method("ternary")  # loads every stage
     w = layer((16, 40), 2)
-    opts = resolve_options(ternary.options, {"threshold": 1.5, "entropy": "auto"})
+    opts = resolve_options(ternary.options, {"delta": 1.5, "entropy": "auto"})
     fit = ternary.bind(w.reshape(-1), w.shape).fitted(opts)
     plan = round_trip(ternary, w, opts)[0]
     best = min(registry.ENTROPY.values(), key=lambda e: (e.nbytes(fit.symbols), e.code))
@@ -71,7 +71,7 @@ def test_auto_takes_the_smallest_registered_coder_exactly(round_trip, layer,
     sparse = round_trip(ternary, w, opts)[0]
     assert sparse.params[0] == Flags.code  # most levels 0: 1-and-a-bit bits a weight
     assert sparse.payload_nbytes == len(fit.tables) + Flags().nbytes(fit.symbols)
-    assert sparse.payload_nbytes < round_trip(ternary, w, {"threshold": 1.5, "entropy": "fixed"}
+    assert sparse.payload_nbytes < round_trip(ternary, w, {"delta": 1.5, "entropy": "fixed"}
                                               )[0].payload_nbytes
     signs = round_trip(registry.method("binary"), w, {"entropy": "auto"})[0]
     assert signs.params[0] == registry.entropy("fixed").code  # 1 bit a weight wins

@@ -27,7 +27,7 @@ def test_round_trip_is_exact_and_twins_agree(round_trip, layer, shape, seed, gra
     w = layer(shape, seed, dead)
     w = w.astype(np.float64) * 1.7 if f64 else w
     imp = np.random.default_rng(seed).exponential(size=w.size) if weighted else None
-    round_trip(TERNARY, w, {"granularity": gran, "threshold": factor}, imp)
+    round_trip(TERNARY, w, {"granularity": gran, "delta": factor}, imp)
 
 
 @pytest.mark.parametrize("gran", ["tensor", "channel"])
@@ -56,7 +56,7 @@ def test_per_channel_scales_fit_channels_of_different_size(round_trip, layer) ->
 
 def test_factor_trades_zeros(round_trip, layer) -> None:
     w = layer((8, 50), 3)
-    zeros = [round_trip(TERNARY, w, {"threshold": f})[0].zeros for f in (0.0, 0.7, 1.5)]
+    zeros = [round_trip(TERNARY, w, {"delta": f})[0].zeros for f in (0.0, 0.7, 1.5)]
     assert zeros[0] == 0 < zeros[1] < zeros[2]
 
 
@@ -74,7 +74,7 @@ def test_zero_heavy_levels_cost_under_two_bits_with_an_adaptive_coder(round_trip
     adaptive = sorted(set(registry.ENTROPY) - {"fixed"})
     if not adaptive:
         pytest.skip("no adaptive entropy stage registered on this branch")
-    plan = round_trip(TERNARY, lenet5_conv2, {"threshold": 1.2})[0]
+    plan = round_trip(TERNARY, lenet5_conv2, {"delta": 1.2})[0]
     assert plan.zeros > 0.6 * lenet5_conv2.size
     assert 8 * plan.payload_nbytes / lenet5_conv2.size < 1.6
 
