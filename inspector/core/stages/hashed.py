@@ -7,7 +7,7 @@ share a bucket on average: the compression factor over one value a weight). A bu
 is the (importance-weighted) mean of its members, the least-squares optimum. With a sign
 hash (the paper's ``xi``), weight ``i`` is ``sigma_i * v[bucket_i]`` and the bucket value
 the mean of ``sigma_i * w_i``; ``sign`` "auto" keeps whichever of the two has the smaller
-exact error.
+exact (importance-weighted) error.
 
 The hash, all arithmetic modulo 2**32 (a C decoder reproduces it with ``uint32_t``), of the
 flat C-order position ``i`` (a layer has fewer than 2**32 weights)::
@@ -119,6 +119,14 @@ def decode_hashed_reference(n: int, seed: int, b: int, signed: bool, values: np.
     return np.where(negative & signed, -v, v).astype(np.float32)
 
 
+def _error(decoded: np.ndarray, layer: FitLayer) -> float:
+    """The squared error the fit minimises: importance-weighted when there is one."""
+    if layer.imp is None:
+        return float(sq_error(decoded, layer.w))
+    d = decoded.astype(np.float64) - layer.w
+    return float(np.dot(layer.imp * d, d))
+
+
 class Hashed:
     """The ``hashed`` method (see the module docstring)."""
 
@@ -163,7 +171,7 @@ class Hashed:
             params = bytes([(F_HALF if half else 0) | (F_SIGN if signed else 0)]) \
                 + struct.pack("<I", seed) + uvarint(b)
             fit = Fit(params, float_bytes(table, half), None, decoded)
-            sse = float(sq_error(decoded, layer.w))
+            sse = _error(decoded, layer)
             if best is None or sse < best[0]:
                 best = (sse, fit)
         assert best is not None
