@@ -87,6 +87,12 @@ def test_auto_sign_keeps_the_smaller_error(round_trip, layer) -> None:
     sse = {s: round_trip(HASHED, w, {"per_bucket": 4, "sign": s})[0].sse for s in
            ("on", "off", "auto")}
     assert sse["auto"] == min(sse["on"], sse["off"]) and sse["off"] < sse["on"]
+    imp = np.random.default_rng(3).exponential(size=w.size) ** 3  # weighted: its own choice
+    err = {}
+    for s in ("on", "off", "auto"):
+        out = round_trip(HASHED, w, {"per_bucket": 4, "sign": s}, imp)[2]
+        err[s] = float(np.sum(imp * (out - w.reshape(-1).astype(np.float64)) ** 2))
+    assert err["auto"] == min(err["on"], err["off"])
 
 
 def test_more_buckets_lower_the_error(round_trip, layer) -> None:
