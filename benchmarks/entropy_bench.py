@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -100,8 +101,8 @@ def constriction_coders(levels: np.ndarray) -> dict[str, tuple[Callable, Callabl
 
 
 def speed_table(sizes: list[int], sparsities: list[float], repeat: int) -> list[str]:
-    rows = ["| levels | zeros | coder | bits/level | x order-0 | encode | decode |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| levels | zeros | coder | bits/level | x order-0 | encode | decode (levels) "
+            "| decode to float32 weights |", "|---|---|---|---|---|---|---|---|"]
     for n in sizes:
         for zeros in sparsities:
             lv = laplace_levels(n, zeros)
@@ -117,9 +118,11 @@ def speed_table(sizes: list[int], sparsities: list[float], repeat: int) -> list[
             coders.update(constriction_coders(lv))
             for name, (enc, dec, bits) in coders.items():
                 te, td = best_of(enc, repeat), best_of(dec, repeat)
+                tw = best_of(lambda dec=dec: np.multiply(dec(), np.float32(0.01),
+                                                         dtype=np.float32), repeat)
                 rows.append(
                     f"| {n / 1e6:g}M | {zeros:.2f} | {name} | {bits / n:.4f} | {bits / h0:.3f} "
-                    f"| {_rate(n, te)} | {_rate(n, td)} |")
+                    f"| {_rate(n, te)} | {_rate(n, td)} | {_rate(n, tw)} |")
                 print(rows[-1], flush=True)
     return rows
 
@@ -193,11 +196,13 @@ def write_section(speed: list[str], bits: list[str], path: Path = ROOT / "benchm
     ratios = [float(r.split("|")[8]) for r in bits[2:]]
     body = "\n".join([
         BEGIN, "## Entropy stages: cabac and huffman (benchmarks/entropy_bench.py)", "",
-        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; 2 shared cores (the "
-        "machine was loaded: speeds are lower bounds)",
-        "- speed: Laplace levels; MB/s counts 4 bytes a level (int32 in, one float32 weight "
-        "out); best of 3; constriction 0.5.0 (installed into the venv for this benchmark) "
-        "is given the stream's exact static model for free, no table counted",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; 2 shared cores, load "
+        f"average {os.getloadavg()[0]:.1f} at the end (other jobs ran: speeds are lower bounds, "
+        "compare coders within a row group)",
+        "- speed: Laplace levels; MB/s counts 4 bytes a level (an int32 level, or the float32 "
+        "weight it decodes to: levels x step, timed with the multiply); best of 3; "
+        "constriction 0.5.0 (installed into the venv for this benchmark) is given the "
+        "stream's exact static model for free, no table counted",
         "- bits: uniform quantization per layer; cabac / order-0 median "
         f"{statistics.median(ratios):.3f}, worst {max(ratios):.3f}", "", *speed, "", *bits, END])
     text = path.read_text() if path.exists() else ""
