@@ -12,6 +12,7 @@ global flags (:mod:`inspector.cli_flags`).
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
 from inspector.core.stages import registry
@@ -21,13 +22,29 @@ _DEST_PREFIX = "method_option_"
 
 
 def _declared() -> dict[str, tuple[Option, list[str]]]:
-    """Each option name: its first declaration and the methods declaring it, by name."""
+    """Each option name: its first declaration and the methods declaring it, by name. A word
+    option's choices are the union of every declaration's (``--granularity group`` is
+    uniform's even when int4, which has only tensor and channel, sorts first); each method
+    still validates its own."""
     registry.method("deep")  # loads the registry
     out: dict[str, tuple[Option, list[str]]] = {}
     for m in sorted(registry.METHODS.values(), key=lambda m: m.name):
         for o in m.options:
-            out.setdefault(o.name, (o, []))[1].append(m.name)
+            first, methods = out.setdefault(o.name, (o, []))
+            methods.append(m.name)
+            extra = tuple(c for c in o.choices if c not in first.choices)
+            if extra:
+                out[o.name] = (replace(first, choices=first.choices + extra), methods)
     return out
+
+
+def _defaults(name: str, methods: list[str]) -> str:
+    """``default X`` when the methods agree, else each method's."""
+    values = {m: next(o.default for o in registry.METHODS[m].options if o.name == name)
+              for m in methods}
+    if len(set(map(repr, values.values()))) == 1:
+        return f"default {next(iter(values.values()))!r}"
+    return "defaults " + ", ".join(f"{m} {v!r}" for m, v in values.items())
 
 
 def _nullable(kind: type) -> Any:
@@ -54,7 +71,7 @@ def add_method_flags(parser: argparse.ArgumentParser, taken: set[str]) -> None:
         if name in FIELDS or name in taken:
             continue
         flag = "--" + name.replace("_", "-")
-        text = f"{o.help or o.label or name} [{', '.join(methods)}; default {o.default!r}]"
+        text = f"{o.help or o.label or name} [{', '.join(methods)}; {_defaults(name, methods)}]"
         dest = _DEST_PREFIX + name
         if o.kind is bool:
             group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction,

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from inspector.cli import main
-from inspector.io.eval_data import read_eval_data
+from inspector.runtime.eval_data import read_eval_data
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_models"

@@ -137,7 +137,7 @@ class Hashed:
                "factor; at most the layer's size)", lo=1, hi=MAX_WEIGHTS - 1, nullable=True),
         Option("per_bucket", float, 8.0, "Weights per bucket", "B = ceil(weights / "
                "per_bucket): the compression factor over one value a weight",
-               lo=1.0, hi=1e12),
+               lo=1.0, hi=1e12, finer=-1),
         Option("hash_seed", int, 0, "Seed", "seed of the position hash", lo=0, hi=MAX_WEIGHTS - 1),
         Option("sign", str, "auto", "Sign hash", "also flip each weight's sign by a second "
                "hash (HashedNets' xi); auto: whichever errs less", choices=("auto", "on",

@@ -102,7 +102,7 @@ class PQ:
         Option("dim", int, 4, "Sub-vector size", "consecutive weights of a row coded together "
                "(2, 4 or 8 are usual; rows are zero-padded to a multiple)", lo=1, hi=MAX_D),
         Option("code_bits", int, 8, "Bits per code", "codebook of 2**code_bits sub-vectors: "
-               "code_bits / dim bits a weight before entropy coding", lo=1, hi=12),
+               "code_bits / dim bits a weight before entropy coding", lo=1, hi=12, finer=1),
         Option("iters", int, 16, "Iterations", "k-means rounds (fewer if it converges)",
                lo=1, hi=200),
         Option("init_seed", int, 0, "Seed", "seed of the k-means init", lo=0, hi=2**31 - 1),
