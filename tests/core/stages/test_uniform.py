@@ -136,15 +136,17 @@ def test_cell_means_lower_the_error_at_the_same_levels() -> None:
 
 
 @pytest.mark.parametrize(("name", "bits"), [("int8", 8), ("int4", 4)])
-@pytest.mark.parametrize("gran", ["tensor", "channel"])
+@pytest.mark.parametrize("gran", ["tensor", "channel", "group"])
 def test_int_presets(name: str, bits: int, gran: str) -> None:
     method = registry.method(name)
     w = layer((12, 30), 6)
-    plan, _, _out = round_trip(method, w, options(method, granularity=gran))
+    opts = options(method, granularity=gran, group=10)
+    plan, _, _out = round_trip(method, w, opts)
     assert plan.method == name and method.describe(plan.params)["name"] == name
-    levels = method.bind(w.reshape(-1), w.shape).quantized(options(method, granularity=gran))
+    levels = method.bind(w.reshape(-1), w.shape).quantized(opts)
     assert int(np.abs(levels.levels).max()) == 2 ** (bits - 1) - 1
-    scales = 0 if gran == "tensor" else math.ceil(12 * levels.header.exp_width / 8)
+    units = {"tensor": 1, "channel": 12, "group": 36}[gran]
+    scales = 0 if units == 1 else math.ceil(units * levels.header.exp_width / 8)
     assert plan.payload_nbytes == scales + 1 + w.size * bits // 8
     assert registry.method_by_code(method.code) is method
 
