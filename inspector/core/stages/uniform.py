@@ -207,13 +207,14 @@ class Uniform:
                shape: tuple[int, ...]) -> np.ndarray:
         h, steps, levels = self._parts(params, payload, shape, reference=False)
         geo = units_geometry(h.granularity, shape, h.group)
-        return decode_levels(levels, steps, _table(h.offsets), geo)
+        return _finite(decode_levels(levels, steps, _table(h.offsets), geo))
 
     def decode_reference(self, params: bytes, payload: bytes | memoryview,
                          shape: tuple[int, ...]) -> np.ndarray:
         h, steps, levels = self._parts(params, payload, shape, reference=True)
         unit = unit_of_each(units_geometry(h.granularity, shape, h.group))
-        return decode_levels_reference(levels, steps, _table(h.offsets), unit)
+        with np.errstate(over="ignore"):
+            return _finite(decode_levels_reference(levels, steps, _table(h.offsets), unit))
 
     def describe(self, params: bytes) -> dict[str, Any]:
         h = Header.parse(params, (1 << 30, 1 << 30))  # the group bound needs a row length
@@ -247,6 +248,13 @@ class Uniform:
         if levels.size and int(np.abs(levels.astype(np.int64)).max()) > LEVEL_MAX:
             raise ValueError(f"uniform payload: a level beyond +-{LEVEL_MAX}")
         return h, steps, levels
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    """``values`` if every one is finite (a damaged record can multiply past float32)."""
+    if not np.isfinite(values).all():
+        raise ValueError("uniform payload: a decoded value overflows float32")
+    return values
 
 
 def _normalised(importance: np.ndarray, n: int) -> np.ndarray:
@@ -293,10 +301,12 @@ def _steps(layer: UniformLayer, o: dict[str, Any], gran: int, group: int,
         raise SettingsError("the layer's units' steps span more than 2**255: use "
                             "granularity tensor")
     steps = steps_of(base, exps)
-    top = float(np.max(np.abs(layer.w))) if layer.w.size else 0.0
-    if o["step"] is not None and top / float(steps[0]) > LEVEL_MAX:
-        raise SettingsError(f"step {o['step']} is too small for this layer: levels would "
-                            f"pass +-{LEVEL_MAX}")
+    top = unit_max(layer.w, units_geometry(TENSOR, layer.shape, 0), 1) if o["step"] is not None \
+        else top
+    if np.any(top / steps.astype(np.float64)[: top.size] > LEVEL_MAX):
+        what = f"step {o['step']}" if o["step"] is not None else "the step"
+        raise SettingsError(f"{what} is too small for this layer's weights: levels would pass "
+                            f"+-{LEVEL_MAX}")
     return Header(gran, 0, base, width if units > 1 else 0, group), exps[:units], steps[:units]
 
 
