@@ -29,7 +29,7 @@ class IntN(Uniform):
 
     def sizing(self, options: Options) -> dict[str, Any]:
         return {"granularity": options["granularity"], "group": options["group"], "step": None,
-                "bits": self.bits, "rel_step": 1.0, "lam": 0.0, "recon": "grid",
+                "int_bits": self.bits, "rel_step": 1.0, "lam": 0.0, "recon": "grid",
                 "entropy": options["entropy"]}
 
 

@@ -20,7 +20,7 @@ def record(**given: object) -> tuple[bytes, bytes]:
     w = np.random.default_rng(0).laplace(size=SHAPE).astype(np.float32)
     w[1] *= 9  # spread the channels' steps so the exponents take bits
     plan, payload = UNIFORM.bind(w.reshape(-1), SHAPE).encode(
-        resolve_options(UNIFORM.options, {"bits": 5, "entropy": "fixed", **given}))
+        resolve_options(UNIFORM.options, {"int_bits": 5, "entropy": "fixed", **given}))
     return plan.params, payload
 
 
@@ -116,4 +116,4 @@ def test_weights_no_step_can_hold_are_a_settings_error() -> None:
 
     w = np.array([1e300, -1.0, 0.5])
     with pytest.raises(SettingsError, match="levels would pass"):
-        UNIFORM.bind(w, w.shape).plan(resolve_options(UNIFORM.options, {"bits": 8}))
+        UNIFORM.bind(w, w.shape).plan(resolve_options(UNIFORM.options, {"int_bits": 8}))
