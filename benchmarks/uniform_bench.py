@@ -26,7 +26,7 @@ UNIFORM = registry.method("uniform")
 CASES = [
     {"granularity": "tensor", "rel_step": 0.1},
     {"granularity": "channel", "rel_step": 0.1},
-    {"granularity": "group", "group": 64, "bits": 4},
+    {"granularity": "group", "group": 64, "int_bits": 4},
     {"granularity": "channel", "rel_step": 0.1, "lam": 0.1},
     {"granularity": "channel", "rel_step": 0.1, "lam": 0.1, "recon": "mean"},
 ]

@@ -218,7 +218,7 @@ class Case:
                         sizes[k] += n + w.nbytes - 1  # a raw record has no params length
                     weights[info.name] = w
                     continue
-                given = {"granularity": "tensor", "bits": 8}
+                given = {"granularity": "tensor", "int_bits": 8}
             elif knob.startswith("fisher"):  # fisher, fisher+imp, fisher ctx
                 given = {"granularity": gran, "lam": lam, "recon": recon,
                          "step": value * self.std * self.scale[info.name]}

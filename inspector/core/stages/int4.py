@@ -1,4 +1,4 @@
-"""Method ``int4``: uniform symmetric int4 (levels -7..7), per output channel or per tensor.
+"""Method ``int4``: uniform symmetric int4 (levels -7..7), per output channel, tensor or group.
 
 The int-N preset of :mod:`.int8` at 4 bits: the ``fixed`` entropy stage stores 4 bits a
 weight by default.

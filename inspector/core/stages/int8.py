@@ -1,4 +1,4 @@
-"""Method ``int8``: uniform symmetric int8, per output channel or per tensor (issue 13.3).
+"""Method ``int8``: uniform symmetric int8, per output channel, tensor or group (issue 13.3).
 
 A preset of :mod:`.uniform` (same record and decoder): each unit's step is its
 ``max|w| / 127``, levels -127..127 by plain rounding, coded by the ``fixed`` entropy stage
@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from inspector.core.stages import registry
 from inspector.core.stages.base import Option, Options
-from inspector.core.stages.uniform import ENTROPY_CHOICES, Uniform
+from inspector.core.stages.uniform import ENTROPY_CHOICES, OPTIONS, Uniform
 
 
 class IntN(Uniform):
@@ -20,15 +20,16 @@ class IntN(Uniform):
 
     bits: ClassVar[int] = 8
     options: ClassVar[tuple[Option, ...]] = (
-        Option("granularity", str, "channel", "Scale per", "one scale per output channel "
-               "(axis 0) or for the whole tensor", choices=("tensor", "channel")),
+        # the same declarations as uniform's (choices included), so a flag shared by the
+        # methods means one thing
+        *(o for o in OPTIONS if o.name in ("granularity", "group")),
         Option("entropy", str, "fixed", "Entropy coder", "coder of the levels; auto: the "
                "smallest", choices=ENTROPY_CHOICES),
     )
 
     def sizing(self, options: Options) -> dict[str, Any]:
-        return {"granularity": options["granularity"], "group": 1, "step": None,
-                "bits": self.bits, "rel_step": 1.0, "lam": 0.0, "recon": "grid",
+        return {"granularity": options["granularity"], "group": options["group"], "step": None,
+                "int_bits": self.bits, "rel_step": 1.0, "lam": 0.0, "recon": "grid",
                 "entropy": options["entropy"]}
 
 

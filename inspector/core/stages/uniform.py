@@ -5,9 +5,9 @@ a layer's sparsity comes out of the step and ``lam``). The levels go to an entro
 (``entropy``: a registered one by name, or ``"auto"``, the smallest of them, chosen exactly).
 
 Sizing, first that is set wins: ``step`` (absolute, one step for the whole tensor whatever
-the granularity), ``bits`` (int-N: each unit's step is its ``max|w| / (2**(bits-1) - 1)``, so
+the granularity), ``int_bits`` (int-N: each unit's step is its ``max|w| / (2**(N-1) - 1)``, so
 its levels fit in N signed bits), ``rel_step`` (each unit's step as a fraction of its max|w|:
-``bits`` is the special case ``1 / (2**(bits-1) - 1)``). Units (``granularity``): the tensor,
+``int_bits`` is the special case ``1 / (2**(N-1) - 1)``). Units (``granularity``): the tensor,
 each output channel (axis 0: fc rows, conv filters), or ``group`` consecutive weights of a row.
 A unit's step is rounded *up* to the format's grid of steps (:mod:`.uniform_params`).
 
@@ -68,10 +68,11 @@ OPTIONS: tuple[Option, ...] = (
            "channel, or per group of consecutive weights", choices=GRANULARITIES),
     Option("group", int, 32, "Group size", "weights of a row sharing a step (granularity "
            "group)", lo=1, hi=1 << 24),
-    Option("step", float, None, "Step", "absolute step for the whole tensor (overrides bits "
-           "and rel_step)", lo=_STEP_LO, hi=_STEP_HI, nullable=True),
-    Option("bits", int, None, "Bits", "int-N sizing: step = max|w| / (2**(N-1) - 1) per unit "
-           "(overrides rel_step)", lo=2, hi=16, nullable=True),
+    Option("step", float, None, "Step", "absolute step for the whole tensor (overrides "
+           "int_bits and rel_step)", lo=_STEP_LO, hi=_STEP_HI, nullable=True),
+    # not "bits": that name is deep's cluster bits in settings files and on the command line
+    Option("int_bits", int, None, "Int bits", "int-N sizing: step = max|w| / (2**(N-1) - 1) "
+           "per unit (overrides rel_step)", lo=2, hi=16, nullable=True),
     Option("rel_step", float, 1 / 15, "Relative step", "step as a fraction of each unit's "
            "max|w|", lo=2.0**-19, hi=2.0),
     Option("lam", float, 0.0, "Lambda", "rate-distortion trade-off: squared error (in steps "
@@ -207,13 +208,14 @@ class Uniform:
                shape: tuple[int, ...]) -> np.ndarray:
         h, steps, levels = self._parts(params, payload, shape, reference=False)
         geo = units_geometry(h.granularity, shape, h.group)
-        return decode_levels(levels, steps, _table(h.offsets), geo)
+        return _finite(decode_levels(levels, steps, _table(h.offsets), geo))
 
     def decode_reference(self, params: bytes, payload: bytes | memoryview,
                          shape: tuple[int, ...]) -> np.ndarray:
         h, steps, levels = self._parts(params, payload, shape, reference=True)
         unit = unit_of_each(units_geometry(h.granularity, shape, h.group))
-        return decode_levels_reference(levels, steps, _table(h.offsets), unit)
+        with np.errstate(over="ignore"):
+            return _finite(decode_levels_reference(levels, steps, _table(h.offsets), unit))
 
     def describe(self, params: bytes) -> dict[str, Any]:
         h = Header.parse(params, (1 << 30, 1 << 30))  # the group bound needs a row length
@@ -249,6 +251,13 @@ class Uniform:
         return h, steps, levels
 
 
+def _finite(values: np.ndarray) -> np.ndarray:
+    """``values`` if every one is finite (a damaged record can multiply past float32)."""
+    if not np.isfinite(values).all():
+        raise ValueError("uniform payload: a decoded value overflows float32")
+    return values
+
+
 def _normalised(importance: np.ndarray, n: int) -> np.ndarray:
     imp = np.ascontiguousarray(importance, dtype=np.float64).reshape(-1)
     if imp.size != n or not np.all(np.isfinite(imp)) or (imp.size and imp.min() < 0):
@@ -275,7 +284,7 @@ def _steps(layer: UniformLayer, o: dict[str, Any], gran: int, group: int,
     if o["step"] is not None:
         wanted = np.array([float(o["step"])])
     else:
-        rel = (1.0 / ((1 << (int(o["bits"]) - 1)) - 1) if o["bits"] is not None
+        rel = (1.0 / ((1 << (int(o["int_bits"]) - 1)) - 1) if o["int_bits"] is not None
                else float(o["rel_step"]))
         top = unit_max(layer.w, geo, units)
         # A unit of zeros has every level 0 at any step: let it take the smallest one.
@@ -293,10 +302,12 @@ def _steps(layer: UniformLayer, o: dict[str, Any], gran: int, group: int,
         raise SettingsError("the layer's units' steps span more than 2**255: use "
                             "granularity tensor")
     steps = steps_of(base, exps)
-    top = float(np.max(np.abs(layer.w))) if layer.w.size else 0.0
-    if o["step"] is not None and top / float(steps[0]) > LEVEL_MAX:
-        raise SettingsError(f"step {o['step']} is too small for this layer: levels would "
-                            f"pass +-{LEVEL_MAX}")
+    top = unit_max(layer.w, units_geometry(TENSOR, layer.shape, 0), 1) if o["step"] is not None \
+        else top
+    if np.any(top / steps.astype(np.float64)[: top.size] > LEVEL_MAX):
+        what = f"step {o['step']}" if o["step"] is not None else "the step"
+        raise SettingsError(f"{what} is too small for this layer's weights: levels would pass "
+                            f"+-{LEVEL_MAX}")
     return Header(gran, 0, base, width if units > 1 else 0, group), exps[:units], steps[:units]
 
 

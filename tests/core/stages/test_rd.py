@@ -69,3 +69,19 @@ def test_scaled_steps_meet_a_budget_with_sensitive_layers_finer() -> None:
     assert sol is not None and sol.nbytes <= 2000
     steps = [o["step"] for o in sol.options]
     assert steps[1] == pytest.approx(0.25 * steps[0])
+
+
+def _level_bits(sol) -> float:
+    total = 0.0
+    for p in sol.plans:
+        _, counts = np.unique(p.state[0].levels, return_counts=True)
+        total -= float((counts * np.log2(counts / counts.sum())).sum())
+    return total
+
+
+def test_lambda_is_a_model_wide_knob_too() -> None:
+    ls = layers()
+    at = every_layer(BASE.replace(rel_step=0.02), "lam", len(ls))
+    fine, coarse = evaluate(ls, at, 0.01), evaluate(ls, at, 2.0)
+    assert coarse.sse > fine.sse
+    assert _level_bits(coarse) < 0.9 * _level_bits(fine)  # the rate an adaptive coder pays

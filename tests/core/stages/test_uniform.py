@@ -48,7 +48,7 @@ def round_trip(method, w: np.ndarray, opts: Options, imp: np.ndarray | None = No
 
 
 sizing = st.one_of(
-    st.builds(dict, bits=st.integers(2, 16)),
+    st.builds(dict, int_bits=st.integers(2, 16)),
     st.builds(dict, rel_step=st.floats(0.002, 1.5)),
     st.builds(dict, step=st.floats(0.01, 3.0)),
 )
@@ -66,20 +66,20 @@ def test_round_trip_is_exact_and_twins_agree(shape, seed, size, gran, group, lam
     opts = options(granularity=gran, group=group, lam=lam, recon=recon, **size)
     plan, _, _out = round_trip(UNIFORM, w, opts, imp)
     assert plan.method == "uniform"
-    if "bits" in size and w.size:
+    if "int_bits" in size and w.size:
         # int-N sizing: every unit's levels fit in N signed bits
         assert UNIFORM.bind(w.reshape(-1), w.shape).quantized(opts).levels.__abs__().max() \
-            <= 2 ** (size["bits"] - 1) - 1
+            <= 2 ** (size["int_bits"] - 1) - 1
 
 
 @pytest.mark.parametrize("gran", ["tensor", "channel", "group"])
 def test_granularity_counts_its_scales(gran: str) -> None:
     w = layer((16, 40), 1)
-    plan, _payload, _ = round_trip(UNIFORM, w, options(granularity=gran, group=8, bits=6,
+    plan, _payload, _ = round_trip(UNIFORM, w, options(granularity=gran, group=8, int_bits=6,
                                                       entropy="fixed"))
     units = {"tensor": 1, "channel": 16, "group": 16 * 5}[gran]
     width = UNIFORM.bind(w.reshape(-1), w.shape).quantized(
-        options(granularity=gran, group=8, bits=6)).header.exp_width
+        options(granularity=gran, group=8, int_bits=6)).header.exp_width
     scales = 0 if units == 1 else math.ceil(units * width / 8)
     assert plan.payload_nbytes == scales + 1 + math.ceil(w.size * 6 / 8)
     assert UNIFORM.describe(plan.params)["granularity"] == gran
@@ -87,7 +87,7 @@ def test_granularity_counts_its_scales(gran: str) -> None:
 
 def test_finer_scales_lower_the_error() -> None:
     w = layer((32, 64), 2)
-    sse = {g: round_trip(UNIFORM, w, options(granularity=g, group=16, bits=4))[0].sse
+    sse = {g: round_trip(UNIFORM, w, options(granularity=g, group=16, int_bits=4))[0].sse
            for g in ("tensor", "channel", "group")}
     assert sse["group"] < sse["channel"] < sse["tensor"]
 
@@ -136,23 +136,25 @@ def test_cell_means_lower_the_error_at_the_same_levels() -> None:
 
 
 @pytest.mark.parametrize(("name", "bits"), [("int8", 8), ("int4", 4)])
-@pytest.mark.parametrize("gran", ["tensor", "channel"])
+@pytest.mark.parametrize("gran", ["tensor", "channel", "group"])
 def test_int_presets(name: str, bits: int, gran: str) -> None:
     method = registry.method(name)
     w = layer((12, 30), 6)
-    plan, _, _out = round_trip(method, w, options(method, granularity=gran))
+    opts = options(method, granularity=gran, group=10)
+    plan, _, _out = round_trip(method, w, opts)
     assert plan.method == name and method.describe(plan.params)["name"] == name
-    levels = method.bind(w.reshape(-1), w.shape).quantized(options(method, granularity=gran))
+    levels = method.bind(w.reshape(-1), w.shape).quantized(opts)
     assert int(np.abs(levels.levels).max()) == 2 ** (bits - 1) - 1
-    scales = 0 if gran == "tensor" else math.ceil(12 * levels.header.exp_width / 8)
+    units = {"tensor": 1, "channel": 12, "group": 36}[gran]
+    scales = 0 if units == 1 else math.ceil(units * levels.header.exp_width / 8)
     assert plan.payload_nbytes == scales + 1 + w.size * bits // 8
     assert registry.method_by_code(method.code) is method
 
 
 def test_auto_takes_the_smallest_registered_stage() -> None:
     w = layer((8, 8), 7)
-    auto = UNIFORM.bind(w.reshape(-1), w.shape).plan(options(bits=5))
-    sizes = [UNIFORM.bind(w.reshape(-1), w.shape).plan(options(bits=5, entropy=e.name))
+    auto = UNIFORM.bind(w.reshape(-1), w.shape).plan(options(int_bits=5))
+    sizes = [UNIFORM.bind(w.reshape(-1), w.shape).plan(options(int_bits=5, entropy=e.name))
              .payload_nbytes for e in registry.ENTROPY.values()]
     assert auto.payload_nbytes == min(sizes)
 

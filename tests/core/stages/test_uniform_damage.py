@@ -20,7 +20,7 @@ def record(**given: object) -> tuple[bytes, bytes]:
     w = np.random.default_rng(0).laplace(size=SHAPE).astype(np.float32)
     w[1] *= 9  # spread the channels' steps so the exponents take bits
     plan, payload = UNIFORM.bind(w.reshape(-1), SHAPE).encode(
-        resolve_options(UNIFORM.options, {"bits": 5, "entropy": "fixed", **given}))
+        resolve_options(UNIFORM.options, {"int_bits": 5, "entropy": "fixed", **given}))
     return plan.params, payload
 
 
@@ -101,3 +101,19 @@ def test_random_damage_is_a_value_error_or_a_decoded_layer(which, data) -> None:
         except ValueError:
             results.append(None)
     assert results[0] == results[1]
+
+
+def test_a_value_past_float32_is_refused() -> None:
+    params, payload = record(granularity="tensor")
+    huge = params[:2] + struct.pack("<f", 3e38) + params[6:]  # levels x 3e38: past float32
+    for decode in (UNIFORM.decode, UNIFORM.decode_reference):
+        with pytest.raises(ValueError, match="overflows float32"):
+            decode(huge, payload, SHAPE)
+
+
+def test_weights_no_step_can_hold_are_a_settings_error() -> None:
+    from inspector.errors import SettingsError
+
+    w = np.array([1e300, -1.0, 0.5])
+    with pytest.raises(SettingsError, match="levels would pass"):
+        UNIFORM.bind(w, w.shape).plan(resolve_options(UNIFORM.options, {"int_bits": 8}))
