@@ -174,10 +174,12 @@ def _mode(huffman: bool, constant: bool) -> int:
 
 
 def totals(rows: list[Row], file_nbytes: int) -> dict[str, Any]:
-    """Whole-model figures: weights kept, bytes before and after, ratio."""
-    deep = [r for r in rows if r.method == "deep"]
-    params = sum(r.params for r in deep)
-    kept = sum(r.kept * r.params for r in deep) / params if params else 1.0
+    """Whole-model figures: weights kept, bytes before and after, ratio. A layer of a method
+    other than deep keeps the weights it does not decode to zero (a uniform grid's zero cell
+    is its pruning)."""
+    lossy = [r for r in rows if r.method != "raw"]
+    params = sum(r.params for r in lossy)
+    kept = sum(r.kept * r.params for r in lossy) / params if params else 1.0
     original = sum(r.original_nbytes for r in rows)
     return {
         "original_nbytes": original,

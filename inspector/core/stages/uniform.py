@@ -74,7 +74,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("int_bits", int, None, "Int bits", "int-N sizing: step = max|w| / (2**(N-1) - 1) "
            "per unit (overrides rel_step)", lo=2, hi=16, nullable=True),
     Option("rel_step", float, 1 / 15, "Relative step", "step as a fraction of each unit's "
-           "max|w|", lo=2.0**-19, hi=2.0),
+           "max|w|", lo=2.0**-19, hi=2.0, finer=-1),
     Option("lam", float, 0.0, "Lambda", "rate-distortion trade-off: squared error (in steps "
            "squared) one bit is worth; 0 is plain rounding", lo=0.0, hi=1e6),
     Option("recon", str, "grid", "Reconstruction", "the grid value q*step, or each level's "
