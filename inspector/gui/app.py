@@ -22,6 +22,18 @@ COMPILING = "Compiling compression kernels (first start only)..."
 OFFSCREEN_NOISE = ("This plugin does not support",)
 
 
+def quiet_raster_threads() -> None:
+    """Make Qt draw on the GUI thread alone (before the first QApplication).
+
+    Qt's raster engine splits every fill taller than about 100 pixels over a pool of helper
+    threads and waits for all of them; on a loaded machine (two cores, other work, and our
+    own estimate thread) a helper not yet scheduled held the GUI thread up to tens of ms per
+    fill while a threshold was dragged (py-spy: a fifth of the drag's GUI time in that wait).
+    Drawing these plots on one thread costs no more on an idle machine.
+    """
+    os.environ.setdefault("QT_NO_GUI_THREADPOOL", "1")
+
+
 def run(
     model: str | None = None,
     config: str | None = None,
@@ -58,6 +70,7 @@ def run(
     from .main_window import MainWindow
     from .resources import resource_path
 
+    quiet_raster_threads()
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("Inspector")
     app.setOrganizationName("inspector")

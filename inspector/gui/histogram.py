@@ -36,6 +36,7 @@ from .histogram_items import (
     LINE,
     ORIGINAL,
     QUANTIZED,
+    BandItem,
     BeyondMarks,
     legend_html,
     stats_text,
@@ -71,6 +72,7 @@ class HistogramWidget(PlotPanelWidget):
         self._dragging = False
         self._step_open = False  # the current drag (or key repeat) has made its undo step
         self._pending: float | None = None  # threshold not yet sent to the session
+        self._codebook: tuple[LayerPlan | None, object] = (None, None)  # plan and view drawn
         self._throttle = single_shot(self, THROTTLE_MS, self._on_throttle_timeout)
         self._rebin = single_shot(self, REBIN_MS, self._show_histogram)
         self._build()
@@ -99,7 +101,7 @@ class HistogramWidget(PlotPanelWidget):
             pen=pg.mkPen(ORIGINAL, width=1),
             brush=QColor(ORIGINAL.red(), ORIGINAL.green(), ORIGINAL.blue(), 110),
         )
-        self.band = pg.LinearRegionItem((0.0, 0.0), movable=False, brush=BAND, pen=pg.mkPen(None))
+        self.band = BandItem(BAND)
         self.band.setZValue(5)
         self.quantized = pg.BarGraphItem(x=[], height=[], width=0, brush=QUANTIZED, pen=None)
         self.quantized.setZValue(10)
@@ -352,8 +354,16 @@ class HistogramWidget(PlotPanelWidget):
                     line.setValue(x)
 
     def _show_codebook(self, plan: LayerPlan | None) -> None:
-        """Centroid markers on the x axis and the quantized distribution over the histogram."""
+        """Centroid markers on the x axis and the quantized distribution over the histogram.
+
+        Drawn again only for another plan (or axis): both items span the plot, and a drag's
+        settings changes re-show the same plan until its estimate lands.
+        """
         stats = self.stats
+        view = (self.log_y, self.name)
+        if plan is self._codebook[0] and view == self._codebook[1]:
+            return
+        self._codebook = (plan, view)
         if plan is None or stats is None:
             self.centroids.setData(x=[], y=[])
             self.quantized.setOpts(x=[], height=[], y0=0)
