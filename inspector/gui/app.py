@@ -41,11 +41,13 @@ def run(
     select: str | None = None,
     data: str | None = None,
     allow_code: bool = False,
+    input_shape: tuple[int, ...] | None = None,
 ) -> int:
     """Show the main window (optionally opening ``model``); return the exit code.
 
     ``allow_code``: the command line's leave for ``model``'s code to run (TorchScript), so the
-    app does not ask (a screenshot has nobody to ask).
+    app does not ask (a screenshot has nobody to ask). ``input_shape``: ``model``'s input,
+    batch first, for the synthetic inputs measured without ``data`` (TorchScript records none).
     """
     headless = not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY"))
     if screenshot and headless:
@@ -84,18 +86,34 @@ def run(
     window = MainWindow(settings=qsettings, on_error=_fail if screenshot else None)
     if screenshot:
         window.resize(*SCREENSHOT_SIZE)
-        _arm_screenshot(window, Path(screenshot), select, measured=data is not None)
+        measured = data is not None or input_shape is not None
+        _arm_screenshot(window, Path(screenshot), select, measured=measured)
     window.show()
     if not screenshot:
         start_warm_up(window)
     gc.freeze()  # Qt's and pyqtgraph's objects live as long as the app (see workers.COLLECTOR)
     if model:
-        if allow_code:
-            window.controller.consent.allow(model)
-        window.open_model(model, config, data)
+        open_given(window, model, config, data, allow_code, input_shape)
     elif screenshot:
         _save_later(window, Path(screenshot))
     return app.exec()
+
+
+def open_given(
+    window: Any,
+    model: str,
+    config: str | None = None,
+    data: str | None = None,
+    allow_code: bool = False,
+    input_shape: tuple[int, ...] | None = None,
+) -> None:
+    """Open the command line's ``model`` in ``window`` with what the command line says of it
+    (see :func:`run`)."""
+    if allow_code:
+        window.controller.consent.allow(model)
+    if input_shape is not None:
+        window.controller.accuracy.set_input_shape(model, input_shape)
+    window.open_model(model, config, data)
 
 
 def start_warm_up(window: Any, warm: Callable[..., int] | None = None) -> Any:
