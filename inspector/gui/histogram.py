@@ -52,6 +52,7 @@ NUDGE_STEPS = 400  # an arrow key moves the threshold by the visible width over 
 FINE_NUDGE = 10  # Shift makes a nudge this many times smaller
 VIEW_PAD = 0.05  # slack around the default view, as a fraction of its width
 LOG_FLOOR = 0.5  # empty bins are drawn at this count on a log axis
+DRAG_HEADROOM = 1.25  # while dragging, the y range grows to this much over the tallest bar
 
 
 class HistogramWidget(PlotPanelWidget):
@@ -252,6 +253,7 @@ class HistogramWidget(PlotPanelWidget):
         self._send()
         self._end_drag()
         self._on_session_settings_changed()
+        self._fit_y()  # the drag only grew the y range
 
     # ----------------------------------------------------------------- helpers
     def _end_drag(self) -> None:
@@ -382,8 +384,9 @@ class HistogramWidget(PlotPanelWidget):
         """Fit the y range to the histogram and the quantized bars, with slack.
 
         The range changes only when a bar would be cut off or the bars have shrunk to under
-        half of it: a new y range re-lays out the axis (several ms), and a drag sends many
-        slightly different estimates.
+        half of it, and during a drag only grows: a new y range re-lays out the axis and
+        repaints the whole plot (several ms), and a drag sends many slightly different
+        estimates. The drag's end fits it again.
         """
         stats = self.stats
         if stats is None:
@@ -399,7 +402,12 @@ class HistogramWidget(PlotPanelWidget):
             tops.append(base + float(np.max(heights[(x >= low) & (x <= high)], initial=0)))
         want = max(tops)
         high = self.plot.getPlotItem().getViewBox().viewRange()[1][1]
-        if force or want > high or want - base < 0.5 * (high - base):
+        if self._dragging and not force:  # grow only, with room: a drag's estimates vary
+            if want > high:
+                self.plot.getPlotItem().setYRange(base, base + DRAG_HEADROOM * (want - base),
+                                                  padding=0.05)
+                place = True
+        elif force or want > high or want - base < 0.5 * (high - base):
             self.plot.getPlotItem().setYRange(base, want, padding=0.05)
             place = True
         if place:  # the outlier counts stay in the top corners

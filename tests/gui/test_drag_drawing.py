@@ -99,3 +99,23 @@ def test_a_move_does_not_redraw_the_axes(shown, qtbot) -> None:
         qtbot.wait(20)
     assert recorder.areas  # it did repaint
     assert [axis.picture.plays for axis in axes] == [0, 0]  # neither replayed nor re-made
+
+
+def test_a_drag_only_grows_the_y_range_and_its_end_fits_it(shown, qtbot, opened) -> None:
+    widget, _ = shown
+    session, codec = opened
+    item = widget.plot.getPlotItem()
+    session.set_layers((LAYER,), "no floor", min_sqnr=None, value=0.1)
+    session.set_estimate(codec.estimate(session.settings))
+    high = widget.view_range()[1]
+    move(widget, 0.05 * high)  # a drag starts
+    top = item.getViewBox().viewRange()[1][1]
+    for value in (0.9, 0.95, 0.99):  # estimates of a harsher pruning: far shorter bars
+        session.set_layers((LAYER,), "drag", value=value)
+        session.set_estimate(codec.estimate(session.settings))
+        assert item.getViewBox().viewRange()[1][1] == top  # no re-layout, no full repaint
+    widget.lines[1].sigPositionChangeFinished.emit(widget.lines[1])
+    session.set_estimate(codec.estimate(session.settings))
+    bars = max(widget.quantized.opts["height"])
+    tallest = max(float(widget.shown_counts.max()), bars)
+    assert item.getViewBox().viewRange()[1][1] <= 1.2 * tallest  # fitted again
