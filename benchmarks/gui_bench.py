@@ -7,6 +7,7 @@ Run: ``.venv/bin/python benchmarks/gui_bench.py [--quick]``. Prints a table and 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import subprocess
@@ -184,6 +185,7 @@ def drag_session(model: Path, moves: int, layer: str = "big.weight") -> Drag:
     app = QApplication.instance() or QApplication([])
     window = MainWindow()
     window.show()
+    gc.freeze()  # as the app does once its window is up (inspector.gui.app.run)
     window.open_model(str(model))
     session = window.session
     deadline = time.time() + 120
@@ -251,6 +253,7 @@ def first_estimate(path: Path) -> tuple[float, float]:
     app = QApplication.instance() or QApplication([])
     window = MainWindow()
     window.show()
+    gc.freeze()  # as the app does once its window is up (inspector.gui.app.run)
     app.processEvents()
     ticker = Ticker()
     ticker.start()
@@ -285,6 +288,7 @@ def open_large(folder: Path, params: int) -> tuple[float, float, int]:
     app = QApplication.instance() or QApplication([])
     window = MainWindow()
     window.show()
+    gc.freeze()  # as the app does once its window is up (inspector.gui.app.run)
     steps: list[int] = []
     window.controller.progress.connect(lambda done, total, label: steps.append(done))
     ticker = Ticker()
@@ -309,6 +313,7 @@ def accuracy_lag(model: Path, data: Path, config: Path, layer: str, moves: int) 
     app = QApplication.instance() or QApplication([])
     window = MainWindow()
     window.show()
+    gc.freeze()  # as the app does once its window is up (inspector.gui.app.run)
     window.open_model(str(model), str(config), str(data))
     session = window.session
 
