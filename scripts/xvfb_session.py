@@ -213,9 +213,12 @@ class Session:
         red = np.abs(region - LINE_RGB).sum(axis=2) < 60
         column = red.sum(axis=0)
         xs = np.flatnonzero(column > 0.12 * h)
-        if xs.size == 0:  # a layer without a histogram (bias, norm, "other"): go on
+        if xs.size == 0:  # a layer without a band (bias, norm, buffer): walk the table on
             self.count("drag: no line visible")
-            self.xdo("key", self.rng.choice(["Down", "Up"]))
+            key = self.rng.choice(["Down", "Up"])  # a few rows: a real model's tensors
+            for _ in range(self.rng.randint(1, 6)):  # alternate weights and norms
+                self.xdo("key", key)
+                time.sleep(0.1)
             return False
         x = int(self.rng.choice(xs))
         ys = np.flatnonzero(red[:, x])
