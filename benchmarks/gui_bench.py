@@ -314,6 +314,7 @@ def accuracy_lag(model: Path, data: Path, config: Path, layer: str, moves: int) 
     window = MainWindow()
     window.show()
     gc.freeze()  # as the app does once its window is up (inspector.gui.app.run)
+    window.controller.consent.allow(model)  # as --allow-code: offscreen, nobody to ask
     window.open_model(str(model), str(config), str(data))
     session = window.session
 
