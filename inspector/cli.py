@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     gui.add_argument("--select", metavar="LAYER", help="layer to show (with --screenshot)")
     gui.add_argument("--allow-code", action="store_true",
                      help="let MODEL's code run (TorchScript) to measure it, without asking")
+    gui.add_argument("--input-shape", metavar="1x1x28x28",
+                     help="MODEL's input, batch first, for synthetic inputs without --data "
+                          "(TorchScript records none; in the app: Tune > Input Shape)")
     gui.set_defaults(func=_cmd_gui)
 
     dec = sub.add_parser(
@@ -227,9 +230,15 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
 
 def _cmd_gui(args: argparse.Namespace) -> int:
+    from inspector.errors import InputError
     from inspector.gui.app import run
+    from inspector.io.eval_inputs import parse_shape
 
-    return run(args.model, args.config, args.screenshot, args.select, args.data, args.allow_code)
+    shape = None if args.input_shape is None else parse_shape(args.input_shape)
+    if shape is not None and args.model is None:
+        raise InputError("--input-shape is MODEL's: give the model too")
+    return run(args.model, args.config, args.screenshot, args.select, args.data, args.allow_code,
+               shape)
 
 
 def _cmd_decompress(args: argparse.Namespace) -> int:

@@ -14,6 +14,12 @@ seconds. At the end the app must still be running; it is closed with Ctrl+Q and 
 and any "Fatal Python error" or traceback on its stderr are reported (exit 1 if anything is
 wrong). With no MODEL it cycles through every bundled sample format.
 
+The app runs with a trace of every settings change (``TRACE``: each ``Session.set_settings``,
+``undo`` and ``redo`` prints its label and time on stderr), matched against what the session
+did at that time: a change during a click in the table, arrow keys or a model switch, or any
+change during a drag that is not the dragged layer's pruning, is a setting changed that was not
+asked for, and is reported (exit 1).
+
 Needs (Debian): ``xvfb xdotool openbox imagemagick`` and the Qt xcb libraries listed in the
 README ("Testing in a real window").
 """
@@ -40,6 +46,39 @@ SAMPLES = (
 )
 LINE_RGB = np.array([215, 40, 40])  # histogram.LINE: the threshold lines' colour
 TOOLS = ("Xvfb", "xdotool", "import")
+TRACE_TAG = "inspector-trace"
+#: Run before the app: every settings change and its label on stderr, with the system-wide
+#: monotonic clock this script also reads.
+TRACE = f"""
+import sys, time
+from inspector.model.session import Session
+
+def _trace(what):
+    print(f"{TRACE_TAG} {{time.monotonic():.3f}} {{what}}", file=sys.stderr, flush=True)
+
+_set = Session.set_settings
+
+def set_settings(self, settings, label="change settings", merge=False):
+    if settings != self.settings:
+        _trace(f"set {{label}}")
+    return _set(self, settings, label, merge)
+
+def _logged(name):
+    method = getattr(Session, name)
+
+    def run(self):
+        if getattr(self, "can_" + name):
+            _trace(name)
+        return method(self)
+    return run
+
+Session.set_settings = set_settings
+Session.undo, Session.redo = _logged("undo"), _logged("redo")
+from inspector.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+EXPECTED = {"drag": ("set prune ",), "undo/redo": ("undo", "redo")}
+SLACK_S = 1.0  # a change this long after an action still belongs to it (throttled sends)
 
 
 def main() -> int:
@@ -114,10 +153,11 @@ class Session:
         self.actions: dict[str, int] = {}
         self.app: subprocess.Popen | None = None
         self.window = ""
+        self.spans: list[tuple[float, float, str]] = []  # (start, end, action) as done
 
     # ------------------------------------------------------------------ driving
     def run(self) -> int:
-        cmd = [sys.executable, "-m", "inspector.cli", "gui", self.models[0]]
+        cmd = [sys.executable, "-c", TRACE, "gui", self.models[0]]
         self.app = subprocess.Popen(cmd, env=self.env, stdout=self.log, stderr=self.log,
                                     cwd=ROOT)
         self.window = self.xdo("search", "--sync", "--onlyvisible", "--name", "Inspector",
@@ -148,30 +188,38 @@ class Session:
 
     def one_action(self) -> None:
         r = self.rng.random()
+        start = time.monotonic()
         if r < 0.5:
-            self.drag_line()
+            kind = "drag" if self.drag_line() else "keys"
         elif r < 0.8:
             self.table_rows()
+            kind = "table"
         else:
             self.undo_redo()
+            kind = "undo/redo"
+        self.spans.append((start, time.monotonic(), kind))
 
     def geometry(self) -> tuple[int, int, int, int]:
         out = self.xdo("getwindowgeometry", "--shell", self.window)
         g = dict(line.split("=") for line in out.split())
         return int(g["X"]), int(g["Y"]), int(g["WIDTH"]), int(g["HEIGHT"])
 
-    def drag_line(self) -> None:
-        """Find the red threshold lines on screen and drag one sideways, in small steps."""
+    def drag_line(self) -> bool:
+        """Find the red threshold lines on screen and drag one sideways, in small steps
+        (False: no line, an arrow key instead)."""
         x0, y0, w, h = self.geometry()
         shot = self.grab()
         region = shot[y0 : y0 + h, x0 : x0 + w].astype(int)
         red = np.abs(region - LINE_RGB).sum(axis=2) < 60
         column = red.sum(axis=0)
         xs = np.flatnonzero(column > 0.12 * h)
-        if xs.size == 0:  # a layer without a histogram (bias, norm, "other"): go on
+        if xs.size == 0:  # a layer without a band (bias, norm, buffer): walk the table on
             self.count("drag: no line visible")
-            self.xdo("key", self.rng.choice(["Down", "Up"]))
-            return
+            key = self.rng.choice(["Down", "Up"])  # a few rows: a real model's tensors
+            for _ in range(self.rng.randint(1, 6)):  # alternate weights and norms
+                self.xdo("key", key)
+                time.sleep(0.1)
+            return False
         x = int(self.rng.choice(xs))
         ys = np.flatnonzero(red[:, x])
         y = int(np.median(ys))
@@ -184,6 +232,7 @@ class Session:
         self.xdo("mouseup", "1")
         self.count("drag")
         time.sleep(0.2)
+        return True
 
     def table_rows(self) -> None:
         """Click a row in the layer table (the window's lower part), then walk with arrows."""
@@ -207,6 +256,13 @@ class Session:
 
     def open_model(self, path: str) -> None:
         """File > Open with the keyboard: Ctrl+O, type the path, Enter."""
+        start = time.monotonic()
+        try:
+            self._open_model(path)
+        finally:
+            self.spans.append((start, time.monotonic(), f"open {Path(path).name}"))
+
+    def _open_model(self, path: str) -> None:
         self.xdo("windowactivate", "--sync", self.window)
         self.xdo("key", "ctrl+o")
         time.sleep(1.5)
@@ -260,12 +316,31 @@ class Session:
         self.log.close()
         log = (self.args.out / "app_stderr.log").read_text(errors="replace")
         fatal = [ln for ln in log.splitlines() if "Fatal Python error" in ln or "Traceback" in ln]
+        unasked = self.unasked_changes(log)
         print(f"actions: {self.actions}")
         print(f"screenshots: {self.shots} in {self.args.out}")
         print(f"alive at the end: {alive}; exit status: {self.app.returncode}")
+        changes = sum(1 for ln in log.splitlines() if ln.startswith(TRACE_TAG))
+        print(f"settings changes traced: {changes}; not asked for: {len(unasked)}")
+        for line in unasked[:10]:
+            print(f"unasked: {line}")
         for line in fatal[:5]:
             print(f"stderr: {line}")
-        return 0 if alive and self.app.returncode == 0 and not fatal else 1
+        ok = alive and self.app.returncode == 0 and not fatal and not unasked
+        return 0 if ok else 1
+
+    def unasked_changes(self, log: str) -> list[str]:
+        """Traced settings changes that no action of this session asked for."""
+        out = []
+        for line in log.splitlines():
+            if not line.startswith(TRACE_TAG):
+                continue
+            _, stamp, what = line.split(" ", 2)
+            t = float(stamp)
+            during = [kind for a, b, kind in self.spans if a <= t <= b + SLACK_S]
+            if not any(what.startswith(EXPECTED.get(kind, ())) for kind in during):
+                out.append(f"{what!r} during {', '.join(during) or 'no action'}")
+        return out
 
 
 if __name__ == "__main__":

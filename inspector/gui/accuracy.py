@@ -29,6 +29,12 @@ SETTLE_MS = 250  # settings unchanged this long = the user let go of the slider
 #: Synthetic inputs measured without evaluation data: fewer than the CLI's 256, so that a
 #: detector's measurement follows a drag within a few seconds.
 GUI_SYNTHETIC = 64
+NO_SHAPE = ("a TorchScript archive records no input shape: give it (Tune ▸ Input Shape…, or "
+            "--input-shape) or open evaluation data (File ▸ Open Evaluation Data) to measure")
+
+
+def _key(path: str | Path) -> str:
+    return str(Path(path).resolve())
 
 
 class AccuracyController(QObject):
@@ -58,12 +64,31 @@ class AccuracyController(QObject):
         session.model_changed.connect(self._on_session_model_changed)
         session.estimate_changed.connect(self._on_session_estimate_changed)
         self._refusal: str | None = None  # why the open model cannot run
+        self._shapes: dict[str, tuple[int, ...]] = {}  # input shapes the user gave, by file
         self._deferred: Callable[[], None] | None = None  # the synthetic open, after an estimate
 
     @property
     def ready(self) -> bool:
         """Whether an evaluator is open (accuracy can be measured)."""
         return self._evaluator is not None
+
+    def input_shape(self, path: str | Path) -> tuple[int, ...] | None:
+        """The input shape (batch first) the user gave for model file ``path``, if any."""
+        return self._shapes.get(_key(path))
+
+    def set_input_shape(self, path: str | Path, shape: tuple[int, ...]) -> None:
+        """Make synthetic inputs of ``shape`` (batch first) for model file ``path``: what a
+        TorchScript archive needs to be measured without evaluation data."""
+        self._shapes[_key(path)] = tuple(shape)
+
+    def use_input_shape(self, model: LoadedModel, shape: tuple[int, ...]) -> None:
+        """``set_input_shape`` for the open ``model``; without evaluation data, measure its
+        agreement with the original on inputs of that shape now."""
+        self.set_input_shape(model.path, shape)
+        if self.data_path is None:
+            self.open(model, None)
+            if self.session.model is model and self.session.estimate is not None:
+                self._on_session_estimate_changed()  # the model's estimate is in: start
 
     def open(self, model: LoadedModel, data_path: str | Path | None) -> None:
         """Prepare to evaluate ``model`` on ``data_path``; with None, on synthetic inputs if the
@@ -76,10 +101,10 @@ class AccuracyController(QObject):
         data = self.data_path
         if data is None:
             self._refusal = run_refusal(model.format)
-            if self._refusal is None and model.format == "torchscript":
+            shape = self.input_shape(model.path)
+            if self._refusal is None and model.format == "torchscript" and shape is None:
                 # No input shape to make inputs from; and no reason to ask to run its code.
-                self._refusal = ("a TorchScript archive records no input shape: open "
-                                 "evaluation data (File ▸ Open Evaluation Data) to measure")
+                self._refusal = NO_SHAPE
             self._worker.cancel()
             if self._refusal is None:
                 # Made-up inputs are nothing the user asked for: the first size estimate (what
@@ -105,12 +130,15 @@ class AccuracyController(QObject):
             self.status.emit(f"Evaluating {Path(model.path).name} on {Path(data).name}…")
         self.busy.emit(True)
 
+        shape = None if data else self.input_shape(model.path)
+
         def job(_token: Token) -> tuple[Any, ModelCodec]:
             from inspector.tasks.accuracy import open_evaluator
 
             with COLLECTOR.paused():
                 evaluator = open_evaluator(model.path, data, allow_code=allow_code,
-                                           synthetic=None if data else GUI_SYNTHETIC)
+                                           synthetic=None if data else GUI_SYNTHETIC,
+                                           input_shape=shape)
                 evaluator.baseline  # noqa: B018 - measured here, off the GUI thread
             return evaluator, ModelCodec(model)
 
@@ -147,6 +175,7 @@ class AccuracyController(QObject):
     def _on_session_model_changed(self) -> None:
         if self._refusal is not None and self.session.model is not None:
             self.session.set_accuracy(None, None, self._refusal)  # shown in the proxy's tooltip
+
     def _on_session_settings_changed(self) -> None:
         if self._evaluator is not None:
             self._settle.start()  # restarted by every change of a drag

@@ -22,6 +22,18 @@ COMPILING = "Compiling compression kernels (first start only)..."
 OFFSCREEN_NOISE = ("This plugin does not support",)
 
 
+def quiet_raster_threads() -> None:
+    """Make Qt draw on the GUI thread alone (before the first QApplication).
+
+    Qt's raster engine splits every fill taller than about 100 pixels over a pool of helper
+    threads and waits for all of them; on a loaded machine (two cores, other work, and our
+    own estimate thread) a helper not yet scheduled held the GUI thread up to tens of ms per
+    fill while a threshold was dragged (py-spy: a fifth of the drag's GUI time in that wait).
+    Drawing these plots on one thread costs no more on an idle machine.
+    """
+    os.environ.setdefault("QT_NO_GUI_THREADPOOL", "1")
+
+
 def run(
     model: str | None = None,
     config: str | None = None,
@@ -29,11 +41,13 @@ def run(
     select: str | None = None,
     data: str | None = None,
     allow_code: bool = False,
+    input_shape: tuple[int, ...] | None = None,
 ) -> int:
     """Show the main window (optionally opening ``model``); return the exit code.
 
     ``allow_code``: the command line's leave for ``model``'s code to run (TorchScript), so the
-    app does not ask (a screenshot has nobody to ask).
+    app does not ask (a screenshot has nobody to ask). ``input_shape``: ``model``'s input,
+    batch first, for the synthetic inputs measured without ``data`` (TorchScript records none).
     """
     headless = not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY"))
     if screenshot and headless:
@@ -58,6 +72,7 @@ def run(
     from .main_window import MainWindow
     from .resources import resource_path
 
+    quiet_raster_threads()
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("Inspector")
     app.setOrganizationName("inspector")
@@ -71,18 +86,34 @@ def run(
     window = MainWindow(settings=qsettings, on_error=_fail if screenshot else None)
     if screenshot:
         window.resize(*SCREENSHOT_SIZE)
-        _arm_screenshot(window, Path(screenshot), select, measured=data is not None)
+        measured = data is not None or input_shape is not None
+        _arm_screenshot(window, Path(screenshot), select, measured=measured)
     window.show()
     if not screenshot:
         start_warm_up(window)
     gc.freeze()  # Qt's and pyqtgraph's objects live as long as the app (see workers.COLLECTOR)
     if model:
-        if allow_code:
-            window.controller.consent.allow(model)
-        window.open_model(model, config, data)
+        open_given(window, model, config, data, allow_code, input_shape)
     elif screenshot:
         _save_later(window, Path(screenshot))
     return app.exec()
+
+
+def open_given(
+    window: Any,
+    model: str,
+    config: str | None = None,
+    data: str | None = None,
+    allow_code: bool = False,
+    input_shape: tuple[int, ...] | None = None,
+) -> None:
+    """Open the command line's ``model`` in ``window`` with what the command line says of it
+    (see :func:`run`)."""
+    if allow_code:
+        window.controller.consent.allow(model)
+    if input_shape is not None:
+        window.controller.accuracy.set_input_shape(model, input_shape)
+    window.open_model(model, config, data)
 
 
 def start_warm_up(window: Any, warm: Callable[..., int] | None = None) -> Any:

@@ -23,6 +23,11 @@ from .tuning import TuningController
 from .workers import COLLECTOR, SerialWorker, Token, drive
 
 MIN_APPLY_MS = 40  # least time between two estimates shown (a drag makes many)
+#: The estimate thread's niceness above the GUI thread's (see workers.lower_thread_priority).
+#: Dragging the 10M embedding's threshold at load 10-12 on 2 cores, 6 runs each: worst stall
+#: 101-196 ms at 0, 69-99 ms at 3, with the same estimate lag (median 117-158 / 121-167 ms);
+#: 5 starved the estimate (fewer landed, lag up by half).
+ESTIMATE_NICE = 3
 
 
 def own_sweep(settings: ModelSettings | None, model: LoadedModel) -> ModelSettings | None:
@@ -51,7 +56,7 @@ class Controller(QObject):
         self.session = session
         self.codec: ModelCodec | None = None
         self.loader = SerialWorker("load", self)
-        self.estimator = SerialWorker("estimate", self)
+        self.estimator = SerialWorker("estimate", self, nice=ESTIMATE_NICE)
         self.consent = CodeConsent()  # asked once per file, shared by everything that runs it
         self.accuracy = AccuracyController(session, self, consent=self.consent)
         self.accuracy.status.connect(self.status)

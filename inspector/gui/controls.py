@@ -334,16 +334,31 @@ class ControlsWidget(QWidget):
         return value_scale(self.policy_combo.currentData(), stats)
 
     def _on_session_changed(self) -> None:
-        names = self.targets()
+        names, selected = self.targets(), self.session.selection
         with signals_blocked(*self.editors):
             self._show_title(names)
             if names:
                 self._show_settings(names[0])
-            else:
-                for w in self.editors:
-                    w.setEnabled(False)
-                self.prune_info.clear()
-                self.index_info.clear()
+            elif selected:  # only lossless tensors: the first one's own settings, greyed
+                self._show_settings(selected[0], editable=False)
+            else:  # blank, never the previous layer's values
+                self._show_blank()
+
+    def _show_blank(self) -> None:
+        """No layer: every editor disabled and empty."""
+        for w in self.editors:
+            w.setEnabled(False)
+        for combo in (self.policy_combo, self.init_combo):
+            combo.setCurrentIndex(-1)
+        for spin in (self.value_spin, self.bits_spin, self.index_spin):
+            spin.setSpecialValueText(" ")  # shown at the minimum
+            spin.setValue(spin.minimum())
+        for slider in (self.value_slider, self.bits_slider):
+            slider.setValue(slider.minimum())
+        for check in (self.huffman_check, self.exclude_check):
+            check.setChecked(False)
+        for label in (self.prune_info, self.index_info, self.clusters_label):
+            label.clear()
 
     def _show_title(self, names: tuple[str, ...]) -> None:
         selected = self.session.selection
@@ -368,8 +383,11 @@ class ControlsWidget(QWidget):
             return plan.settings
         return self.session.layer_settings(name)
 
-    def _show_settings(self, name: str) -> None:
+    def _show_settings(self, name: str, editable: bool = True) -> None:
+        """Show layer ``name``'s settings (``editable=False``: greyed, a lossless tensor)."""
         s = self._shown_settings(name)
+        for spin in (self.value_spin, self.bits_spin, self.index_spin):
+            spin.setSpecialValueText("")  # a real value, even at the minimum
         self.policy_combo.setCurrentIndex(self.policy_combo.findData(s.policy))
         step, top, decimals = value_scale(s.policy, self.session.stats.get(name))
         self.value_spin.setDecimals(decimals)
@@ -392,7 +410,8 @@ class ControlsWidget(QWidget):
         self.exclude_check.setChecked(s.excluded)
         deep = s.method == "deep"  # another method's options are its own panel's
         for w in self.editors:
-            w.setEnabled((not s.excluded and deep) or w in (self.exclude_check, self.paper_button))
+            kept = (not s.excluded and deep) or w in (self.exclude_check, self.paper_button)
+            w.setEnabled(editable and kept)
         self._show_prune_info(name)
 
     def _on_session_estimate_changed(self) -> None:
@@ -409,7 +428,8 @@ class ControlsWidget(QWidget):
         self.clusters_label.setText(k_text(bits, plan))  # the same K as the table's
         self.clusters_label.setToolTip(k_note(bits, plan))
         if s.layer_settings(name).excluded or name not in s.stats:
-            self.prune_info.setText("stored losslessly" if name in s.stats else "")
+            self.prune_info.setText("stored losslessly")
+            self.prune_info.setToolTip("")  # not the previous layer's floor
             return
         plan = s.current_plan(name)
         self.prune_info.setToolTip("" if plan is None else floor_note(plan))

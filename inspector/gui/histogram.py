@@ -36,6 +36,7 @@ from .histogram_items import (
     LINE,
     ORIGINAL,
     QUANTIZED,
+    BandItem,
     BeyondMarks,
     legend_html,
     stats_text,
@@ -51,6 +52,7 @@ NUDGE_STEPS = 400  # an arrow key moves the threshold by the visible width over 
 FINE_NUDGE = 10  # Shift makes a nudge this many times smaller
 VIEW_PAD = 0.05  # slack around the default view, as a fraction of its width
 LOG_FLOOR = 0.5  # empty bins are drawn at this count on a log axis
+DRAG_HEADROOM = 1.25  # while dragging, the y range grows to this much over the tallest bar
 
 
 class HistogramWidget(PlotPanelWidget):
@@ -71,6 +73,7 @@ class HistogramWidget(PlotPanelWidget):
         self._dragging = False
         self._step_open = False  # the current drag (or key repeat) has made its undo step
         self._pending: float | None = None  # threshold not yet sent to the session
+        self._codebook: tuple[LayerPlan | None, object] = (None, None)  # plan and view drawn
         self._throttle = single_shot(self, THROTTLE_MS, self._on_throttle_timeout)
         self._rebin = single_shot(self, REBIN_MS, self._show_histogram)
         self._build()
@@ -99,7 +102,7 @@ class HistogramWidget(PlotPanelWidget):
             pen=pg.mkPen(ORIGINAL, width=1),
             brush=QColor(ORIGINAL.red(), ORIGINAL.green(), ORIGINAL.blue(), 110),
         )
-        self.band = pg.LinearRegionItem((0.0, 0.0), movable=False, brush=BAND, pen=pg.mkPen(None))
+        self.band = BandItem(BAND)
         self.band.setZValue(5)
         self.quantized = pg.BarGraphItem(x=[], height=[], width=0, brush=QUANTIZED, pen=None)
         self.quantized.setZValue(10)
@@ -250,6 +253,7 @@ class HistogramWidget(PlotPanelWidget):
         self._send()
         self._end_drag()
         self._on_session_settings_changed()
+        self._fit_y()  # the drag only grew the y range
 
     # ----------------------------------------------------------------- helpers
     def _end_drag(self) -> None:
@@ -352,8 +356,16 @@ class HistogramWidget(PlotPanelWidget):
                     line.setValue(x)
 
     def _show_codebook(self, plan: LayerPlan | None) -> None:
-        """Centroid markers on the x axis and the quantized distribution over the histogram."""
+        """Centroid markers on the x axis and the quantized distribution over the histogram.
+
+        Drawn again only for another plan (or axis): both items span the plot, and a drag's
+        settings changes re-show the same plan until its estimate lands.
+        """
         stats = self.stats
+        view = (self.log_y, self.name)
+        if plan is self._codebook[0] and view == self._codebook[1]:
+            return
+        self._codebook = (plan, view)
         if plan is None or stats is None:
             self.centroids.setData(x=[], y=[])
             self.quantized.setOpts(x=[], height=[], y0=0)
@@ -372,8 +384,9 @@ class HistogramWidget(PlotPanelWidget):
         """Fit the y range to the histogram and the quantized bars, with slack.
 
         The range changes only when a bar would be cut off or the bars have shrunk to under
-        half of it: a new y range re-lays out the axis (several ms), and a drag sends many
-        slightly different estimates.
+        half of it, and during a drag only grows: a new y range re-lays out the axis and
+        repaints the whole plot (several ms), and a drag sends many slightly different
+        estimates. The drag's end fits it again.
         """
         stats = self.stats
         if stats is None:
@@ -389,7 +402,12 @@ class HistogramWidget(PlotPanelWidget):
             tops.append(base + float(np.max(heights[(x >= low) & (x <= high)], initial=0)))
         want = max(tops)
         high = self.plot.getPlotItem().getViewBox().viewRange()[1][1]
-        if force or want > high or want - base < 0.5 * (high - base):
+        if self._dragging and not force:  # grow only, with room: a drag's estimates vary
+            if want > high:
+                self.plot.getPlotItem().setYRange(base, base + DRAG_HEADROOM * (want - base),
+                                                  padding=0.05)
+                place = True
+        elif force or want > high or want - base < 0.5 * (high - base):
             self.plot.getPlotItem().setYRange(base, want, padding=0.05)
             place = True
         if place:  # the outlier counts stay in the top corners

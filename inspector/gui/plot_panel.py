@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QGraphicsItem,
+    QHBoxLayout,
+    QLabel,
+    QVBoxLayout,
+    QWidget,
+)
 
 import pyqtgraph as pg  # after PySide6, so pyqtgraph binds to it
 
@@ -13,15 +20,20 @@ from .util import theme_plot
 
 
 def plain_axes(plot: pg.PlotWidget) -> None:
-    """Axes without SI prefixes: labels carry their own units.
+    """Axes without SI prefixes (labels carry their own units), drawn from a cached pixmap.
 
     An axis that picks SI prefixes relabels itself on every resize; in a small plot the label
-    width change resizes the view again, forever (seen hanging a test).
+    width change resizes the view again, forever (seen hanging a test). An axis's area (its
+    ticks reach into the plot, its grid lines cross it) overlaps whatever moves in the plot,
+    so each mouse move of a drag repainted it, replaying every tick label's text layout: the
+    largest part of a drag's drawing. Cached, it is replayed only when its range or size
+    changes (pyqtgraph then calls ``update()``, which drops the cache).
     """
     for name in ("left", "bottom"):
         axis = plot.getPlotItem().getAxis(name)
         axis.enableAutoSIPrefix(False)
         axis.setSIPrefixEnableRanges(())  # this pyqtgraph ignores the flag above
+        axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
 
 
 class PlotPanelWidget(QWidget):

@@ -135,12 +135,20 @@ class SummaryWidget(QWidget):
 
     @staticmethod
     def _warning_label(grid: QGridLayout) -> QLabel:
-        """The warning line under the figures (hidden while there is nothing to warn of)."""
+        """The warning line under the figures (hidden while there is nothing to warn of).
+
+        Its row keeps its height while hidden: a drag's estimates come and go with warnings,
+        and a row appearing and vanishing resized the plots below on each (a re-layout and a
+        full repaint, with every axis's ticks made again: the worst stalls of a drag).
+        """
         label = QLabel()
         label.setObjectName("warning")
         label.setStyleSheet(WARNING_STYLE)
         label.setToolTip(WARNING_TIP)
         label.setMinimumWidth(1)  # never widens the window
+        policy = label.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        label.setSizePolicy(policy)
         label.hide()
         grid.addWidget(label, 2, 0, 1, 8)
         return label

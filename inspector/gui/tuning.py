@@ -16,7 +16,7 @@ from inspector.errors import InputError
 from inspector.model.session import Session
 from inspector.tasks.codec import ModelCodec, Progress
 
-from .accuracy import GUI_SYNTHETIC, AccuracyController
+from .accuracy import GUI_SYNTHETIC, NO_SHAPE, AccuracyController
 from .util import eta_text
 from .workers import COLLECTOR, SerialWorker, Token, drive
 
@@ -37,7 +37,7 @@ class TuningController(QObject):
         super().__init__(parent)
         self.session = session
         self._accuracy = accuracy  # whose evaluation file the runs use
-        self._tools: tuple[tuple[str, str], Any, ModelCodec] | None = None
+        self._tools: tuple[tuple[Any, ...], Any, ModelCodec] | None = None
         self._allow_code = False  # the user's answer for the model the running job opens
         self._worker = SerialWorker("tune", self)
         self._clock = QElapsedTimer()  # since the run started: the progress's time left
@@ -156,14 +156,18 @@ class TuningController(QObject):
         model, data = self.session.model, self.data_path
         if model is None:
             raise InputError("no model")
-        key = (model.path, data or "")
+        shape = None if data else self._accuracy.input_shape(model.path)
+        if data is None and shape is None and model.format == "torchscript":
+            raise InputError(NO_SHAPE, model.path)  # before asking leave to run its code
+        key = (model.path, data or "", shape)
         if self._tools is None or self._tools[0] != key or self._tools[2].model is not model:
             token.report(Progress(0, 1, "opening the evaluation data" if data
                                   else "making synthetic inputs"))
             with COLLECTOR.paused():
                 # Without data: agreement with the original on synthetic inputs.
                 evaluator = open_evaluator(model.path, data, allow_code=self._allow_code,
-                                           synthetic=None if data else GUI_SYNTHETIC)
+                                           synthetic=None if data else GUI_SYNTHETIC,
+                                           input_shape=shape)
                 self._tools = (key, evaluator, ModelCodec(model))
         return self._tools[1], self._tools[2]
 

@@ -10,6 +10,8 @@ next progress step) and replaces any pending one.
 from __future__ import annotations
 
 import gc
+import os
+import sys
 import threading
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
@@ -63,9 +65,10 @@ class SerialWorker(QObject):
     failed = Signal(int, str)  # generation, one-line message
     cancelled = Signal(int)  # generation
 
-    def __init__(self, name: str, parent: QObject | None = None) -> None:
+    def __init__(self, name: str, parent: QObject | None = None, nice: int = 0) -> None:
         super().__init__(parent)
         self.name = name
+        self._nice = nice
         self.generation = 0
         self._lock = threading.Condition()
         self._pending: tuple[int, Job, Token] | None = None
@@ -113,6 +116,8 @@ class SerialWorker(QObject):
         self._thread.join(timeout)
 
     def _loop(self) -> None:
+        if self._nice:
+            lower_thread_priority(self._nice)
         while True:
             with self._lock:
                 while self._pending is None and not self._stopped:
@@ -144,6 +149,25 @@ class SerialWorker(QObject):
                 self.cancelled.emit(generation)
             else:
                 self.finished.emit(generation, result)
+
+
+def lower_thread_priority(nice: int) -> bool:
+    """Give the calling thread ``nice`` more niceness than its process (Linux: per thread).
+
+    The app's threads share one scheduling group: while a threshold is dragged, the estimate
+    thread and the GUI thread both want a core, and on a loaded two-core machine the GUI
+    thread waited for the estimator's turn (stalls of tens of ms). Niced, the estimator takes
+    what the GUI thread leaves. Returns whether the priority changed (not on other systems).
+    """
+    get_id = getattr(threading, "get_native_id", None)
+    if not sys.platform.startswith("linux") or get_id is None:
+        return False
+    try:
+        tid = get_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+    except OSError:
+        return False
+    return True
 
 
 class _Collector:

@@ -178,17 +178,78 @@ def test_a_cancelled_sweep_changes_nothing(qtbot, window, digits):
 
 
 def test_torchscript_without_data_says_what_is_needed(qtbot, window, digits, monkeypatch):
-    errors: list[tuple[str, str]] = []
-    monkeypatch.setattr(window, "on_error", lambda title, text: errors.append((title, text)))
+    from PySide6.QtWidgets import QInputDialog
+
+    asked: list[str] = []
+    monkeypatch.setattr(QInputDialog, "getText",
+                        lambda *args, **kw: (asked.append(args[2]), ("", False))[1])
     _open(qtbot, window, digits["model"], None)
     # No shape in the archive: no synthetic inputs, so the proxy stays, with the reason.
     qtbot.waitUntil(lambda: bool(window.session.accuracy_note), timeout=LOAD_MS)
     assert window.session.accuracy is None and window.summary.accuracy_kind == "proxy"
-    assert "input shape" in window.session.accuracy_note
-    assert window.tune.sweep_action.isEnabled()  # it can run, given data
-    window.tune.measure_sensitivity()
-    qtbot.waitUntil(lambda: bool(errors), timeout=LOAD_MS)
-    assert "evaluation data" in errors[0][1] and "input shape" in errors[0][1]
+    note = window.session.accuracy_note
+    assert "input shape" in note and "Tune ▸ Input Shape" in note and "evaluation data" in note
+    assert window.tune.sweep_action.isEnabled() and window.tune.shape_action.isEnabled()
+    window.tune.measure_sensitivity()  # asks for the shape first; cancelled: nothing runs
+    assert len(asked) == 1 and "batch first" in asked[0]
+    assert not window.controller.tuning.running and window.session.settings.sensitivity is None
+
+
+def _answer(monkeypatch, text: str) -> list[str]:
+    """Answer the input shape dialog with ``text``; returns the texts it was opened with."""
+    from PySide6.QtWidgets import QInputDialog
+
+    shown: list[str] = []
+
+    def get_text(*_args: object, text: str = "", **_kw: object) -> tuple[str, bool]:
+        shown.append(text)
+        return answer, True
+
+    answer = text
+    monkeypatch.setattr(QInputDialog, "getText", get_text)
+    return shown
+
+
+def test_an_input_shape_given_in_the_app_measures_torchscript_without_data(
+    qtbot, window, digits, monkeypatch
+):
+    errors: list[str] = []
+    monkeypatch.setattr(window, "on_error", lambda title, text: errors.append(text))
+    _open(qtbot, window, digits["model"], None)
+    qtbot.waitUntil(lambda: bool(window.session.accuracy_note), timeout=LOAD_MS)
+    _answer(monkeypatch, "1x64xbad")
+    assert not window.tune.choose_input_shape()
+    assert len(errors) == 1 and "batch first" in errors[0]
+    shown = _answer(monkeypatch, "1x64")
+    assert window.tune.choose_input_shape()  # Tune ▸ Input Shape…
+    _measured(qtbot, window)
+    s = window.session
+    assert s.accuracy.metric == "agreement" and not s.accuracy.labelled
+    assert "64 synthetic inputs" in s.accuracy.inputs and "shape given" in s.accuracy.inputs
+    assert "agreement with the original: top-1" in window.summary.accuracy.text()
+    with qtbot.waitSignal(window.controller.tuning.busy, timeout=LOAD_MS,
+                          check_params_cb=lambda busy: not busy):
+        window.tune.measure_sensitivity()  # the shape is known: no question
+    sweep = s.settings.sensitivity
+    assert sweep is not None and sweep.metric == "agreement" and len(shown) == 1
+    window.tune.choose_input_shape()  # opened again, it shows the shape in use
+    assert shown[-1] == "1x64" and errors == [errors[0]]
+
+
+def test_the_command_lines_input_shape_reaches_the_app(qtbot, window, digits, monkeypatch):
+    from inspector import cli
+    from inspector.gui import app
+
+    runs: list[tuple] = []
+    monkeypatch.setattr(app, "run", lambda *args: runs.append(args) or 0)
+    assert cli.main(["gui", digits["model"], "--input-shape", "1,64"]) == 0
+    assert runs[0][-1] == (1, 64)
+    assert cli.main(["gui", digits["model"], "--input-shape", "64"]) == 2  # one line, no run
+    assert len(runs) == 1
+    app.open_given(window, digits["model"], input_shape=runs[0][-1])  # what run() does next
+    qtbot.waitUntil(lambda: window.session.model is not None, timeout=LOAD_MS)
+    _measured(qtbot, window)
+    assert "shape given" in window.session.accuracy.inputs
 
 
 def _onnx_mlp(path: Path) -> str:

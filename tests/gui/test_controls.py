@@ -56,6 +56,34 @@ def test_nothing_compressible_disables_everything(controls) -> None:
     assert w.title.text() == "No layer selected"
 
 
+def test_a_lossless_tensor_shows_its_own_settings_never_the_previous_layers(controls):
+    w, session, codec = controls
+    session.set_layers(("conv1.weight",), "test", bits=3, index_bits=12, init="linear",
+                       huffman=False)
+    settle(session, codec)
+    for lossless in ("ip1.bias", "conv1.bias"):
+        session.select(("conv1.weight",))
+        assert w.bits_spin.value() == 3
+        session.select((lossless,))
+        own = session.layer_settings(lossless)
+        assert not own.excluded or own.bits != 3  # a bias: its kind's bits, not conv1's 3
+        assert w.bits_spin.value() == w.bits_slider.value() == own.bits
+        assert w.index_spin.value() == own.index_bits
+        assert w.init_combo.currentData() == own.init
+        assert w.policy_combo.currentData() == own.policy
+        assert w.value_spin.value() == pytest.approx(own.value)
+        assert w.huffman_check.isChecked() == own.huffman
+        assert w.exclude_check.isChecked()
+        assert w.prune_info.text() == "stored losslessly" and w.prune_info.toolTip() == ""
+        assert not any(e.isEnabled() for e in w.editors)
+    session.select(())  # nothing selected: blank
+    assert w.policy_combo.currentIndex() == w.init_combo.currentIndex() == -1
+    assert [s.text() for s in (w.value_spin, w.bits_spin, w.index_spin)] == [" "] * 3
+    assert not w.huffman_check.isChecked() and not w.exclude_check.isChecked()
+    session.select(("conv1.weight",))  # and back: real values again
+    assert w.bits_spin.text() == "3" and w.index_spin.text() == "12"
+
+
 def test_value_spin_drives_model_and_slider(controls) -> None:
     w, session, _ = controls
     w.value_spin.setValue(0.5)

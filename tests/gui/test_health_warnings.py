@@ -75,3 +75,25 @@ def test_controls_show_what_the_floor_chose(qtbot, opened) -> None:
     session.set_estimate(codec.estimate(session.settings))
     assert session.current_plan("ip1.weight").settings.value == 0.5
     assert w.value_spin.value() == 0.5
+
+
+def test_the_warning_coming_and_going_does_not_move_what_is_below(qtbot, opened) -> None:
+    from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+    session, codec = opened
+    window = QWidget()
+    qtbot.addWidget(window)
+    column = QVBoxLayout(window)
+    summary, below = SummaryWidget(session), QLabel("the plots")
+    column.addWidget(summary)
+    column.addWidget(below, 1)
+    window.resize(900, 400)
+    window.show()
+    qtbot.waitExposed(window)
+    top = below.geometry()
+    for value in (0.9, 0.2, 0.9):  # broken, fine, broken: the row shows, hides, shows
+        session.set_layers(["ip1.weight"], "change", value=value)
+        session.set_estimate(codec.estimate(session.settings))
+        qtbot.wait(10)
+        assert summary.warning.isHidden() == (value < 0.5)
+        assert below.geometry() == top  # a resize of the plots is a full repaint

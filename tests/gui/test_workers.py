@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Generator
 
@@ -108,3 +110,25 @@ def test_the_collector_pause_is_shared_and_freezes_survivors() -> None:
     assert gc.isenabled()
     assert gc.get_freeze_count() >= len(survivor)
     gc.unfreeze()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_the_estimate_thread_yields_to_the_gui_thread(qtbot) -> None:
+    from PySide6.QtCore import QObject
+
+    from inspector.gui.controller import ESTIMATE_NICE, Controller
+    from inspector.model.session import Session
+
+    def nice_of_this_thread(_token: Token) -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    parent = QObject()
+    controller = Controller(Session(), parent)
+    try:
+        with qtbot.waitSignal(controller.estimator.finished) as done:
+            controller.estimator.submit(nice_of_this_thread)
+        gui = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert done.args[1] == min(gui + ESTIMATE_NICE, 19) and ESTIMATE_NICE > 0
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == gui  # untouched
+    finally:
+        controller.shutdown()
