@@ -232,7 +232,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 def _cmd_gui(args: argparse.Namespace) -> int:
     from inspector.errors import InputError
     from inspector.gui.app import run
-    from inspector.io.eval_inputs import parse_shape
+    from inspector.runtime.eval_inputs import parse_shape
 
     shape = None if args.input_shape is None else parse_shape(args.input_shape)
     if shape is not None and args.model is None:

@@ -19,7 +19,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
 from inspector.errors import InputError
-from inspector.io.eval_inputs import parse_shape
+from inspector.runtime.eval_inputs import parse_shape
 
 if TYPE_CHECKING:
     from .tune_host import TuneHost
