@@ -84,15 +84,15 @@ static const struct {
     {DCZ_DEEP, 1, dcz__method_deep},
     {DCZ_RAW_FP16, 2, dcz__method_raw},
     {DCZ_RAW_BF16, 2, dcz__method_raw},
-    {16, 2, dcz__method_uniform}, /* uniform */
-    {17, 2, dcz__method_uniform}, /* int8: a preset of uniform, the same record */
-    {18, 2, dcz__method_uniform}, /* int4: likewise */
-    {20, 2, dcz__method_half},    /* fp16 */
-    {21, 2, dcz__method_half},    /* bf16 */
-    {24, 2, dcz__method_signs},   /* ternary */
-    {25, 2, dcz__method_signs},   /* binary */
-    {26, 2, dcz__method_pq},
-    {27, 2, dcz__method_hashed},
+    {DCZ_UNIFORM, 2, dcz__method_uniform},
+    {DCZ_INT8, 2, dcz__method_uniform}, /* a preset of uniform: the same record */
+    {DCZ_INT4, 2, dcz__method_uniform},
+    {DCZ_FP16, 2, dcz__method_half},
+    {DCZ_BF16, 2, dcz__method_half},
+    {DCZ_TERNARY, 2, dcz__method_signs},
+    {DCZ_BINARY, 2, dcz__method_signs},
+    {DCZ_PQ, 2, dcz__method_pq},
+    {DCZ_HASHED, 2, dcz__method_hashed},
 };
 
 dcz__payload_fn dcz__method_of(int version, uint8_t code)

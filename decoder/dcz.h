@@ -47,8 +47,13 @@ enum {
     DCZ_UINT8 = 6, DCZ_INT16 = 7, DCZ_INT32 = 8, DCZ_INT64 = 9, DCZ_BOOL = 10, DCZ_UINT16 = 11,
     DCZ_UINT32 = 12, DCZ_UINT64 = 13
 };
-/* method codes: 0 raw, 1 deep compression, 2 raw held as float16, 3 raw held as bfloat16 */
+/* method codes: 0 raw, 1 deep compression, 2 raw held as float16, 3 raw held as bfloat16;
+ * 16 and up the registered methods this decoder reads (decoder/README.md) */
 enum { DCZ_RAW = 0, DCZ_DEEP = 1, DCZ_RAW_FP16 = 2, DCZ_RAW_BF16 = 3 };
+enum {
+    DCZ_UNIFORM = 16, DCZ_INT8 = 17, DCZ_INT4 = 18, DCZ_FP16 = 20, DCZ_BF16 = 21,
+    DCZ_TERNARY = 24, DCZ_BINARY = 25, DCZ_PQ = 26, DCZ_HASHED = 27
+};
 
 typedef struct {
     char message[320]; /* one line, no newline: what is wrong, naming the layer */

@@ -294,12 +294,13 @@ def test_integer_deep_layers_cast_as_numpy_does(dczdump: Path, tmp_path: Path) -
 
 
 def test_unknown_methods_are_refused_by_number(dczdump: Path, tmp_path: Path) -> None:
-    """Method codes the decoder does not know (16+ are coming) fail safe, naming the code."""
+    """Method codes no reader knows (reserved 4-15, unregistered 19 and 200) fail safe,
+    naming the code."""
     payload = np.arange(6, dtype="<f4").tobytes()
     rec = LayerRecord("fc.bias", "float32", (6,), len(payload), zlib.crc32(payload))
     head = bytearray(encode_header([rec]))
     at = head.index(bytes([spec.RAW, len(payload)]), 10)  # method byte, then payload length
-    for method in (4, 16, 200):
+    for method in (4, 19, 200):
         head[at] = method
         path = tmp_path / f"method{method}.dcz"
         path.write_bytes(spec.MAGIC + bytes([2, 0]) + struct.pack("<I", len(head)) + head

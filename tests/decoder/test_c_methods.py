@@ -135,6 +135,9 @@ def test_every_method_and_stage_decodes_bit_exactly(dczdump: Path, tmp_path: Pat
     assert {s for _, s, _ in covered} == {None, *STAGES}
 
 
+SMALL_INTS = ("group", "dim", "code_bits", "int_bits", "buckets", "hash_seed")
+
+
 @st.composite
 def coded_files(draw: st.DrawFn) -> tuple[list[LayerRecord], list[bytes]]:
     """1-3 layers, each of any registered method with options drawn from its declarations."""
@@ -150,7 +153,7 @@ def coded_files(draw: st.DrawFn) -> tuple[list[LayerRecord], list[bytes]]:
                 options[o.name] = draw(st.sampled_from(("auto", *STAGES)))
             elif o.choices:
                 options[o.name] = draw(st.sampled_from(o.choices))
-            elif o.kind is int and o.name in ("group", "dim", "code_bits", "int_bits", "buckets", "hash_seed"):
+            elif o.kind is int and o.name in SMALL_INTS:
                 options[o.name] = draw(st.integers(int(o.lo or 1), min(int(o.hi or 8), 9)))
             elif o.kind is float and o.name in ("rel_step", "lam"):
                 options[o.name] = draw(st.sampled_from((0.01, 0.1, 0.5)))
@@ -212,7 +215,7 @@ def test_damaged_coded_files_under_sanitizers(dczdump_asan: Path, tmp_path: Path
         container.write(good, records, payloads)
         data = good.read_bytes()
         variants = [data[:n] for n in sorted({10, len(data) // 2, len(data) - 1})]
-        for _ in range(40):
+        for _ in range(24):
             flipped = bytearray(data)
             flipped[int(rng.integers(10, len(data)))] ^= 1 << int(rng.integers(0, 8))
             variants.append(forge(bytes(flipped)))
@@ -220,4 +223,4 @@ def test_damaged_coded_files_under_sanitizers(dczdump_asan: Path, tmp_path: Path
             path = tmp_path / f"{method}_{j}.dcz"
             path.write_bytes(variant)
             outcomes[agree(dczdump_asan, path)] += 1
-    assert outcomes[False] > 100 and outcomes[True] > 0, outcomes
+    assert outcomes[False] > 60 and outcomes[True] > 0, outcomes
