@@ -51,8 +51,8 @@ enum {
  * 16 and up the registered methods this decoder reads (decoder/README.md) */
 enum { DCZ_RAW = 0, DCZ_DEEP = 1, DCZ_RAW_FP16 = 2, DCZ_RAW_BF16 = 3 };
 enum {
-    DCZ_UNIFORM = 16, DCZ_INT8 = 17, DCZ_INT4 = 18, DCZ_FP16 = 20, DCZ_BF16 = 21,
-    DCZ_TERNARY = 24, DCZ_BINARY = 25, DCZ_PQ = 26, DCZ_HASHED = 27
+    DCZ_M_UNIFORM = 16, DCZ_M_INT8 = 17, DCZ_M_INT4 = 18, DCZ_M_FP16 = 20, DCZ_M_BF16 = 21,
+    DCZ_M_TERNARY = 24, DCZ_M_BINARY = 25, DCZ_M_PQ = 26, DCZ_M_HASHED = 27
 };
 
 typedef struct {

@@ -196,7 +196,7 @@ int dcz__method_half(const dcz_file *f, const dcz_layer *L, float *out, dcz_erro
     if (!out) return DCZ_OK;
     for (i = 0; i < L->numel; i++) {
         uint16_t h = get_u16le(L->payload + 2 * i);
-        uint32_t b = L->method == DCZ_FP16 ? dcz__half_to_f32(h) : (uint32_t)h << 16;
+        uint32_t b = L->method == DCZ_M_FP16 ? dcz__half_to_f32(h) : (uint32_t)h << 16;
         put(L, out, i, f32_of(b));
     }
     return DCZ_OK;
@@ -208,7 +208,7 @@ int dcz__method_signs(const dcz_file *f, const dcz_layer *L, float *out, dcz_err
 {
     const uint8_t *p = L->params;
     uint64_t rows = 1, per, split, i;
-    int half, ternary = L->method == DCZ_TERNARY;
+    int half, ternary = L->method == DCZ_M_TERNARY;
     dcz__levels s;
     (void)f;
     if (L->params_len != 2) FAIL(L, "ternary/binary params: not 2 bytes");
