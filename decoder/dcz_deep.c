@@ -36,16 +36,17 @@ static int bitn(bits *b, unsigned w, uint32_t *v) /* w <= 25 */
 int dcz__uvarint_min(const uint8_t *p, uint64_t n, uint64_t *off, uint32_t max, uint32_t *v)
 {
     unsigned nbytes = 1, k;
-    uint32_t value = 0, m = max;
+    uint32_t m = max;
+    uint64_t value = 0; /* 64 bits: a fifth byte's high bits must not wrap (max 2^32 - 1) */
     while (m >>= 7) nbytes++;
     for (k = 0; k < nbytes; k++) {
         uint8_t byte;
         if (*off >= n) return 0;
         byte = p[(*off)++];
-        value |= (uint32_t)(byte & 0x7F) << (7 * k);
+        value |= (uint64_t)(byte & 0x7F) << (7 * k);
         if (!(byte & 0x80)) {
             if ((byte == 0 && k) || value > max) return 0;
-            *v = value;
+            *v = (uint32_t)value;
             return 1;
         }
     }
