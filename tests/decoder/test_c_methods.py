@@ -12,6 +12,7 @@ layers by name.
 from __future__ import annotations
 
 import importlib.util
+import struct
 import subprocess
 import sys
 import zlib
@@ -205,7 +206,7 @@ def test_damaged_coded_files_under_sanitizers(dczdump_asan: Path, tmp_path: Path
         container.write(good, records, payloads)
         data = good.read_bytes()
         variants = [data[:n] for n in sorted({10, len(data) // 2, len(data) - 1})]
-        for _ in range(24):
+        for _ in range(16):
             flipped = bytearray(data)
             flipped[int(rng.integers(10, len(data)))] ^= 1 << int(rng.integers(0, 8))
             variants.append(forge(bytes(flipped)))
@@ -213,7 +214,7 @@ def test_damaged_coded_files_under_sanitizers(dczdump_asan: Path, tmp_path: Path
             path = tmp_path / f"{method}_{j}.dcz"
             path.write_bytes(variant)
             outcomes[agree(dczdump_asan, path)] += 1
-    assert outcomes[False] > 60 and outcomes[True] > 0, outcomes
+    assert outcomes[False] > 40 and outcomes[True] > 0, outcomes
 
 
 def test_a_varint_past_32_bits_is_refused(dczdump: Path, tmp_path: Path) -> None:
@@ -227,3 +228,41 @@ def test_a_varint_past_32_bits_is_refused(dczdump: Path, tmp_path: Path) -> None
         path = tmp_path / "hashed.dcz"
         container.write(path, [rec], [payload])
         assert agree(dczdump, path) == valid
+
+
+def _uniform_file(path: Path, params: bytes, payload: bytes, shape: tuple[int, ...],
+                  dtype: str = "float32") -> Path:
+    rec = LayerRecord("u", dtype, shape, len(payload), zlib.crc32(payload),
+                      coded=Coded("uniform", 16, params))
+    container.write(path, [rec], [payload])
+    return path
+
+
+def test_uniform_edges_of_float32(dczdump: Path, tmp_path: Path) -> None:
+    """Hand-made uniform records at float32's edges: a subnormal value (the smallest step
+    with a -64/128 cell mean), a value and a step that overflow (refused), a level past
+    2**20 - 1 (refused), a group of one weight; both readers agree on each."""
+    fixed = registry.entropy("fixed")
+    tiny = struct.pack("<f", 2.0**-126)
+    big = struct.pack("<f", 3.0e38)
+    levels = np.array([1, -1, 0, 2], dtype=np.int32)
+    exps = bytes([0x00, 0x1F, 0xF0])  # 12-bit exponents 1 and 0xFF0 (o = 255: overflows)
+    cases = [  # (params, payload, shape, dtype, accepted)
+        (bytes([4, 1]) + tiny + bytes([1, 0xC0]), fixed.encode(levels), (4,), "float32", True),
+        (bytes([4, 1]) + tiny + bytes([1, 0xC0]), fixed.encode(levels), (4,), "float16", True),
+        (bytes([0, 1]) + big, fixed.encode(np.array([1, 1, 1, 1])), (2, 2), "float64", True),
+        (bytes([0, 1]) + big, fixed.encode(levels), (2, 2), "float32", False),
+        (bytes([1, 1]) + tiny + bytes([12]), exps[:2] + b"\x00" + fixed.encode(levels),
+         (2, 2), "float32", True),
+        (bytes([1, 1]) + tiny + bytes([12]), exps + fixed.encode(levels), (2, 2), "float32",
+         False),
+        (bytes([0, 1]) + tiny, fixed.encode(np.array([1 << 20, 0])), (2,), "float32", False),
+        (bytes([0, 1]) + tiny, fixed.encode(np.array([(1 << 20) - 1, 0])), (2,), "float32",
+         True),
+        (bytes([2, 3]) + struct.pack("<f", 0.5) + bytes([3, 1]),
+         bytes([0b00101100, 0b11000000]) + registry.entropy("cabac").encode(levels), (1, 4),
+         "bfloat16", True),
+    ]
+    for k, (params, payload, shape, dtype, accepted) in enumerate(cases):
+        path = _uniform_file(tmp_path / f"edge{k}.dcz", params, payload, shape, dtype)
+        assert agree(dczdump, path) == accepted, k
