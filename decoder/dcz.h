@@ -15,7 +15,9 @@
  *
  * dcz_open refuses, before anything is decoded, exactly the files inspector's Python reader
  * refuses (inspector/format/container.py open_container + read_layer): every header field is
- * checked against the others, every CRC-32, every stream against its record. After a
+ * checked against the others, every CRC-32, every stream against its record. (One
+ * exception: a registered method's layer whose levels use the huffman entropy stage is
+ * refused as unsupported; decoder/README.md.) After a
  * successful open, dcz_decode of any layer cannot fail except on a too-small output buffer.
  *
  * Layers decode to float32 as numpy's astype(float32) of what the Python reader returns:

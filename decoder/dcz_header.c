@@ -268,7 +268,7 @@ static int parse_shape(parser *P, dcz_error *err, uint8_t ndim)
     return DCZ_OK;
 }
 
-/* A generic record (method codes 16 and up, format versions to come): varint(len(params)) +
+/* A registered method's record (method codes 16 and up): varint(len(params)) +
  * params, which the method's payload function reads from L->params. Only methods listed in
  * METHODS get here; any other code was refused as "unsupported method N". */
 static int parse_generic(parser *P, dcz_error *err)

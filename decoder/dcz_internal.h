@@ -21,7 +21,7 @@ struct dcz_layer {
     uint8_t filler, half, coded, wmode, pmode, positions, index_bits, strict;
     uint32_t k;
     uint64_t entries, survivors, weight_nbytes, holes;
-    /* a generic record (method >= 16, to come): its parameters */
+    /* a registered method's record (method >= 16): its parameters */
     const uint8_t *params;
     uint64_t params_len;
     size_t scratch; /* uint16 entries of Huffman symbol tables */
