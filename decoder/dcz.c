@@ -84,6 +84,15 @@ static const struct {
     {DCZ_DEEP, 1, dcz__method_deep},
     {DCZ_RAW_FP16, 2, dcz__method_raw},
     {DCZ_RAW_BF16, 2, dcz__method_raw},
+    {DCZ_M_UNIFORM, 2, dcz__method_uniform},
+    {DCZ_M_INT8, 2, dcz__method_uniform}, /* a preset of uniform: the same record */
+    {DCZ_M_INT4, 2, dcz__method_uniform},
+    {DCZ_M_FP16, 2, dcz__method_half},
+    {DCZ_M_BF16, 2, dcz__method_half},
+    {DCZ_M_TERNARY, 2, dcz__method_signs},
+    {DCZ_M_BINARY, 2, dcz__method_signs},
+    {DCZ_M_PQ, 2, dcz__method_pq},
+    {DCZ_M_HASHED, 2, dcz__method_hashed},
 };
 
 dcz__payload_fn dcz__method_of(int version, uint8_t code)

@@ -15,7 +15,9 @@
  *
  * dcz_open refuses, before anything is decoded, exactly the files inspector's Python reader
  * refuses (inspector/format/container.py open_container + read_layer): every header field is
- * checked against the others, every CRC-32, every stream against its record. After a
+ * checked against the others, every CRC-32, every stream against its record. (One
+ * exception: a registered method's layer whose levels use the huffman entropy stage is
+ * refused as unsupported; decoder/README.md.) After a
  * successful open, dcz_decode of any layer cannot fail except on a too-small output buffer.
  *
  * Layers decode to float32 as numpy's astype(float32) of what the Python reader returns:
@@ -47,8 +49,13 @@ enum {
     DCZ_UINT8 = 6, DCZ_INT16 = 7, DCZ_INT32 = 8, DCZ_INT64 = 9, DCZ_BOOL = 10, DCZ_UINT16 = 11,
     DCZ_UINT32 = 12, DCZ_UINT64 = 13
 };
-/* method codes: 0 raw, 1 deep compression, 2 raw held as float16, 3 raw held as bfloat16 */
+/* method codes: 0 raw, 1 deep compression, 2 raw held as float16, 3 raw held as bfloat16;
+ * 16 and up the registered methods this decoder reads (decoder/README.md) */
 enum { DCZ_RAW = 0, DCZ_DEEP = 1, DCZ_RAW_FP16 = 2, DCZ_RAW_BF16 = 3 };
+enum {
+    DCZ_M_UNIFORM = 16, DCZ_M_INT8 = 17, DCZ_M_INT4 = 18, DCZ_M_FP16 = 20, DCZ_M_BF16 = 21,
+    DCZ_M_TERNARY = 24, DCZ_M_BINARY = 25, DCZ_M_PQ = 26, DCZ_M_HASHED = 27
+};
 
 typedef struct {
     char message[320]; /* one line, no newline: what is wrong, naming the layer */

@@ -33,19 +33,20 @@ static int bitn(bits *b, unsigned w, uint32_t *v) /* w <= 25 */
 }
 
 /* read_uvarint: minimal LEB128, at most `max`; the offset moves past it. */
-static int uvarint_min(const uint8_t *p, uint64_t n, uint64_t *off, uint32_t max, uint32_t *v)
+int dcz__uvarint_min(const uint8_t *p, uint64_t n, uint64_t *off, uint32_t max, uint32_t *v)
 {
     unsigned nbytes = 1, k;
-    uint32_t value = 0, m = max;
+    uint32_t m = max;
+    uint64_t value = 0; /* 64 bits: a fifth byte's high bits must not wrap (max 2^32 - 1) */
     while (m >>= 7) nbytes++;
     for (k = 0; k < nbytes; k++) {
         uint8_t byte;
         if (*off >= n) return 0;
         byte = p[(*off)++];
-        value |= (uint32_t)(byte & 0x7F) << (7 * k);
+        value |= (uint64_t)(byte & 0x7F) << (7 * k);
         if (!(byte & 0x80)) {
             if ((byte == 0 && k) || value > max) return 0;
-            *v = value;
+            *v = (uint32_t)value;
             return 1;
         }
     }
@@ -70,7 +71,7 @@ static int read_table(const uint8_t *p, uint64_t n, uint64_t *off, uint32_t alph
     bits b;
     unsigned len;
     uint64_t kraft = 0;
-    if (!uvarint_min(p, n, off, MAX_TABLE_ALPHABET, &A) || A > alphabet) return 0;
+    if (!dcz__uvarint_min(p, n, off, MAX_TABLE_ALPHABET, &A) || A > alphabet) return 0;
     memset(h, 0, sizeof *h);
     b.p = p;
     b.pos = *off * 8;
@@ -181,7 +182,7 @@ static int read_slot(const dcz_layer *L, uint64_t *off, int mode, uint32_t alpha
         if (!read_table(p, n, off, alphabet, &s->h, sym ? sym + *used : 0, &u)) return 0;
         *used += u;
     } else if (mode == CONSTANT) {
-        if (alphabet < 1 || !uvarint_min(p, n, off, alphabet - 1, &s->konst)) return 0;
+        if (alphabet < 1 || !dcz__uvarint_min(p, n, off, alphabet - 1, &s->konst)) return 0;
     }
     return 1;
 }
@@ -197,7 +198,7 @@ static int deep_tables_read(const dcz_layer *L, deep_tables *t, uint16_t *sym, d
         uint32_t key = 0, step;
         uint16_t bits16;
         for (i = 0; i < k; i++) {
-            if (!uvarint_min(p, n, &off, 0xFFFF - (i ? key : 0), &step))
+            if (!dcz__uvarint_min(p, n, &off, 0xFFFF - (i ? key : 0), &step))
                 FAIL(L, "cannot be decoded: bad codebook varint");
             key = i ? key + step : step;
             bits16 = (uint16_t)((key & 0x8000) ? key ^ 0x8000 : key ^ 0xFFFF); /* its pattern */

@@ -268,7 +268,7 @@ static int parse_shape(parser *P, dcz_error *err, uint8_t ndim)
     return DCZ_OK;
 }
 
-/* A generic record (method codes 16 and up, format versions to come): varint(len(params)) +
+/* A registered method's record (method codes 16 and up): varint(len(params)) +
  * params, which the method's payload function reads from L->params. Only methods listed in
  * METHODS get here; any other code was refused as "unsupported method N". */
 static int parse_generic(parser *P, dcz_error *err)
@@ -278,6 +278,10 @@ static int parse_generic(parser *P, dcz_error *err)
     if ((r = rd_varint(&P->r, P->r.n, &L->params_len)) <= 0 ||
         !rd_take(&P->r, L->params_len, &L->params))
         FAIL(L, r < 0 ? "method parameters exceed the header" : "header is truncated");
+    if (L->dtype != DCZ_FLOAT32 && L->dtype != DCZ_FLOAT64 && L->dtype != DCZ_FLOAT16 &&
+        L->dtype != DCZ_BFLOAT16)
+        FAIL(L, "a layer of this dtype cannot be coded by a registered method");
+    if (L->numel == 0) FAIL(L, "is coded by a registered method but has a zero dimension");
     return DCZ_OK;
 }
 
@@ -387,7 +391,7 @@ int dcz__parse_all(dcz_file *f, uint64_t start, uint64_t budget, dcz_layer *stor
         pos = sat_add(pos, L->payload_len);
         /* verify.decoded_nbytes, and the largest deep layer's float32 scratch */
         item = L->dtype == DCZ_BFLOAT16 ? 4 : ITEMSIZE[L->dtype];
-        if (L->method == DCZ_DEEP) {
+        if (L->method == DCZ_DEEP || L->method >= 16) { /* lossy: deep or registered */
             total = sat_add(total, L->numel * (item > 4 ? item : 4));
             if (L->numel * 4 > scratch) scratch = L->numel * 4;
         } else total = sat_add(total, L->numel * item);

@@ -21,7 +21,7 @@ struct dcz_layer {
     uint8_t filler, half, coded, wmode, pmode, positions, index_bits, strict;
     uint32_t k;
     uint64_t entries, survivors, weight_nbytes, holes;
-    /* a generic record (method >= 16, to come): its parameters */
+    /* a registered method's record (method >= 16): its parameters */
     const uint8_t *params;
     uint64_t params_len;
     size_t scratch; /* uint16 entries of Huffman symbol tables */
@@ -60,6 +60,45 @@ typedef struct {
  * check each deep payload's CRC and size its Huffman tables. */
 int dcz__parse_all(dcz_file *f, uint64_t start, uint64_t budget, dcz_layer *store, char *names,
                    int tables, dcz__sizes *sz, dcz_error *err);
+
+/* ------------------------------------------------- registered methods (codes >= 16) */
+
+int dcz__method_uniform(const dcz_file *f, const dcz_layer *L, float *out, dcz_error *err);
+int dcz__method_half(const dcz_file *f, const dcz_layer *L, float *out, dcz_error *err);
+int dcz__method_signs(const dcz_file *f, const dcz_layer *L, float *out, dcz_error *err);
+int dcz__method_pq(const dcz_file *f, const dcz_layer *L, float *out, dcz_error *err);
+int dcz__method_hashed(const dcz_file *f, const dcz_layer *L, float *out, dcz_error *err);
+
+/* read_uvarint (inspector/core/bitpack.py): minimal LEB128, at most `max`, at byte *off */
+int dcz__uvarint_min(const uint8_t *p, uint64_t n, uint64_t *off, uint32_t max, uint32_t *v);
+
+/* An entropy stage's stream of `count` signed levels (docs/format.md, "Entropy streams"),
+ * read one level at a time with no scratch: dcz__levels_open checks what can be checked up
+ * front, dcz__levels_next gives the next level, dcz__levels_close the checks that need the
+ * whole stream (fixed: the width is the smallest; cabac: the tail). Each returns 0 with
+ * `why` set for a damaged stream. The cabac context states (121 x 5 bytes) live here. */
+enum { DCZ_FIXED_STAGE = 1, DCZ_HUFFMAN_STAGE = 2, DCZ_CABAC_STAGE = 3 };
+#define CABAC_CONTEXTS 121
+typedef struct {
+    uint8_t stage;
+    const uint8_t *p; /* the code bytes (after the stage's first byte) */
+    uint64_t n, count, done;
+    const char *why;
+    /* fixed */
+    unsigned width;
+    uint64_t bit;
+    uint32_t top; /* the largest zig-zag code so far */
+    /* cabac */
+    unsigned ngt, egk;
+    uint64_t code, rng, low, pos;
+    uint32_t a1, a2, s1;
+    uint16_t fast[CABAC_CONTEXTS], slow[CABAC_CONTEXTS];
+    uint8_t seen[CABAC_CONTEXTS]; /* updates, counted to 255 */
+} dcz__levels;
+int dcz__levels_open(dcz__levels *s, uint8_t stage, const uint8_t *p, uint64_t n,
+                     uint64_t count);
+int dcz__levels_next(dcz__levels *s, int32_t *v);
+int dcz__levels_close(dcz__levels *s);
 
 uint32_t dcz__half_to_f32(uint16_t h);
 float dcz__cast_value(uint8_t dtype, float v);
