@@ -140,8 +140,8 @@ def fisher(key: str, names: list[str], count: int) -> dict[str, np.ndarray]:
     of every tensor in ``names``, over the first ``count`` training examples."""
     import torch
 
-    from inspector.runtime.eval_data import read_eval_data
     from inspector.io.module_state import named_tensors
+    from inspector.runtime.eval_data import read_eval_data
     from inspector.runtime.trainable import clone_module, load_trainable
 
     module = clone_module(load_trainable(ROOT / "sample_models" / MODELS[key],
