@@ -24,6 +24,7 @@ from inspector.cli_guard import (
     terminate_as_interrupt,
 )
 from inspector.cli_method import add_method_flags
+from inspector.cli_target import add_target_flags, apply_target, result_json
 from inspector.cli_output import print_json, run_with_bar
 from inspector.errors import InspectorError
 
@@ -103,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--save-config", type=Path, metavar="SETTINGS.json",
                       help="also write the settings used")
     comp.add_argument("--json", action="store_true", help="print JSON")
+    add_target_flags(comp)
     add_method_flags(comp, {a.dest for a in comp._actions})
     comp.set_defaults(func=_cmd_compress)
 
@@ -207,6 +209,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     if args.output is None:
         raise InspectorError("compress needs -o OUTPUT.dcz (or --explain LAYER)", args.model)
     show = sys.stderr.isatty() and not args.json
+    settings, solved = apply_target(codec, settings, args, show)
     estimate, nbytes = run_with_bar(compress(codec, settings, args.output), show)
     if args.save_config:
         save_settings(settings, args.save_config)
@@ -219,9 +222,12 @@ def _cmd_compress(args: argparse.Namespace) -> int:
             "estimated_nbytes": estimate.file_nbytes, "container_nbytes": estimate.container_nbytes,
             "ratio": total["ratio"], "totals": total, "settings": settings.to_json(),
             "layers": [r.to_json() for r in rows],
+            **({"target": result_json(solved)} if solved is not None else {}),
         })
         return 0
     print(report.format_table(rows, report.totals(rows, nbytes)))
+    if solved is not None:
+        print(f"target: {solved.describe()}")
     print(f"wrote {args.output}")
     return 0
 
