@@ -24,8 +24,8 @@ from inspector.cli_guard import (
     terminate_as_interrupt,
 )
 from inspector.cli_method import add_method_flags
-from inspector.cli_target import add_target_flags, apply_target, result_json
 from inspector.cli_output import print_json, run_with_bar
+from inspector.cli_target import add_target_flags, apply_target, result_json
 from inspector.errors import InspectorError
 
 EXIT_BAD_INPUT = 2
