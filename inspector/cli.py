@@ -118,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     gui.add_argument("--select", metavar="LAYER", help="layer to show (with --screenshot)")
     gui.add_argument("--allow-code", action="store_true",
                      help="let MODEL's code run (TorchScript) to measure it, without asking")
+    gui.add_argument("--target-ratio", type=float, metavar="R",
+                     help="once loaded, solve the model-wide target ratio R (as the target "
+                          "control's Solve does)")
     gui.set_defaults(func=_cmd_gui)
 
     dec = sub.add_parser(
@@ -235,7 +238,8 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 def _cmd_gui(args: argparse.Namespace) -> int:
     from inspector.gui.app import run
 
-    return run(args.model, args.config, args.screenshot, args.select, args.data, args.allow_code)
+    return run(args.model, args.config, args.screenshot, args.select, args.data, args.allow_code,
+               args.target_ratio)
 
 
 def _cmd_decompress(args: argparse.Namespace) -> int:

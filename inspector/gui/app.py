@@ -29,11 +29,14 @@ def run(
     select: str | None = None,
     data: str | None = None,
     allow_code: bool = False,
+    target_ratio: float | None = None,
 ) -> int:
     """Show the main window (optionally opening ``model``); return the exit code.
 
     ``allow_code``: the command line's leave for ``model``'s code to run (TorchScript), so the
-    app does not ask (a screenshot has nobody to ask).
+    app does not ask (a screenshot has nobody to ask). ``target_ratio``: once the model is
+    estimated, solve that model-wide target ratio as the target control's Solve does (a
+    screenshot then waits for its result).
     """
     headless = not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY"))
     if screenshot and headless:
@@ -71,8 +74,11 @@ def run(
     window = MainWindow(settings=qsettings, on_error=_fail if screenshot else None)
     if screenshot:
         window.resize(*SCREENSHOT_SIZE)
-        _arm_screenshot(window, Path(screenshot), select, measured=data is not None)
+        _arm_screenshot(window, Path(screenshot), select, measured=data is not None,
+                        solving=target_ratio is not None)
     window.show()
+    if target_ratio is not None:
+        _solve_when_estimated(window, target_ratio)
     if not screenshot:
         start_warm_up(window)
     gc.freeze()  # Qt's and pyqtgraph's objects live as long as the app (see workers.COLLECTOR)
@@ -136,13 +142,36 @@ def _quiet_offscreen_notices() -> None:
     qInstallMessageHandler(handler)
 
 
-def _arm_screenshot(window: object, out: Path, select: str | None, measured: bool) -> None:
-    """Save once the estimate (and, with evaluation data, the accuracy) has landed."""
-    session = window.session  # type: ignore[attr-defined]
+def _solve_when_estimated(window: Any, ratio: float) -> None:
+    """Press the target control's Solve for ``ratio`` once the first estimate lands."""
+    session, bar = window.session, window.target_bar
+
+    def on_estimate() -> None:
+        if session.estimate is None:
+            return
+        session.estimate_changed.disconnect(on_estimate)
+        bar.kind_combo.setCurrentIndex(bar.kind_combo.findData("ratio"))
+        bar.value_spin.setValue(ratio)
+        bar.solve_button.click()
+
+    session.estimate_changed.connect(on_estimate)
+
+
+def _arm_screenshot(window: Any, out: Path, select: str | None, measured: bool,
+                    solving: bool = False) -> None:
+    """Save once the estimate (and, with evaluation data, the accuracy; with a target, the
+    solve's estimate) has landed."""
+    session = window.session
+    solved: list[object] = []
+    if solving:
+        window.controller.target.solved.connect(solved.append)
+        window.controller.target.failed.connect(lambda m: _fail("", m))
 
     def ready() -> bool:
-        if session.estimate is None:
+        if session.estimate is None or (solving and not solved):
             return False
+        if solving and session.estimate.file_nbytes != solved[0].file_nbytes:
+            return False  # the estimate of the settings before the solve
         return not measured or session.accuracy_is_current or bool(session.accuracy_note)
 
     def on_change() -> None:
