@@ -18,6 +18,9 @@ if TYPE_CHECKING:  # the CLI imports settings only when a command runs
 
 
 def add_target_flags(parser: argparse.ArgumentParser) -> None:
+    from inspector.cli_tune import add_input_options
+
+    add_input_options(parser)  # what --target-max-drop measures on
     group = parser.add_argument_group("model-wide target (one rate knob for every layer)")
     one = group.add_mutually_exclusive_group()
     one.add_argument("--target-ratio", type=float, metavar="R",
@@ -25,8 +28,16 @@ def add_target_flags(parser: argparse.ArgumentParser) -> None:
     one.add_argument("--target-bytes", type=int, metavar="N", help="a file of at most N bytes")
     one.add_argument("--target-sqnr", type=float, metavar="DB",
                      help="the smallest file whose model-wide weight SQNR is at least DB")
+    one.add_argument("--target-max-drop", type=float, metavar="POINTS",
+                     help="the smallest file whose measured drop (top-1 with labels, else "
+                          "agreement with the original; see --data, --synthetic, --metric) "
+                          "is at most POINTS")
     group.add_argument("--lambda", dest="lambda_", type=float, metavar="L",
                        help="the rate-distortion lambda of every layer (uniform's lam)")
+    group.add_argument("--allow-code", action="store_true",
+                       help="with --target-max-drop: let a TorchScript MODEL's code run")
+    group.add_argument("--allow-pickle", action="store_true",
+                       help="with --target-max-drop: allow a whole pickled module")
     group.add_argument("--knob", metavar="OPTION",
                        help="the option a target solves (default: rel_step for uniform; "
                             "also step, lam)")
@@ -40,6 +51,10 @@ def target_of(args: argparse.Namespace) -> Any:
                         ("sqnr", args.target_sqnr)):
         if value is not None:
             return Target(kind, float(value))
+    if args.target_max_drop is not None:
+        if args.target_max_drop < 0:
+            raise SettingsError(f"--target-max-drop must be >= 0, got {args.target_max_drop}")
+        return Target("floor", -float(args.target_max_drop))  # measure: minus the drop
     return None
 
 
@@ -62,8 +77,22 @@ def apply_target(codec: ModelCodec, settings: ModelSettings, args: argparse.Name
         settings = settings.with_defaults(lam=args.lambda_)
     if target is None:
         return settings, None
-    result = run_with_bar(solve(codec, settings, target, args.knob), show)
+    measure = None
+    if target.kind == "floor":
+        codec, measure = _drop_measure(args)
+    result = run_with_bar(solve(codec, settings, target, args.knob, measure), show)
     return result.settings, result
+
+
+def _drop_measure(args: argparse.Namespace) -> tuple[ModelCodec, Any]:
+    """A codec of the runnable model's own tensors and minus the drop its settings cost."""
+    from inspector.cli_tune import open_evaluator_of
+    from inspector.tasks.codec import ModelCodec
+    from inspector.tasks.drive import run_to_end
+
+    evaluator = open_evaluator_of(args)
+    codec = ModelCodec(evaluator.reference)
+    return codec, lambda s: -run_to_end(evaluator.evaluate_settings(codec, s)).drop_points
 
 
 def result_json(result: TargetResult) -> dict[str, Any]:
@@ -71,4 +100,5 @@ def result_json(result: TargetResult) -> dict[str, Any]:
             "lam": result.settings.defaults.get("lam"), "file_nbytes": result.file_nbytes,
             "fp32_nbytes": result.fp32_nbytes, "ratio": result.ratio,
             "sqnr_db": result.sqnr_db, "min_layer_sqnr_db": result.min_layer_sqnr_db,
-            "met": result.met, "evaluations": result.evaluations}
+            "met": result.met, "evaluations": result.evaluations,
+            **({"drop_points": -result.measured} if result.measured is not None else {})}

@@ -44,3 +44,17 @@ def test_target_with_deep_is_one_line(capsys, tmp_path: Path) -> None:
                        "--target-ratio", 10, "--method", "deep")
     assert code == 2 and err.count("\n") == 1 and "rate knob" in err
     assert not (tmp_path / "o.dcz").exists()
+
+
+def test_target_max_drop_is_met_by_the_file_written(capsys, tmp_path: Path) -> None:
+    onnx = LENET.with_suffix(".onnx")
+    data = LENET.with_name("mnist_test.h5")
+    out = tmp_path / "o.dcz"
+    code, text, err = cli(capsys, "compress", onnx, "-o", out, "--target-max-drop", 0.5,
+                          "--data", data, "--json")
+    assert code == 0, err
+    target = json.loads(text)["target"]
+    assert target["met"] and 0 <= target["drop_points"] <= 0.5 and target["ratio"] > 8
+    code, text, err = cli(capsys, "eval", onnx, "--data", data, "--compressed", out, "--json")
+    assert code == 0, err
+    assert json.loads(text)["drop_points"] == target["drop_points"]  # the file's, re-measured

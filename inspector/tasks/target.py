@@ -78,7 +78,7 @@ class TargetResult:
     min_layer_sqnr_db: float
     met: bool  # False: even the knob's end closest to the target misses it
     evaluations: int
-    measured: float | None = None  # the floor's measure, for a "floor" target
+    measured: float | None = None  # a "floor" target's measure (the CLI's: minus the drop)
 
     @property
     def ratio(self) -> float:
@@ -89,7 +89,7 @@ class TargetResult:
         lam = self.settings.defaults.get("lam")
         extra = f", lam {lam:g}" if self.knob != "lam" and lam is not None else ""
         miss = "" if self.met else " (target not reachable: closest shown)"
-        fid = (f"; measured {self.measured:.4f}" if self.measured is not None else "")
+        fid = (f"; drop {-self.measured:.2f} points" if self.measured is not None else "")
         return (f"{self.method} at {self.knob} {self.value:.6g}{extra}: {self.file_nbytes:,} "
                 f"bytes, {self.ratio:.2f}x smaller than fp32, weight SQNR {self.sqnr_db:.1f} "
                 f"dB (worst layer {self.min_layer_sqnr_db:.1f} dB){fid}{miss}")
