@@ -140,6 +140,11 @@ def solve(codec: ModelCodec, base: ModelSettings, target: Target, knob: str | No
     budget = int(target.value if target.kind == "bytes" else fp32 // target.value)
     n = 0
     memo: dict[float, tuple[ModelSettings, ModelEstimate, float | None]] = {}
+    side = ""
+    # close enough: a file within half the ratio tolerance under the budget, a floor met
+    # within 0.02 dB (a measured floor: only by bisection's width)
+    close = (-math.log(1 - _RATIO_TOL / 2) if target.sizes
+             else 0.02 if target.kind != "floor" else -1.0)
 
     def at(t: float) -> Generator[Progress, None, tuple[ModelSettings, ModelEstimate,
                                                         float | None]]:
@@ -152,41 +157,55 @@ def solve(codec: ModelCodec, base: ModelSettings, target: Target, knob: str | No
             memo[t] = (s, est, measure(s) if target.kind == "floor" and measure else None)
         return memo[t]
 
-    def ok(e: ModelEstimate, m: float | None) -> bool:
+    def score(e: ModelEstimate, m: float | None) -> float:
+        """>= 0 where the target is met; smooth in log t, so a false-position step lands
+        near the switch point in a few estimates."""
         if target.sizes:
-            return e.file_nbytes <= budget
+            return math.log(budget) - math.log(e.file_nbytes)
         if target.kind == "floor":
-            return m is not None and m >= target.value
-        return (_sqnr(e) if target.kind == "sqnr" else _min_sqnr(e)) >= target.value
+            return -math.inf if m is None else m - target.value
+        return (_sqnr(e) if target.kind == "sqnr" else _min_sqnr(e)) - target.value
 
     # sizes want the finest t that fits (good end: coarse), fidelity the coarsest that meets
     # the floor (good end: fine); "largest t" is coarsest when larger values code coarser
     good_t, bad_t = (hi, lo) if target.sizes else (lo, hi)
     good = yield from at(good_t)
-    if ok(good[1], good[2]):
+    g = score(good[1], good[2])
+    met = g >= 0
+    if met:
         far = yield from at(bad_t)
-        if ok(far[1], far[2]):
+        f = score(far[1], far[2])
+        if f >= 0:
             good = far
         else:
             a, b = math.log(good_t), math.log(bad_t)
-            while abs(b - a) > rel_tol and n < _MAX_STEPS:
-                mid_t = math.exp(0.5 * (a + b))
+            ga, fb = g, f  # the ends' scores as the interpolation weighs them
+            while abs(b - a) > rel_tol and n < _MAX_STEPS and not 0 <= g <= close:
+                mid_t = math.exp(_next_point(a, b, ga, fb, target.kind != "floor"))
                 mid = yield from at(mid_t)
-                if ok(mid[1], mid[2]):
-                    a, good = math.log(mid_t), mid
+                m = score(mid[1], mid[2])
+                if m >= 0:
+                    a, g, ga, good = math.log(mid_t), m, m, mid
+                    fb = fb / 2 if side == "good" else fb  # Illinois: a stale end weighs less
+                    side = "good"
                 else:
-                    b = math.log(mid_t)
-                if target.kind == "ratio" and ok(good[1], good[2]) and \
-                        good[1].file_nbytes >= budget * (1 - _RATIO_TOL / 2):
-                    break  # within half the tolerance: no need to go finer
-        met = True
-    else:
-        met = False
+                    b, fb = math.log(mid_t), m
+                    ga = ga / 2 if side == "bad" else ga
+                    side = "bad"
     s, est, measured = good
     t = float(s.defaults[option.name])
     yield Progress(_MAX_STEPS, _MAX_STEPS, "done")
     return TargetResult(s, method, option.name, t, est.file_nbytes, fp32, _sqnr(est),
                         _min_sqnr(est), met, n, measured)
+
+
+def _next_point(a: float, b: float, ga: float, fb: float, interpolate: bool) -> float:
+    """The next log t between ``a`` (score ``ga`` >= 0) and ``b`` (``fb`` < 0): false
+    position, kept off the ends (a quarter of the bracket at least), or the middle."""
+    if not interpolate or not (math.isfinite(ga) and math.isfinite(fb)) or ga == fb:
+        return 0.5 * (a + b)
+    x = ga / (ga - fb)  # where the score's chord crosses 0, as a fraction from a to b
+    return a + min(max(x, 0.1), 0.9) * (b - a)
 
 
 def _bounds(codec: ModelCodec, base: ModelSettings, option: Option) -> tuple[float, float]:
