@@ -58,7 +58,7 @@ class Controller(QObject):
         self.accuracy.status.connect(self.status)
         self.tuning = TuningController(session, self.accuracy, self)
         self.tuning.status.connect(self.status)
-        self.target = TargetController(session, self)
+        self.target = TargetController(session, self.accuracy, self)
         self.target.status.connect(self.status)
         self._pending: dict[int, tuple[ModelSettings | None, str | None]] = {}
         self._shown = 0  # generation of the estimate on screen

@@ -1,20 +1,28 @@
 """The model-wide target: solve one rate knob for a size, ratio or fidelity in the background.
 
 The solve (:func:`inspector.tasks.target.solve`) runs in a worker of its own with a codec of
-its own (codecs are not thread-safe, and the estimator keeps using the app's). A result is
+its own (codecs are not thread-safe, and the estimator keeps using the app's). A measured
+floor (``"floor"``: at most so many points of drop) runs the model on the app's evaluation
+data, or without data on synthetic inputs (agreement with the original), with an evaluator
+of this worker's own; a runnable model's code runs only with the user's consent. A result is
 applied as one undoable settings change, unless it is stale: a newer request, another model,
 or settings the user changed while it ran (the knob was solved on top of the old ones).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from PySide6.QtCore import QObject, Signal
 
 from inspector.model.session import Session
 from inspector.tasks.codec import ModelCodec, Progress
+from inspector.tasks.drive import run_to_end
 from inspector.tasks.target import Target, TargetResult, solve, with_best_method
 
-from .workers import SerialWorker, Token, drive
+from .accuracy import GUI_SYNTHETIC, AccuracyController
+from .workers import COLLECTOR, SerialWorker, Token, drive
 
 
 class TargetController(QObject):
@@ -26,10 +34,13 @@ class TargetController(QObject):
     failed = Signal(str)
     solved = Signal(object)  # the TargetResult applied
 
-    def __init__(self, session: Session, parent: QObject | None = None) -> None:
+    def __init__(self, session: Session, accuracy: AccuracyController | None = None,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.session = session
+        self._accuracy = accuracy  # whose evaluation file and consent a floor uses
         self._codec: ModelCodec | None = None  # touched by the worker's thread only
+        self._tools: tuple[tuple[str, str], Any, ModelCodec] | None = None  # a floor's
         self._requests: dict[int, tuple[object, object]] = {}  # generation: model, settings
         self._worker = SerialWorker("target", self)
         self._worker.progress.connect(self._on_worker_progress)
@@ -50,8 +61,23 @@ class TargetController(QObject):
             return 0
         settings = self.session.settings
         base = with_best_method(settings)
+        data, allow_code = None, False
+        if target.kind == "floor":
+            if self._accuracy is None:
+                self.failed.emit("a measured floor needs the app's evaluation data")
+                return 0
+            data = self._accuracy.data_path
+            allowed = self._accuracy.consent.allow_code(model.path, "measuring a floor")
+            if allowed is None:
+                self.failed.emit(f"{Path(model.path).name} contains code you chose not to "
+                                 "run: a measured floor needs to run it.")
+                return 0
+            allow_code = allowed
 
         def job(token: Token) -> TargetResult:
+            if target.kind == "floor":
+                codec, measure = self._measure(model, data, allow_code, token)
+                return drive(solve(codec, base, target, measure=measure), token)
             if self._codec is None or self._codec.model is not model:
                 self._codec = ModelCodec(model)
             return drive(solve(self._codec, base, target), token)
@@ -61,6 +87,27 @@ class TargetController(QObject):
         generation = self._worker.submit(job)
         self._requests = {generation: (model, settings)}
         return generation
+
+    def _measure(self, model: Any, data: str | None, allow_code: bool,
+                 token: Token) -> tuple[ModelCodec, Any]:
+        """This worker's codec of the runnable model and minus the drop of some settings."""
+        from inspector.tasks.accuracy import open_evaluator
+
+        key = (model.path, data or "")
+        if self._tools is None or self._tools[0] != key or self._tools[2].model is not model:
+            token.report(Progress(0, 1, "opening the evaluation data" if data
+                                  else "making synthetic inputs"))
+            with COLLECTOR.paused():
+                evaluator = open_evaluator(model.path, data, allow_code=allow_code,
+                                           synthetic=None if data else GUI_SYNTHETIC)
+            self._tools = (key, evaluator, ModelCodec(evaluator.reference))
+        _, evaluator, codec = self._tools
+
+        def measure(settings: Any) -> float:
+            token.check()
+            return -run_to_end(evaluator.evaluate_settings(codec, settings)).drop_points
+
+        return codec, measure
 
     def cancel(self) -> None:
         if self._worker.busy:

@@ -28,6 +28,8 @@ KINDS: tuple[tuple[str, str, float, float, float, float, int, str], ...] = (
     ("File size", "bytes", 1000.0, 100.0, 0.001, 1e9, 3, " KB"),
     ("Weight SQNR", "sqnr", 1.0, 30.0, 0.0, 100.0, 1, " dB"),
     ("Every layer's SQNR", "layer_sqnr", 1.0, 30.0, 0.0, 100.0, 1, " dB"),
+    # measured: at most so many points lost (the floor is minus the drop)
+    ("Max drop (measured)", "floor", -1.0, 0.5, 0.0, 100.0, 2, " pt"),
 )
 
 
@@ -43,7 +45,9 @@ class TargetWidget(QWidget):
         for label, kind, *_ in KINDS:
             self.kind_combo.addItem(label, kind)
         self.kind_combo.setToolTip("What one model-wide knob must reach: a ratio to the fp32 "
-                                   "tensors, a file size, or a weight-space fidelity floor")
+                                   "tensors, a file size, a weight-space fidelity floor, or "
+                                   "a measured drop at most (top-1 on the evaluation data, "
+                                   "else agreement with the original on synthetic inputs)")
         self.value_spin = QDoubleSpinBox()
         self.solve_button = QPushButton("Solve")
         self.solve_button.setToolTip("Find the single step (rate knob) for every layer that "
@@ -95,9 +99,10 @@ class TargetWidget(QWidget):
 
     def _on_controller_solved(self, result: TargetResult) -> None:
         miss = "" if result.met else " (not reachable: closest)"
+        drop = "" if result.measured is None else f", drop {-result.measured:.2f} pt"
         self.result_label.setText(
             f"reached {result.ratio:.2f}x, {result.file_nbytes:,} B, SQNR "
-            f"{result.sqnr_db:.1f} dB at {result.knob} {result.value:.4g}{miss}")
+            f"{result.sqnr_db:.1f} dB{drop} at {result.knob} {result.value:.4g}{miss}")
         self.result_label.setToolTip(result.describe())
 
     def _on_controller_failed(self, message: str) -> None:

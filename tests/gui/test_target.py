@@ -75,3 +75,29 @@ def test_a_stale_result_is_dropped_and_cancel_stops(qtbot, save_model) -> None:
         assert session.settings is changed and widget.solve_button.isEnabled()
     finally:
         controller.shutdown()
+
+
+def test_a_measured_floor_uses_the_evaluation_data(qtbot, tmp_path) -> None:
+    from pathlib import Path
+
+    samples = Path(__file__).resolve().parents[2] / "sample_models"
+    session = Session()
+    controller = Controller(session)
+    widget = TargetWidget(session, controller.target)
+    qtbot.addWidget(widget)
+    try:
+        with qtbot.waitSignal(controller.loaded, timeout=WAIT_MS):
+            controller.open_path(samples / "lenet300_100.onnx",
+                                 data_path=samples / "mnist_test.h5")
+        qtbot.waitUntil(lambda: session.estimate is not None, timeout=WAIT_MS)
+        widget.kind_combo.setCurrentIndex(widget.kind_combo.findData("floor"))
+        widget.value_spin.setValue(0.5)
+        assert widget.target() == Target("floor", -0.5)
+        with qtbot.waitSignal(controller.target.solved, timeout=WAIT_MS) as got:
+            widget.solve_button.click()
+        result = got.args[0]
+        assert result.met and -0.5 <= result.measured <= 0.5 and result.ratio > 8
+        assert "drop" in widget.result_label.text()
+        assert session.settings is result.settings
+    finally:
+        controller.shutdown()
