@@ -77,10 +77,11 @@ class TargetController(QObject):
         def job(token: Token) -> TargetResult:
             if target.kind == "floor":
                 codec, measure = self._measure(model, data, allow_code, token)
-                return drive(solve(codec, base, target, measure=measure), token)
+                return drive(solve(codec, base, target, measure=measure,
+                                   check=token.check), token)
             if self._codec is None or self._codec.model is not model:
                 self._codec = ModelCodec(model)
-            return drive(solve(self._codec, base, target), token)
+            return drive(solve(self._codec, base, target, check=token.check), token)
 
         self.busy.emit(True)
         self.status.emit(f"Solving the model-wide target ({target.kind} {target.value:g})…")

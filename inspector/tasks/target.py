@@ -120,13 +120,15 @@ def knob_option(method: str, knob: str | None = None) -> Option:
 
 
 def solve(codec: ModelCodec, base: ModelSettings, target: Target, knob: str | None = None,
-          measure: Callable[[ModelSettings], float] | None = None, rel_tol: float = 2e-3
+          measure: Callable[[ModelSettings], float] | None = None, rel_tol: float = 2e-3,
+          check: Callable[[], None] | None = None
           ) -> Generator[Progress, None, TargetResult]:
     """The model-wide value of ``base``'s default method's rate knob that meets ``target``.
 
     Sizes: the finest value whose file fits (a ratio is met to within 1% when the knob can
     get that close); fidelity: the coarsest value that still meets the floor. Yields a
-    Progress per whole-model estimate.
+    Progress per whole-model estimate; ``check`` (e.g. a worker's cancellation check, which
+    raises) is also called between the layers of each estimate, so a big model stops soon.
     """
     method = str(base.defaults.get("method", "deep"))
     if method == "deep":
@@ -153,7 +155,7 @@ def solve(codec: ModelCodec, base: ModelSettings, target: Target, knob: str | No
             n += 1
             yield Progress(min(n, _MAX_STEPS - 1), _MAX_STEPS, f"{option.name} {t:.4g}")
             s = base.with_defaults(**{option.name: t})
-            est = codec.estimate(s)
+            est = codec.estimate(s, None if check is None else lambda _step: check())
             memo[t] = (s, est, measure(s) if target.kind == "floor" and measure else None)
         return memo[t]
 

@@ -107,3 +107,18 @@ def test_closing_the_task_stops_it_between_estimates(tmp_path):
                      steps.append, should_stop=lambda: len(steps) >= 3)
     assert out is None and len(calls) == 2  # the third step was yielded before its estimate
     assert all(isinstance(s, Progress) for s in steps)
+
+
+def test_check_stops_an_estimate_between_layers(tmp_path):
+    codec = ModelCodec(synthetic(tmp_path / "m.npz"))
+    calls: list[int] = []
+
+    def check() -> None:
+        calls.append(1)
+        if len(calls) == 6:  # inside the second estimate (4 tensors each)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_to_end(solve(codec, with_best_method(ModelSettings()), Target("ratio", 10),
+                         check=check))
+    assert len(calls) == 6
