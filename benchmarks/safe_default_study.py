@@ -30,14 +30,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import floor_study as fs  # noqa: E402
+import floor_study as fs
 
-from inspector.io import read_model  # noqa: E402
-from inspector.model.settings import SAFE_MIN_SQNR, ModelSettings  # noqa: E402
-from inspector.tasks.accuracy import open_evaluator  # noqa: E402
-from inspector.tasks.codec import ModelCodec  # noqa: E402
-from inspector.tasks.drive import run_to_end  # noqa: E402
-from inspector.tasks.target import Target, solve, with_best_method  # noqa: E402
+from inspector.io import read_model
+from inspector.model.settings import SAFE_MIN_SQNR, ModelSettings
+from inspector.tasks.accuracy import open_evaluator
+from inspector.tasks.codec import ModelCodec
+from inspector.tasks.drive import run_to_end
+from inspector.tasks.target import Target, solve, with_best_method
 
 OCR = Path("/work/realmodels/x/rapidocr_onnxruntime/models")
 OCR_SHAPES = {"ch_PP-OCRv4_det_infer.onnx": (1, 3, 320, 320),
