@@ -38,6 +38,9 @@ demo: venv
 screenshots: venv
 	QT_QPA_PLATFORM=offscreen $(BIN)/inspector gui $(SAMPLE) --data sample_models/mnist_test.h5 \
 		--select ip1.weight --screenshot docs/screenshots/main.png --allow-code
+	QT_QPA_PLATFORM=offscreen $(BIN)/inspector gui sample_models/lenet300_100_scripted.pt \
+		--data sample_models/mnist_test.h5 --select ip1.weight --allow-code \
+		--target-ratio 16 --screenshot docs/screenshots/target.png
 
 test: venv
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest

@@ -25,6 +25,7 @@ from inspector.cli_guard import (
 )
 from inspector.cli_method import add_method_flags
 from inspector.cli_output import print_json, run_with_bar
+from inspector.cli_target import add_target_flags, apply_target, result_json
 from inspector.errors import InspectorError
 
 EXIT_BAD_INPUT = 2
@@ -103,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--save-config", type=Path, metavar="SETTINGS.json",
                       help="also write the settings used")
     comp.add_argument("--json", action="store_true", help="print JSON")
+    add_target_flags(comp)
     add_method_flags(comp, {a.dest for a in comp._actions})
     comp.set_defaults(func=_cmd_compress)
 
@@ -119,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     gui.add_argument("--input-shape", metavar="1x1x28x28",
                      help="MODEL's input, batch first, for synthetic inputs without --data "
                           "(TorchScript records none; in the app: Tune > Input Shape)")
+    gui.add_argument("--target-ratio", type=float, metavar="R",
+                     help="once loaded, solve the model-wide target ratio R (as the target "
+                          "control's Solve does)")
     gui.set_defaults(func=_cmd_gui)
 
     dec = sub.add_parser(
@@ -210,6 +215,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     if args.output is None:
         raise InspectorError("compress needs -o OUTPUT.dcz (or --explain LAYER)", args.model)
     show = sys.stderr.isatty() and not args.json
+    settings, solved = apply_target(codec, settings, args, show)
     estimate, nbytes = run_with_bar(compress(codec, settings, args.output), show)
     if args.save_config:
         save_settings(settings, args.save_config)
@@ -222,9 +228,12 @@ def _cmd_compress(args: argparse.Namespace) -> int:
             "estimated_nbytes": estimate.file_nbytes, "container_nbytes": estimate.container_nbytes,
             "ratio": total["ratio"], "totals": total, "settings": settings.to_json(),
             "layers": [r.to_json() for r in rows],
+            **({"target": result_json(solved)} if solved is not None else {}),
         })
         return 0
     print(report.format_table(rows, report.totals(rows, nbytes)))
+    if solved is not None:
+        print(f"target: {solved.describe()}")
     print(f"wrote {args.output}")
     return 0
 
@@ -238,7 +247,7 @@ def _cmd_gui(args: argparse.Namespace) -> int:
     if shape is not None and args.model is None:
         raise InputError("--input-shape is MODEL's: give the model too")
     return run(args.model, args.config, args.screenshot, args.select, args.data, args.allow_code,
-               shape)
+               shape, args.target_ratio)
 
 
 def _cmd_decompress(args: argparse.Namespace) -> int:

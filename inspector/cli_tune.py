@@ -149,7 +149,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from inspector.model.accuracy import metric_name
     from inspector.model.settings import save_settings
     from inspector.tasks import report
-    from inspector.tasks.sensitivity import sensitivity
+    from inspector.tasks.sensitivity import sensitivity, sweep_matches
     from inspector.tasks.tune import MAX_ROUNDS, tune
 
     settings, codec, evaluator = _open(args)
@@ -157,6 +157,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if sweep is not None and sweep.metric != evaluator.metric:
         print(f"inspector: note: the sweep in {args.config} measured {sweep.metric}, these "
               f"inputs measure {evaluator.metric}: sweeping again", file=sys.stderr)
+        sweep = None
+    if sweep is not None and not sweep_matches(codec, sweep, settings):
+        print(f"inspector: note: the sweep in {args.config} was measured for other methods "
+              "than the layers have now: sweeping again", file=sys.stderr)
         sweep = None
     if sweep is None:
         sweep = run_with_bar(sensitivity(codec, evaluator, settings), _show(args))
@@ -174,7 +178,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
             "max_drop_points": result.max_drop_points, "accuracy": acc.to_json(),
             "file_nbytes": result.file_nbytes, "original_nbytes": result.original_nbytes,
             "ratio": result.ratio, "rounds": len(result.rounds),
-            "layers": {n: {"value": f, "bits": b} for n, f, b in result.choices},
+            "layers": {n: {"value": f, "bits": b} if b else {_knob(result, n): f}
+                       for n, f, b in result.choices},
             "settings": result.settings.to_json(),
         })
         return code
@@ -209,11 +214,23 @@ def format_sweep(sweep: Any) -> str:
                  f"{sweep.count:,} inputs"]
     for la in sweep.layers:
         lines.append(f"{la.name} ({la.kind}, {la.size:,} weights)")
+        if la.knob:  # a uniform layer: swept along its knob
+            lines.append(f"  {la.knob_name} " + " ".join(f"{p.at:>7.4g}" for p in la.knob))
+            lines.append(f"  {short:<{len(la.knob_name)}} "
+                         + " ".join(f"{p.top1:>7.1%}" for p in la.knob))
+            continue
         lines.append("  pruned " + " ".join(f"{p.at:>6.0%}" for p in la.prune))
         lines.append(f"  {short:<6} " + " ".join(f"{p.top1:>6.1%}" for p in la.prune))
         lines.append("  bits   " + " ".join(f"{int(p.at):>6}" for p in la.bits))
         lines.append(f"  {short:<6} " + " ".join(f"{p.top1:>6.1%}" for p in la.bits))
     return "\n".join(lines)
+
+
+def _knob(result: Any, name: str) -> str:
+    """The knob a tuned knob layer's choice is a value of (from its sweep)."""
+    sweep = result.settings.sensitivity
+    layer = sweep.layer(name) if sweep is not None else None
+    return layer.knob_name if layer is not None and layer.knob_name else "knob"
 
 
 def _cosine_budget(min_cosine: float) -> float:

@@ -42,12 +42,15 @@ def run(
     data: str | None = None,
     allow_code: bool = False,
     input_shape: tuple[int, ...] | None = None,
+    target_ratio: float | None = None,
 ) -> int:
     """Show the main window (optionally opening ``model``); return the exit code.
 
     ``allow_code``: the command line's leave for ``model``'s code to run (TorchScript), so the
     app does not ask (a screenshot has nobody to ask). ``input_shape``: ``model``'s input,
     batch first, for the synthetic inputs measured without ``data`` (TorchScript records none).
+    ``target_ratio``: once the model is estimated, solve that model-wide target ratio as the
+    target control's Solve does (a screenshot then waits for its result).
     """
     headless = not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY"))
     if screenshot and headless:
@@ -87,8 +90,11 @@ def run(
     if screenshot:
         window.resize(*SCREENSHOT_SIZE)
         measured = data is not None or input_shape is not None
-        _arm_screenshot(window, Path(screenshot), select, measured=measured)
+        _arm_screenshot(window, Path(screenshot), select, measured=measured,
+                        solving=target_ratio is not None)
     window.show()
+    if target_ratio is not None:
+        _solve_when_estimated(window, target_ratio)
     if not screenshot:
         start_warm_up(window)
     gc.freeze()  # Qt's and pyqtgraph's objects live as long as the app (see workers.COLLECTOR)
@@ -167,13 +173,36 @@ def _quiet_offscreen_notices() -> None:
     qInstallMessageHandler(handler)
 
 
-def _arm_screenshot(window: object, out: Path, select: str | None, measured: bool) -> None:
-    """Save once the estimate (and, with evaluation data, the accuracy) has landed."""
-    session = window.session  # type: ignore[attr-defined]
+def _solve_when_estimated(window: Any, ratio: float) -> None:
+    """Press the target control's Solve for ``ratio`` once the first estimate lands."""
+    session, bar = window.session, window.target_bar
+
+    def on_estimate() -> None:
+        if session.estimate is None:
+            return
+        session.estimate_changed.disconnect(on_estimate)
+        bar.kind_combo.setCurrentIndex(bar.kind_combo.findData("ratio"))
+        bar.value_spin.setValue(ratio)
+        bar.solve_button.click()
+
+    session.estimate_changed.connect(on_estimate)
+
+
+def _arm_screenshot(window: Any, out: Path, select: str | None, measured: bool,
+                    solving: bool = False) -> None:
+    """Save once the estimate (and, with evaluation data, the accuracy; with a target, the
+    solve's estimate) has landed."""
+    session = window.session
+    solved: list[object] = []
+    if solving:
+        window.controller.target.solved.connect(solved.append)
+        window.controller.target.failed.connect(lambda m: _fail("", m))
 
     def ready() -> bool:
-        if session.estimate is None:
+        if session.estimate is None or (solving and not solved):
             return False
+        if solving and session.estimate.file_nbytes != solved[0].file_nbytes:
+            return False  # the estimate of the settings before the solve
         return not measured or session.accuracy_is_current or bool(session.accuracy_note)
 
     def on_change() -> None:

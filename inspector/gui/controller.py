@@ -19,6 +19,7 @@ from inspector.tasks.load import Opened, open_model
 
 from .accuracy import AccuracyController
 from .code_consent import CodeConsent
+from .target import TargetController
 from .tuning import TuningController
 from .workers import COLLECTOR, SerialWorker, Token, drive
 
@@ -62,6 +63,8 @@ class Controller(QObject):
         self.accuracy.status.connect(self.status)
         self.tuning = TuningController(session, self.accuracy, self)
         self.tuning.status.connect(self.status)
+        self.target = TargetController(session, self.accuracy, self)
+        self.target.status.connect(self.status)
         self._pending: dict[int, tuple[ModelSettings | None, str | None]] = {}
         self._shown = 0  # generation of the estimate on screen
         self._deferred: tuple[int, ModelEstimate] | None = None
@@ -190,3 +193,4 @@ class Controller(QObject):
         self.estimator.shutdown()
         self.accuracy.shutdown()
         self.tuning.shutdown()
+        self.target.shutdown()

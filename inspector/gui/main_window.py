@@ -40,6 +40,7 @@ from .model_bytes import ModelBytesWidget
 from .resources import icon
 from .sensitivity_view import SensitivityWidget
 from .summary import SummaryWidget
+from .target_widget import TargetWidget
 from .tune_menu import DATA_FILTER, TuneMenu
 
 MAX_RECENT = 10
@@ -87,6 +88,7 @@ class MainWindow(QMainWindow):
     def _build_widgets(self) -> None:
         s = self.session
         self.summary = SummaryWidget(s)
+        self.target_bar = TargetWidget(s, self.controller.target)
         self.table = LayerTableWidget(s)
         self.histogram = HistogramWidget(s)
         self.model_bytes = ModelBytesWidget(s)
@@ -119,6 +121,7 @@ class MainWindow(QMainWindow):
         work = QWidget()
         layout = QVBoxLayout(work)
         layout.addWidget(self.summary)
+        layout.addWidget(self.target_bar)
         layout.addWidget(self.split, 1)
         self.empty = QLabel(
             "Open a model to start: File ▸ Open (Ctrl+O), drop a file here, or run "
@@ -201,6 +204,8 @@ class MainWindow(QMainWindow):
         c, s = self.controller, self.session
         c.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
         c.progress.connect(self._on_controller_progress)
+        c.target.progress.connect(self._on_controller_progress)
+        c.target.busy.connect(lambda busy: busy or self._on_controller_progress(1, 1, ""))
         c.load_failed.connect(self._on_controller_load_failed)
         c.loaded.connect(self._on_controller_loaded)
         c.estimating.connect(self.summary.set_busy)

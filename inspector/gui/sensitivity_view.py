@@ -2,10 +2,14 @@
 
 Two plots side by side, as in the pruning paper's sensitivity figure: top-1 accuracy against
 the fraction pruned, and against the cluster bits. Every swept layer is a thin line; the
-selected layers are drawn bold, and the uncompressed accuracy is a dashed line.
+selected layers are drawn bold, and the uncompressed accuracy is a dashed line. Layers of a
+method swept along its rate knob (uniform's relative step) have a third plot, shown only when
+the sweep has such layers: accuracy against log2 of the knob.
 """
 
 from __future__ import annotations
+
+import math
 
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QColor
@@ -40,9 +44,13 @@ class SensitivityWidget(QWidget):
         self.title.setWordWrap(True)
         self.prune_plot = self._plot("fraction pruned", "top-1 accuracy (%)", (0.0, 1.0))
         self.bits_plot = self._plot("cluster bits", "top-1 accuracy (%)", (MIN_BITS, MAX_BITS))
+        self.knob_plot = self._plot("log2 of the rate knob (uniform: relative step)",
+                                    "top-1 accuracy (%)", (-8.0, -1.0))
+        self.knob_plot.hide()
         row = QHBoxLayout()
         row.addWidget(self.prune_plot, 1)
         row.addWidget(self.bits_plot, 1)
+        row.addWidget(self.knob_plot, 1)
         column = QVBoxLayout(self)
         column.setContentsMargins(4, 4, 4, 4)
         column.addWidget(self.title)
@@ -97,9 +105,10 @@ class SensitivityWidget(QWidget):
         if key == self._shown:  # settings change often (drags); the sweep rarely
             return
         self._shown = key
-        for plot in (self.prune_plot, self.bits_plot):
+        self.knob_plot.setVisible(sweep is not None and any(la.knob for la in sweep.layers))
+        for plot in self.plots:
             plot.getPlotItem().clear()
-        for plot in (self.prune_plot, self.bits_plot):  # the data's accuracies, or 0-100%
+        for plot in self.plots:  # the data's accuracies, or 0-100%
             plot.getPlotItem().enableAutoRange(y=sweep is not None)
             if sweep is None:
                 plot.getPlotItem().setYRange(0.0, 100.0, padding=0.02)
@@ -108,7 +117,7 @@ class SensitivityWidget(QWidget):
             return
         chosen = [la.name for la in sweep.layers if la.name in selection]
         measure = metric_name(sweep.metric)
-        for plot in (self.prune_plot, self.bits_plot):
+        for plot in self.plots:
             plot.getPlotItem().setLabel("left", f"{measure} (%)")
         n = len(sweep.layers)
         running = f"Measuring: {n} layer{'s' * (n != 1)} so far. " if self._partial else ""
@@ -117,7 +126,7 @@ class SensitivityWidget(QWidget):
             f"{sweep.count:,} examples; uncompressed {100 * sweep.baseline_top1:.2f}%. Bold: "
             + (", ".join(chosen) if chosen else "no swept layer selected")
         )
-        for plot in (self.prune_plot, self.bits_plot):
+        for plot in self.plots:
             line = pg.InfiniteLine(
                 100 * sweep.baseline_top1, angle=0,
                 pen=pg.mkPen(BASELINE, width=1, style=Qt.PenStyle.DashLine),
@@ -126,10 +135,16 @@ class SensitivityWidget(QWidget):
         for layer in sweep.layers:  # the selected ones last, on top
             bold = layer.name in selection
             if not bold:
-                self._draw(layer.prune, layer.bits, pg.mkPen(OTHER, width=1), layer.name)
+                self._draw(layer.prune, layer.bits, pg.mkPen(OTHER, width=1), layer.name,
+                           layer.knob)
         for layer in sweep.layers:
             if layer.name in selection:
-                self._draw(layer.prune, layer.bits, pg.mkPen(SELECTED, width=3), layer.name)
+                self._draw(layer.prune, layer.bits, pg.mkPen(SELECTED, width=3), layer.name,
+                           layer.knob)
+
+    @property
+    def plots(self) -> tuple[pg.PlotWidget, ...]:
+        return (self.prune_plot, self.bits_plot, self.knob_plot)
 
     def _draw(
         self,
@@ -137,11 +152,13 @@ class SensitivityWidget(QWidget):
         bits: tuple[SweepPoint, ...],
         pen: pg.QtGui.QPen,
         name: str,
+        knob: tuple[SweepPoint, ...] = (),
     ) -> None:
-        for plot, points in ((self.prune_plot, prune), (self.bits_plot, bits)):
+        for plot, points in ((self.prune_plot, prune), (self.bits_plot, bits),
+                             (self.knob_plot, knob)):
             if not points:
                 continue
-            x = [p.at for p in points]
+            x = [math.log2(p.at) if plot is self.knob_plot else p.at for p in points]
             y = [100 * p.top1 for p in points]
             curve = pg.PlotDataItem(x, y, pen=pen, symbol="o", symbolSize=4,
                                     symbolBrush=pen.color(), symbolPen=None, name=name)
@@ -150,6 +167,6 @@ class SensitivityWidget(QWidget):
 
     def changeEvent(self, event: QEvent) -> None:
         if event.type() == QEvent.Type.PaletteChange:
-            for plot in (self.prune_plot, self.bits_plot):
+            for plot in self.plots:
                 theme_plot(self, plot)
         super().changeEvent(event)

@@ -73,7 +73,7 @@ class TuningController(QObject):
 
     def auto_tune(self, max_drop_points: float) -> int:
         """Choose per-layer sparsity and bits for the smallest file within the budget."""
-        from inspector.tasks.sensitivity import sensitivity
+        from inspector.tasks.sensitivity import sensitivity, sweep_matches
         from inspector.tasks.tune import tune
 
         settings = self.session.settings
@@ -81,8 +81,10 @@ class TuningController(QObject):
         def job(token: Token) -> tuple[str, Any]:
             evaluator, codec = self._open(token)
             sweep = settings.sensitivity
-            if sweep is not None and sweep.metric != evaluator.metric:
-                sweep = None  # measured on other data (labelled vs not): sweep again
+            if sweep is not None and (sweep.metric != evaluator.metric
+                                      or not sweep_matches(codec, sweep, settings)):
+                sweep = None  # measured on other data (labelled vs not), or for another
+                # method than the layers have now: sweep again
             if sweep is None:
                 sweep = drive(sensitivity(codec, evaluator, settings,
                                           should_stop=lambda: token.cancelled), token)

@@ -68,13 +68,21 @@ class SweepPoint:
 
 @dataclass(frozen=True, slots=True)
 class LayerSensitivity:
-    """The two curves of one layer, each in increasing order of its setting."""
+    """The curves of one layer, each in increasing order of its setting.
+
+    A deep layer has the ``prune`` and ``bits`` curves; a layer of a registered method with
+    a rate knob (``uniform``'s ``rel_step``) has instead the ``knob`` curve: accuracy vs.
+    the value of option ``knob_name`` (larger: coarser), the layer coded exactly as the file
+    would be. In JSON: ``"knob": {"name": "rel_step", "points": [{"value": ...}, ...]}``.
+    """
 
     name: str
     kind: str
     size: int
     prune: tuple[SweepPoint, ...]
     bits: tuple[SweepPoint, ...]
+    knob: tuple[SweepPoint, ...] = ()
+    knob_name: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -85,6 +93,9 @@ class LayerSensitivity:
             raise SettingsError(f"layer {self.name}: size must be an integer >= 0")
         _check_curve(self.name, "prune", self.prune, _check_fraction)
         _check_curve(self.name, "bits", self.bits, _check_bits)
+        _check_curve(self.name, "knob", self.knob, _check_knob)
+        if bool(self.knob) != bool(self.knob_name) or not isinstance(self.knob_name, str):
+            raise SettingsError(f"layer {self.name}: a knob curve needs its option's name")
 
     def prune_point(self, fraction: float) -> SweepPoint | None:
         """The prune point measured at ``fraction``, if any."""
@@ -144,6 +155,9 @@ class Sensitivity:
                     "size": la.size,
                     "prune": [_point_json("fraction", p.at, p) for p in la.prune],
                     "bits": [_point_json("bits", int(p.at), p) for p in la.bits],
+                    **({"knob": {"name": la.knob_name,
+                                 "points": [_point_json("value", p.at, p) for p in la.knob]}}
+                       if la.knob else {}),
                 }
                 for la in self.layers
             ],
@@ -165,13 +179,20 @@ class Sensitivity:
 
 
 def _layer_from_json(data: Any) -> LayerSensitivity:
-    obj = _object(data, "a swept layer", {"name", "kind", "size", "prune", "bits"})
-    curves = {}
+    obj = _object(data, "a swept layer", {"name", "kind", "size", "prune", "bits", "knob"})
+    curves: dict[str, Any] = {}
     for curve, key in (("prune", "fraction"), ("bits", "bits")):
         points = obj.get(curve, [])
         if not isinstance(points, list):
             raise SettingsError(f'layer {obj.get("name")!r}: "{curve}" must be a list')
         curves[curve] = tuple(_point_from_json(p, key) for p in points)
+    if "knob" in obj:
+        knob = _object(obj["knob"], "a knob curve", {"name", "points"})
+        points = knob.get("points", [])
+        if not isinstance(points, list):
+            raise SettingsError(f'layer {obj.get("name")!r}: knob "points" must be a list')
+        curves["knob"] = tuple(_point_from_json(p, "value") for p in points)
+        curves["knob_name"] = knob.get("name", "")
     return LayerSensitivity(obj.get("name"), obj.get("kind", ""), obj.get("size"), **curves)
 
 
@@ -214,6 +235,11 @@ def _check_bits(layer: str, at: object) -> None:
         raise SettingsError(
             f"layer {layer}: bits must be an integer from {MIN_BITS} to {MAX_BITS}, got {at!r}"
         )
+
+
+def _check_knob(layer: str, at: object) -> None:
+    if not _number(at) or not at > 0:
+        raise SettingsError(f"layer {layer}: a knob value must be a number > 0, got {at!r}")
 
 
 def _check_unit(name: str, value: object) -> None:

@@ -6,7 +6,11 @@ Every point is one evaluation with only that layer replaced, the others left ori
   (``policy="sparsity"``, smallest magnitudes first, ties by position), so the curve shows
   pruning alone;
 - bits points are the layer exactly as the compressed file decodes it with that many cluster
-  bits and **no pruning**, with the layer's own init, index bits and Huffman settings.
+  bits and **no pruning**, with the layer's own init, index bits and Huffman settings;
+- a layer whose method is not deep but has a rate knob (``uniform``'s ``rel_step``:
+  :data:`inspector.tasks.target.DEFAULT_KNOB`) gets a knob curve instead: the layer exactly as
+  the file decodes it at each value of :data:`KNOB_POINTS`, its other options its own (a
+  deep layer is swept as before).
 
 The evaluator is anything with ``baseline`` and ``evaluate`` (:class:`Evaluates`), e.g.
 ``inspector.tasks.accuracy.Evaluator``.
@@ -20,7 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from inspector.core.settings import MAX_BITS, MIN_BITS, LayerSettings
+from inspector.core.settings import FIELDS, MAX_BITS, MIN_BITS, LayerSettings
 from inspector.errors import SettingsError
 from inspector.model.accuracy import Accuracy
 from inspector.model.sensitivity import (
@@ -32,8 +36,12 @@ from inspector.model.sensitivity import (
 )
 from inspector.model.settings import COMPRESSIBLE_KINDS, ModelSettings
 from inspector.tasks.codec import ModelCodec, Progress
+from inspector.tasks.target import DEFAULT_KNOB
 
 ShouldStop = Callable[[], bool]
+#: The values of each knob a sweep measures, finest first (uniform's rel_step: steps of
+#: 1/256 to 1/2 of each channel's largest weight, a factor of 2 apart).
+KNOB_POINTS: dict[str, tuple[float, ...]] = {"rel_step": tuple(2.0**-k for k in range(8, 0, -1))}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,30 +114,33 @@ def sensitivity(
     names = sweep_layers(codec, settings, layers)
     fractions = _fractions(fractions)
     bit_list = _bits(bits)
-    total = len(names) * (len(fractions) + len(bit_list))
+    plans = {name: _points(codec, settings, name, fractions, bit_list) for name in names}
+    total = sum(len(p) for p, _ in plans.values())
     baseline = evaluator.baseline
     done: list[LayerSensitivity] = []
     partial: Sensitivity | None = None  # sent once, with the next step: a live plot
     step = 0
     for name in names:
         info = codec.model.info(name)
-        curves: dict[str, list[SweepPoint]] = {"prune": [], "bits": []}
-        points = [("prune", f, f"prune {f:.0%}") for f in fractions]
-        points += [("bits", b, f"{b} bits") for b in bit_list]
+        curves: dict[str, list[SweepPoint]] = {"prune": [], "bits": [], "knob": []}
+        points, knob = plans[name]
         for curve, at, label in points:
             yield SweepProgress(step, total, f"{name}: {label}", partial)
             partial = None
             if curve == "prune":
                 weights = pruned(codec, name, at)
-            else:
+            elif curve == "bits":
                 weights = codec.quantized(name, _quantize_only(settings, name, info.kind, at))
+            else:
+                weights = codec.quantized(name, _knob_only(settings, name, info.kind, knob, at))
             acc = evaluator.evaluate({name: weights}, should_stop)
             if acc is None or stopped(should_stop):
                 return None
             curves[curve].append(sweep_point(at, acc))
             step += 1
         done.append(LayerSensitivity(
-            name, info.kind, info.size, tuple(curves["prune"]), tuple(curves["bits"])
+            name, info.kind, info.size, tuple(curves["prune"]), tuple(curves["bits"]),
+            tuple(curves["knob"]), knob,
         ))
         partial = Sensitivity(baseline.baseline_score, baseline.count, tuple(done), baseline.metric)
     yield SweepProgress(total, total, "done")
@@ -187,6 +198,45 @@ def pruned(codec: ModelCodec, name: str, fraction: float) -> np.ndarray:
         prune[np.flatnonzero(magnitude == mask.threshold)[: mask.ties]] = True
     flat[prune] = 0
     return out
+
+
+def knob_of(settings: ModelSettings, name: str, kind: str) -> str:
+    """The rate knob a sweep moves for layer ``name`` (``""``: a deep layer, or a method
+    without one: swept by pruning and bits)."""
+    method = settings.resolve(name, kind).method
+    knob = DEFAULT_KNOB.get(method, "") if method != "deep" else ""
+    return knob if knob in KNOB_POINTS else ""
+
+
+def sweep_matches(codec: ModelCodec, sweep: Sensitivity, settings: ModelSettings) -> bool:
+    """Whether each layer of ``sweep`` was swept along what ``settings`` now tune for it
+    (a knob, or deep's pruning and bits)."""
+    kinds = {i.name: i.kind for i in codec.model.infos}
+    return all(knob_of(settings, la.name, kinds[la.name]) == la.knob_name
+               for la in sweep.layers if la.name in kinds)
+
+
+def _points(codec: ModelCodec, settings: ModelSettings, name: str, fractions: list[float],
+            bit_list: list[int]) -> tuple[list[tuple[str, float, str]], str]:
+    """The points a sweep measures of layer ``name``, and its knob (``""``: deep's)."""
+    knob = knob_of(settings, name, codec.model.info(name).kind)
+    if knob:
+        return [("knob", v, f"{knob} {v:.4g}") for v in KNOB_POINTS[knob]], knob
+    points = [("prune", f, f"prune {f:.0%}") for f in fractions]
+    return points + [("bits", b, f"{b} bits") for b in bit_list], knob
+
+
+def _knob_only(settings: ModelSettings, name: str, kind: str, knob: str,
+               value: float) -> ModelSettings:
+    """Settings holding only layer ``name``: its own, with ``knob`` at ``value`` and no
+    floor (exactly that value)."""
+    s = settings.resolve(name, kind)
+    # the method and its options only: an option named like a field (uniform's bits) would
+    # be read back as that field
+    options = {k: v for k, v in s.options.items() if k not in FIELDS}
+    entry = {"method": s.method, **options, knob: value, "excluded": False, "min_sqnr": None,
+             "store": s.store}
+    return ModelSettings(defaults={}, kinds={}, layers={name: entry})
 
 
 def _quantize_only(settings: ModelSettings, name: str, kind: str, bits: int) -> ModelSettings:

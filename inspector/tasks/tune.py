@@ -35,6 +35,11 @@ The method, from a sensitivity sweep (:mod:`inspector.tasks.sensitivity`):
 
 So the result's accuracy is always a measurement of the returned settings, never a prediction.
 Layers the sweep does not cover, and layers the settings exclude, keep their settings.
+
+A layer of a method with a rate knob (``uniform``) was swept along its knob instead
+(:mod:`inspector.tasks.sensitivity`): its candidates are the knob's swept values, each with
+its exact size and predicted drop, and the rest is the same. Its choice is recorded as
+``(name, knob value, 0)`` (bits 0: not a deep layer).
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from inspector.model.accuracy import Accuracy, metric_name
 from inspector.model.sensitivity import LayerSensitivity, Sensitivity
 from inspector.model.settings import ModelSettings
 from inspector.tasks.codec import ModelCodec, Progress
-from inspector.tasks.sensitivity import Evaluates, ShouldStop, stopped
+from inspector.tasks.sensitivity import Evaluates, ShouldStop, knob_of, stopped
 
 MAX_ROUNDS = 12
 Decoded = dict[str, tuple[LayerSettings, np.ndarray]]
@@ -67,6 +72,7 @@ class Rung:
     nbytes: int
     drop: float
     cost: float
+    knob: str = ""  # a knob layer's option (``fraction`` is then its value, ``bits`` 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +197,7 @@ def tune(
         yield Progress(i, total, f"sizing {sweep.name}")
         ladders[sweep.name] = ladder(codec, sweep, sensitivity.baseline_top1, settings)
     check = _Checker(codec, evaluator, settings, max_drop_points, should_stop)
+    check.knobs = {la.name: la.knob_name for la in layers if la.knob}
     current = _initial(codec, ladders, max_drop_points)
     best: tuple[dict[str, int], _Checked] | None = None  # the last (smallest) fit
     steps: list[str] = []  # the steps tried from the last fit
@@ -216,7 +223,8 @@ def tune(
         yield Progress(total, total, "done")
         return check.result(best[1], f"within the budget; {len(check.rounds)} check(s)")
     yield Progress(total - 1, total, "checking the least compressed settings")
-    checked = check({la.name: (la.prune[0].at, int(la.bits[-1].at)) for la in layers})
+    checked = check({la.name: (la.knob[0].at, 0) if la.knob else
+                     (la.prune[0].at, int(la.bits[-1].at)) for la in layers})
     if checked is None:
         return None
     note = ("no tuned setting fit the budget; the least compressed settings do"
@@ -233,6 +241,8 @@ def ladder(
     info = codec.model.info(sweep.name)
     base = replace(settings.resolve(sweep.name, info.kind), policy="sparsity", excluded=False,
                    min_sqnr=None)  # each rung prunes exactly what the sweep measured
+    if sweep.knob:
+        return _prune_beaten(_knob_rungs(codec, sweep, baseline_top1, base))
     layer = codec.codec(sweep.name)
     rungs = []
     for p in sweep.prune:
@@ -241,6 +251,23 @@ def ladder(
             drop = max(0.0, p.drop_points(baseline_top1)) + max(0.0, q.drop_points(baseline_top1))
             cost = drop + (1.0 - p.agreement) + (1.0 - q.agreement)
             rungs.append(Rung(s.value, s.bits, layer.plan(s).payload_nbytes, drop, cost))
+    return _prune_beaten(rungs)
+
+
+def _knob_rungs(codec: ModelCodec, sweep: LayerSensitivity, baseline_top1: float,
+                base: LayerSettings) -> list[Rung]:
+    """A knob layer's candidates: each swept value, its exact payload and predicted cost."""
+    _, layer = codec.bound(sweep.name, base.method)
+    rungs = []
+    for p in sweep.knob:
+        plan = layer.plan(base.options.replace(**{sweep.knob_name: float(p.at)}))
+        drop = max(0.0, p.drop_points(baseline_top1))
+        rungs.append(Rung(float(p.at), 0, plan.payload_nbytes + len(plan.params), drop,
+                          drop + (1.0 - p.agreement), sweep.knob_name))
+    return rungs
+
+
+def _prune_beaten(rungs: list[Rung]) -> list[Rung]:
     rungs.sort(key=lambda r: (r.nbytes, r.cost))
     out: list[Rung] = []
     for rung in rungs:
@@ -357,8 +384,12 @@ def _tuned_layers(
                 f"the model's has {info.size} (sweep again)",
                 codec.model.path,
             )
-        if not sweep.prune or not sweep.bits:
+        if not sweep.knob and (not sweep.prune or not sweep.bits):
             raise SettingsError(f"the sensitivity sweep of layer {sweep.name} is incomplete")
+        if knob_of(settings, sweep.name, info.kind) != sweep.knob_name:
+            raise SettingsError(
+                f"the sensitivity sweep of layer {sweep.name} was measured for another method "
+                "than the layer has now (sweep again)", codec.model.path)
         if not settings.resolve(sweep.name, info.kind).excluded:
             out.append(sweep)
     return out
@@ -375,10 +406,15 @@ def _initial(codec: ModelCodec, ladders: dict[str, list[Rung]], budget: float) -
     return current
 
 
-def _set(settings: ModelSettings, choices: dict[str, tuple[float, int]]) -> ModelSettings:
-    """``settings`` with each named layer pruned by sparsity ``f`` at ``b`` bits (one copy)."""
+def _set(settings: ModelSettings, choices: dict[str, tuple[float, int]],
+         knobs: dict[str, str]) -> ModelSettings:
+    """``settings`` with each named layer pruned by sparsity ``f`` at ``b`` bits, or (a
+    knob layer, named in ``knobs``) with its knob at ``f`` (one copy)."""
     layers: dict[str, dict[str, Any]] = dict(settings.layers)
     for name, (fraction, bits) in choices.items():
+        if knobs.get(name):
+            layers[name] = {**layers.get(name, {}), knobs[name]: float(fraction)}
+            continue
         layers[name] = {**layers.get(name, {}), "policy": "sparsity", "value": float(fraction),
                         "bits": int(bits)}
     return replace(settings, layers=layers)
@@ -395,10 +431,11 @@ class _Checker:
         self.budget, self.should_stop = budget, should_stop
         self.rounds: list[TuneRound] = []
         self._cache: Decoded = {}
+        self.knobs: dict[str, str] = {}  # knob layers: their option
 
     def __call__(self, choices: dict[str, tuple[float, int]]) -> _Checked | None:
         """The measured settings with ``choices`` (layer: (fraction, bits)); None if stopped."""
-        settings = _set(self.settings, choices)
+        settings = _set(self.settings, choices, self.knobs)
         weights = decoded(self.codec, settings, self._cache)
         accuracy = self.evaluator.evaluate(weights, self.should_stop)
         if accuracy is None or stopped(self.should_stop):

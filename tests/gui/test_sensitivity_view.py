@@ -99,3 +99,18 @@ def test_a_fine_tuned_model_does_not_carry_the_old_sweep(qtbot, opened) -> None:
     assert opened_with[0].sensitivity is None
     assert opened_with[0].layers == old.layers  # the rest of the settings stay
     tuning.shutdown()
+
+
+def test_knob_curves_get_their_own_plot_only_when_swept(view) -> None:
+    widget, session = view
+    session.set_settings(session.settings.with_sensitivity(sweep("ip1.weight")), "sweep")
+    assert widget.knob_plot.isHidden()
+    knob = LayerSensitivity("ip2.weight", "fc", 640, (), (),
+                            tuple(SweepPoint(2.0**-k, 0.97 - 0.05 * (8 - k), 1.0)
+                                  for k in (8, 4, 1)), "rel_step")
+    mixed = Sensitivity(0.97, 500, (*sweep("ip1.weight").layers, knob))
+    session.set_settings(session.settings.with_sensitivity(mixed), "sweep")
+    assert not widget.knob_plot.isHidden()
+    curves = [i for i in widget.knob_plot.getPlotItem().listDataItems()]
+    assert len(curves) == 1
+    assert list(curves[0].getData()[0]) == [-8.0, -4.0, -1.0]
