@@ -243,10 +243,10 @@ def test_the_command_lines_input_shape_reaches_the_app(qtbot, window, digits, mo
     runs: list[tuple] = []
     monkeypatch.setattr(app, "run", lambda *args: runs.append(args) or 0)
     assert cli.main(["gui", digits["model"], "--input-shape", "1,64"]) == 0
-    assert runs[0][-1] == (1, 64)
+    assert runs[0][6] == (1, 64)  # run(model, config, screenshot, select, data, code, shape, ...)
     assert cli.main(["gui", digits["model"], "--input-shape", "64"]) == 2  # one line, no run
     assert len(runs) == 1
-    app.open_given(window, digits["model"], input_shape=runs[0][-1])  # what run() does next
+    app.open_given(window, digits["model"], input_shape=runs[0][6])  # what run() does next
     qtbot.waitUntil(lambda: window.session.model is not None, timeout=LOAD_MS)
     _measured(qtbot, window)
     assert "shape given" in window.session.accuracy.inputs
