@@ -154,3 +154,37 @@ def float_tensors(tensors: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """The float tensors of ``tensors`` as float32 torch tensors (what the forwards take)."""
     return {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in tensors.items()
             if np.asarray(v).dtype.kind == "f"}
+
+
+WORDS = (
+    "invoice", "total", "amount", "date", "name", "street", "city", "phone", "order", "number",
+    "price", "tax", "receipt", "2026", "12.50", "ACME", "Ltd.", "page", "model", "compression",
+    "neural", "network",
+)
+
+
+def text_images(n: int = 12, side: int = 320, seed: int = 0) -> np.ndarray:
+    """``n`` RGB images of printed lines of words (PIL's bundled font), normalised as PP-OCR's
+    detector expects: ``[n, 3, side, side]`` float32. A detector on photographs without text
+    outputs a map of near-zeros, whose cosine measures noise; these give it text to find."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rng = np.random.default_rng(seed)
+    mean = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+    std = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+    out = []
+    for _ in range(n):
+        bg = tuple(int(v) for v in rng.integers(170, 256, 3))
+        im = Image.new("RGB", (side, side), bg)
+        draw = ImageDraw.Draw(im)
+        y = int(rng.integers(4, 20))
+        while y < side - 20:
+            size = int(rng.integers(14, 36))
+            font = ImageFont.load_default(size=size)
+            line = " ".join(rng.choice(WORDS, int(rng.integers(1, 5))))
+            ink = tuple(int(v) for v in rng.integers(0, 90, 3))
+            draw.text((int(rng.integers(2, side // 3)), y), line, fill=ink, font=font)
+            y += size + int(rng.integers(4, 24))
+        a = np.asarray(im, np.float32).transpose(2, 0, 1) / 255.0
+        out.append((a - mean) / std)
+    return np.stack(out).astype(np.float32)

@@ -1,0 +1,122 @@
+"""Bytes against output fidelity, every codec side by side on the same models (issue 12).
+
+    python benchmarks/rd_bench.py            # every model (~15 min on 2 cores)
+    python benchmarks/rd_bench.py --quick    # a few points per codec, LeNets only (smoke test)
+    python benchmarks/rd_bench.py --models lenet300 lenet5 --ours uniform:lam=1e-5,1e-4
+
+Codecs, each swept, each measured by its own bytes and decoded from them:
+
+- **NNCodec** 2.1.3, the MPEG NNC reference software (ISO/IEC 15938-17): QP and the lambda
+  scale of its rate-distortion quantizer swept, dependent quantization on, DeepCABAC; bytes =
+  the bitstream's length. Not in the ``bench`` extra: install it by hand with
+  ``.venv/bin/pip install --no-deps nncodec==2.1.3`` (builds from source with the system
+  compiler). Its requirements pin ``numpy<2`` and pull ``torchvision``, whose PyPI wheel does
+  not load with our CPU torch, so a plain install would break the venv; the tensor API needs
+  neither (:mod:`rd_nnc`). Without it the NNCodec column is empty.
+- **int-N + zstd**: per-output-channel symmetric uniform int-N (N = 2..8), zstd level 19;
+  the int8 and int4 columns are its N = 8 and N = 4 points, "int-N" the best N.
+- **Deep Compression** through ``inspector compress`` (bytes of the ``.dcz`` written):
+  the paper's settings file where there is one, and the best of a sweep of sparsity, bits
+  and k-means init.
+- **ours: METHOD**: every method in ``inspector.core.stages.registry``, swept (:mod:`rd_ours`);
+  none is registered yet on this branch, then the column is left out and the run says so.
+
+Fidelity: LeNets, top-1 drop (points) on the 1,000 bundled MNIST test digits; EfficientNet-Lite0,
+logit cosine on bundled photographs; MiniLM, sentence-embedding cosine; PP-OCRv4 det, output
+cosine in onnxruntime (:mod:`rd_models`). Ratio = float32 bytes of the coded tensors / bytes.
+Prints the tables and writes benchmarks/rd_results.md (``--quick``: benchmarks/.cache/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+
+import rd_codecs
+import rd_nnc
+import rd_ours
+import torch
+from _util import CACHE, HERE, log, machine_info
+from rd_codecs import Point
+from rd_models import Subject, subjects
+from rd_table import markdown
+
+ALL = ("lenet300", "lenet5", "effnet", "minilm", "ppocr")
+INTN_BITS = (2, 3, 4, 5, 6, 7, 8)
+
+
+def run_subject(subj: Subject, quick: bool, ours: dict, notes: list[str]) -> list[Point]:
+    points: list[Point] = []
+
+    def add(codec: str, gen: Iterator[Point]) -> None:
+        t = time.perf_counter()
+        got = list(gen)
+        points.extend(got)
+        log(f"{subj.name}: {codec}: {len(got)} points in {time.perf_counter() - t:.0f} s")
+
+    same = subj.measure(subj.tensors)
+    log(f"{subj.name}: uncompressed scores {same.value:g} ({same.note})")
+    if rd_nnc.load() is not None:
+        add("NNCodec", rd_codecs.measured("NNCodec", subj, rd_codecs.nnc_points(subj, quick)))
+    bits = (4, 8) if quick else INTN_BITS
+    add("int-N + zstd",
+        rd_codecs.measured("int-N+zstd", subj, rd_codecs.intn_points(subj, bits)))
+    settings = rd_codecs.deep_settings(subj, quick)
+    add("Deep Compression",
+        rd_codecs.measured("Deep Compression", subj, rd_codecs.deep_points(subj, settings)))
+    budget = 4 if quick else (10 if subj.big else 24)
+    for m in rd_ours.methods():
+        name = f"ours: {m.name}"
+        add(name, rd_codecs.measured(name, subj, rd_ours.ours_points(
+            subj, m, budget, ours.get(m.name, {}))))
+    return points
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="few points, LeNets only")
+    p.add_argument("--models", nargs="+", choices=ALL, help=f"default: all ({', '.join(ALL)})")
+    p.add_argument("--ours", action="append", default=[], metavar="METHOD:OPT=V1,V2",
+                   help="the grid of a registered method's option (repeatable)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(2)
+    which = args.models or (["lenet300", "lenet5"] if args.quick else list(ALL))
+    ours = rd_ours.parse_override(args.ours)
+    began = time.perf_counter()
+    notes: list[str] = []
+    if rd_nnc.load() is None:
+        notes.append("NNCodec is not installed (`.venv/bin/pip install --no-deps "
+                     "nncodec==2.1.3`): its column is empty.")
+    else:
+        notes.append(f"NNCodec {rd_nnc.version()} (tensor API, DeepCABAC, dependent "
+                     "quantization on).")
+    registered = [m.name for m in rd_ours.methods()]
+    if not registered:
+        notes.append("No method is registered in inspector.core.stages.registry on this "
+                     "commit: the \"ours\" hook skipped (it sweeps any method once one lands).")
+    sections, dump = [], {}
+    for subj in subjects(which):
+        pts = run_subject(subj, args.quick, ours, notes)
+        sections.append(markdown(subj, pts))
+        dump[subj.name] = [[q.codec, q.label, q.nbytes, q.score.value, q.score.note]
+                           for q in pts]
+    elapsed = time.perf_counter() - began
+    mode = "quick" if args.quick else "full"
+    head = [f"# Rate-distortion: bytes at equal output fidelity ({mode} run)", "",
+            *(f"- {m}" for m in machine_info()), f"- total time: {elapsed:.0f} s", "",
+            *(f"- {n}" for n in notes), ""]
+    text = "\n".join([*head, *sections])
+    print(text)
+    CACHE.mkdir(exist_ok=True)
+    dest = CACHE / "rd_results-quick.md" if args.quick else HERE / "rd_results.md"
+    dest.write_text(text)
+    (CACHE / f"rd_points-{mode}.json").write_text(json.dumps(dump, indent=1))
+    print(f"wrote {dest} and {CACHE / f'rd_points-{mode}.json'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
