@@ -45,7 +45,7 @@ from rd_models import Subject, subjects
 from rd_table import markdown
 
 ALL = ("lenet300", "lenet5", "effnet", "minilm", "ppocr")
-INTN_BITS = (2, 3, 4, 5, 6, 7, 8)
+INTN_BITS = ((2, 3, 4, 5, 6, 7, 8), (4, 5, 6, 7, 8), (4, 6, 7, 8))  # by tier
 
 
 def run_subject(subj: Subject, quick: bool, ours: dict, notes: list[str]) -> list[Point]:
@@ -61,13 +61,13 @@ def run_subject(subj: Subject, quick: bool, ours: dict, notes: list[str]) -> lis
     log(f"{subj.name}: uncompressed scores {same.value:g} ({same.note})")
     if rd_nnc.load() is not None:
         add("NNCodec", rd_codecs.measured("NNCodec", subj, rd_codecs.nnc_points(subj, quick)))
-    bits = (4, 8) if quick else INTN_BITS
+    bits = (4, 8) if quick else INTN_BITS[subj.tier]
     add("int-N + zstd",
         rd_codecs.measured("int-N+zstd", subj, rd_codecs.intn_points(subj, bits)))
     settings = rd_codecs.deep_settings(subj, quick)
     add("Deep Compression",
         rd_codecs.measured("Deep Compression", subj, rd_codecs.deep_points(subj, settings)))
-    budget = 4 if quick else (10 if subj.big else 24)
+    budget = 4 if quick else (24, 10, 6)[subj.tier]
     for m in rd_ours.methods():
         name = f"ours: {m.name}"
         add(name, rd_codecs.measured(name, subj, rd_ours.ours_points(
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     which = args.models or (["lenet300", "lenet5"] if args.quick else list(ALL))
     ours = rd_ours.parse_override(args.ours)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     notes: list[str] = []
     if rd_nnc.load() is None:
         notes.append("NNCodec is not installed (`.venv/bin/pip install --no-deps "
@@ -103,10 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(markdown(subj, pts))
         dump[subj.name] = [[q.codec, q.label, q.nbytes, q.score.value, q.score.note]
                            for q in pts]
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     mode = "quick" if args.quick else "full"
     head = [f"# Rate-distortion: bytes at equal output fidelity ({mode} run)", "",
-            *(f"- {m}" for m in machine_info()), f"- total time: {elapsed:.0f} s", "",
+            *(f"- {m}" for m in machine_info()),
+            f"- total time: {elapsed:.0f} s wall, {cpu:.0f} s CPU (this process, all threads; "
+            "the wall time grows when other jobs share the cores)", "",
             *(f"- {n}" for n in notes), ""]
     text = "\n".join([*head, *sections])
     print(text)

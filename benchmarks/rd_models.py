@@ -57,7 +57,8 @@ class Subject:
     """A model, its fidelity measure and the levels the table reports.
 
     ``metric`` is ``"drop"`` (accuracy drop in points: a level is met at ``value <= level``)
-    or ``"cosine"`` (met at ``value >= level``). ``big`` models get fewer sweep points.
+    or ``"cosine"`` (met at ``value >= level``). ``tier`` 0 (LeNets), 1 (1-5M parameters)
+    or 2 (~20M) sets how many sweep points each codec gets.
     """
 
     name: str
@@ -66,7 +67,7 @@ class Subject:
     measure: Callable[[dict[str, np.ndarray]], Score]
     metric: str
     levels: tuple[float, ...]
-    big: bool
+    tier: int
     what: str
 
     @property
@@ -98,7 +99,7 @@ def lenet(file: str, name: str) -> Subject:
         return Score(acc.drop_points, f"top-1 {acc.top1:.1%}")
 
     return Subject(name, ev.reference, coded_tensors(ev.reference), measure, "drop",
-                   DROP_LEVELS, False,
+                   DROP_LEVELS, 0,
                    f"top-1 on {ev.inputs_note} (uncompressed {base.top1:.1%}), drop in points")
 
 
@@ -117,7 +118,7 @@ def effnet(path: Path = EFFNET, crops: int = 48) -> Subject:
         return Score(cos, f"top-1 agreement {agree:.0%}")
 
     return Subject("EfficientNet-Lite0", model, coded_tensors(model), measure, "cosine",
-                   COSINE_LEVELS, True,
+                   COSINE_LEVELS, 1,
                    f"mean logit cosine with the original on {crops} crops of 3 bundled photos")
 
 
@@ -136,7 +137,7 @@ def minilm(path: Path = MINILM) -> Subject:
         return Score(float(cos.mean()), f"min {float(cos.min()):.4f}")
 
     return Subject("MiniLM-L6 (sentence transformer)", model, coded_tensors(model), measure,
-                   "cosine", COSINE_LEVELS, True,
+                   "cosine", COSINE_LEVELS, 2,
                    f"mean embedding cosine with the original over {len(ids)} sentences")
 
 
@@ -155,7 +156,7 @@ def ppocr_det(path: Path = PPOCR_DET, count: int = 12) -> Subject:
         return Score(acc.cosine, f"rel. error {acc.relative_error:.3f}")
 
     return Subject("PP-OCRv4 det (ONNX)", ev.reference, coded_tensors(ev.reference), measure,
-                   "cosine", COSINE_LEVELS, False,
+                   "cosine", COSINE_LEVELS, 1,
                    f"output cosine in onnxruntime on {ev.inputs_note}")
 
 

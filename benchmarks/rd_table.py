@@ -24,6 +24,9 @@ class Column:
     takes: Callable[[Point], bool]
 
 
+SINGLE = ("int8+zstd", "int4+zstd", "Deep Compression (paper)")  # columns of one point
+
+
 def columns(points: list[Point]) -> list[Column]:
     cols = [
         Column("NNCodec", "NNCodec", False, lambda p: p.codec == "NNCodec"),
@@ -70,10 +73,13 @@ def markdown(subj: Subject, points: list[Point]) -> str:
         rows.append(row)
         line = "; ".join(f"{c.name}: {p.label} ({_score(subj, p)})" for c in cols
                          if (p := cells[c.name]) is not None and "(best" not in c.name
-                         and c.name not in ("int8+zstd", "int4+zstd"))
+                         and c.name not in SINGLE)
         details.append(f"- {level_name(subj, level)}: {line or 'no codec reaches it'}")
+    named = [f"- {c.name}: {fp32 / p.nbytes:.1f}x ({p.nbytes:,} B), {_score(subj, p)}"
+             for c in cols if c.name in SINGLE for p in points if c.takes(p)]
     out += [_table(head, rows), "", "Settings of each smallest point (and its score):", "",
-            *details, "", *_loss_lines(subj, cols, points), ""]
+            *details, "", "Single points, whatever their fidelity:", "", *named, "",
+            *_loss_lines(subj, cols, points), ""]
     return "\n".join(out)
 
 

@@ -40,7 +40,7 @@ def subject(measure=None) -> rd_models.Subject:
                                "")
 
     return rd_models.Subject("toy", model, tensors, measure or sqnr, "cosine", (0.999, 0.99),
-                             False, "energy kept")
+                             0, "energy kept")
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 5, 8])
