@@ -25,11 +25,13 @@ import math
 from collections.abc import Iterator
 
 import numpy as np
+from _util import log
 from rd_codecs import Decoded, lossy
 from rd_models import Subject
 
 from inspector.core.stages import registry
 from inspector.core.stages.base import Method, Option, Options, resolve_options
+from inspector.errors import SettingsError
 from inspector.format import container
 from inspector.format.header import LayerRecord
 from inspector.format.wire import varint
@@ -130,8 +132,12 @@ def ours_points(subject: Subject, m: Method, budget: int,
     fp32 = subject.fp32_nbytes
     planned = []
     for given in option_sets(m, override):
-        opts = resolve_options(m.options, given)
-        n = bound.nbytes(opts)
+        try:
+            opts = resolve_options(m.options, given)
+            n = bound.nbytes(opts)
+        except (SettingsError, ValueError) as exc:  # a grid value the method refuses
+            log(f"{subject.name}: {m.name} {given}: skipped ({exc})")
+            continue
         if RATIOS[0] <= fp32 / n <= RATIOS[1]:
             planned.append((n, opts))
     planned.sort(key=lambda t: t[0])
