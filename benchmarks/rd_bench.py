@@ -34,6 +34,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import rd_codecs
 import rd_nnc
@@ -41,21 +42,25 @@ import rd_ours
 import torch
 from _util import CACHE, HERE, log, machine_info
 from rd_codecs import Point
-from rd_models import Subject, subjects
+from rd_models import Score, Subject, subjects
 from rd_table import markdown
 
 ALL = ("lenet300", "lenet5", "effnet", "minilm", "ppocr")
 INTN_BITS = ((2, 3, 4, 5, 6, 7, 8), (4, 5, 6, 7, 8), (4, 6, 7, 8))  # by tier
 
 
-def run_subject(subj: Subject, quick: bool, ours: dict, notes: list[str]) -> list[Point]:
+def run_subject(subj: Subject, quick: bool, ours: dict) -> tuple[list[Point], list[str]]:
+    """Every codec's points on ``subj``, and one line per codec of how long its sweep took
+    (encode, decode and measure: wall seconds)."""
     points: list[Point] = []
+    times: list[str] = []
 
     def add(codec: str, gen: Iterator[Point]) -> None:
         t = time.perf_counter()
         got = list(gen)
         points.extend(got)
-        log(f"{subj.name}: {codec}: {len(got)} points in {time.perf_counter() - t:.0f} s")
+        times.append(f"{codec}: {len(got)} points in {time.perf_counter() - t:.0f} s")
+        log(f"{subj.name}: {times[-1]}")
 
     same = subj.measure(subj.tensors)
     log(f"{subj.name}: uncompressed scores {same.value:g} ({same.note})")
@@ -72,7 +77,7 @@ def run_subject(subj: Subject, quick: bool, ours: dict, notes: list[str]) -> lis
         name = f"ours: {m.name}"
         add(name, rd_codecs.measured(name, subj, rd_ours.ours_points(
             subj, m, budget, ours.get(m.name, {}))))
-    return points
+    return points, times
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", nargs="+", choices=ALL, help=f"default: all ({', '.join(ALL)})")
     p.add_argument("--ours", action="append", default=[], metavar="METHOD:OPT=V1,V2",
                    help="the grid of a registered method's option (repeatable)")
+    p.add_argument("--tables-from", type=Path, metavar="JSON",
+                   help="rebuild the tables from a saved benchmarks/.cache/rd_points-*.json")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
     which = args.models or (["lenet300", "lenet5"] if args.quick else list(ALL))
@@ -98,26 +105,56 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("No method is registered in inspector.core.stages.registry on this "
                      "commit: the \"ours\" hook skipped (it sweeps any method once one lands).")
     sections, dump = [], {}
+    saved = json.loads(args.tables_from.read_text()) if args.tables_from else None
+    mode = "quick" if args.quick else "full"
+    dest = CACHE / "rd_results-quick.md" if args.quick else HERE / "rd_results.md"
+    CACHE.mkdir(exist_ok=True)
+    if saved is not None:
+        # the measuring run's machine and times, not the rebuild's
+        run = saved.get("_run") or _run_lines(dest)
+        notes.append(f"Tables rebuilt from {args.tables_from.name} (the points that run "
+                     f"measured) at {machine_info()[-1]}.")
     for subj in subjects(which):
-        pts = run_subject(subj, args.quick, ours, notes)
-        sections.append(markdown(subj, pts))
+        if saved is not None:
+            if subj.name not in saved:
+                continue
+            pts = [Point(c, lb, n, Score(v, note)) for c, lb, n, v, note in saved[subj.name]]
+            times = saved.get("_times", {}).get(subj.name, [])
+        else:
+            pts, times = run_subject(subj, args.quick, ours)
+        sections.append(markdown(subj, pts, times))
         dump[subj.name] = [[q.codec, q.label, q.nbytes, q.score.value, q.score.note]
                            for q in pts]
-    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
-    mode = "quick" if args.quick else "full"
-    head = [f"# Rate-distortion: bytes at equal output fidelity ({mode} run)", "",
-            *(f"- {m}" for m in machine_info()),
-            f"- total time: {elapsed:.0f} s wall, {cpu:.0f} s CPU (this process, all threads; "
-            "the wall time grows when other jobs share the cores)", "",
-            *(f"- {n}" for n in notes), ""]
-    text = "\n".join([*head, *sections])
+        dump.setdefault("_times", {})[subj.name] = times
+        if saved is None:  # written after every model: a run that is stopped keeps its points
+            done = "" if len(sections) == len(which) else f" (so far: {len(sections)} of " \
+                f"{len(which)} models)"
+            run = _run_lines(None, time.perf_counter() - began, time.process_time() - cpu, done)
+            dump["_run"] = run
+            (CACHE / f"rd_points-{mode}.json").write_text(json.dumps(dump, indent=1))
+        dest.write_text(_report(mode, run, notes, sections))
+    text = _report(mode, run, notes, sections)
     print(text)
-    CACHE.mkdir(exist_ok=True)
-    dest = CACHE / "rd_results-quick.md" if args.quick else HERE / "rd_results.md"
-    dest.write_text(text)
-    (CACHE / f"rd_points-{mode}.json").write_text(json.dumps(dump, indent=1))
     print(f"wrote {dest} and {CACHE / f'rd_points-{mode}.json'}", file=sys.stderr)
     return 0
+
+
+def _run_lines(report: Path | None, wall: float = 0.0, cpu: float = 0.0,
+               state: str = "") -> list[str]:
+    """Machine and times of this run, or (``report``) those of the report a run wrote."""
+    if report is not None:
+        keep = ("- date", "- platform", "- cpu", "- python", "- commit", "- total time")
+        lines = report.read_text().splitlines() if report.exists() else []
+        return [x[2:] for x in lines if x.startswith(keep)]
+    return [*machine_info(),
+            f"total time{state}: {wall:.0f} s wall, {cpu:.0f} s CPU (this process, all "
+            "threads; the wall time grows when other jobs share the cores)"]
+
+
+def _report(mode: str, run: list[str], notes: list[str], sections: list[str]) -> str:
+    head = [f"# Rate-distortion: bytes at equal output fidelity ({mode} run)", "",
+            *(f"- {m}" for m in run), "", *(f"- {n}" for n in notes), ""]
+    return "\n".join([*head, *sections])
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def level_name(subj: Subject, level: float) -> str:
     return f"drop <= {level:g} pt" if subj.metric == "drop" else f"cosine >= {level:g}"
 
 
-def markdown(subj: Subject, points: list[Point]) -> str:
+def markdown(subj: Subject, points: list[Point], times: list[str] | None = None) -> str:
     cols = columns(points)
     fp32 = subj.fp32_nbytes
     params = fp32 // 4
@@ -79,8 +79,23 @@ def markdown(subj: Subject, points: list[Point]) -> str:
              for c in cols if c.name in SINGLE for p in points if c.takes(p)]
     out += [_table(head, rows), "", "Settings of each smallest point (and its score):", "",
             *details, "", "Single points, whatever their fidelity:", "", *named, "",
-            *_loss_lines(subj, cols, points), ""]
+            *_loss_lines(subj, cols, points), "", *_nnc_lambda0(subj, points),
+            *([f"Sweep times (wall): {'; '.join(times)}.", ""] if times else [])]
     return "\n".join(out)
+
+
+def _nnc_lambda0(subj: Subject, points: list[Point]) -> list[str]:
+    """NNCodec without its rate-distortion quantizer (lambda 0), as issue 12 first measured
+    it: the sweep of lambda moves its smallest files further."""
+    plain = Column("", "", False, lambda p: p.codec == "NNCodec" and p.label.endswith(
+        "lambda 0"))
+    got = []
+    for level in subj.levels:
+        p = best(points, plain, lambda p, lv=level: subj.meets(p.score.value, lv))
+        if p is not None:
+            got.append(f"{level_name(subj, level)} {subj.fp32_nbytes / p.nbytes:.2f}x "
+                       f"({p.label}, {_score(subj, p)})")
+    return [f"NNCodec at lambda 0 only: {'; '.join(got)}.", ""] if got else []
 
 
 def _score(subj: Subject, p: Point) -> str:
