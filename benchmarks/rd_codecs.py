@@ -60,7 +60,7 @@ def nnc_settings(tier: int, quick: bool) -> list[rd_nnc.Setting]:
     lose cosine 0.99 past QP -30)."""
     if quick:
         return [rd_nnc.Setting(qp) for qp in (-40, -30, -20)]
-    qps = (range(-40, -9, 2), range(-44, -25, 3), range(-44, -27, 4))[tier]
+    qps = (range(-40, -9, 2), range(-44, -19, 3), range(-44, -27, 4))[tier]
     lambdas = ((0.0, 0.5, 1.0, 2.0), (0.0, 1.0), (0.0, 1.0))[tier]
     return [rd_nnc.Setting(qp, lam) for lam in lambdas for qp in qps]
 

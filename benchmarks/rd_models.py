@@ -147,7 +147,8 @@ def ppocr_det(path: Path = PPOCR_DET, count: int = 12) -> Subject:
     # without text the map is near zero everywhere (its cosine measures noise).
     runnable = open_runnable(path)
     x = text_images(count)
-    data = EvalInputs(x, None, "", f"{count} 320x320 images of printed text lines")
+    data = EvalInputs(x, None, "", f"{count} rendered 320x320 images of printed text lines",
+                      synthetic=True)
     ev = Evaluator(runnable, data, runnable.reference(), metric="cosine")
     ev.baseline  # noqa: B018 - run the original once, outside the sweep
 
