@@ -43,7 +43,7 @@ import torch
 from _util import CACHE, HERE, log, machine_info
 from rd_codecs import Point
 from rd_models import Score, Subject, subjects
-from rd_table import markdown
+from rd_table import markdown, summary
 
 ALL = ("lenet300", "lenet5", "effnet", "minilm", "ppocr")
 INTN_BITS = ((2, 3, 4, 5, 6, 7, 8), (4, 5, 6, 7, 8), (4, 6, 7, 8))  # by tier
@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", nargs="+", choices=ALL, help=f"default: all ({', '.join(ALL)})")
     p.add_argument("--ours", action="append", default=[], metavar="METHOD:OPT=V1,V2",
                    help="the grid of a registered method's option (repeatable)")
-    p.add_argument("--tables-from", type=Path, metavar="JSON",
-                   help="rebuild the tables from a saved benchmarks/.cache/rd_points-*.json")
+    p.add_argument("--tables-from", type=Path, nargs="+", metavar="JSON",
+                   help="rebuild the tables from saved benchmarks/.cache/rd_points-*.json "
+                   "(several: a later file's models replace an earlier one's)")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
     which = args.models or (["lenet300", "lenet5"] if args.quick else list(ALL))
@@ -104,16 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     if not registered:
         notes.append("No method is registered in inspector.core.stages.registry on this "
                      "commit: the \"ours\" hook skipped (it sweeps any method once one lands).")
-    sections, dump = [], {}
-    saved = json.loads(args.tables_from.read_text()) if args.tables_from else None
+    sections, dump, results = [], {}, []
+    saved = _merged(args.tables_from) if args.tables_from else None
     mode = "quick" if args.quick else "full"
     dest = CACHE / "rd_results-quick.md" if args.quick else HERE / "rd_results.md"
     CACHE.mkdir(exist_ok=True)
     if saved is not None:
         # the measuring run's machine and times, not the rebuild's
-        run = saved.get("_run") or _run_lines(dest)
-        notes.append(f"Tables rebuilt from {args.tables_from.name} (the points that run "
-                     f"measured) at {machine_info()[-1]}.")
+        run = saved["_run"] or _run_lines(dest)
+        names = ", ".join(f.name for f in args.tables_from)
+        notes.append(f"Tables rebuilt from {names} (the points those runs measured; a later "
+                     f"file's model replaces an earlier one's) at {machine_info()[-1]}.")
     for subj in subjects(which):
         if saved is not None:
             if subj.name not in saved:
@@ -123,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             pts, times = run_subject(subj, args.quick, ours)
         sections.append(markdown(subj, pts, times))
+        results.append((subj, pts))
         dump[subj.name] = [[q.codec, q.label, q.nbytes, q.score.value, q.score.note]
                            for q in pts]
         dump.setdefault("_times", {})[subj.name] = times
@@ -132,11 +135,28 @@ def main(argv: list[str] | None = None) -> int:
             run = _run_lines(None, time.perf_counter() - began, time.process_time() - cpu, done)
             dump["_run"] = run
             (CACHE / f"rd_points-{mode}.json").write_text(json.dumps(dump, indent=1))
-        dest.write_text(_report(mode, run, notes, sections))
-    text = _report(mode, run, notes, sections)
+        dest.write_text(_report(mode, run, notes, [summary(results), *sections]))
+    text = _report(mode, run, notes, [summary(results), *sections])
     print(text)
     print(f"wrote {dest} and {CACHE / f'rd_points-{mode}.json'}", file=sys.stderr)
     return 0
+
+
+def _merged(files: list[Path]) -> dict:
+    """Saved points of several runs, a later file's models replacing an earlier one's; the
+    runs' header lines, each run's time labelled with its models when there are several."""
+    out: dict = {"_times": {}, "_run": []}
+    for f in files:
+        got = json.loads(f.read_text())
+        models = [k for k in got if not k.startswith("_")]
+        out.update({k: got[k] for k in models})
+        out["_times"].update(got.get("_times", {}))
+        run = got.get("_run", [])
+        if len(files) > 1:
+            run = [x if not x.startswith(("total time", "date", "commit")) else
+                   f"{', '.join(models)}: {x}" for x in run]
+        out["_run"] += [x for x in run if x not in out["_run"]]
+    return out
 
 
 def _run_lines(report: Path | None, wall: float = 0.0, cpu: float = 0.0,

@@ -152,3 +152,26 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 
     return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
                       *(line(r) for r in rows)])
+
+
+def summary(results: list[tuple[Subject, list[Point]]]) -> str:
+    """One row per model and level: the smallest file of NNCodec, of int-N + zstd and of
+    ours, as ratios, and ours against the best that is not ours."""
+    head = ["model", "level", "NNCodec", "int-N+zstd", "inspector (best)", "smallest",
+            "inspector vs best other"]
+    rows = [_summary_row(subj, points, columns(points), level)
+            for subj, points in results for level in subj.levels]
+    return "\n".join(["## Summary", "", _table(head, rows), ""])
+
+
+def _summary_row(subj: Subject, points: list[Point], cols: list[Column], level: float
+                 ) -> list[str]:
+    cells = {c.name: best(points, c, lambda p: subj.meets(p.score.value, level)) for c in cols}
+
+    def ratio(which: Callable[[Column], bool]) -> str:
+        got = [p.nbytes for c in cols if which(c) and (p := cells[c.name])]
+        return f"{subj.fp32_nbytes / min(got):.1f}x" if got else "-"
+
+    return [subj.name, level_name(subj, level), ratio(lambda c: c.codec == "NNCodec"),
+            ratio(lambda c: c.codec == "int-N"), ratio(lambda c: c.ours),
+            _winner(cols, cells).split(",")[0], _ours_vs_other(cols, cells)]

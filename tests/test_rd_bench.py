@@ -123,6 +123,8 @@ def test_table_takes_the_smallest_point_that_meets_each_level() -> None:
     assert "(900 B)" in row999 and "(700 B)" in row999 and "1.29x (wins)" in row999
     assert "(500 B)" in row99 and "(700 B)" in row99 and "0.71x (loses)" in row99
     assert "cosine >= 0.99: NNCodec 500 B, our best (Deep Compression (sweep)) 700 B" in text
+    rows = rd_table.summary([(s, pts)]).splitlines()
+    assert any("cosine >= 0.99 " in r and "| NNCodec " in r and "0.71x (loses)" in r for r in rows)
 
 
 @pytest.mark.skipif(rd_nnc.load() is None, reason="nncodec is not installed")
