@@ -144,18 +144,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _merged(files: list[Path]) -> dict:
     """Saved points of several runs, a later file's models replacing an earlier one's; the
-    runs' header lines, each run's time labelled with its models when there are several."""
+    header lines of each run whose points are kept, labelled with the models they measured
+    when there are several runs."""
+    runs = [json.loads(f.read_text()) for f in files]
+    owner = {k: i for i, got in enumerate(runs) for k in got if not k.startswith("_")}
     out: dict = {"_times": {}, "_run": []}
-    for f in files:
-        got = json.loads(f.read_text())
-        models = [k for k in got if not k.startswith("_")]
-        out.update({k: got[k] for k in models})
-        out["_times"].update(got.get("_times", {}))
-        run = got.get("_run", [])
-        if len(files) > 1:
-            run = [x if not x.startswith(("total time", "date", "commit")) else
-                   f"{', '.join(models)}: {x}" for x in run]
-        out["_run"] += [x for x in run if x not in out["_run"]]
+    for i, got in enumerate(runs):
+        kept = [k for k, o in owner.items() if o == i]
+        out.update({k: got[k] for k in kept})
+        out["_times"].update({k: v for k, v in got.get("_times", {}).items() if k in kept})
+        tag = f"{', '.join(kept)}: " if len(files) > 1 else ""
+        per_run = ("date", "commit", "total time")
+        lines = [f"{tag}{x}" if x.startswith(per_run) else x for x in got.get("_run", [])]
+        out["_run"] += [x for x in lines if kept and x not in out["_run"]]
     return out
 
 
