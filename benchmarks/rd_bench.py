@@ -1,6 +1,6 @@
 """Bytes against output fidelity, every codec side by side on the same models (issue 12).
 
-    python benchmarks/rd_bench.py            # every model (~15 min on 2 cores)
+    python benchmarks/rd_bench.py            # every model (~15 min of CPU, on 2 idle cores)
     python benchmarks/rd_bench.py --quick    # a few points per codec, LeNets only (smoke test)
     python benchmarks/rd_bench.py --models lenet300 lenet5 --ours uniform:lam=1e-5,1e-4
 
