@@ -49,7 +49,8 @@ ALL = ("lenet300", "lenet5", "effnet", "minilm", "ppocr")
 INTN_BITS = ((2, 3, 4, 5, 6, 7, 8), (4, 5, 6, 7, 8), (4, 6, 7, 8))  # by tier
 
 
-def run_subject(subj: Subject, quick: bool, ours: dict) -> tuple[list[Point], list[str]]:
+def run_subject(subj: Subject, quick: bool, ours: dict,
+                only: set[str] | None = None) -> tuple[list[Point], list[str]]:
     """Every codec's points on ``subj``, and one line per codec of how long its sweep took
     (encode, decode and measure: wall seconds)."""
     points: list[Point] = []
@@ -74,6 +75,8 @@ def run_subject(subj: Subject, quick: bool, ours: dict) -> tuple[list[Point], li
         rd_codecs.measured("Deep Compression", subj, rd_codecs.deep_points(subj, settings)))
     budget = 4 if quick else (24, 10, 6)[subj.tier]
     for m in rd_ours.methods():
+        if only is not None and m.name not in only:
+            continue
         name = f"ours: {m.name}"
         add(name, rd_codecs.measured(name, subj, rd_ours.ours_points(
             subj, m, budget, ours.get(m.name, {}))))
@@ -89,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tables-from", type=Path, nargs="+", metavar="JSON",
                    help="rebuild the tables from saved benchmarks/.cache/rd_points-*.json "
                    "(several: a later file's models replace an earlier one's)")
+    p.add_argument("--ours-methods", metavar="M1,M2",
+                   help="sweep only these registered methods (default: every one)")
     args = p.parse_args(argv)
+    only = set(args.ours_methods.split(",")) if args.ours_methods else None
     torch.set_num_threads(2)
     which = args.models or (["lenet300", "lenet5"] if args.quick else list(ALL))
     ours = rd_ours.parse_override(args.ours)
@@ -123,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             pts = [Point(c, lb, n, Score(v, note)) for c, lb, n, v, note in saved[subj.name]]
             times = saved.get("_times", {}).get(subj.name, [])
         else:
-            pts, times = run_subject(subj, args.quick, ours)
+            pts, times = run_subject(subj, args.quick, ours, only)
         sections.append(markdown(subj, pts, times))
         results.append((subj, pts))
         dump[subj.name] = [[q.codec, q.label, q.nbytes, q.score.value, q.score.note]

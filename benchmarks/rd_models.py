@@ -33,9 +33,9 @@ from forwards import (
 )
 
 from inspector.io import read_model
-from inspector.io.eval_data import EvalInputs
+from inspector.runtime.eval_data import EvalInputs
 from inspector.io.model_file import LoadedModel
-from inspector.io.runnable import open_runnable
+from inspector.runtime.runnable_open import open_runnable
 from inspector.tasks.accuracy import Evaluator, open_evaluator
 
 ROOT = Path(__file__).resolve().parents[1]
