@@ -132,8 +132,7 @@ def recipes(settings: LayerSettings) -> list[Recipe]:
 def deep_recipe(fraction: float, settings: LayerSettings) -> Recipe:
     """Deep Compression pruning ``fraction`` at the layer's bits (its init, index bits and
     Huffman as set), the floor and the bit raising off."""
-    base = settings if settings.method == "deep" else LayerSettings()
-    entry = (("bits", base.bits), ("min_sqnr", None), ("policy", "sparsity"),
+    entry = (("bits", settings.bits), ("min_sqnr", None), ("policy", "sparsity"),
              ("raise_bits", False), ("value", float(fraction)))
     return Recipe("deep", "sparsity", float(fraction), entry)
 
@@ -237,12 +236,7 @@ def layer_settings(recipe: Recipe, settings: LayerSettings) -> LayerSettings:
     """The layer's settings under ``recipe`` (as ``Session.set_method`` with its entry)."""
     if recipe.knob == "current":
         return settings
-    entry = dict(recipe.entry)
-    if recipe.method == "deep":
-        base = settings if settings.method == "deep" else LayerSettings()
-        return replace(base, excluded=False, **entry)
-    floor = entry.pop("min_sqnr", None)
-    return LayerSettings.from_json({"method": recipe.method, "min_sqnr": floor, **entry})
+    return LayerSettings.from_json({**dict(recipe.entry), "method": recipe.method}, settings)
 
 
 def _agreement(acc: Accuracy) -> float:
