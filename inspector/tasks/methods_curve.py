@@ -39,7 +39,7 @@ DEEP_FRACTIONS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95)
 KNOB_VALUES: dict[tuple[str, str], tuple[Value, ...]] = {
     ("uniform", "rel_step"): (0.01, 0.02, 0.04, 0.0667, 0.13, 0.27, 0.53),
     ("ternary", "delta"): (0.3, 0.5, 0.7, 1.0, 1.4),
-    ("pq", "code_bits"): (2, 4, 6, 8, 10),
+    ("pq", "code_bits"): (2, 3, 4, 6, 8),  # 10+ bits: k-means of a big layer takes seconds
     ("hashed", "per_bucket"): (2.0, 4.0, 8.0, 16.0, 32.0, 64.0),
 }
 #: Options that are a method's natural knob without being a fidelity floor's.
