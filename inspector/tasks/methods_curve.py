@@ -58,6 +58,8 @@ class Recipe:
 
     @property
     def label(self) -> str:
+        if self.method == "deep" and self.knob == "sparsity":
+            return f"deep {_fmt(self.at)} pruned, {self.options['bits']} bits"
         return self.method if not self.knob else f"{self.method} {self.knob}={_fmt(self.at)}"
 
     @property
@@ -129,11 +131,12 @@ def recipes(settings: LayerSettings) -> list[Recipe]:
     return out
 
 
-def deep_recipe(fraction: float, settings: LayerSettings) -> Recipe:
-    """Deep Compression pruning ``fraction`` at the layer's bits (its init, index bits and
-    Huffman as set), the floor and the bit raising off."""
-    entry = (("bits", settings.bits), ("min_sqnr", None), ("policy", "sparsity"),
-             ("raise_bits", False), ("value", float(fraction)))
+def deep_recipe(fraction: float, settings: LayerSettings, bits: int | None = None) -> Recipe:
+    """Deep Compression pruning ``fraction`` at ``bits`` (default the layer's; its init, index
+    bits and Huffman as set), the floor and the bit raising off."""
+    b = settings.bits if bits is None else int(bits)
+    entry = (("bits", b), ("min_sqnr", None), ("policy", "sparsity"), ("raise_bits", False),
+             ("value", float(fraction)))
     return Recipe("deep", "sparsity", float(fraction), entry)
 
 

@@ -36,13 +36,17 @@ from inspector.tasks.methods_curve import (
     CurvePoint,
     CurvesRequest,
     Recipe,
+    deep_recipe,
     method_curves,
     plan_point,
 )
 from inspector.tasks.sensitivity import Evaluates, ShouldStop, stopped, sweep_layers
 from inspector.tasks.tune import MAX_ROUNDS, TOLERANCE, _check_budget, decoded
 
-SLACK = 0.8  # a check using less than this share of the budget lets the shares grow
+#: deep's extra candidates beside its curve (the view's is at the layer's bits only): the
+#: sensitivity tuner's grid of fractions pruned and bits, so this search has all its choices.
+DEEP_FRACTIONS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+DEEP_BITS = (2, 3, 4, 5, 6, 8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +118,9 @@ def tune_methods(
         s = settings.resolve(name, codec.model.info(name).kind)
         curves = run_to_end(method_curves(codec, CurvesRequest(name, s), cache), lambda _: None)
         assert curves is not None
-        ladders[name] = ladder(curves.curves)
+        deep = [plan_point(codec, name, deep_recipe(f, s, b), s)
+                for f in DEEP_FRACTIONS for b in DEEP_BITS]
+        ladders[name] = ladder([*curves.curves, ("deep", [p for p in deep if p is not None])])
     weight = {n: codec.model.info(n).nbytes for n in names}
     whole = sum(weight.values()) or 1
     drops: dict[tuple[str, Recipe], float] = {}
@@ -146,7 +152,8 @@ def tune_methods(
     original = sum(info.nbytes for info in codec.model.infos)
     cache_w: dict = {}
     best: tuple[int, ModelSettings, Accuracy, dict[str, Recipe]] | None = None
-    checks, scale, grew = 0, 1.0, False
+    checks, scale = 0, 1.0
+    fit, fail = 0.0, float("inf")  # the largest scale that fit, the smallest that did not
     tried: set[tuple[tuple[str, Recipe], ...]] = set()
     for r in range(max_rounds):
         yield Progress(len(names) + r, total, f"checking round {r + 1}")
@@ -154,25 +161,25 @@ def tune_methods(
         if chosen is None or stopped(should_stop):
             return None
         key = tuple(sorted(chosen.items()))
-        if key in tried:
-            break
-        tried.add(key)
-        new = with_recipes(settings, chosen)
-        acc = evaluator.evaluate(decoded(codec, new, cache_w), should_stop)
-        if acc is None or stopped(should_stop):
-            return None
-        checks += 1
-        nbytes = codec.estimate(new).file_nbytes
-        if acc.drop_points <= max_drop_points + TOLERANCE:
-            if best is None or nbytes < best[0]:
-                best = (nbytes, new, acc, chosen)
-            if grew or acc.drop_points > SLACK * max_drop_points:
-                break
-            grew = True
-            scale *= min(4.0, max_drop_points / max(acc.drop_points, 1e-3 * max_drop_points
-                                                    + 1e-9))
+        if key not in tried:
+            tried.add(key)
+            new = with_recipes(settings, chosen)
+            acc = evaluator.evaluate(decoded(codec, new, cache_w), should_stop)
+            if acc is None or stopped(should_stop):
+                return None
+            checks += 1
+            ok = acc.drop_points <= max_drop_points + TOLERANCE
+            if ok:
+                nbytes = codec.estimate(new).file_nbytes
+                if best is None or nbytes < best[0]:
+                    best = (nbytes, new, acc, chosen)
         else:
-            scale *= min(0.5, max_drop_points / acc.drop_points)
+            ok = scale <= fit  # the same choices as a scale already measured
+        fit, fail = (max(fit, scale), fail) if ok else (fit, min(fail, scale))
+        nxt = _next_scale(fit, fail)
+        if nxt is None:
+            break
+        scale = nxt
     if best is not None:
         nbytes, new, acc, chosen = best
         yield Progress(total, total, "done")
@@ -190,3 +197,15 @@ def tune_methods(
             else "nothing tried fits the budget: every layer has its most faithful recipe")
     return MethodsTuneResult(new, acc, codec.estimate(new).file_nbytes, original,
                              max_drop_points, checks + 1, fits, tuple(safest.items()), note)
+
+
+def _next_scale(fit: float, fail: float) -> float | None:
+    """The next share scale to try: doubling while everything fits, halving while nothing
+    does, then bisecting (geometrically) until the two are within 10%."""
+    if fail == float("inf"):
+        return fit * 2.0 if fit < 64.0 else None
+    if fit == 0.0:
+        return fail / 4.0 if fail > 1e-3 else None
+    if fail / fit < 1.1:
+        return None
+    return (fit * fail) ** 0.5
