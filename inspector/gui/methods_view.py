@@ -27,6 +27,7 @@ from .util import theme_plot
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
 CURRENT = QColor(220, 30, 30)
+BIT_TICKS = (1 / 32, 1 / 16, 0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32)
 EMPTY_TEXT = "Select a compressible layer to compare the methods on it."
 
 
@@ -51,6 +52,8 @@ class MethodsViewWidget(QWidget):
         item.setLabel("bottom", "bits per weight (payload)")
         item.setLabel("left", "weight-space SQNR (dB)")
         item.showGrid(x=True, y=True, alpha=0.15)
+        # Bits per weight at powers of two: the log axis's own minor labels crowd together.
+        item.getAxis("bottom").setTicks([[(math.log10(b), f"{b:g}") for b in BIT_TICKS]])
         # In a column of its own right of the plot area, so the legend never covers a point.
         self.legend = pg.LegendItem()
         item.layout.addItem(self.legend, 2, 3)
