@@ -61,3 +61,39 @@ def test_auto_tune_across_methods_is_one_undoable_step_within_the_budget(
     assert s.accuracy.drop_points <= 1.0 + 1e-9
     s.undo()
     assert not s.can_undo
+
+
+def test_a_click_in_the_window_updates_the_estimate_and_the_table(qtbot, tmp_path) -> None:
+    from inspector.gui.layer_table import BYTES, KEPT, NAME
+
+    from .test_methods_view import click
+
+    w = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.show()
+    with qtbot.waitSignal(w.controller.loaded, timeout=WAIT_MS):
+        w.open_model(SAMPLES / "lenet5.onnx")  # no data: the weight-space curves
+    s, view = w.session, w.methods
+    s.select(("ip2.weight",))
+    w.tabs.setCurrentWidget(view)
+    qtbot.waitUntil(lambda: view.curves is not None and view.curves.layer == "ip2.weight"
+                    and not view.progress.isVisible(), timeout=WAIT_MS)
+    scatter = view.scatters["pq"]
+    recipe = scatter.points()[2].data()
+    point = view.point_of(recipe)
+    click(qtbot, view, scatter, 2)
+    assert s.layer_settings("ip2.weight").method == "pq"
+
+    def shown() -> bool:
+        est = s.estimate.layer("ip2.weight") if s.estimate else None
+        return est is not None and est.method == "pq"
+
+    qtbot.waitUntil(shown, timeout=WAIT_MS)
+    assert s.estimate.layer("ip2.weight").payload_nbytes == point.payload_nbytes
+    model = w.table.table_model
+    row = next(r for r in range(model.rowCount())
+               if model.index(r, NAME).data() == "ip2.weight")
+    assert model.index(row, BYTES).data() == f"{point.payload_nbytes:,}"
+    assert model.index(row, KEPT).data() == "pq"
+    w.close()
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)

@@ -77,7 +77,9 @@ def test_the_curves_come_from_a_worker_one_per_method_with_exact_sizes(
 
 
 def click(qtbot, view, scatter, index: int) -> None:
+    box = scatter.getViewBox()  # it fits its range to new items only when it next paints
     spot = scatter.points()[index]
+    qtbot.waitUntil(lambda: box.viewRect().contains(spot.pos()))
     scene = scatter.mapToScene(spot.pos())
     at = view.plot.mapFromScene(scene)
     # pyqtgraph's scene takes a click from a press and a later release at a hovered spot
