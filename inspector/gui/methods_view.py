@@ -105,6 +105,8 @@ class MethodsViewWidget(QWidget):
             item.addItem(pg.InfiniteLine(100.0 * curves.baseline, angle=0, pen=pg.mkPen(
                 CURRENT, width=1, style=Qt.PenStyle.DashLine)))
         self.title.setText(note or self._caption(curves))
+        # Fit now, not at the next paint: a click must find each point where it is drawn.
+        item.getViewBox().autoRange(padding=0.06)
 
     def _draw(self, method: str, points: tuple[CurvePoint, ...], colour: QColor) -> None:
         assert self.curves is not None

@@ -77,11 +77,12 @@ def test_the_curves_come_from_a_worker_one_per_method_with_exact_sizes(
 
 
 def click(qtbot, view, scatter, index: int) -> None:
-    box = scatter.getViewBox()  # it fits its range to new items only when it next paints
+    box = scatter.getViewBox()
     spot = scatter.points()[index]
-    qtbot.waitUntil(lambda: box.viewRect().contains(spot.pos()))
-    scene = scatter.mapToScene(spot.pos())
-    at = view.plot.mapFromScene(scene)
+    # The items' transforms follow the view box's range when it next paints: paint first.
+    view.plot.viewport().repaint()
+    qtbot.wait(20)
+    at = view.plot.mapFromScene(box.mapViewToScene(spot.pos()))
     # pyqtgraph's scene takes a click from a press and a later release at a hovered spot
     qtbot.mouseMove(view.plot.viewport(), at)
     qtbot.mousePress(view.plot.viewport(), Qt.MouseButton.LeftButton, pos=at)
