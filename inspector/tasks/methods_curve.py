@@ -20,7 +20,7 @@ method with no knob (fp16, bf16, int8, int4, binary).
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -249,7 +249,3 @@ def _agreement(acc: Accuracy) -> float:
 def _fmt(v: Value) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
-
-def entry_of(recipe: Recipe) -> Mapping[str, Value]:
-    """The layer entry (settings-file keys) that gives ``recipe``."""
-    return dict(recipe.entry)
