@@ -60,6 +60,10 @@ def add_parsers(sub: Any) -> None:
                              "implies --metric cosine")
     tune.add_argument("--rounds", type=int, default=None, metavar="N",
                       help="most combined checks before falling back (default 12)")
+    tune.add_argument("--methods", action="store_true",
+                      help="search every registered method per layer (deep, uniform, int8, "
+                           "pq, hashed, ...) for the cheapest recipe within the budget, not "
+                           "only deep's sparsity and bits")
     tune.set_defaults(func=cmd_tune)
 
 
@@ -153,6 +157,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from inspector.tasks.tune import MAX_ROUNDS, tune
 
     settings, codec, evaluator = _open(args)
+    if getattr(args, "methods", False):
+        from inspector.cli_tune_methods import run_methods_tune
+
+        budget = args.max_drop if args.min_cosine is None else _cosine_budget(args.min_cosine)
+        return run_methods_tune(args, settings, codec, evaluator, budget, _show(args))
     sweep = settings.sensitivity
     if sweep is not None and sweep.metric != evaluator.metric:
         print(f"inspector: note: the sweep in {args.config} measured {sweep.metric}, these "

@@ -36,6 +36,8 @@ from .controls import ControlsWidget
 from .histogram import HistogramWidget
 from .layer_table import LayerTableWidget
 from .method_options import MethodOptionsWidget
+from .methods_controller import MethodsController
+from .methods_view import MethodsViewWidget
 from .model_bytes import ModelBytesWidget
 from .resources import icon
 from .sensitivity_view import SensitivityWidget
@@ -99,6 +101,9 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.histogram, "Layer weights")
         self.tabs.addTab(self.model_bytes, "Model bytes")
         self.tabs.addTab(self.sensitivity, "Sensitivity")
+        self.methods = MethodsViewWidget()
+        self.tabs.addTab(self.methods, "Methods")
+        self.methods_control = MethodsController(s, self.methods, self.controller.accuracy, self)
         # top: the selected layer's plot beside its controls; bottom: every layer, full width
         self.right = QSplitter(Qt.Orientation.Horizontal)
         self.right.addWidget(self.tabs)
@@ -203,6 +208,7 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         c, s = self.controller, self.session
         c.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.methods_control.status.connect(lambda t: self.statusBar().showMessage(t, 8000))
         c.progress.connect(self._on_controller_progress)
         c.target.progress.connect(self._on_controller_progress)
         c.target.busy.connect(lambda busy: busy or self._on_controller_progress(1, 1, ""))
@@ -398,6 +404,7 @@ class MainWindow(QMainWindow):
         self.qsettings.setValue("split", self.split.saveState())
         self.qsettings.setValue("right", self.right.saveState())
         self.controller.shutdown()
+        self.methods_control.shutdown()
         super().closeEvent(event)
 
     # ------------------------------------------------------------ drag and drop

@@ -42,6 +42,8 @@ class TuneMenu(QObject):
         self.tuning = tuning = window.controller.tuning
         self.sweep_action = self._action("Measure &Sensitivity", self.measure_sensitivity)
         self.tune_action = self._action("&Auto-Tune…", self.auto_tune)
+        self.tune_methods_action = self._action("Auto-Tune Across &Methods…",
+                                                self.auto_tune_methods)
         self.finetune_action = self._action("&Fine-Tune…", self.fine_tune)
         self.shape_action = self._action("Input &Shape…", self.choose_input_shape)
         self.cancel_action = self._action("&Cancel", tuning.cancel, "Esc")
@@ -63,7 +65,8 @@ class TuneMenu(QObject):
 
     @property
     def run_actions(self) -> tuple[QAction, ...]:
-        return (self.sweep_action, self.tune_action, self.finetune_action)
+        return (self.sweep_action, self.tune_action, self.tune_methods_action,
+                self.finetune_action)
 
     def _action(self, text: str, slot: object, shortcut: str | None = None) -> QAction:
         action = QAction(text, self.window)
@@ -137,6 +140,15 @@ class TuneMenu(QObject):
         )
         if ok:
             self.tuning.auto_tune(budget)
+
+    def auto_tune_methods(self) -> None:
+        budget, ok = QInputDialog.getDouble(
+            self.window, "Auto-tune across methods",
+            f"Per layer, the cheapest method and setting within a drop in {self._measure()} "
+            "(percentage points) of:", DEFAULT_BUDGET, 0.0, 100.0, 2,
+        )
+        if ok:
+            self.tuning.auto_tune_methods(budget)
 
     def fine_tune(self) -> None:
         model = self.window.session.model

@@ -96,6 +96,22 @@ class TuningController(QObject):
 
         return self._start(job, f"Auto-tuning within {max_drop_points:g} points…", "auto-tuning it")
 
+    def auto_tune_methods(self, max_drop_points: float) -> int:
+        """Per layer the cheapest recipe of any registered method within the budget."""
+        from inspector.tasks.tune_methods import tune_methods
+
+        settings = self.session.settings
+
+        def job(token: Token) -> tuple[str, Any]:
+            evaluator, codec = self._open(token)
+            result = drive(tune_methods(codec, evaluator, max_drop_points, settings,
+                                        should_stop=lambda: token.cancelled), token)
+            token.check()
+            return "tune", result  # the same fields as deep's TuneResult that are shown
+
+        return self._start(job, f"Auto-tuning across methods within {max_drop_points:g} "
+                                "points…", "auto-tuning it")
+
     def fine_tune(
         self, train_path: str, output: str, epochs: tuple[int, int] | None = None
     ) -> int:

@@ -149,16 +149,21 @@ class Session:
             new.resolve(name, self.info(name).kind)  # validates
         self.set_settings(new, label, merge)
 
-    def set_method(self, names: tuple[str, ...] | list[str], method: str, label: str) -> None:
+    def set_method(
+        self, names: tuple[str, ...] | list[str], method: str, label: str,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         """Give each layer in ``names`` the registered ``method`` (undoable), dropping the
-        options its own entry held for another method (they would not be valid for this one).
+        options its own entry held for another method (they would not be valid for this one);
+        ``options`` (entry keys: the method's options, settings fields) are set in the same
+        step.
         """
         declared = {o.name for o in method_options(method)}
         layers = dict(self.settings.layers)
         for name in names:
             entry = layers.get(name, {})
             kept = {k: v for k, v in entry.items() if k in FIELDS or k == "kind" or k in declared}
-            layers[name] = {**kept, "method": method}
+            layers[name] = {**kept, **(options or {}), "method": method}
         new = replace(self.settings, layers=layers)
         for name in names:
             new.resolve(name, self.info(name).kind)  # validates
