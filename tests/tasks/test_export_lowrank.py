@@ -1,0 +1,56 @@
+"""A low-rank ONNX export holds each factorised layer as two nodes: it runs in onnxruntime,
+gives the product-decoded model's outputs (to float rounding), and is smaller."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspector.io import read_model, write_back
+from inspector.model.settings import ModelSettings
+from inspector.tasks.drive import run_to_end
+from inspector.tasks.export import _decoded, export_rewritten
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+@pytest.mark.parametrize(("sample", "given", "ops"), [
+    ("lenet300_100", {"rank": 20}, {"Gemm": 5}),  # ip3 at full rank stays raw
+    ("lenet5", {"rank": 8}, {"Conv": 4, "Gemm": 4}),
+    ("lenet5", {"rank": 6, "split": "spatial", "values": "uniform"}, {"Conv": 4}),
+])
+def test_factorised_onnx_runs_like_the_product(tmp_path, sample, given, ops) -> None:
+    import onnx
+
+    src = ROOT / "sample_models" / f"{sample}.onnx"
+    model = read_model(src)
+    kinds = {"fc": {"method": "lowrank", **{k: v for k, v in given.items() if k != "split"}},
+             "conv": {"method": "lowrank", **given}}
+    settings = ModelSettings(defaults={"min_sqnr": None}, kinds=kinds)
+    out = tmp_path / f"{sample}_lr.onnx"
+    result = run_to_end(export_rewritten(model, settings, out))
+    assert result.verified, result.mismatches
+    # the same decoded weights, written back as products into the original graph
+    tensors = run_to_end(_decoded(model, settings, 1))
+    product = tmp_path / f"{sample}_product.onnx"
+    write_back(src, product, tensors, model)
+    graph = onnx.load(str(out)).graph
+    counts = {op: sum(n.op_type == op for n in graph.node) for op in ops}
+    assert counts == ops
+    assert out.stat().st_size < product.stat().st_size
+    x = np.random.default_rng(0).random((5, 784) if sample == "lenet300_100"
+                                        else (5, 1, 28, 28)).astype(np.float32)
+    if sample == "lenet5":
+        x = x.reshape(5, 784)  # the graph reshapes its input itself
+    a, b = _run(out, x), _run(product, x)
+    assert np.allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.abs(b).max()))
+    assert not np.allclose(a, _run(src, x), rtol=1e-6, atol=0)  # the layers did change
