@@ -191,13 +191,13 @@ def export_rewritten(
     total = 2 * n + 1
     codec = ModelCodec(model)
     tensors = yield from _decoded(model, settings, total, codec)
-    # low-rank layers of a runnable ONNX model become their two factors (smaller, faster)
+    # low-rank layers of a runnable model become their two factors (smaller, faster)
     factors = lowrank_factors(codec, settings) if model.format in FACTORISED_FORMATS else {}
     with _temporary(output) as tmp:
         yield Progress(n, total, "writing")
         if factors:
-            mismatches = yield from write_factorised(Path(model.path), tmp, tensors, factors,
-                                                     n, total)
+            mismatches = yield from write_factorised(Path(model.path), tmp, model.format,
+                                                     tensors, factors, n, total, allow_code)
         else:
             write_back(model.path, tmp, tensors, model, allow_code=allow_code)
             mismatches = yield from verify_rewritten(tmp, model, tensors, n + 1, total)

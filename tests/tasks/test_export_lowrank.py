@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inspector.errors import CodeNotAllowed
 from inspector.io import read_model, write_back
 from inspector.model.settings import ModelSettings
 from inspector.tasks.drive import run_to_end
@@ -54,3 +55,33 @@ def test_factorised_onnx_runs_like_the_product(tmp_path, sample, given, ops) -> 
     a, b = _run(out, x), _run(product, x)
     assert np.allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.abs(b).max()))
     assert not np.allclose(a, _run(src, x), rtol=1e-6, atol=0)  # the layers did change
+
+
+@pytest.mark.parametrize(("sample", "given"), [
+    ("lenet300_100", {"rank": 16}),
+    ("lenet5", {"rank": 8, "split": "spatial"}),
+])
+def test_factorised_torchscript_runs_like_the_product(tmp_path, sample, given) -> None:
+    import torch
+
+    src = ROOT / "sample_models" / f"{sample}_scripted.pt"
+    model = read_model(src)
+    kinds = {"fc": {"method": "lowrank", **{k: v for k, v in given.items() if k != "split"}},
+             "conv": {"method": "lowrank", **given}}
+    settings = ModelSettings(defaults={"min_sqnr": None}, kinds=kinds)
+    out = tmp_path / f"{sample}_lr.pt"
+    with pytest.raises(CodeNotAllowed):
+        run_to_end(export_rewritten(model, settings, out))
+    result = run_to_end(export_rewritten(model, settings, out, allow_code=True))
+    assert result.verified, result.mismatches
+    tensors = run_to_end(_decoded(model, settings, 1))
+    product = tmp_path / f"{sample}_product.pt"
+    write_back(src, product, tensors, model, allow_code=True)
+    assert out.stat().st_size < product.stat().st_size
+    split = [n for n, t in read_model(out).tensors.items() if t.size == 0]
+    assert split and all(n.endswith(".weight") for n in split)
+    x = torch.from_numpy(np.random.default_rng(0).random((5, 784)).astype(np.float32))
+    with torch.no_grad():
+        a = torch.jit.load(str(out))(x).numpy()
+        b = torch.jit.load(str(product))(x).numpy()
+    assert np.allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.abs(b).max()))
