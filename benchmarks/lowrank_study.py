@@ -7,7 +7,8 @@ export's speed.
    ``sample_models/mnist_test.h5`` (1,000 examples) in onnxruntime, no retraining.
 2. For chosen settings, the rewritten ONNX export (each low-rank layer as two nodes) against
    the original: file bytes and onnxruntime latency at batch 1 and 32, one intra-op and one
-   inter-op thread for both, median of ``--repeats`` runs after a warm-up.
+   inter-op thread for both, median of ``--repeats`` runs after a warm-up; the same for the
+   rewritten TorchScript export (``*_scripted.pt``, ``torch.set_num_threads(1)``, no_grad).
 
 Run::
 
@@ -38,11 +39,13 @@ SWEEP: list[tuple[str, dict]] = [
     *[(f"energy {e} int8", {"energy": e, "values": "uniform", "bits": 8}) for e in (0.9, 0.8)],
     *[(f"rank {r}", {"rank": r}) for r in (64, 32, 16, 8)],
     ("rank 16 int8", {"rank": 16, "values": "uniform", "bits": 8}),
+    *[(f"rank {r} spatial", {"rank": r, "split": "spatial"}) for r in (16, 8)],
 ]
 SPEED: dict[str, list[tuple[str, dict]]] = {
     "lenet300_100": [("rank 32", {"rank": 32}), ("rank 16", {"rank": 16}),
                      ("energy 0.8", {"energy": 0.8})],
     "lenet5": [("rank 16", {"rank": 16}), ("rank 8", {"rank": 8}),
+               ("rank 16 spatial", {"rank": 16, "split": "spatial"}),
                ("rank 8 spatial", {"rank": 8, "split": "spatial"}),
                ("energy 0.8", {"energy": 0.8})],
 }
@@ -100,23 +103,41 @@ def latency(path: Path, x: np.ndarray, repeats: int) -> float:
     return float(np.median(times))
 
 
-def speed_table(name: str, tmp: Path, repeats: int) -> None:
-    path = SAMPLES / f"{name}.onnx"
+def latency_torch(path: Path, x: np.ndarray, repeats: int) -> float:
+    import torch
+
+    module = torch.jit.load(str(path))
+    t_x = torch.from_numpy(x)
+    times = []
+    with torch.no_grad():
+        for _ in range(20):
+            module(t_x)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            module(t_x)
+            times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def speed_table(name: str, tmp: Path, repeats: int, torchscript: bool = False) -> None:
+    path = SAMPLES / (f"{name}_scripted.pt" if torchscript else f"{name}.onnx")
     model = read_model(path)
-    print(f"\n### {name}: the factorised ONNX export in onnxruntime (1 thread, median of "
-          f"{repeats})\n")
-    print("| model | ONNX bytes | batch 1 (us) | speed-up | batch 32 (us) | speed-up |")
+    runner = "TorchScript (torch.jit.load, " if torchscript else "ONNX in onnxruntime ("
+    print(f"\n### {name}: the factorised {runner}1 thread, median of {repeats})\n")
+    print("| model | file bytes | batch 1 (us) | speed-up | batch 32 (us) | speed-up |")
     print("|---|---:|---:|---:|---:|---:|")
     rng = np.random.default_rng(0)
     xs = {b: rng.random((b, 784)).astype(np.float32) for b in (1, 32)}
-    base = {b: latency(path, x, repeats) for b, x in xs.items()}
+    timer = latency_torch if torchscript else latency
+    base = {b: timer(path, x, repeats) for b, x in xs.items()}
     print(f"| original | {path.stat().st_size:,} | {base[1] * 1e6:.1f} | 1.00 | "
           f"{base[32] * 1e6:.1f} | 1.00 |")
     for label, given in SPEED[name]:
-        out = tmp / f"{name}_{label.replace(' ', '_')}.onnx"
-        result = run_to_end(export_rewritten(model, settings_of(given), out))
+        out = tmp / f"{name}_{label.replace(' ', '_')}{path.suffix}"
+        result = run_to_end(export_rewritten(model, settings_of(given), out,
+                                             allow_code=torchscript))
         assert result.verified, result.mismatches
-        t = {b: latency(out, x, repeats) for b, x in xs.items()}
+        t = {b: timer(out, x, repeats) for b, x in xs.items()}
         print(f"| {label} | {out.stat().st_size:,} | {t[1] * 1e6:.1f} | {base[1] / t[1]:.2f} | "
               f"{t[32] * 1e6:.1f} | {base[32] / t[32]:.2f} |")
         sys.stdout.flush()
@@ -127,11 +148,15 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=300)
     p.add_argument("--no-accuracy", action="store_true")
     args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as d:
         for name in ("lenet5", "lenet300_100"):
             if not args.no_accuracy:
                 accuracy_table(name, Path(d))
             speed_table(name, Path(d), args.repeats)
+            speed_table(name, Path(d), args.repeats, torchscript=True)
     return 0
 
 
