@@ -133,3 +133,30 @@ def test_damaged_records_are_refused(values) -> None:
             LOWRANK.decode_reference(p, d, (6, 10))
     with pytest.raises(ValueError, match="spatial"):
         LOWRANK.check(bytes([1]) + params[1:], len(payload), (6, 10))
+
+
+def _outcome(decode, params: bytes, payload: bytes) -> bytes | str:
+    try:
+        out = decode(params, payload, (6, 10))
+    except ValueError as exc:
+        assert str(exc)  # one readable line
+        return "ValueError"
+    assert out.dtype == np.float32 and out.size == 60
+    return out.tobytes()
+
+
+RECORDS = {v: _record(v) for v in ("float", "uniform")}
+
+
+@pytest.mark.parametrize("values", sorted(RECORDS))
+@settings(deadline=None, max_examples=60)
+@given(part=st.sampled_from(["params", "payload"]), where=st.integers(0, 1 << 16),
+       flip=st.integers(1, 255), cut=st.integers(-3, 3))
+def test_damage_is_a_value_error_or_a_layer(values, part, where, flip, cut) -> None:
+    params, payload = RECORDS[values]
+    b = bytearray(params if part == "params" else payload)
+    b[where % len(b)] ^= flip
+    b = b[:len(b) - cut] if cut >= 0 else b + bytes(-cut)
+    params, payload = (bytes(b), payload) if part == "params" else (params, bytes(b))
+    assert _outcome(LOWRANK.decode, params, payload) == _outcome(LOWRANK.decode_reference,
+                                                                 params, payload)
