@@ -36,9 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_models"
 SWEEP: list[tuple[str, dict]] = [
     *[(f"energy {e}", {"energy": e}) for e in (0.99, 0.95, 0.9, 0.8, 0.7, 0.6)],
-    *[(f"energy {e} int8", {"energy": e, "values": "uniform", "bits": 8}) for e in (0.9, 0.8)],
+    *[(f"energy {e} int8", {"energy": e, "values": "uniform", "factor_bits": 8})
+      for e in (0.9, 0.8)],
     *[(f"rank {r}", {"rank": r}) for r in (64, 32, 16, 8)],
-    ("rank 16 int8", {"rank": 16, "values": "uniform", "bits": 8}),
+    ("rank 16 int8", {"rank": 16, "values": "uniform", "factor_bits": 8}),
     *[(f"rank {r} spatial", {"rank": r, "split": "spatial"}) for r in (16, 8)],
 ]
 SPEED: dict[str, list[tuple[str, dict]]] = {

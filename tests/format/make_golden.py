@@ -140,7 +140,7 @@ def lowrank() -> tuple[LoadedModel, ModelSettings]:
     settings = ModelSettings(
         defaults={"method": "lowrank", "min_sqnr": None},
         layers={"conv.weight": {"rank": 4, "split": "spatial"},
-                "fc.weight": {"rank": 6, "values": "uniform", "bits": 6},
+                "fc.weight": {"rank": 6, "values": "uniform", "factor_bits": 6},
                 "head.weight": {"energy": 0.7}},
     )
     return _model("lowrank", tensors, {}), settings

@@ -11,8 +11,9 @@ the plain one of the decoded product.
 The factors are then value-coded (``values``): "float" stores them as float16 when that adds
 at most the deep codebook's tolerance to the layer's error, else float32
 (:func:`.fitted.cheaper_floats`); "uniform" hands each factor, as a ``rank x m`` / ``rank x
-n`` tensor, to the registered ``uniform`` method (int-N with ``bits`` per row of the factor,
-levels through ``entropy``), so the later stages quantize and entropy-code the factors.
+n`` tensor, to the registered ``uniform`` method (int-N with ``factor_bits`` per row of the
+factor, levels through ``entropy``), so the later stages quantize and entropy-code the
+factors. (``factor_bits``, not ``bits``: in a settings file that name is deep's setting.)
 The decoded layer is always the float32 product of the decoded factors, computed as
 :mod:`.lowrank_kernels` specifies bit for bit.
 
@@ -64,7 +65,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("values", str, "float", "Factor values", "float: float16 or float32 by the "
            "error; uniform: int-N per factor row with an entropy coder",
            choices=("float", "uniform")),
-    Option("bits", int, 8, "Factor bits", "int-N of the factors (values uniform)", lo=2,
+    Option("factor_bits", int, 8, "Factor bits", "int-N of the factors (values uniform)", lo=2,
            hi=16),
     Option("entropy", str, "auto", "Entropy coder", "coder of the factors' levels (values "
            "uniform); auto: the smallest", choices=ENTROPY_CHOICES),
@@ -145,7 +146,8 @@ class LowRankLayer:
     def _uniform(self, split: int, rank: int, p: np.ndarray, q: np.ndarray,
                  o: Options) -> _Fit:
         uni = registry.method("uniform")
-        opts = resolve_options(uni.options, {"granularity": "channel", "bits": int(o["bits"]),
+        opts = resolve_options(uni.options, {"granularity": "channel",
+                                             "bits": int(o["factor_bits"]),
                                              "entropy": str(o["entropy"])})
         coded = []
         for f in (p, q):

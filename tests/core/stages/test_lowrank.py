@@ -31,7 +31,7 @@ def test_round_trip_is_exact_and_twins_agree(round_trip, layer, shape, seed, ran
     w = w.astype(np.float64) if f64 else w
     split = "spatial" if spatial and len(shape) == 4 else "channels"
     plan, payload, _ = round_trip(LOWRANK, w, {"rank": rank, "energy": energy, "split": split,
-                                               "values": values, "bits": bits})
+                                               "values": values, "factor_bits": bits})
     info = LOWRANK.describe(plan.params)
     assert info["split"] == split
     if values == "float" and w.size:
@@ -94,7 +94,7 @@ def test_spatial_split_matches_vertical_then_horizontal_filters(layer) -> None:
 
 def test_uniform_factors_are_smaller_than_float_ones(round_trip, lenet5_conv2) -> None:
     flt = round_trip(LOWRANK, lenet5_conv2, {"rank": 12})[0]
-    uni = round_trip(LOWRANK, lenet5_conv2, {"rank": 12, "values": "uniform", "bits": 6})[0]
+    uni = round_trip(LOWRANK, lenet5_conv2, {"rank": 12, "values": "uniform", "factor_bits": 6})[0]
     assert uni.payload_nbytes < flt.payload_nbytes / 2
     assert uni.sqnr_db > flt.sqnr_db - 6
 
