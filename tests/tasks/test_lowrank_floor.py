@@ -26,3 +26,12 @@ def test_floor_raises_the_energy_as_little_as_reaches_it() -> None:
         assert plan.sqnr_db >= floor
         one_less = layer.plan(resolve_options(method.options, {"rank": rank - 1}))
         assert one_less.sqnr_db < floor  # the rank is the smallest meeting the floor
+
+
+def test_settings_file_keys_reach_the_options() -> None:
+    from inspector.core.settings import LayerSettings as LS
+
+    s = LS.from_json({"method": "lowrank", "rank": 12, "split": "spatial", "values": "uniform",
+                      "factor_bits": 6, "bits": 3})
+    assert (s.options["rank"], s.options["split"], s.options["factor_bits"]) == (12, "spatial", 6)
+    assert s.bits == 3  # deep's field, not the factors' bits
