@@ -14,8 +14,8 @@ that node's second input, the node is replaced by two:
   then a ``1 x kw`` conv (the horizontal ones) with the bias.
 
 Any other weight, and any node that cannot be split (grouped conv, ``auto_pad`` SAME with
-the spatial split, a weight shared by two nodes), keeps the decoded product in place. The
-factors are stored in the element type of the weight they replace, named ``<weight>.factor0``
+the spatial split, a weight shared by two nodes or also a graph input), keeps the decoded
+product in place. The factors are stored in the element type of the weight they replace, named ``<weight>.factor0``
 (applied first) and ``<weight>.factor1``.
 """
 
@@ -45,9 +45,11 @@ def factorised_onnx(source: Path, target: Path, tensors: Mapping[str, np.ndarray
     load_external(proto, source)
     graph = proto.graph
     inits = {t.name: t for t in graph.initializer}
+    # an initializer that is also a graph input (IR < 4 style) may be fed by the caller
+    inputs = {i.name for i in graph.input}
     new: dict[str, np.ndarray] = {}
     for name, f in factors.items():
-        node = _sole_consumer(graph, name) if name in inits else None
+        node = _sole_consumer(graph, name) if name in inits and name not in inputs else None
         nodes = _split(node, name, inits[name], f) if node is not None else None
         if nodes is None:
             continue
