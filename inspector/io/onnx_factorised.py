@@ -15,8 +15,8 @@ that node's second input, the node is replaced by two:
 
 Any other weight, and any node that cannot be split (grouped conv, ``auto_pad`` SAME with
 the spatial split, a weight shared by two nodes or also a graph input), keeps the decoded
-product in place. The factors are stored in the element type of the weight they replace, named ``<weight>.factor0``
-(applied first) and ``<weight>.factor1``.
+product in place. The factors are stored in the element type of the weight they replace,
+named ``<weight>.factor0`` (applied first) and ``<weight>.factor1``.
 """
 
 from __future__ import annotations
