@@ -13,10 +13,11 @@ that node's second input, the node is replaced by two:
   convs): a ``kh x 1`` conv (the vertical strides, dilations and pads) to ``rank`` channels,
   then a ``1 x kw`` conv (the horizontal ones) with the bias.
 
-Any other weight, and any node that cannot be split (grouped conv, ``auto_pad`` SAME with
-the spatial split, a weight shared by two nodes or also a graph input), keeps the decoded
-product in place. The factors are stored in the element type of the weight they replace,
-named ``<weight>.factor0`` (applied first) and ``<weight>.factor1``.
+A layer whose factors hold no fewer values than the weight, any other weight, and any node
+that cannot be split (grouped conv, ``auto_pad`` SAME with the spatial split, a weight shared
+by two nodes or also a graph input), keeps the decoded product in place. The factors are
+stored in the element type of the weight they replace, named ``<weight>.factor0`` (applied
+first) and ``<weight>.factor1``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def factorised_onnx(source: Path, target: Path, tensors: Mapping[str, np.ndarray
     inputs = {i.name for i in graph.input}
     new: dict[str, np.ndarray] = {}
     for name, f in factors.items():
+        if not fewer_values(f, inits[name].dims if name in inits else ()):
+            continue
         node = _sole_consumer(graph, name) if name in inits and name not in inputs else None
         nodes = _split(node, name, inits[name], f) if node is not None else None
         if nodes is None:
@@ -70,6 +73,12 @@ def factorised_onnx(source: Path, target: Path, tensors: Mapping[str, np.ndarray
             replace_weight(weights[name], array)
     target.write_bytes(proto.SerializeToString())
     return new
+
+
+def fewer_values(f: Factors, dims: Any) -> bool:
+    """Whether the two factors hold fewer values than the weight (else the product is smaller:
+    a ``.dcz`` may keep a near-full rank in float16 that the model would store as float32)."""
+    return f.p.size + f.q.size < int(np.prod(tuple(dims), dtype=np.int64))
 
 
 def _sole_consumer(graph: Any, name: str) -> Any | None:

@@ -20,7 +20,8 @@ What TorchScript allows, and so what the copy is:
   holding an empty tensor (a parameter cannot be removed either).
 * Methods and attributes belong to the submodule's class, which TorchScript shares between
   submodules of identical configuration: a layer whose class another submodule also uses is
-  written as the product instead (as are grouped convs and other submodule types).
+  written as the product instead (as are grouped convs, other submodule types, and layers
+  whose factors hold no fewer values than the weight).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np
 
 from inspector.core.stages.lowrank import Factors
 from inspector.io.module_state import assign_state
+from inspector.io.onnx_factorised import fewer_values
 from inspector.io.torchscript import load_script, torch_reason
 
 
@@ -58,6 +60,8 @@ def factorised_torchscript(source: Path, target: Path, tensors: Mapping[str, np.
         owner, _, leaf = name.rpartition(".")
         sub = subs.get(owner)
         if leaf != "weight" or sub is None or types[sub._c._type().qualified_name()] != 1:
+            continue
+        if not fewer_values(f, tuple(sub.weight.shape)):
             continue
         arrays = _split(sub, f, torch)
         if arrays is not None:

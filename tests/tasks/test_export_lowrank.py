@@ -11,6 +11,7 @@ import pytest
 from inspector.errors import CodeNotAllowed
 from inspector.io import read_model, write_back
 from inspector.model.settings import ModelSettings
+from inspector.tasks.codec import ModelCodec
 from inspector.tasks.drive import run_to_end
 from inspector.tasks.export import _decoded, export_rewritten
 
@@ -27,7 +28,9 @@ def _run(path: Path, x: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize(("sample", "given", "ops"), [
     ("lenet300_100", {"rank": 20}, {"Gemm": 5}),  # ip3 at full rank stays raw
     ("lenet5", {"rank": 8}, {"Conv": 4, "Gemm": 4}),
-    ("lenet5", {"rank": 6, "split": "spatial", "values": "uniform"}, {"Conv": 4}),
+    # conv1 (1 input channel): 5 vertical filters and 20 x 5 horizontal ones hold more values
+    # than its 500 weights, so it stays one Conv
+    ("lenet5", {"rank": 6, "split": "spatial", "values": "uniform"}, {"Conv": 3}),
 ])
 def test_factorised_onnx_runs_like_the_product(tmp_path, sample, given, ops) -> None:
     import onnx
@@ -85,3 +88,23 @@ def test_factorised_torchscript_runs_like_the_product(tmp_path, sample, given) -
         a = torch.jit.load(str(out))(x).numpy()
         b = torch.jit.load(str(product))(x).numpy()
     assert np.allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.abs(b).max()))
+
+
+def test_a_near_full_rank_layer_is_written_as_its_product(tmp_path) -> None:
+    """At energy 0.99 LeNet-300-100's factors hold more values than its weights (the .dcz
+    keeps them as float16): the export keeps the original graph with the product."""
+    import onnx
+
+    src = ROOT / "sample_models" / "lenet300_100.onnx"
+    model = read_model(src)
+    settings = ModelSettings(defaults={"min_sqnr": None},
+                             kinds={"fc": {"method": "lowrank", "energy": 0.99}})
+    assert any(est.coded is not None for est in
+               (ModelCodec(model).layer(i, settings) for i in model.infos))
+    out = tmp_path / "near_full.onnx"
+    result = run_to_end(export_rewritten(model, settings, out))
+    assert result.verified, result.mismatches
+    assert [n.op_type for n in onnx.load(str(out)).graph.node].count("Gemm") == 3
+    tensors = run_to_end(_decoded(model, settings, 1))
+    back = read_model(out).tensors
+    assert all(back[n].tobytes() == tensors[n].tobytes() for n in tensors)
