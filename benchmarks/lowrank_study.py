@@ -38,9 +38,11 @@ SWEEP: list[tuple[str, dict]] = [
     *[(f"energy {e}", {"energy": e}) for e in (0.99, 0.95, 0.9, 0.8, 0.7, 0.6)],
     *[(f"energy {e} int8", {"energy": e, "values": "uniform", "factor_bits": 8})
       for e in (0.9, 0.8)],
-    *[(f"rank {r}", {"rank": r}) for r in (64, 32, 16, 8)],
-    ("rank 16 int8", {"rank": 16, "values": "uniform", "factor_bits": 8}),
+    *[(f"rank {r}", {"rank": r}) for r in (64, 48, 32, 16, 8)],
+    *[(f"rank {r} int8", {"rank": r, "values": "uniform", "factor_bits": 8}) for r in (64, 16)],
     *[(f"rank {r} spatial", {"rank": r, "split": "spatial"}) for r in (16, 8)],
+    ("rank 16 spatial int8", {"rank": 16, "split": "spatial", "values": "uniform",
+                              "factor_bits": 8}),
 ]
 SPEED: dict[str, list[tuple[str, dict]]] = {
     "lenet300_100": [("rank 32", {"rank": 32}), ("rank 16", {"rank": 16}),
@@ -58,7 +60,7 @@ def settings_of(given: dict) -> ModelSettings:
                          kinds={"fc": fc, "conv": {"method": "lowrank", **given}})
 
 
-def accuracy_table(name: str, tmp: Path) -> None:
+def accuracy_table(name: str, tmp: Path, only: str = "") -> None:
     path = SAMPLES / f"{name}.onnx"
     model = read_model(path)
     ev = open_evaluator(path, SAMPLES / "mnist_test.h5")
@@ -68,6 +70,8 @@ def accuracy_table(name: str, tmp: Path) -> None:
     print("| setting | ranks (per conv/fc layer) | .dcz bytes | x vs fp32 | top-1 | drop (pt) |")
     print("|---|---|---:|---:|---:|---:|")
     for label, given in SWEEP:
+        if only and only not in label:
+            continue
         s = settings_of(given)
         codec = ModelCodec(model)
         est, nbytes = run_to_end(compress(codec, s, tmp / "m.dcz"))
@@ -148,6 +152,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=300)
     p.add_argument("--no-accuracy", action="store_true")
+    p.add_argument("--no-speed", action="store_true")
+    p.add_argument("--only", default="", help="accuracy rows whose label contains this")
     args = p.parse_args()
     import torch
 
@@ -155,9 +161,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         for name in ("lenet5", "lenet300_100"):
             if not args.no_accuracy:
-                accuracy_table(name, Path(d))
-            speed_table(name, Path(d), args.repeats)
-            speed_table(name, Path(d), args.repeats, torchscript=True)
+                accuracy_table(name, Path(d), args.only)
+            if not args.no_speed:
+                speed_table(name, Path(d), args.repeats)
+                speed_table(name, Path(d), args.repeats, torchscript=True)
     return 0
 
 
