@@ -70,7 +70,7 @@ def accuracy_table(name: str, tmp: Path, only: str = "") -> None:
     print("| setting | ranks (per conv/fc layer) | .dcz bytes | x vs fp32 | top-1 | drop (pt) |")
     print("|---|---|---:|---:|---:|---:|")
     for label, given in SWEEP:
-        if only and only not in label:
+        if only and not any(w == label for w in only.split(",")):
             continue
         s = settings_of(given)
         codec = ModelCodec(model)
@@ -153,7 +153,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=300)
     p.add_argument("--no-accuracy", action="store_true")
     p.add_argument("--no-speed", action="store_true")
-    p.add_argument("--only", default="", help="accuracy rows whose label contains this")
+    p.add_argument("--only", default="", help="only these accuracy rows (labels, comma-separated)")
     args = p.parse_args()
     import torch
 
