@@ -45,7 +45,8 @@ SWEEP: list[tuple[str, dict]] = [
                               "factor_bits": 8}),
 ]
 SPEED: dict[str, list[tuple[str, dict]]] = {
-    "lenet300_100": [("rank 32", {"rank": 32}), ("rank 16", {"rank": 16}),
+    "lenet300_100": [("rank 64", {"rank": 64}), ("rank 32", {"rank": 32}),
+                     ("rank 16", {"rank": 16}),
                      ("energy 0.8", {"energy": 0.8})],
     "lenet5": [("rank 16", {"rank": 16}), ("rank 8", {"rank": 8}),
                ("rank 16 spatial", {"rank": 16, "split": "spatial"}),
@@ -153,13 +154,14 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=300)
     p.add_argument("--no-accuracy", action="store_true")
     p.add_argument("--no-speed", action="store_true")
+    p.add_argument("--models", default="lenet5,lenet300_100")
     p.add_argument("--only", default="", help="only these accuracy rows (labels, comma-separated)")
     args = p.parse_args()
     import torch
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as d:
-        for name in ("lenet5", "lenet300_100"):
+        for name in args.models.split(","):
             if not args.no_accuracy:
                 accuracy_table(name, Path(d), args.only)
             if not args.no_speed:
