@@ -28,6 +28,7 @@ from inspector.io import read_model, write_back, write_weights, writer_formats
 from inspector.io.model_file import LoadedModel
 from inspector.model.settings import ModelSettings, load_settings, save_settings
 from inspector.tasks.codec import ModelCodec, Progress, compress, stored_dtype
+from inspector.tasks.export_lowrank import FACTORISED_FORMATS, lowrank_factors, write_factorised
 
 COMPRESSED, DECOMPRESSED, SETTINGS = "compressed", "decompressed", "settings"
 REWRITTEN = "rewritten"  # the decoded weights in a copy of the source model, in its format
@@ -188,11 +189,18 @@ def export_rewritten(
     output = check_target(output, model.path)
     n = len(model.infos)
     total = 2 * n + 1
-    tensors = yield from _decoded(model, settings, total)
+    codec = ModelCodec(model)
+    tensors = yield from _decoded(model, settings, total, codec)
+    # low-rank layers of a runnable model become their two factors (smaller, faster)
+    factors = lowrank_factors(codec, settings) if model.format in FACTORISED_FORMATS else {}
     with _temporary(output) as tmp:
         yield Progress(n, total, "writing")
-        write_back(model.path, tmp, tensors, model, allow_code=allow_code)
-        mismatches = yield from verify_rewritten(tmp, model, tensors, n + 1, total)
+        if factors:
+            mismatches = yield from write_factorised(Path(model.path), tmp, model.format,
+                                                     tensors, factors, n, total, allow_code)
+        else:
+            write_back(model.path, tmp, tensors, model, allow_code=allow_code)
+            mismatches = yield from verify_rewritten(tmp, model, tensors, n + 1, total)
         os.replace(tmp, output)
     return ExportResult(str(output), output.stat().st_size, None, not mismatches, mismatches)
 
@@ -217,10 +225,11 @@ def verify_rewritten(
 
 
 def _decoded(
-    model: LoadedModel, settings: ModelSettings, total: int
+    model: LoadedModel, settings: ModelSettings, total: int, codec: ModelCodec | None = None
 ) -> Generator[Progress, None, dict[str, np.ndarray]]:
     """Every tensor as the compressed file decodes it, one progress step per tensor."""
-    codec = ModelCodec(model)  # its own: the app's codec belongs to the estimating thread
+    # its own codec: the app's belongs to the estimating thread
+    codec = codec if codec is not None else ModelCodec(model)
     tensors = {}
     for i, info in enumerate(model.infos):
         yield Progress(i, total, f"decoding {info.name}")

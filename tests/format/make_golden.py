@@ -128,8 +128,26 @@ def positions() -> tuple[LoadedModel, ModelSettings]:
     return _model("positions", tensors, {}), settings
 
 
+def lowrank() -> tuple[LoadedModel, ModelSettings]:
+    """Method lowrank (code 19): a spatial split of a conv with float factors, an fc layer with
+    uniform-coded factors, a float64 layer by energy."""
+    rng = np.random.default_rng(19)
+    tensors = {
+        "conv.weight": rng.normal(0, 0.2, (12, 4, 3, 3)).astype(np.float32),
+        "fc.weight": rng.laplace(0, 0.05, (20, 48)).astype(np.float32),
+        "head.weight": rng.normal(0, 0.1, (16, 40)).astype(np.float64),
+    }
+    settings = ModelSettings(
+        defaults={"method": "lowrank", "min_sqnr": None},
+        layers={"conv.weight": {"rank": 4, "split": "spatial"},
+                "fc.weight": {"rank": 6, "values": "uniform", "factor_bits": 6},
+                "head.weight": {"energy": 0.7}},
+    )
+    return _model("lowrank", tensors, {}), settings
+
+
 CASES = {"fc_huffman": fc_huffman, "fillers_fixed": fillers_fixed, "raw_mixed": raw_mixed,
-         "positions": positions}
+         "positions": positions, "lowrank": lowrank}
 
 
 def write_case(name: str, force: bool) -> None:

@@ -54,7 +54,7 @@ def entropy_by_code(code: int) -> Entropy | None:
 # registers itself at import.
 _MODULES: tuple[str, ...] = (
     "fixed", "cabac", "huffman", "deep", "precision", "uniform", "int8", "int4",
-    "ternary", "binary", "pq", "hashed",
+    "ternary", "binary", "pq", "hashed", "lowrank",
 )
 _LOADED: list[bool] = []
 
