@@ -44,11 +44,6 @@ from inspector.io.module_state import assign_state
 from inspector.model.settings import ModelSettings
 from inspector.runtime.trainable import clone_module, state_arrays
 from inspector.tasks.codec import ModelCodec, Progress
-
-# The request and the run's state, shared with finetune_steps; re-exported (callers import
-# them here).
-from inspector.tasks.finetune_state import EpochStats as EpochStats
-from inspector.tasks.finetune_state import FineTuneRequest as FineTuneRequest
 from inspector.tasks.finetune_methods import (
     final_tensors,
     method_layers,
@@ -56,6 +51,11 @@ from inspector.tasks.finetune_methods import (
     trained_params,
     write_decoded,
 )
+
+# The request and the run's state, shared with finetune_steps; re-exported (callers import
+# them here).
+from inspector.tasks.finetune_state import EpochStats as EpochStats
+from inspector.tasks.finetune_state import FineTuneRequest as FineTuneRequest
 from inspector.tasks.finetune_state import Stage, _Run
 
 # What the loop calls; ``x as x`` re-exports the public names that moved (callers import them here).
@@ -214,7 +214,7 @@ def _prune_stage(run: _Run) -> Generator[Progress, None, None]:
         _apply_masks(run.layers)  # the compressor's mask on the original weights
     _record(run, "pruned", 0, [])
     opt = _stage1_optimizer(
-        req, [la.tensor for la in run.layers] + trained_params(run.methods, 1) + run.trained
+        req, [la.tensor for la in run.layers] + trained_params(run.methods) + run.trained
     )
     decay = _cosine(opt, req.prune_epochs * run.nbatches) if req.cosine else None
     for epoch in range(1, req.prune_epochs + 1):
@@ -238,7 +238,7 @@ def _quant_stage(
     _quantize_layers(run.module, run.layers, replan)
     share(run.methods, state_arrays(run.module), req.settings)
     # after the codebooks and shared tables exist
-    opt = _stage2_optimizer(req, run.layers, run.trained + trained_params(run.methods, 2))
+    opt = _stage2_optimizer(req, run.layers, run.trained + trained_params(run.methods))
     if req.quant_epochs == 0:
         _snap(run.module, run.layers, final)
     _record(run, "quantized", 0, [])

@@ -15,12 +15,15 @@ method has one of three rules, :data:`RULES`:
     the codec decodes a latent 0 to 0 under every one of these methods, so they stay zero in
     the file. The written file is the codec applied to the latent weights: it decodes to
     exactly the last forward pass's weights (``reproduction_error`` 0).
-``"shared"`` (pq, hashed): stage 1 trains the float weights (as deep's stage 1 does, without
-    a mask); stage 2 fits the method on them, fixes the sharing (pq: every sub-vector's code;
-    hashed: every weight's bucket and sign) and trains the shared values (codebook entries,
-    buckets) by the **sum** of their members' gradients, deep's rule for centroids. Re-fitting
-    at the end finds the trained values again (a bucket's mean of equal members is that value;
-    k-means on K distinct sub-vectors is measured by ``reproduction_error``).
+``"shared"`` (pq, hashed): the method is fitted, the sharing fixed (pq: every sub-vector's
+    code; hashed: every weight's bucket and sign) and the shared values (codebook entries,
+    buckets) train by the **sum** of their members' gradients, deep's rule for centroids.
+    hashed shares from the start (HashedNets trains its buckets; hashing retrained float
+    weights would throw the retraining away); pq, like deep, trains the float weights in stage
+    1 and shares from stage 2 (a codebook entry has thousands of members: stage 1's rate would
+    throw it far). Re-fitting at the end finds hashed's buckets again exactly (the mean of
+    equal members); pq's k-means re-fit on the trained sub-vectors need not (its
+    ``reproduction_error`` says by how much).
 ``"float"`` (any other method): no natural training rule; the float weights train and are
     re-encoded by ``compress`` at the end.
 
@@ -42,6 +45,8 @@ from inspector.model.settings import ModelSettings
 from inspector.tasks.codec import ModelCodec
 
 Rule = Literal["ste", "shared", "float"]
+
+EARLY = frozenset({"hashed"})  # shared from the start of stage 1
 
 RULES: dict[str, Rule] = {
     "uniform": "ste", "int8": "ste", "int4": "ste", "ternary": "ste", "binary": "ste",
@@ -95,19 +100,21 @@ def method_layers(module: Any, model: LoadedModel, names: list[str], settings: M
                 la.latent.mul_(la.keep)
             la.latent.requires_grad_(True)
         out.append(la)
+    share([la for la in out if la.method in EARLY], model.tensors, settings)
     write_decoded(out, settings)
     return out
 
 
-def trained_params(layers: list[MethodLayer], stage: int) -> list[Any]:
-    """What the optimizer of ``stage`` (1 or 2) updates for these layers."""
+def trained_params(layers: list[MethodLayer]) -> list[Any]:
+    """What the optimizer updates for these layers: latent weights, shared tables, or the
+    float weights themselves."""
     params = []
     for la in layers:
         if la.rule == "ste":
             params.append(la.latent)
-        elif la.rule == "shared" and stage == 2 and la.table is not None:
+        elif la.table is not None:
             params.append(la.table)
-        elif stage == 1 or la.rule == "float":
+        else:
             params.append(la.tensor)
     return params
 
@@ -172,7 +179,7 @@ def share(layers: list[MethodLayer], module_tensors: dict[str, np.ndarray],
     each weight's shared value and sign; the values become the trained table."""
     import torch
 
-    shared = [la for la in layers if la.rule == "shared"]
+    shared = [la for la in layers if la.rule == "shared" and la.table is None]
     if not shared:
         return
     wanted = {la.name: module_tensors[la.name] for la in shared}
