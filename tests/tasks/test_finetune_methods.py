@@ -9,6 +9,8 @@ is the estimate.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -166,3 +168,41 @@ def test_uniform_zeros_stay_zero_when_masked_and_may_move_when_not():
         assert np.all(codec.quantized(name, masked.settings)[zero] == 0)
     moved = [np.any(free.tensors[n][first[n] == 0] != 0) for n in WEIGHTS]
     assert any(moved)
+
+
+def test_inspector_finetune_trains_a_uniform_model_that_compresses_to_its_weights(
+    tmp_path: Path, capsys
+):
+    import argparse
+    import json
+
+    from inspector import cli_finetune
+    from inspector.model.settings import load_settings
+    from inspector.runtime.trainable import load_trainable, state_arrays
+
+    parser = argparse.ArgumentParser()
+    cli_finetune.add_parser(parser.add_subparsers())
+    model = tmp_path / "model_scripted.pt"
+    make_module().save(str(model))
+    x, y = blobs(256, 0)
+    np.savez(tmp_path / "train.npz", inputs=x, labels=y)
+    config = {"kinds": {"fc": {"method": "uniform", "rel_step": 1 / 7, "lam": 1.0,
+                               "min_sqnr": None}}}
+    (tmp_path / "s.json").write_text(json.dumps(config))
+    args = parser.parse_args([
+        "finetune", "--allow-code", str(model), "--train", str(tmp_path / "train.npz"),
+        "--config", str(tmp_path / "s.json"), "-o", str(tmp_path / "tuned.pt"),
+        "--prune-epochs", "2", "--quant-epochs", "0", "--save-config", str(tmp_path / "o.json"),
+        "--save-weights", str(tmp_path / "w.npz"), "--json",
+    ])
+    assert args.func(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["reproduction_error"] == 0.0 and out["compressed"] == list(WEIGHTS)
+    saved = np.load(tmp_path / "w.npz")
+    tensors = {k: saved[k] for k in saved.files}
+    settings = load_settings(tmp_path / "o.json")
+    codec = ModelCodec(LoadedModel.build("w", "npz", tensors, learned=tensors))
+    scripted = state_arrays(load_trainable(tmp_path / "tuned.pt", allow_code=True).module)
+    for name in WEIGHTS:  # the model holds the latent weights; the codec's grid is its file's
+        np.testing.assert_array_equal(scripted[name], tensors[name])
+        assert not np.array_equal(codec.quantized(name, settings), tensors[name])
