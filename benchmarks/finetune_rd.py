@@ -55,9 +55,10 @@ MAX_DROP = 0.3
 # (rel_step, lam): coarser grids and stronger rate terms, the knobs of the sweep
 # (1 / rel_step, lam, epochs, distill): the points docs/results.md reports
 POINTS = {"lenet300_100": ((7, 1.5, 8, 0.0), (7, 2.0, 8, 0.0), (15, 8.0, 8, 0.0),
-                           (7, 2.0, 12, 0.5), (7, 2.5, 12, 0.5)),
+                           (7, 1.75, 12, 0.5), (7, 2.0, 12, 0.5), (7, 2.5, 12, 0.5),
+                           (5, 1.0, 12, 0.5), (5, 1.5, 12, 0.5)),
           "lenet5": ((3, 0.5, 5, 0.0), (7, 2.0, 5, 0.0), (7, 4.0, 5, 0.0),
-                     (3, 0.5, 8, 0.5), (5, 1.0, 8, 0.5))}
+                     (3, 0.5, 8, 0.5), (3, 0.75, 8, 0.5), (5, 1.0, 8, 0.5))}
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,8 @@ def run(key: str, args: argparse.Namespace, folder: Path) -> tuple[float, list[P
         print(f"{key} rel_step 1/{1 / rel:.0f} lam {lam:g} epochs {epochs} distill "
               f"{distill:g}: plain {plain_ratio:.1f}x "
               f"{plain_top1:.2%}; fine-tuned {ratio:.1f}x {top1:.2%} ({nbytes} B, "
-              f"{p.seconds:.0f} s)", file=sys.stderr, flush=True)
+              f"{p.seconds:.0f} s, reproduction error {p.reproduction_error:.3g})", file=sys.stderr,
+              flush=True)
     return base, points
 
 
