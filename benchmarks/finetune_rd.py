@@ -17,7 +17,7 @@ original is printed against the targets: Choi et al. 51.25x (LeNet-5, entropy-co
 fine-tuned), NNCodec re-coding our fine-tuned deep weights 71.8x (LeNet-300-100) / 62.5x
 (LeNet-5). ``--markdown`` rewrites the section between the markers in ``docs/results.md``.
 
-Run (a few minutes on 2 cores)::
+Run (about 2 minutes a point on a loaded 2-core machine, ~30 minutes for all)::
 
     nice -n 10 .venv/bin/python benchmarks/finetune_rd.py [--only lenet300_100|lenet5]
 """
@@ -52,7 +52,6 @@ TARGETS = {"lenet300_100": ("NNCodec on our fine-tuned deep weights", 71.8),
            "lenet5": ("NNCodec on our fine-tuned deep weights", 62.5)}
 CHOI = 51.25
 MAX_DROP = 0.3
-# (rel_step, lam): coarser grids and stronger rate terms, the knobs of the sweep
 # (1 / rel_step, lam, epochs, distill): the points docs/results.md reports
 POINTS = {"lenet300_100": ((7, 1.5, 8, 0.0), (7, 2.0, 8, 0.0), (15, 8.0, 8, 0.0),
                            (7, 1.75, 12, 0.5), (7, 2.0, 12, 0.5), (7, 2.5, 12, 0.5),

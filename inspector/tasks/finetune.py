@@ -17,6 +17,13 @@ distinct values, which exact k-means (``init="optimal"``) finds again as its cod
 4096 survivors the codec clusters a fine histogram, where two centroids closer than one bin
 would merge; the last step snaps centroids to the decoded values so the match is exact.
 
+Layers of every other registered method train by that method's rule alongside, in both
+stages (:mod:`inspector.tasks.finetune_methods`: straight-through quantization-aware training
+for uniform, int-N, ternary, binary and fp16/bf16; summed gradients into pq's codebook and
+hashed's buckets; float training and re-encoding for a method without a rule). Their settings
+come back unchanged, and a straight-through layer's returned tensor is its latent weights,
+which ``compress`` re-encodes to exactly the weights the last evaluation used.
+
 Options beyond the paper, off by default: gradual pruning (``prune_steps``) and distillation
 from the original model (``distill``), both of which help when the training set is small.
 
@@ -94,8 +101,8 @@ class FineTuned:
     tensors : dict of str to ndarray
         Every tensor of the trained module's state dict.
     settings : ModelSettings
-        Settings under which ``compress`` reproduces ``tensors`` (threshold 0, optimal k-means
-        on each compressed layer; everything else as requested).
+        Settings under which ``compress`` reproduces ``tensors`` (deep layers: threshold 0,
+        optimal k-means; everything else as requested).
     compressed : tuple of str
         The layers that were pruned and quantized.
     history : tuple of EpochStats
@@ -104,8 +111,8 @@ class FineTuned:
         Validation top-1 of the original model, and of the requested settings applied to it
         without retraining (None without validation data).
     reproduction_error : float
-        Largest ``|decode(compress(tensors, settings)) - tensors|`` over the compressed layers,
-        measured on the result (0.0 when the compressed file reproduces the weights exactly).
+        Largest ``|decode(compress(tensors, settings)) - w|`` over the compressed layers, ``w``
+        the weights the last evaluation used (0.0 when the file gives them back exactly).
     """
 
     tensors: dict[str, np.ndarray]

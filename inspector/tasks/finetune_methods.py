@@ -27,6 +27,10 @@ method has one of three rules, :data:`RULES`:
 ``"float"`` (any other method): no natural training rule; the float weights train and are
     re-encoded by ``compress`` at the end.
 
+Every rule trains in both stages of the run, with each stage's optimizer and rate (stage 2 is
+SGD at ``quant_lr``, deep's centroid rate: a straight-through layer barely moves there, so its
+training is stage 1's ``prune_epochs``).
+
 torch is imported inside the functions only (house rule: nothing in tasks imports it at start-up).
 """
 
