@@ -1,8 +1,11 @@
-"""``inspector finetune``: Deep Compression's retraining of a runnable model, from the shell.
+"""``inspector finetune``: retrain a runnable model for its compression settings, from the shell.
 
-Masked retraining after pruning, then trained quantization, on labelled training data; writes
-the fine-tuned model as TorchScript and the settings under which ``inspector compress``
-reproduces its weights exactly. Registered by ``inspector.cli``.
+Deep layers: masked retraining after pruning, then trained quantization. Layers of another
+registered method train by that method's rule (:mod:`inspector.tasks.finetune_methods`:
+quantization-aware training through uniform / int-N / ternary / binary / fp16 with a
+straight-through estimator, summed gradients into pq codebooks and hashed buckets). Writes the
+fine-tuned model as TorchScript and the settings under which ``inspector compress`` gives
+back the weights it was last evaluated with. Registered by ``inspector.cli``.
 """
 
 from __future__ import annotations
@@ -23,11 +26,16 @@ def add_parser(sub: Any) -> None:
     """Add the ``finetune`` command to the ``add_subparsers()`` object ``sub``."""
     p = sub.add_parser(
         "finetune",
-        help="retrain a runnable model for its compression settings (prune, then quantize)",
+        help="retrain a runnable model for its compression settings (every method)",
         description=(
-            "Retrain with the pruning mask fixed, then train the shared centroids (trained "
-            "quantization). Writes the model as TorchScript and, with --save-config, the "
-            "settings under which `inspector compress` reproduces its weights exactly."
+            "Deep layers: retrain with the pruning mask fixed, then train the shared centroids "
+            "(trained quantization). uniform, int8/int4, ternary, binary, fp16/bf16 layers: "
+            "quantization-aware training through the method's own quantizer (straight-through "
+            "estimator); pq and hashed: the shared values train on their members' summed "
+            "gradients. Writes the model as TorchScript and, with --save-config, the settings "
+            "under which `inspector compress` gives back the trained weights (for a "
+            "straight-through layer the written tensors are the latent weights the codec "
+            "re-encodes to them)."
         ),
     )
     p.add_argument("model", type=Path, help="TorchScript archive (torch.jit.save)")
@@ -63,6 +71,9 @@ def add_parser(sub: Any) -> None:
                         "compressor's mask, fixed from the start)")
     p.add_argument("--distill", type=float, default=0.0, metavar="W",
                    help="weight (0..1) of distillation from the original model's outputs")
+    p.add_argument("--free-zeros", action="store_true",
+                   help="straight-through layers: let the zeros of the first encoding move "
+                        "(default: held at 0 as a mask)")
     p.add_argument("--freeze-others", action="store_true",
                    help="keep biases and uncompressed layers as they are")
     p.add_argument("--allow-pickle", action="store_true",
@@ -94,7 +105,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         prune_epochs=args.prune_epochs, quant_epochs=args.quant_epochs, prune_lr=args.lr,
         quant_lr=args.quant_lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
         batch_size=args.batch_size, seed=args.seed, train_others=not args.freeze_others,
-        prune_steps=args.prune_steps, distill=args.distill,
+        prune_steps=args.prune_steps, distill=args.distill, mask_zeros=not args.free_zeros,
     )
     start = time.perf_counter()
     result = run_with_bar(finetune(request), sys.stderr.isatty() and not args.json)
@@ -162,7 +173,7 @@ def _format(args: argparse.Namespace, result: Any, seconds: float) -> str:
             f"{_pct(result.compressed_top1)}, fine-tuned {_pct(result.top1)}"
         )
     lines.append(
-        f"{len(result.compressed)} layers pruned and quantized in {seconds:.1f} s; "
+        f"{len(result.compressed)} layers trained for their compression in {seconds:.1f} s; "
         f"recompressing reproduces them within {result.reproduction_error:.3g}"
     )
     lines.append(f"wrote {args.output}")

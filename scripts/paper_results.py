@@ -477,6 +477,16 @@ def render(results: list[ModelResult], seconds: float, host: str) -> str:
     return "\n".join(out)
 
 
+def _kept_sections(output: Path) -> str:
+    """Sections other scripts own in the same file (``benchmarks/finetune_rd.py``), between
+    their ``<!-- NAME: begin -->`` / ``<!-- NAME: end -->`` markers: kept as they are."""
+    import re
+
+    old = output.read_text(encoding="utf-8") if output.is_file() else ""
+    marked = r"<!-- (\w+): begin -->.*?<!-- \1: end -->"
+    return "".join(f"\n{m.group(0)}\n" for m in re.finditer(marked, old, flags=re.S))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, default=OUTPUT, help="markdown to write")
@@ -486,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="paper_results.") as tmp:
         results = [run_model(key, Path(tmp)) for key in RECIPES]
     text = render(results, time.perf_counter() - start, machine())
+    text += _kept_sections(args.output)
     with atomic_path(args.output) as path:
         path.write_text(text, encoding="utf-8")
     print(text)

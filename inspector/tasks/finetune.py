@@ -17,6 +17,13 @@ distinct values, which exact k-means (``init="optimal"``) finds again as its cod
 4096 survivors the codec clusters a fine histogram, where two centroids closer than one bin
 would merge; the last step snaps centroids to the decoded values so the match is exact.
 
+Layers of every other registered method train by that method's rule alongside, in both
+stages (:mod:`inspector.tasks.finetune_methods`: straight-through quantization-aware training
+for uniform, int-N, ternary, binary and fp16/bf16; summed gradients into pq's codebook and
+hashed's buckets; float training and re-encoding for a method without a rule). Their settings
+come back unchanged, and a straight-through layer's returned tensor is its latent weights,
+which ``compress`` re-encodes to exactly the weights the last evaluation used.
+
 Options beyond the paper, off by default: gradual pruning (``prune_steps``) and distillation
 from the original model (``distill``), both of which help when the training set is small.
 
@@ -44,6 +51,13 @@ from inspector.io.module_state import assign_state
 from inspector.model.settings import ModelSettings
 from inspector.runtime.trainable import clone_module, state_arrays
 from inspector.tasks.codec import ModelCodec, Progress
+from inspector.tasks.finetune_methods import (
+    final_tensors,
+    method_layers,
+    share,
+    trained_params,
+    write_decoded,
+)
 
 # The request and the run's state, shared with finetune_steps; re-exported (callers import
 # them here).
@@ -87,8 +101,8 @@ class FineTuned:
     tensors : dict of str to ndarray
         Every tensor of the trained module's state dict.
     settings : ModelSettings
-        Settings under which ``compress`` reproduces ``tensors`` (threshold 0, optimal k-means
-        on each compressed layer; everything else as requested).
+        Settings under which ``compress`` reproduces ``tensors`` (deep layers: threshold 0,
+        optimal k-means; everything else as requested).
     compressed : tuple of str
         The layers that were pruned and quantized.
     history : tuple of EpochStats
@@ -97,8 +111,8 @@ class FineTuned:
         Validation top-1 of the original model, and of the requested settings applied to it
         without retraining (None without validation data).
     reproduction_error : float
-        Largest ``|decode(compress(tensors, settings)) - tensors|`` over the compressed layers,
-        measured on the result (0.0 when the compressed file reproduces the weights exactly).
+        Largest ``|decode(compress(tensors, settings)) - w|`` over the compressed layers, ``w``
+        the weights the last evaluation used (0.0 when the file gives them back exactly).
     """
 
     tensors: dict[str, np.ndarray]
@@ -141,6 +155,7 @@ def finetune(request: FineTuneRequest) -> Generator[Progress, None, FineTuned]:
 def _record(run: _Run, stage: Stage, epoch: int, losses: list[float]) -> None:
     """Append an epoch's mean loss and validation top-1 to the run's history."""
     loss = float(np.mean(losses)) if losses else math.nan
+    write_decoded(run.methods, run.req.settings)  # evaluate what the file will decode
     run.history.append(EpochStats(stage, epoch, loss, _top1(run.module, run.val)))
 
 
@@ -161,20 +176,25 @@ def _run(req: FineTuneRequest) -> Generator[Progress, None, FineTuned]:
     original = state_arrays(module)
     codec = ModelCodec(LoadedModel.build("<fine-tuning>", "torch", original, learned=original))
     names = _compressed_names(codec.model, req.settings)
-    run.layers = _masked_layers(module, codec, names, req.settings)
+    deep = [n for n in names if _method(codec.model, req.settings, n) == "deep"]
+    others = [n for n in names if n not in deep]
+    run.layers = _masked_layers(module, codec, deep, req.settings)
     baseline = _top1(module, run.val)
     assign_state(module, {n: codec.quantized(n, req.settings) for n in names})
     compressed_top1 = _top1(module, run.val)
     assign_state(module, original)
+    run.methods = method_layers(module, codec.model, others, req.settings, req.mask_zeros)
     run.trained = _others(module, names, req.train_others)
     if not names and not run.trained:
         raise SettingsError("nothing to train: no layer is compressed and the others are frozen")
 
     yield from _prune_stage(run)
-    settings = _with_layers(req.settings, names, **KEEP_NONZERO, init="optimal")
-    yield from _quant_stage(run, _with_layers(req.settings, names, **KEEP_NONZERO), settings)
+    settings = _with_layers(req.settings, deep, **KEEP_NONZERO, init="optimal")
+    yield from _quant_stage(run, _with_layers(req.settings, deep, **KEEP_NONZERO), settings)
     yield Progress(run.total, run.total, "checking the compressed weights")
-    tensors = state_arrays(module)
+    write_decoded(run.methods, req.settings)
+    forward = state_arrays(module)  # the weights the last evaluation used
+    tensors = final_tensors(run.methods, forward)
     return FineTuned(
         tensors=tensors,
         settings=settings,
@@ -182,8 +202,12 @@ def _run(req: FineTuneRequest) -> Generator[Progress, None, FineTuned]:
         history=tuple(run.history),
         baseline_top1=baseline,
         compressed_top1=compressed_top1,
-        reproduction_error=reproduction_error(tensors, settings, names),
+        reproduction_error=reproduction_error(tensors, settings, names, forward),
     )
+
+
+def _method(model: LoadedModel, settings: ModelSettings, name: str) -> str:
+    return settings.resolve(name, model.info(name).kind).method
 
 
 def _prune_stage(run: _Run) -> Generator[Progress, None, None]:
@@ -196,7 +220,9 @@ def _prune_stage(run: _Run) -> Generator[Progress, None, None]:
     else:
         _apply_masks(run.layers)  # the compressor's mask on the original weights
     _record(run, "pruned", 0, [])
-    opt = _stage1_optimizer(req, [la.tensor for la in run.layers] + run.trained)
+    opt = _stage1_optimizer(
+        req, [la.tensor for la in run.layers] + trained_params(run.methods) + run.trained
+    )
     decay = _cosine(opt, req.prune_epochs * run.nbatches) if req.cosine else None
     for epoch in range(1, req.prune_epochs + 1):
         if epoch > 1 and epoch - 1 in schedule:
@@ -217,7 +243,9 @@ def _quant_stage(
     """Trained quantization: fixed assignments, centroids updated by SGD on summed gradients."""
     req = run.req
     _quantize_layers(run.module, run.layers, replan)
-    opt = _stage2_optimizer(req, run.layers, run.trained)  # after the codebooks exist
+    share(run.methods, state_arrays(run.module), req.settings)
+    # after the codebooks and shared tables exist
+    opt = _stage2_optimizer(req, run.layers, run.trained + trained_params(run.methods))
     if req.quant_epochs == 0:
         _snap(run.module, run.layers, final)
     _record(run, "quantized", 0, [])
@@ -235,14 +263,18 @@ def _quant_stage(
 
 
 def reproduction_error(
-    tensors: dict[str, np.ndarray], settings: ModelSettings, names: list[str] | tuple[str, ...]
+    tensors: dict[str, np.ndarray], settings: ModelSettings, names: list[str] | tuple[str, ...],
+    targets: dict[str, np.ndarray] | None = None,
 ) -> float:
-    """Largest ``|decode(compress(tensors)) - tensors|`` over the layers ``names``."""
+    """Largest ``|decode(compress(tensors)) - targets|`` over the layers ``names`` (``targets``
+    default to ``tensors``; a straight-through layer's target is its trained forward weights,
+    its tensor the latent weights the codec re-encodes to them)."""
+    targets = tensors if targets is None else targets
     codec = ModelCodec(LoadedModel.build("<fine-tuned>", "torch", tensors, learned=tensors))
     err = 0.0
     for name in names:
         decoded = codec.quantized(name, settings).astype(np.float64)
-        err = max(err, float(np.max(np.abs(decoded - tensors[name]), initial=0.0)))
+        err = max(err, float(np.max(np.abs(decoded - targets[name]), initial=0.0)))
     return err
 
 

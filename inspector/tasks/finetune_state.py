@@ -61,6 +61,10 @@ class FineTuneRequest:
         Weight in [0, 1] of distillation from the original model's outputs (softened by
         ``temperature``) in the loss, against ``1 - distill`` of cross-entropy on the labels.
         Helps when the training set is small.
+    mask_zeros : bool
+        Layers of a straight-through method (uniform, int-N, ternary, binary; see
+        ``finetune_methods``): hold the weights their first encoding sets to 0 at 0 (a mask),
+        else let every weight move and the codec re-choose its zeros each step.
     """
 
     module: Any
@@ -84,6 +88,7 @@ class FineTuneRequest:
     prune_steps: int = 1
     distill: float = 0.0
     temperature: float = 4.0
+    mask_zeros: bool = True
 
     def __post_init__(self) -> None:
         for name in ("prune_epochs", "quant_epochs", "seed"):
@@ -96,6 +101,8 @@ class FineTuneRequest:
             _check_number(name, getattr(self, name), positive=False)
         if self.distill > 1:
             raise SettingsError(f"distill must be between 0 and 1, got {self.distill!r}")
+        if not isinstance(self.mask_zeros, bool):
+            raise SettingsError(f"mask_zeros must be true or false, got {self.mask_zeros!r}")
         if self.optimizer not in ("sgd", "adam"):
             raise SettingsError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
         _check_data("training", self.train_inputs, self.train_labels)
@@ -134,6 +141,7 @@ class _Run:
     nbatches: int
     total: int
     layers: list[_Layer] = field(default_factory=list)
+    methods: list[Any] = field(default_factory=list)  # finetune_methods.MethodLayer
     trained: list[Any] = field(default_factory=list)
     history: list[EpochStats] = field(default_factory=list)
 

@@ -31,6 +31,7 @@ from inspector.io.module_state import named_tensors
 from inspector.model.settings import ModelSettings
 from inspector.runtime.trainable import state_arrays
 from inspector.tasks.codec import ModelCodec
+from inspector.tasks.finetune_methods import apply_masks, pass_gradients, write_decoded
 from inspector.tasks.finetune_state import FineTuneRequest, _Layer, _Run
 
 EVAL_BATCH = 1024
@@ -137,7 +138,7 @@ def _stage2_optimizer(req: FineTuneRequest, layers: list[_Layer], trained: list[
     import torch
 
     centroids = [la.codebook for la in layers]
-    groups = [{"params": centroids}, {"params": trained}]
+    groups = [{"params": g} for g in (centroids, trained) if g]
     return torch.optim.SGD(groups, lr=req.quant_lr, momentum=req.momentum)
 
 
@@ -184,9 +185,13 @@ def _masked_step(run: _Run, opt: Any, batch: tuple[Any, Any, Any]) -> float:
     import torch
 
     req, layers = run.req, run.layers
+    write_decoded(run.methods, req.settings)  # STE: the forward uses the codec's weights
     opt.zero_grad(set_to_none=True)
+    for la in run.methods:
+        la.tensor.grad = None
     loss = _loss(run.module, batch, req)
     loss.backward()
+    pass_gradients(run.methods, req.weight_decay)
     with torch.no_grad():
         for p in [la.tensor for la in layers] + run.trained:
             if p.grad is not None and req.weight_decay:
@@ -196,6 +201,7 @@ def _masked_step(run: _Run, opt: Any, batch: tuple[Any, Any, Any]) -> float:
                 la.tensor.grad.mul_(la.keep.view_as(la.tensor))
     opt.step()
     _apply_masks(layers)  # momentum or Adam's state must never revive a pruned weight
+    apply_masks(run.methods)
     return float(loss.detach())
 
 
@@ -284,11 +290,13 @@ def _centroid_step(run: _Run, opt: Any, batch: tuple[Any, Any, Any]) -> float:
 
     req, layers = run.req, run.layers
     _write_quantized(layers)
+    write_decoded(run.methods, req.settings)
     opt.zero_grad(set_to_none=True)
-    for la in layers:
+    for la in layers + run.methods:
         la.tensor.grad = None
     loss = _loss(run.module, batch, req)
     loss.backward()
+    pass_gradients(run.methods, req.weight_decay)
     with torch.no_grad():
         for p in run.trained:
             if p.grad is not None and req.weight_decay:
@@ -301,6 +309,7 @@ def _centroid_step(run: _Run, opt: Any, batch: tuple[Any, Any, Any]) -> float:
             keep = la.keep.to(la.codebook.dtype)
             la.codebook.grad = centroid_grad(la.codebook, la.assignment, keep, g.reshape(-1))
     opt.step()
+    apply_masks(run.methods)
     return float(loss.detach())
 
 
