@@ -147,7 +147,7 @@ class LowRankLayer:
                  o: Options) -> _Fit:
         uni = registry.method("uniform")
         opts = resolve_options(uni.options, {"granularity": "channel",
-                                             "bits": int(o["factor_bits"]),
+                                             "int_bits": int(o["factor_bits"]),
                                              "entropy": str(o["entropy"])})
         coded = []
         for f in (p, q):
