@@ -49,8 +49,8 @@ ALL = ("lenet300", "lenet5", "effnet", "minilm", "ppocr")
 INTN_BITS = ((2, 3, 4, 5, 6, 7, 8), (4, 5, 6, 7, 8), (4, 6, 7, 8))  # by tier
 
 
-def run_subject(subj: Subject, quick: bool, ours: dict,
-                only: set[str] | None = None) -> tuple[list[Point], list[str]]:
+def run_subject(subj: Subject, quick: bool, ours: dict, only: set[str] | None = None,
+                baselines: bool = True) -> tuple[list[Point], list[str]]:
     """Every codec's points on ``subj``, and one line per codec of how long its sweep took
     (encode, decode and measure: wall seconds)."""
     points: list[Point] = []
@@ -65,14 +65,15 @@ def run_subject(subj: Subject, quick: bool, ours: dict,
 
     same = subj.measure(subj.tensors)
     log(f"{subj.name}: uncompressed scores {same.value:g} ({same.note})")
-    if rd_nnc.load() is not None:
+    if baselines and rd_nnc.load() is not None:
         add("NNCodec", rd_codecs.measured("NNCodec", subj, rd_codecs.nnc_points(subj, quick)))
-    bits = (4, 8) if quick else INTN_BITS[subj.tier]
-    add("int-N + zstd",
-        rd_codecs.measured("int-N+zstd", subj, rd_codecs.intn_points(subj, bits)))
-    settings = rd_codecs.deep_settings(subj, quick)
-    add("Deep Compression",
-        rd_codecs.measured("Deep Compression", subj, rd_codecs.deep_points(subj, settings)))
+    if baselines:
+        bits = (4, 8) if quick else INTN_BITS[subj.tier]
+        add("int-N + zstd",
+            rd_codecs.measured("int-N+zstd", subj, rd_codecs.intn_points(subj, bits)))
+        settings = rd_codecs.deep_settings(subj, quick)
+        add("Deep Compression",
+            rd_codecs.measured("Deep Compression", subj, rd_codecs.deep_points(subj, settings)))
     budget = 4 if quick else (24, 10, 6)[subj.tier]
     for m in rd_ours.methods():
         if only is not None and m.name not in only:
@@ -94,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                    "(several: a later file's models replace an earlier one's)")
     p.add_argument("--ours-methods", metavar="M1,M2",
                    help="sweep only these registered methods (default: every one)")
+    p.add_argument("--no-baselines", action="store_true",
+                   help="measure only the registered methods (merge the points with an earlier "
+                   "run's by --tables-from: a later file adds its codecs to a model's)")
     args = p.parse_args(argv)
     only = set(args.ours_methods.split(",")) if args.ours_methods else None
     torch.set_num_threads(2)
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             pts = [Point(c, lb, n, Score(v, note)) for c, lb, n, v, note in saved[subj.name]]
             times = saved.get("_times", {}).get(subj.name, [])
         else:
-            pts, times = run_subject(subj, args.quick, ours, only)
+            pts, times = run_subject(subj, args.quick, ours, only, not args.no_baselines)
         sections.append(markdown(subj, pts, times))
         results.append((subj, pts))
         dump[subj.name] = [[q.codec, q.label, q.nbytes, q.score.value, q.score.note]
@@ -157,7 +161,10 @@ def _merged(files: list[Path]) -> dict:
     out: dict = {"_times": {}, "_run": []}
     for i, got in enumerate(runs):
         kept = [k for k, o in owner.items() if o == i]
-        out.update({k: got[k] for k in kept})
+        for k in kept:  # an earlier run's codecs that this one did not measure stay
+            mine = {p[0] for p in got[k]}
+            earlier = [p for j in range(i) for p in runs[j].get(k, []) if p[0] not in mine]
+            out[k] = earlier + got[k]
         out["_times"].update({k: v for k, v in got.get("_times", {}).items() if k in kept})
         tag = f"{', '.join(kept)}: " if len(files) > 1 else ""
         per_run = ("date", "commit", "total time")
