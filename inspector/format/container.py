@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,12 @@ from inspector.errors import InputError
 from inspector.format import dtypes, spec, verify
 from inspector.format.header import LayerRecord
 from inspector.format.header_v2 import decode_header, encode_header
-from inspector.format.verify import memory_nbytes
+from inspector.format.layer_values import values_of
+from inspector.format.verify import Symbols, memory_nbytes
+
+#: At most this many bytes of checked symbols are kept from opening a file for the reads
+#: that follow (beyond it a read decodes its layer's streams again).
+KEEP_NBYTES = 256 << 20
 
 
 def file_nbytes(records: Sequence[LayerRecord]) -> int:
@@ -75,6 +80,28 @@ def sniff(head: bytes) -> bool:
     return head.startswith(spec.MAGIC)
 
 
+class _Kept:
+    """Checked symbols by layer index, at most :data:`KEEP_NBYTES` of them (a running total:
+    a file of many layers stays linear)."""
+
+    __slots__ = ("by_index", "nbytes")
+
+    def __init__(self) -> None:
+        self.by_index: dict[int, Symbols] = {}
+        self.nbytes = 0
+
+    def keep(self, index: int, symbols: Symbols) -> None:
+        if index not in self.by_index and self.nbytes + symbols.nbytes <= KEEP_NBYTES:
+            self.by_index[index] = symbols
+            self.nbytes += symbols.nbytes
+
+    def take(self, index: int) -> Symbols | None:
+        symbols = self.by_index.pop(index, None)
+        if symbols is not None:
+            self.nbytes -= symbols.nbytes
+        return symbols
+
+
 @dataclass(frozen=True, slots=True)
 class Container:
     """An opened compressed file: its records and where each payload starts."""
@@ -84,6 +111,8 @@ class Container:
     records: tuple[LayerRecord, ...]
     offsets: tuple[int, ...]
     nbytes: int
+    # what each deep layer's up-front check decoded, until its first read takes it
+    _checked: _Kept = field(default_factory=lambda: _Kept(), compare=False, repr=False)
 
     def payload(self, index: int) -> bytes:
         """The stored bytes of layer ``index``, CRC checked: read payloads only through here."""
@@ -98,20 +127,26 @@ class Container:
         return payload
 
     def check_layer(self, index: int) -> None:
-        """Refuse layer ``index`` if its payload fails its CRC or disagrees with its record."""
+        """Refuse layer ``index`` if its payload fails its CRC or disagrees with its record.
+
+        A deep layer's decoded symbols are kept (while they fit :data:`KEEP_NBYTES`) for its
+        next :meth:`read_layer`, so opening and reading a file decodes each stream once.
+        """
         rec = self.records[index]
         payload = self.payload(index)
         if rec.deep is None:
             return
         try:
-            verify.check_deep_payload(rec, payload)
+            symbols = verify.check_deep_payload(rec, payload)
         except ValueError as exc:
             raise InputError(f"layer {rec.name!r} is inconsistent: {exc}", self.path) from None
+        self._checked.keep(index, symbols)
 
     def read_layer(self, index: int) -> np.ndarray:
         """Decode layer ``index`` to its dtype and shape (CRC checked)."""
         rec = self.records[index]
-        payload = self.payload(index)
+        checked = self._checked.take(index)
+        payload = self.payload(index) if checked is None else b""
         if rec.deep is None:
             values = dtypes.from_bytes(payload, rec.stored_dtype, rec.shape)
             return values if rec.stored is None else values.astype(dtypes.numpy_dtype(rec.dtype))
@@ -123,7 +158,10 @@ class Container:
                        f"({needed / 2**30:,.1f} GiB), more than this machine's memory")
             raise InputError(problem, self.path)
         try:
-            flat = decode_payload(payload, rec.deep.layout)
+            if checked is None:
+                flat = decode_payload(payload, rec.deep.layout)
+            else:
+                flat = values_of(checked, rec.deep.layout)
         except ValueError as exc:
             raise InputError(f"layer {rec.name!r} cannot be decoded: {exc}", self.path) from exc
         return dtypes.cast(flat, rec.dtype).reshape(rec.shape)
