@@ -1,6 +1,7 @@
 """Corpus entries for version-2 ``.dcz`` forms (issue 11, class 6): position bitmaps, holes,
 dense layers, constant streams, float16 and delta-coded codebooks, each damaged so that its
-record and its payload disagree while every CRC is right.
+record and its payload disagree while every CRC is right; and the container's metadata block,
+damaged, oversized or malformed.
 
 The other ``.dcz`` entries start from a version-1 file, whose layers use none of these forms.
 These start from the committed golden file ``tests/format/golden/v2/positions.dcz`` (one layer
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import struct
 import sys
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -137,6 +140,53 @@ def _coded_key_huge(out: bytearray) -> None:
     out[0:3] = b"\xff\xff\x07"  # the first key as 0x1FFFFF, past every float16 pattern
 
 
+def with_block(block: bytes, version: int = 2, flags: int = 1) -> bytes:
+    """The raw layer of the golden file, ``flags`` in its prefix and ``block`` after the header
+    CRC (the metadata block's place)."""
+    from inspector.format import spec
+
+    record, payload = layer_of("wide.bias")
+    data = one_layer(record, payload)
+    if version != 2:
+        from corpus_bounds import dcz_from
+
+        data = dcz_from([record], [payload], version)
+    (hlen,) = struct.unpack_from("<I", data, 6)
+    start = spec.PREFIX_NBYTES + hlen + spec.CRC_NBYTES
+    return data[:4] + bytes([version, flags]) + data[6:start] + block + data[start:]
+
+
+def block_of(text: bytes, length: int | None = None, crc: int | None = None) -> bytes:
+    """A metadata block holding ``text``, its length and CRC right unless given."""
+    n = len(text) if length is None else length
+    return struct.pack("<I", n) + text + struct.pack("<I", zlib.crc32(text) if crc is None else crc)
+
+
+def add_metadata(c: Any) -> None:
+    """The container's metadata block (flag 1 of version 2): damaged, oversized, malformed."""
+    good = block_of(b'{"format":"pt"}')
+    c.add("any_dcz_v2_metadata.dcz", with_block(good), "a valid metadata block", "reads")
+    c.add("dcz_v2_metadata_crc.dcz", with_block(good[:-4] + bytes([good[-4] ^ 1]) + good[-3:]),
+          "the metadata block's CRC one bit off", "metadata block is damaged")
+    c.add("dcz_v2_metadata_huge.dcz", with_block(block_of(b"{}", length=0xFFFFFFF0)),
+          "a metadata block claiming 4 GB", "more than the limit", huge=True)
+    c.add("dcz_v2_metadata_past_end.dcz", with_block(block_of(b"{}", length=5000)),
+          "a metadata block claiming 5000 bytes in a smaller file", "metadata block is truncated")
+    c.add("dcz_v2_metadata_not_object.dcz", with_block(block_of(b'[["format","pt"]]')),
+          "metadata that is a JSON list of pairs, not an object", "not a JSON object")
+    c.add("dcz_v2_metadata_nested.dcz", with_block(block_of(b'{"a":{"b":"c"}}')),
+          "a metadata value that is an object", "is not a string")
+    c.add("dcz_v2_metadata_duplicate.dcz", with_block(block_of(b'{"a":"1","a":"2"}')),
+          "a metadata key written twice", "twice")
+    c.add("dcz_v2_metadata_deep.dcz", with_block(block_of(b"[" * 3000 + b"]" * 3000)),
+          "brackets nested 3000 deep as metadata (recursion in a JSON parser)", "not valid JSON")
+    c.add("dcz_v2_metadata_not_utf8.dcz", with_block(block_of(b'{"a":"' + bytes([0xFF]) + b'"}')),
+          "metadata bytes that are not UTF-8", "not valid JSON")
+    c.add("dcz_v1_metadata_flag.dcz", with_block(good, version=1),
+          "flag 1 and a metadata block in a version-1 file (version 2 only)",
+          "unknown file flags")
+
+
 def build(folder: Path) -> list[dict[str, Any]]:
     """Write the version-2 ``.dcz`` entries into ``folder`` and their manifest."""
     from make_corpus import Corpus  # type: ignore[import-not-found]
@@ -168,6 +218,7 @@ def build(folder: Path) -> list[dict[str, Any]]:
           "a NaN in a float16 codebook", "not finite")
     c.add("dcz_v2_coded_codebook_key.dcz", codebook_edit("fine.weight", _coded_key_huge),
           "a delta-coded codebook's first key past 0xFFFF", "varint exceeds")
+    add_metadata(c)
     doc = {**json.loads(c.manifest()), "generator": "scripts/corpus_dcz.py"}
     (folder / MANIFEST).write_text(json.dumps(doc, indent=1) + "\n")
     return c.entries

@@ -1,14 +1,16 @@
 """The compressed file: write atomically, open and decode with every byte checked.
 
 Layout: ``MAGIC | version u8 | flags u8 | header length u32 | header | header CRC32 u32 |
-payload of layer 0 | payload of layer 1 | ...`` (little-endian; see docs/format.md).
+[metadata block] | payload of layer 0 | payload of layer 1 | ...`` (little-endian; see
+docs/format.md). The metadata block (:mod:`inspector.format.metadata`) is there only when the
+source had metadata, flagged in the prefix.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from inspector.atomic import atomic_path, same_file
 from inspector.core.layer import decode_payload
 from inspector.errors import InputError
 from inspector.format import dtypes, spec, verify
+from inspector.format import metadata as meta
 from inspector.format.header import LayerRecord
 from inspector.format.header_v2 import decode_header, encode_header
 from inspector.format.layer_values import values_of
@@ -28,15 +31,22 @@ from inspector.format.verify import Symbols, memory_nbytes
 KEEP_NBYTES = 256 << 20
 
 
-def file_nbytes(records: Sequence[LayerRecord]) -> int:
+def file_nbytes(records: Sequence[LayerRecord], metadata: Mapping[str, str] | None = None) -> int:
     """Exact size of the file ``write`` would produce for ``records`` (CRC values irrelevant)."""
+    return container_nbytes(records, metadata) + sum(r.payload_nbytes for r in records)
+
+
+def container_nbytes(
+    records: Sequence[LayerRecord], metadata: Mapping[str, str] | None = None
+) -> int:
+    """Bytes of prefix, header, header CRC and metadata block: the container's own overhead."""
     header = len(encode_header(records))
-    return spec.PREFIX_NBYTES + header + spec.CRC_NBYTES + sum(r.payload_nbytes for r in records)
+    return spec.PREFIX_NBYTES + header + spec.CRC_NBYTES + metadata_nbytes(metadata)
 
 
-def container_nbytes(records: Sequence[LayerRecord]) -> int:
-    """Bytes of prefix, header and header CRC: the container's own overhead."""
-    return spec.PREFIX_NBYTES + len(encode_header(records)) + spec.CRC_NBYTES
+def metadata_nbytes(metadata: Mapping[str, str] | None) -> int:
+    """Bytes the metadata block of ``metadata`` adds (0 for none; ValueError if too large)."""
+    return meta.nbytes(metadata or {})
 
 
 def write(
@@ -44,11 +54,14 @@ def write(
     records: Sequence[LayerRecord],
     payloads: Iterable[bytes],
     protect: Iterable[str | Path] = (),
+    metadata: Mapping[str, str] | None = None,
 ) -> int:
     """Write the container atomically (temp file + rename); return its size in bytes.
 
+    ``metadata`` (the source's strings) goes into the metadata block; none, no block.
     Refuses to write over any path in ``protect`` (the source model), and a file the reader
-    would refuse: no layers, or a deep-compressed layer without elements.
+    would refuse: no layers, a deep-compressed layer without elements, metadata over
+    :data:`inspector.format.metadata.MAX_NBYTES`.
     """
     path = Path(path)
     if not records:
@@ -59,10 +72,15 @@ def write(
     for p in protect:
         if path.exists() and same_file(path, p):
             raise InputError("refusing to overwrite the input model", path)
+    try:
+        block = meta.encode(metadata or {})
+    except ValueError as exc:
+        raise InputError(str(exc), path) from None
     header = encode_header(records)
-    prefix = spec.MAGIC + bytes([spec.VERSION, 0]) + struct.pack("<I", len(header))
+    flags = meta.F_METADATA if block else 0
+    prefix = spec.MAGIC + bytes([spec.VERSION, flags]) + struct.pack("<I", len(header))
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(prefix + header + struct.pack("<I", zlib.crc32(header)))
+        f.write(prefix + header + struct.pack("<I", zlib.crc32(header)) + block)
         for record, payload in zip(records, payloads, strict=True):
             if len(payload) != record.payload_nbytes:
                 raise AssertionError(f"payload of {record.name} has the wrong size")
@@ -111,6 +129,8 @@ class Container:
     records: tuple[LayerRecord, ...]
     offsets: tuple[int, ...]
     nbytes: int
+    #: the source model's metadata, from the file's metadata block (empty without one)
+    metadata: dict[str, str] = field(default_factory=dict)
     # what each deep layer's up-front check decoded, until its first read takes it
     _checked: _Kept = field(default_factory=lambda: _Kept(), compare=False, repr=False)
 
@@ -188,7 +208,7 @@ def open_container(path: str | Path) -> Container:
         size = path.stat().st_size
         with open(path, "rb") as f:
             prefix = f.read(spec.PREFIX_NBYTES)
-            records, start, version = _read_header(f, prefix, size)
+            records, start, version, metadata = _read_header(f, prefix, size)
     except OSError as exc:
         raise InputError(exc.strerror or str(exc), path) from exc
     except ValueError as exc:
@@ -204,13 +224,15 @@ def open_container(path: str | Path) -> Container:
         verify.check_records(records, int(memory_nbytes() * verify.MEMORY_FRACTION))
     except ValueError as exc:
         raise InputError(str(exc), path) from None
-    box = Container(str(path), version, tuple(records), tuple(offsets), size)
+    box = Container(str(path), version, tuple(records), tuple(offsets), size, metadata)
     for index in range(len(records)):
         box.check_layer(index)
     return box
 
 
-def _read_header(f, prefix: bytes, size: int) -> tuple[list[LayerRecord], int, int]:
+def _read_header(
+    f, prefix: bytes, size: int
+) -> tuple[list[LayerRecord], int, int, dict[str, str]]:
     if len(prefix) < spec.PREFIX_NBYTES or not prefix.startswith(spec.MAGIC):
         raise ValueError("not an inspector compressed file (bad magic bytes)")
     version = prefix[4]
@@ -219,7 +241,8 @@ def _read_header(f, prefix: bytes, size: int) -> tuple[list[LayerRecord], int, i
             f"format version {version} is not supported (this inspector reads "
             f"{', '.join(map(str, spec.READ_VERSIONS))})"
         )
-    if prefix[5] != 0:  # reserved: a file using a flag this reader does not know is refused
+    known = meta.F_METADATA if version >= 2 else 0
+    if prefix[5] & ~known:  # reserved: a file using a flag this reader does not know is refused
         raise ValueError(f"unknown file flags {prefix[5]:#04x} (damaged, or a newer writer)")
     (hlen,) = struct.unpack("<I", prefix[6:10])
     if spec.PREFIX_NBYTES + hlen + spec.CRC_NBYTES > size:
@@ -228,4 +251,10 @@ def _read_header(f, prefix: bytes, size: int) -> tuple[list[LayerRecord], int, i
     (stored,) = struct.unpack("<I", f.read(4))
     if zlib.crc32(header) != stored:
         raise ValueError("header is damaged (checksum mismatch)")
-    return decode_header(header, version), spec.PREFIX_NBYTES + hlen + spec.CRC_NBYTES, version
+    records = decode_header(header, version)
+    start = spec.PREFIX_NBYTES + hlen + spec.CRC_NBYTES
+    metadata: dict[str, str] = {}
+    if prefix[5] & meta.F_METADATA:
+        metadata, block = meta.read(f, size - start)
+        start += block
+    return records, start, version, metadata
