@@ -10,12 +10,15 @@ kernels once, then forks a child per case and command: the child runs the CLI's 
 empty folder, with at most ``--timeout`` seconds and 4 GiB of memory beyond what the driver
 already maps; a child that outlives its time is killed with its process group (a hang).
 
-Outcomes of one run: ``refused`` (exit 2, one line ``inspector: error: ...``), ``accepted``
-(exit 0), ``crash`` (a signal, the memory limit, exit 1 "internal error", a traceback or more
-than one line of errors), ``hang`` (killed after the timeout), ``code ran`` (the file's payload
-ran: its marker file appeared, or it set ``INSPECTOR_CORPUS_PWNED``). Judged against the
-manifest: a refusal expected and ``accepted`` instead is a **silent acceptance**; a file marked
-``reads`` and refused is a **wrong refusal**.
+Outcomes of one run: ``refused`` (exit 2 with an ``inspector: error:`` line), ``accepted``
+(exit 0), ``crash`` (a signal such as SIGSEGV, exit 1 "internal error", the memory limit, or a
+traceback), ``hang`` (killed after the timeout), ``code ran`` (the file's payload ran: its
+marker file appeared, or it set ``INSPECTOR_CORPUS_PWNED``). A run that printed more than one
+line on stderr (library warnings) is also counted as ``noisy``. Judged against the manifest: a
+refusal expected and ``accepted`` instead is a **silent acceptance**; a file marked ``reads``
+and refused is a **wrong refusal**.
+
+``--from-json A.json B.json`` prints the tables of runs saved earlier with ``--json``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ PWNED = "INSPECTOR_CORPUS_PWNED"
 MEMORY_NBYTES = 4 << 30  # per child, beyond the driver's own mappings
 OUTCOMES = ("refused", "accepted", "crash", "hang", "code ran")
 DEFECTS = ("crash", "hang", "code ran", "silent acceptance", "wrong refusal")
+COUNTED = (*OUTCOMES, "silent acceptance", "wrong refusal", "noisy")
 
 
 def cases(corpus: Path) -> list[dict[str, Any]]:
@@ -167,13 +171,12 @@ def outcome(run: dict[str, Any]) -> str:
     if run.get("hang"):
         return "hang"
     err = run.get("stderr", "")
-    lines = err.splitlines()
-    if "signal" in run or "Traceback" in err or len(lines) > 1:
+    if "signal" in run or "Traceback" in err:
         return "crash"
     code = run.get("code")
-    if code == 0 and not lines:
+    if code == 0:
         return "accepted"
-    if code == 2 and lines and lines[0].startswith("inspector: error: "):
+    if code == 2 and "inspector: error: " in err:
         return "refused"
     return "crash"  # exit 1 ("internal error") or anything else
 
@@ -208,7 +211,7 @@ def run_checkout(checkout: Path, corpus: Path, timeout: float) -> list[dict[str,
 
 def summarize(entries: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dict[str, Any]:
     by_file = {e["file"]: e for e in entries}
-    counts: dict[str, dict[str, int]] = {c: dict.fromkeys(OUTCOMES + DEFECTS, 0)
+    counts: dict[str, dict[str, int]] = {c: dict.fromkeys(COUNTED, 0)
                                          for c in ("info", "compress")}  # fmt: skip
     per_case: dict[str, dict[str, str]] = {}
     for run in runs:
@@ -218,6 +221,7 @@ def summarize(entries: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dict
         counts[run["command"]][got] += 1
         if judged != "ok" and judged not in OUTCOMES:
             counts[run["command"]][judged] += 1
+        counts[run["command"]]["noisy"] += len(run.get("stderr", "").splitlines()) > 1
         per_case.setdefault(run["file"], {})[run["command"]] = judged if judged != "ok" else got
     return {"counts": counts, "cases": per_case}
 
@@ -227,10 +231,21 @@ def markdown(entries: list[dict[str, Any]], results: dict[str, dict[str, Any]]) 
     head = "| outcome | " + " | ".join(f"{lab}: {c}" for lab in labels
                                        for c in ("info", "compress")) + " |"  # fmt: skip
     lines = [head, "|---" * (1 + 2 * len(labels)) + "|"]
-    for key in (*OUTCOMES, "silent acceptance", "wrong refusal"):
+    for key in COUNTED:
         cells = [str(results[lab]["counts"][c][key])
                  for lab in labels for c in ("info", "compress")]  # fmt: skip
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    lines += ["", "| manifest (cases) | " + " | ".join(f"{lab}: defects info / compress"
+                                                    for lab in labels) + " |",
+              "|---" * (1 + len(labels)) + "|"]  # fmt: skip
+    manifests: dict[str, list[str]] = {}
+    for e in entries:
+        manifests.setdefault(e["manifest"], []).append(e["file"])
+    for name, files in manifests.items():
+        cells = [" / ".join(str(sum(results[lab]["cases"].get(f, {}).get(c) in DEFECTS
+                                    for f in files)) for c in ("info", "compress"))
+                 for lab in labels]  # fmt: skip
+        lines.append(f"| `{name}` ({len(files)}) | " + " | ".join(cells) + " |")
     defects = [f for f in (e["file"] for e in entries)
                if any(results[lab]["cases"].get(f, {}).get(c) in DEFECTS
                       for lab in labels for c in ("info", "compress"))]  # fmt: skip
@@ -251,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--json", type=Path, help="write every run's record here")
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    parser.add_argument("--from-json", type=Path, nargs="+", default=[],
+                        help="tables of runs saved with --json, instead of running")
     parser.add_argument("--drive", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.drive:
@@ -258,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     entries = cases(args.corpus)
     results, raw = {}, {}
+    for saved in args.from_json:
+        for label, runs in json.loads(saved.read_text())["runs"].items():
+            raw[label], results[label] = runs, summarize(entries, runs)
     for spec in args.checkout:
         label, _, path = spec.partition("=")
         runs = run_checkout(Path(path or label), args.corpus, args.timeout)
