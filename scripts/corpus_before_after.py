@@ -56,12 +56,15 @@ def cases(corpus: Path) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ driver (in the checkout)
 
 
-def drive(corpus: Path, timeout: float) -> None:
-    """Run every case in forked children; print one JSON line per run."""
+def drive(corpus: Path, timeout: float, only: list[str]) -> None:
+    """Run every case (or those named in ``only``) in forked children; print one JSON line
+    per run."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     _preload(corpus)
     base = _mapped_nbytes()
     for entry in cases(corpus):
+        if only and entry["file"] not in only:
+            continue
         for command in ("info", "compress"):
             result = _run_forked(corpus, entry, command, timeout, base)
             print(json.dumps({"file": entry["file"], "command": command, **result}), flush=True)
@@ -81,6 +84,7 @@ def _preload(corpus: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(io.StringIO()):  # fmt: skip
         main(["compress", str(corpus / "any_npz_named.bin"), "-o", f"{tmp}/warm.dcz"])
+        main(["info", f"{tmp}/warm.dcz"])  # the decoders' kernels too
 
 
 def _mapped_nbytes() -> int:
@@ -194,13 +198,15 @@ def verdict(entry: dict[str, Any], command: str, got: str) -> str:
     return "wrong refusal" if got == "refused" else "ok"
 
 
-def run_checkout(checkout: Path, corpus: Path, timeout: float) -> list[dict[str, Any]]:
+def run_checkout(
+    checkout: Path, corpus: Path, timeout: float, only: list[str]
+) -> list[dict[str, Any]]:
     env = {**os.environ, "PYTHONPATH": str(checkout.resolve()), "PYTHONHASHSEED": "0"}
     env.pop(PWNED, None)
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run(
             [sys.executable, str(Path(__file__).resolve()), "--drive", "--corpus", str(corpus),
-             "--timeout", str(timeout)],
+             "--timeout", str(timeout), *(f"--only={f}" for f in only)],
             cwd=tmp, env=env, capture_output=True, text=True, check=False,
         )  # fmt: skip
     runs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -268,10 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     parser.add_argument("--from-json", type=Path, nargs="+", default=[],
                         help="tables of runs saved with --json, instead of running")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only this corpus file (repeatable)")
     parser.add_argument("--drive", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.drive:
-        drive(args.corpus, args.timeout)
+        drive(args.corpus, args.timeout, args.only)
         return 0
     entries = cases(args.corpus)
     results, raw = {}, {}
@@ -280,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             raw[label], results[label] = runs, summarize(entries, runs)
     for spec in args.checkout:
         label, _, path = spec.partition("=")
-        runs = run_checkout(Path(path or label), args.corpus, args.timeout)
+        runs = run_checkout(Path(path or label), args.corpus, args.timeout, args.only)
         raw[label] = runs
         results[label] = summarize(entries, runs)
         print(f"{label}: {len(runs)} runs of {len(entries)} cases x 2 commands", file=sys.stderr)
