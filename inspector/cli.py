@@ -168,7 +168,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
         box = container.open_container(args.model)
         rows = _decode_errors(args.model, lambda: report.rows_of_container(box))
-        return _print_table(rows, box.nbytes, args.json)
+        return _print_table(rows, box.nbytes, args.json, box.metadata)
     from inspector.io import read_model
 
     model = read_model(args.model)
@@ -364,14 +364,23 @@ def _decode_errors(path: Path, func: Any) -> Any:
         raise InspectorError(f"cannot decode: {exc}", path) from exc
 
 
-def _print_table(rows: list[Any], nbytes: int, as_json: bool) -> int:
+def _print_table(
+    rows: list[Any], nbytes: int, as_json: bool, metadata: dict[str, str] | None = None
+) -> int:
+    """The per-layer table and totals; ``metadata``: a compressed file's source metadata,
+    listed after them (a line per key, the value JSON-quoted so it stays on one line)."""
     from inspector.tasks import report
 
     total = report.totals(rows, nbytes)
     if as_json:
-        print_json({"totals": total, "layers": [r.to_json() for r in rows]})
-    else:
-        print(report.format_table(rows, total))
+        doc = {"totals": total, "layers": [r.to_json() for r in rows]}
+        print_json(doc if metadata is None else {**doc, "metadata": metadata})
+        return 0
+    print(report.format_table(rows, total))
+    if metadata:
+        print(f"source metadata ({len(metadata)} {'key' if len(metadata) == 1 else 'keys'}):")
+        for key, value in metadata.items():
+            print(f"  {json.dumps(key)}: {json.dumps(value)}")
     return 0
 
 

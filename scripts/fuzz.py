@@ -12,7 +12,10 @@ respectively a fiftieth, of them), with no per-test time limit:
 ``caffe``, ``zip``, ``fast_readers``, ``library_readers``, ``child_process``; the bounds of
 ``test_fuzz_bounds.py``: ``decodes_as_its_records_say``, ``reads_each_byte_once``,
 ``views_of_one_storage``, ``layer_names``; and from ``test_fuzz_code.py``: ``decompress_writes``,
-``strided_record``, ``sparse_indices``, ``refused_as_code``, ``deflated``). A failure prints
+``strided_record``, ``sparse_indices``, ``refused_as_code``, ``deflated``), or a test's whole
+name, to run one property alone: its statistics (examples run, failures) print when it ends,
+so a long campaign is best one property per run. The ``.dcz`` properties start from a
+version-1 file and a version-2 file with every position code and a metadata block. A failure prints
 the smallest damaged input hypothesis could find and is kept in ``.hypothesis/``, so the next
 run (and the test suite on this machine) tries it first. Turn a real finding into a corpus file
 (scripts/make_corpus.py) so every checkout replays it.

@@ -631,8 +631,10 @@ def build(folder: Path) -> None:
     (folder / "manifest.json").write_bytes(c.manifest())
     (folder / "manifest_code.json").write_bytes(code.manifest("scripts/corpus_code.py"))
     import corpus_bounds  # its entries start from the valid files above; own manifest
+    import corpus_dcz  # version-2 .dcz forms, from the committed golden file; own manifest
 
     corpus_bounds.build(folder)
+    corpus_dcz.build(folder)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,15 +1,17 @@
 """The compressed file: write atomically, open and decode with every byte checked.
 
 Layout: ``MAGIC | version u8 | flags u8 | header length u32 | header | header CRC32 u32 |
-payload of layer 0 | payload of layer 1 | ...`` (little-endian; see docs/format.md).
+[metadata block] | payload of layer 0 | payload of layer 1 | ...`` (little-endian; see
+docs/format.md). The metadata block (:mod:`inspector.format.metadata`) is there only when the
+source had metadata, flagged in the prefix.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +19,33 @@ import numpy as np
 from inspector.atomic import atomic_path, same_file
 from inspector.errors import InputError
 from inspector.format import dtypes, spec, verify
+from inspector.format import metadata as meta
 from inspector.format.header import LayerRecord
 from inspector.format.header_v2 import decode_header, encode_header
-from inspector.format.verify import memory_nbytes
+from inspector.format.layer_values import values_of
+from inspector.format.verify import Symbols, memory_nbytes
+
+#: At most this many bytes of checked symbols are kept from opening a file for the reads
+#: that follow (beyond it a read decodes its layer's streams again).
+KEEP_NBYTES = 256 << 20
 
 
-def file_nbytes(records: Sequence[LayerRecord]) -> int:
+def file_nbytes(records: Sequence[LayerRecord], metadata: Mapping[str, str] | None = None) -> int:
     """Exact size of the file ``write`` would produce for ``records`` (CRC values irrelevant)."""
+    return container_nbytes(records, metadata) + sum(r.payload_nbytes for r in records)
+
+
+def container_nbytes(
+    records: Sequence[LayerRecord], metadata: Mapping[str, str] | None = None
+) -> int:
+    """Bytes of prefix, header, header CRC and metadata block: the container's own overhead."""
     header = len(encode_header(records))
-    return spec.PREFIX_NBYTES + header + spec.CRC_NBYTES + sum(r.payload_nbytes for r in records)
+    return spec.PREFIX_NBYTES + header + spec.CRC_NBYTES + metadata_nbytes(metadata)
 
 
-def container_nbytes(records: Sequence[LayerRecord]) -> int:
-    """Bytes of prefix, header and header CRC: the container's own overhead."""
-    return spec.PREFIX_NBYTES + len(encode_header(records)) + spec.CRC_NBYTES
+def metadata_nbytes(metadata: Mapping[str, str] | None) -> int:
+    """Bytes the metadata block of ``metadata`` adds (0 for none; ValueError if too large)."""
+    return meta.nbytes(metadata or {})
 
 
 def write(
@@ -38,11 +53,14 @@ def write(
     records: Sequence[LayerRecord],
     payloads: Iterable[bytes],
     protect: Iterable[str | Path] = (),
+    metadata: Mapping[str, str] | None = None,
 ) -> int:
     """Write the container atomically (temp file + rename); return its size in bytes.
 
+    ``metadata`` (the source's strings) goes into the metadata block; none, no block.
     Refuses to write over any path in ``protect`` (the source model), and a file the reader
-    would refuse: no layers, or a deep-compressed layer without elements.
+    would refuse: no layers, a deep-compressed layer without elements, metadata over
+    :data:`inspector.format.metadata.MAX_NBYTES`.
     """
     path = Path(path)
     if not records:
@@ -53,10 +71,15 @@ def write(
     for p in protect:
         if path.exists() and same_file(path, p):
             raise InputError("refusing to overwrite the input model", path)
+    try:
+        block = meta.encode(metadata or {})
+    except ValueError as exc:
+        raise InputError(str(exc), path) from None
     header = encode_header(records)
-    prefix = spec.MAGIC + bytes([spec.VERSION, 0]) + struct.pack("<I", len(header))
+    flags = meta.F_METADATA if block else 0
+    prefix = spec.MAGIC + bytes([spec.VERSION, flags]) + struct.pack("<I", len(header))
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(prefix + header + struct.pack("<I", zlib.crc32(header)))
+        f.write(prefix + header + struct.pack("<I", zlib.crc32(header)) + block)
         for record, payload in zip(records, payloads, strict=True):
             if len(payload) != record.payload_nbytes:
                 raise AssertionError(f"payload of {record.name} has the wrong size")
@@ -74,6 +97,28 @@ def sniff(head: bytes) -> bool:
     return head.startswith(spec.MAGIC)
 
 
+class _Kept:
+    """Checked symbols (or a registered method's values) by layer index, at most :data:`KEEP_NBYTES` of them (a running total:
+    a file of many layers stays linear)."""
+
+    __slots__ = ("by_index", "nbytes")
+
+    def __init__(self) -> None:
+        self.by_index: dict[int, Symbols | np.ndarray] = {}
+        self.nbytes = 0
+
+    def keep(self, index: int, symbols: Symbols | np.ndarray) -> None:
+        if index not in self.by_index and self.nbytes + symbols.nbytes <= KEEP_NBYTES:
+            self.by_index[index] = symbols
+            self.nbytes += symbols.nbytes
+
+    def take(self, index: int) -> Symbols | np.ndarray | None:
+        symbols = self.by_index.pop(index, None)
+        if symbols is not None:
+            self.nbytes -= symbols.nbytes
+        return symbols
+
+
 @dataclass(frozen=True, slots=True)
 class Container:
     """An opened compressed file: its records and where each payload starts."""
@@ -83,6 +128,10 @@ class Container:
     records: tuple[LayerRecord, ...]
     offsets: tuple[int, ...]
     nbytes: int
+    #: the source model's metadata, from the file's metadata block (empty without one)
+    metadata: dict[str, str] = field(default_factory=dict)
+    # what each deep layer's up-front check decoded, until its first read takes it
+    _checked: _Kept = field(default_factory=lambda: _Kept(), compare=False, repr=False)
 
     def payload(self, index: int) -> bytes:
         """The stored bytes of layer ``index``, CRC checked: read payloads only through here."""
@@ -97,20 +146,26 @@ class Container:
         return payload
 
     def check_layer(self, index: int) -> None:
-        """Refuse layer ``index`` if its payload fails its CRC or disagrees with its record."""
+        """Refuse layer ``index`` if its payload fails its CRC or disagrees with its record.
+
+        A deep layer's decoded symbols are kept (while they fit :data:`KEEP_NBYTES`) for its
+        next :meth:`read_layer`, so opening and reading a file decodes each stream once.
+        """
         rec = self.records[index]
         payload = self.payload(index)
         if not rec.lossy:
             return
         try:
-            verify.check_payload(rec, payload)
+            symbols = verify.check_payload(rec, payload)
         except ValueError as exc:
             raise InputError(f"layer {rec.name!r} is inconsistent: {exc}", self.path) from None
+        self._checked.keep(index, symbols)
 
     def read_layer(self, index: int) -> np.ndarray:
         """Decode layer ``index`` to its dtype and shape (CRC checked)."""
         rec = self.records[index]
-        payload = self.payload(index)
+        checked = self._checked.take(index)
+        payload = self.payload(index) if checked is None else b""
         if not rec.lossy:
             values = dtypes.from_bytes(payload, rec.stored_dtype, rec.shape)
             return values if rec.stored is None else values.astype(dtypes.numpy_dtype(rec.dtype))
@@ -122,7 +177,13 @@ class Container:
                        f"({needed / 2**30:,.1f} GiB), more than this machine's memory")
             raise InputError(problem, self.path)
         try:
-            flat = verify.decode_lossy(rec, payload)
+            if checked is None:
+                flat = verify.decode_lossy(rec, payload)
+            elif isinstance(checked, Symbols):
+                assert rec.deep is not None
+                flat = values_of(checked, rec.deep.layout)
+            else:  # another method's values, decoded by the check
+                flat = checked
         except ValueError as exc:
             raise InputError(f"layer {rec.name!r} cannot be decoded: {exc}", self.path) from exc
         return dtypes.cast(flat, rec.dtype).reshape(rec.shape)
@@ -149,7 +210,7 @@ def open_container(path: str | Path) -> Container:
         size = path.stat().st_size
         with open(path, "rb") as f:
             prefix = f.read(spec.PREFIX_NBYTES)
-            records, start, version = _read_header(f, prefix, size)
+            records, start, version, metadata = _read_header(f, prefix, size)
     except OSError as exc:
         raise InputError(exc.strerror or str(exc), path) from exc
     except ValueError as exc:
@@ -165,13 +226,15 @@ def open_container(path: str | Path) -> Container:
         verify.check_records(records, int(memory_nbytes() * verify.MEMORY_FRACTION))
     except ValueError as exc:
         raise InputError(str(exc), path) from None
-    box = Container(str(path), version, tuple(records), tuple(offsets), size)
+    box = Container(str(path), version, tuple(records), tuple(offsets), size, metadata)
     for index in range(len(records)):
         box.check_layer(index)
     return box
 
 
-def _read_header(f, prefix: bytes, size: int) -> tuple[list[LayerRecord], int, int]:
+def _read_header(
+    f, prefix: bytes, size: int
+) -> tuple[list[LayerRecord], int, int, dict[str, str]]:
     if len(prefix) < spec.PREFIX_NBYTES or not prefix.startswith(spec.MAGIC):
         raise ValueError("not an inspector compressed file (bad magic bytes)")
     version = prefix[4]
@@ -180,7 +243,8 @@ def _read_header(f, prefix: bytes, size: int) -> tuple[list[LayerRecord], int, i
             f"format version {version} is not supported (this inspector reads "
             f"{', '.join(map(str, spec.READ_VERSIONS))})"
         )
-    if prefix[5] != 0:  # reserved: a file using a flag this reader does not know is refused
+    known = meta.F_METADATA if version >= 2 else 0
+    if prefix[5] & ~known:  # reserved: a file using a flag this reader does not know is refused
         raise ValueError(f"unknown file flags {prefix[5]:#04x} (damaged, or a newer writer)")
     (hlen,) = struct.unpack("<I", prefix[6:10])
     if spec.PREFIX_NBYTES + hlen + spec.CRC_NBYTES > size:
@@ -189,4 +253,10 @@ def _read_header(f, prefix: bytes, size: int) -> tuple[list[LayerRecord], int, i
     (stored,) = struct.unpack("<I", f.read(4))
     if zlib.crc32(header) != stored:
         raise ValueError("header is damaged (checksum mismatch)")
-    return decode_header(header, version), spec.PREFIX_NBYTES + hlen + spec.CRC_NBYTES, version
+    records = decode_header(header, version)
+    start = spec.PREFIX_NBYTES + hlen + spec.CRC_NBYTES
+    metadata: dict[str, str] = {}
+    if prefix[5] & meta.F_METADATA:
+        metadata, block = meta.read(f, size - start)
+        start += block
+    return records, start, version, metadata

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,6 +25,21 @@ if TYPE_CHECKING:  # the header module loads numba; the io readers import this o
 MEMORY_FRACTION = 0.5
 # Deep layers decode to a float32 buffer, then (for other dtypes) a cast copy of it.
 _DEEP_BYTES_PER_VALUE = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Symbols:
+    """A deep layer's checked streams: the float32 codebook, the weight symbols, and the
+    position stream's symbols (gap codes for P = gaps, hole codes for holes, the packed bitmap
+    bytes for bitmap, nothing for dense)."""
+
+    codebook: np.ndarray
+    weights: np.ndarray
+    positions: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return self.codebook.nbytes + self.weights.nbytes + self.positions.nbytes
 
 
 def memory_nbytes() -> int:
@@ -97,100 +113,116 @@ def decode_lossy(record: LayerRecord, payload: bytes | memoryview) -> np.ndarray
     return decode_payload(payload, record.deep.layout)
 
 
-def check_payload(record: LayerRecord, payload: bytes | memoryview) -> None:
+def check_payload(record: LayerRecord, payload: bytes | memoryview) -> Symbols | np.ndarray:
     """Refuse a lossy layer whose payload does not hold exactly what its record says: a deep
-    one by its streams, one of another method by decoding it (its method raises ValueError)."""
+    one by its streams, one of another method by decoding it (its method raises ValueError).
+    Return what the check decoded (a deep layer's symbols, another method's values), which the
+    container keeps for the read that follows."""
     if record.coded is None:
-        check_deep_payload(record, payload)
-        return
-    decode_lossy(record, payload)
+        return check_deep_payload(record, payload)
+    return decode_lossy(record, payload)
 
 
-def check_deep_payload(record: LayerRecord, payload: bytes | memoryview) -> None:
-    """Refuse a deep layer whose payload does not hold exactly what its record says."""
+def check_deep_payload(record: LayerRecord, payload: bytes | memoryview) -> Symbols:
+    """Refuse a deep layer whose payload does not hold exactly what its record says; return
+    what the walk decoded.
+
+    One walk over the streams, for every layout of either version: the codebook is finite, the
+    code tables fit their alphabets, each stream is exactly the whole bytes its codes need and
+    together they fill the payload, and the symbols describe exactly ``survivors`` weights
+    inside the layer. It decodes the streams but never builds the layer's values; the
+    container keeps the symbols so that a read after it builds the values from them
+    (:mod:`inspector.format.layer_values`) instead of decoding the streams a second time.
+    """
     # numba loads with the decoders, only when a .dcz is checked (readers import this module)
-    from inspector.core import huffman_table
+    from inspector.core.codebook import read_codebook
+    from inspector.core.positions import BITMAP, DENSE, GAPS
     from inspector.core.streams import decode_stream, fixed_width
 
     deep = record.deep
     assert deep is not None
     lay = deep.layout
-    if _beyond_version_1(lay):
-        _check_by_decoding(record, payload)
-        return
     buf = memoryview(payload)
     k, walpha = lay.codebook_size, lay.codebook_size + lay.has_filler
-    if 4 * k > len(buf):
-        raise ValueError("its codebook runs past the end of the layer")
-    codebook = np.frombuffer(buf[: 4 * k], dtype="<f4")
+    positions = lay.positions
+    codebook, offset = read_codebook(buf, k, lay.codebook_half, lay.codebook_coded)
     if not np.isfinite(codebook).all():
         raise ValueError("its codebook holds a value that is not finite")
-    offset = 4 * k
-    wlengths = glengths = None
-    if lay.weight_huffman:
-        wlengths, offset = huffman_table.decode_table(buf, offset)
-        if wlengths.size > walpha:
-            raise ValueError("its weight code table is larger than the codebook")
-    if lay.gap_huffman:
-        glengths, offset = huffman_table.decode_table(buf, offset)
-        if glengths.size > 1 << lay.index_bits:
-            raise ValueError("its gap code table is larger than the index alphabet")
+    coded = positions not in (BITMAP, DENSE)  # the position codes have a stream (and a table)
+    wlengths, wconst, offset = _table_slot(buf, offset, lay.weight_huffman,
+                                           lay.weight_constant, walpha, "weight")
+    glengths, gconst, offset = _table_slot(buf, offset, coded and lay.gap_huffman,
+                                           coded and lay.gap_constant, 1 << lay.index_bits, "gap")
     gap_offset = offset + lay.weight_nbytes
     if gap_offset > len(buf):
         raise ValueError("its weight codes run past the end of the layer")
-    wsym = decode_stream(buf[:gap_offset], offset, lay.entries, fixed_width(walpha), wlengths)
-    gsym = decode_stream(buf, gap_offset, lay.entries, lay.index_bits, glengths)
-    if _code_nbytes(wsym, fixed_width(walpha), wlengths) != lay.weight_nbytes:
+    width = fixed_width(walpha)
+    wsym = decode_stream(buf[:gap_offset], offset, lay.entries, width, wlengths, wconst)
+    if _code_nbytes(wsym, width, wlengths, wconst) != lay.weight_nbytes:
         raise ValueError("its weight stream length disagrees with the record")
-    if gap_offset + _code_nbytes(gsym, lay.index_bits, glengths) != len(buf):
-        raise ValueError("its gap stream does not end where the layer's payload ends")
-    _check_symbols(record, wsym, gsym)
+    if positions == GAPS:
+        gsym = decode_stream(buf, gap_offset, lay.entries, lay.index_bits, glengths, gconst)
+        end = gap_offset + _code_nbytes(gsym, lay.index_bits, glengths, gconst)
+        if end != len(buf):
+            raise ValueError("its gap stream does not end where the layer's payload ends")
+        _check_gap_symbols(record, wsym, gsym)
+        return Symbols(codebook, wsym, gsym)
+    if wsym.size and int(wsym.max()) >= k:
+        raise ValueError("a weight symbol lies outside the codebook")
+    if positions == DENSE:
+        psym, end = np.zeros(0, np.uint32), gap_offset
+    elif positions == BITMAP:
+        psym = _check_bitmap(record, buf, gap_offset)
+        end = gap_offset + psym.size
+    else:
+        psym = decode_stream(buf, gap_offset, lay.position_entries, lay.index_bits, glengths,
+                             gconst)
+        end = gap_offset + _code_nbytes(psym, lay.index_bits, glengths, gconst)
+        _check_holes(record, psym)
+    if end != len(buf):
+        raise ValueError("its position codes do not end where the layer's payload ends")
+    return Symbols(codebook, wsym, psym)
 
 
-def _beyond_version_1(lay: object) -> bool:
-    """Whether a layout uses a version-2 form (position codes, fp16 or coded codebooks,
-    constant streams) that the version-1 stream walk below does not know."""
-    from inspector.core.positions import GAPS
+def _table_slot(
+    buf: memoryview, offset: int, huffman: bool, constant: bool, alphabet: int, what: str
+) -> tuple[np.ndarray | None, int, int]:
+    """A stream's table slot: (Huffman code lengths or None, constant symbol or -1, offset)."""
+    from inspector.core import huffman_table
+    from inspector.core.streams import read_constant
 
-    return bool(
-        getattr(lay, "positions", GAPS) != GAPS or getattr(lay, "codebook_half", False)
-        or getattr(lay, "codebook_coded", False) or getattr(lay, "weight_constant", False)
-        or getattr(lay, "gap_constant", False)
-    )  # fmt: skip
-
-
-def _check_by_decoding(record: LayerRecord, payload: bytes | memoryview) -> None:
-    """Version-2 forms: the decoder itself checks every stream against the record (it raises
-    ValueError on any disagreement); then the values must be finite like a codebook's."""
-    from inspector.core.decode import decode_payload
-
-    deep = record.deep
-    assert deep is not None
-    values = decode_payload(payload, deep.layout)
-    if values.size != record.size:
-        raise ValueError("its streams do not decode to the layer's shape")
-    if not np.isfinite(values).all():
-        raise ValueError("its codebook holds a value that is not finite")
+    if huffman:
+        lengths, offset = huffman_table.decode_table(buf, offset)
+        if lengths.size > alphabet:
+            raise ValueError(f"its {what} code table is larger than its alphabet")
+        return lengths, -1, offset
+    if constant:
+        symbol, offset = read_constant(buf, offset, alphabet)
+        return None, symbol, offset
+    return None, -1, offset
 
 
-def _code_nbytes(symbols: np.ndarray, width: int, lengths: np.ndarray | None) -> int:
-    """Bytes the encoder writes for ``symbols``: whole bytes of fixed-width or Huffman codes."""
+def _code_nbytes(symbols: np.ndarray, width: int, lengths: np.ndarray | None, constant: int) -> int:
+    """Bytes the encoder writes for ``symbols``: whole bytes of fixed-width or Huffman codes,
+    none for a constant stream."""
+    if constant >= 0 or not symbols.size:
+        return 0
     if lengths is None:
         return (symbols.size * width + 7) // 8
-    bits = int(lengths.astype(np.int64)[symbols].sum()) if symbols.size else 0
-    return (bits + 7) // 8
+    # code lengths are at most 24 bits: a byte per symbol, summed wide
+    return (int(lengths.astype(np.uint8)[symbols].sum(dtype=np.int64)) + 7) // 8
 
 
-def _check_symbols(record: LayerRecord, wsym: np.ndarray, gsym: np.ndarray) -> None:
-    """Survivor count, filler codes and positions as the decoder will find them."""
+def _check_gap_symbols(record: LayerRecord, wsym: np.ndarray, gsym: np.ndarray) -> None:
+    """P = gaps: survivor count, filler codes and positions as the decoder will find them."""
     deep = record.deep
     assert deep is not None
     lay = deep.layout
     k, mask = lay.codebook_size, (1 << lay.index_bits) - 1
-    fillers = wsym == k if lay.has_filler else np.zeros(wsym.size, dtype=bool)
     if wsym.size and int(wsym.max()) > (k if lay.has_filler else k - 1):
         raise ValueError("a weight symbol lies outside the codebook")
-    nfill = int(np.count_nonzero(fillers))
+    fillers = wsym == k if lay.has_filler else None
+    nfill = 0 if fillers is None else int(np.count_nonzero(fillers))
     if lay.has_filler and nfill == 0:
         raise ValueError("its record announces filler entries the stream does not hold")
     if lay.entries - nfill != deep.survivors:
@@ -198,6 +230,42 @@ def _check_symbols(record: LayerRecord, wsym: np.ndarray, gsym: np.ndarray) -> N
         raise ValueError(f"its record counts {deep.survivors:,} kept weights, its streams {kept:,}")
     if nfill and not (gsym[fillers] == mask).all():
         raise ValueError("a filler entry carries a gap other than the largest")
-    last = int(gsym.astype(np.int64).sum()) + wsym.size - 1  # position of the last entry
+    last = int(gsym.sum(dtype=np.int64)) + wsym.size - 1  # position of the last entry
     if last >= record.size or (record.size - 1 - last) >> lay.index_bits:
         raise ValueError("its entries do not span the layer's shape")
+
+
+def _check_bitmap(record: LayerRecord, buf: memoryview, offset: int) -> np.ndarray:
+    """P = bitmap: exactly ``survivors`` of the layer's bits set (padding bits not counted);
+    returns the bitmap's bytes (a copy: the payload may be a reused buffer)."""
+    deep = record.deep
+    assert deep is not None
+    size, nbytes = record.size, (record.size + 7) // 8
+    if offset + nbytes > len(buf):
+        raise ValueError("its position bitmap runs past the end of the layer")
+    bits = np.frombuffer(buf, np.uint8, nbytes, offset)
+    kept = int(np.bitwise_count(bits).sum(dtype=np.int64))
+    if size % 8:  # the last byte's low bits are padding, not weights
+        kept -= int(np.bitwise_count(bits[-1] & ((1 << (8 - size % 8)) - 1)))
+    if kept != deep.survivors:
+        raise ValueError(f"its record counts {deep.survivors:,} kept weights, its bitmap {kept:,}")
+    return bits.copy()
+
+
+def _check_holes(record: LayerRecord, hsym: np.ndarray) -> None:
+    """P = holes: exactly ``size - survivors`` holes, the last inside the layer, no trailing
+    skip (the positions themselves are not listed)."""
+    deep = record.deep
+    assert deep is not None
+    esc = (1 << deep.layout.index_bits) - 1
+    skips = int(np.count_nonzero(hsym == esc))
+    holes = hsym.size - skips
+    if holes != record.size - deep.survivors:
+        kept = record.size - holes
+        raise ValueError(f"its record counts {deep.survivors:,} kept weights, its holes {kept:,}")
+    if hsym.size and hsym[-1] == esc:
+        raise ValueError("its position holes end with a skip")
+    # each hole moves code + 1 positions on, each skip esc: the last hole's position
+    last = int(hsym.sum(dtype=np.int64)) + holes - 1  # skips add esc each, as their code
+    if holes and last >= record.size:
+        raise ValueError("its position holes run past the end of the layer")

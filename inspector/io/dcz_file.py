@@ -3,7 +3,8 @@
 The tensors are the decoded (pruned and quantized) weights, so a ``.dcz`` opens in the app and
 in ``inspector info`` like any model file. ``metadata`` records how every layer was compressed:
 key ``"compression/<tensor name>"`` holds a JSON object (see :func:`describe_record`), and key
-``"compression"`` a JSON summary of the whole file.
+``"compression"`` a JSON summary of the whole file; the other keys are the source model's own
+metadata, from the file's metadata block (:func:`source_metadata` tells them apart).
 
 The container code (and numba with it) loads only when a ``.dcz`` is read.
 """
@@ -86,6 +87,16 @@ def layer_compression(model: LoadedModel, name: str) -> dict[str, Any] | None:
     return None if text is None else json.loads(text)
 
 
+def source_metadata(model: LoadedModel) -> dict[str, str]:
+    """The metadata a compressed file keeps of ``model``: all of it, except, for a ``.dcz``
+    opened as a model, the compression records this reader adds (they describe that file,
+    not the source)."""
+    if model.format != "dcz":
+        return dict(model.metadata)
+    return {k: v for k, v in model.metadata.items()
+            if k != SUMMARY_KEY and not k.startswith(LAYER_KEY_PREFIX)}  # fmt: skip
+
+
 def sniff_dcz(head: bytes) -> bool:
     """True for a file starting with the container's magic bytes."""
     return head.startswith(MAGIC)
@@ -111,7 +122,7 @@ def read_dcz(path: Path) -> LoadedModel:
     box = open_container(path)
     tensors: dict[str, np.ndarray] = {}
     dtypes: dict[str, str] = {}
-    metadata: dict[str, str] = {}
+    metadata = dict(box.metadata)  # the source's; our compression records win on a clash
     for index, record in enumerate(box.records):
         if record.name in tensors:
             raise InputError(f"two layers are named {record.name!r}", path)

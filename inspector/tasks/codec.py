@@ -24,6 +24,7 @@ from inspector.format.header import Coded, Deep, LayerRecord
 from inspector.format.header_v2 import encode_record
 from inspector.format.spec import DTYPES
 from inspector.format.wire import varint
+from inspector.io.dcz_file import source_metadata
 from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.estimate import LayerEstimate, ModelEstimate
 from inspector.model.resolved import ResolvedSettings
@@ -50,6 +51,12 @@ class ModelCodec:
 
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
+        #: the source's metadata, kept in the file's metadata block (docs/format.md)
+        self.metadata = source_metadata(model)
+        try:
+            self.metadata_nbytes = container.metadata_nbytes(self.metadata)
+        except ValueError:  # too large: compress refuses it, in one line, when it writes
+            self.metadata_nbytes = 0
         self._codecs: dict[str, LayerCodec] = {}
         self._bound: dict[str, tuple[Method, LayerMethod]] = {}
         self._resolved = ResolvedSettings()
@@ -170,7 +177,8 @@ class ModelCodec:
             futures.wait(list(jobs.values()))
         prev = [None, *(r.estimate.record for r in rows)][: len(rows)]
         return _summarize([r.estimate for r in rows],
-                          sum(r.header_nbytes(p) for r, p in zip(rows, prev, strict=True)))
+                          sum(r.header_nbytes(p) for r, p in zip(rows, prev, strict=True)),
+                          self.metadata_nbytes)
 
     def _stale(self, info: TensorInfo, settings: ModelSettings) -> bool:
         s = self.resolve(info, settings)
@@ -246,16 +254,19 @@ def record_header_nbytes(record: LayerRecord, prev: LayerRecord | None = None) -
     return len(encode_record(record, prev))
 
 
-def summarize(rows: Sequence[LayerEstimate]) -> ModelEstimate:
-    """Totals of per-layer estimates, with the container's exact overhead."""
+def summarize(rows: Sequence[LayerEstimate], metadata_nbytes: int = 0) -> ModelEstimate:
+    """Totals of per-layer estimates, with the container's exact overhead (``metadata_nbytes``:
+    its metadata block)."""
     prev = [None, *(r.record for r in rows)][: len(rows)]
     return _summarize(rows, sum(record_header_nbytes(r.record, p)
-                                for r, p in zip(rows, prev, strict=True)))
+                                for r, p in zip(rows, prev, strict=True)), metadata_nbytes)
 
 
-def _summarize(rows: Sequence[LayerEstimate], records_nbytes: int) -> ModelEstimate:
+def _summarize(
+    rows: Sequence[LayerEstimate], records_nbytes: int, metadata_nbytes: int = 0
+) -> ModelEstimate:
     header = len(varint(len(rows))) + records_nbytes
-    overhead = spec.PREFIX_NBYTES + header + spec.CRC_NBYTES
+    overhead = spec.PREFIX_NBYTES + header + spec.CRC_NBYTES + metadata_nbytes
     return ModelEstimate(
         layers=tuple(rows),
         file_nbytes=overhead + sum(r.payload_nbytes for r in rows),
@@ -297,9 +308,10 @@ def compress(
         if not kept:
             codec.release(info.name)
     yield Progress(total - 1, total, "writing")
-    estimate = summarize(rows)
+    estimate = summarize(rows, codec.metadata_nbytes)
     records = [r.record for r in rows]
-    nbytes = container.write(output, records, payloads, protect=[codec.model.path])
+    nbytes = container.write(output, records, payloads, protect=[codec.model.path],
+                             metadata=codec.metadata)
     if nbytes != estimate.file_nbytes:
         raise InspectorError(
             f"internal error: wrote {nbytes} bytes but estimated {estimate.file_nbytes}", output

@@ -5,7 +5,8 @@ Every damaged file must give one InputError line naming the file and saying what
 files marked ``"reads"`` must open. Nothing may hang (per-file timeout), run code from the file,
 or allocate anywhere near the sizes a hostile header claims. Every ``manifest*.json`` is replayed
 (scripts/make_corpus.py writes ``manifest.json``, scripts/corpus_bounds.py
-``manifest_bounds.json``); an entry with ``memory_nbytes`` runs as if the machine had that much.
+``manifest_bounds.json``, scripts/corpus_dcz.py ``manifest_dcz.json``); an entry with
+``memory_nbytes`` runs as if the machine had that much.
 """
 
 from __future__ import annotations
@@ -209,7 +210,7 @@ def test_every_reader_format_is_covered() -> None:
 
 def test_corpus_is_small() -> None:
     total = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file())
-    # three manifests: the damaged files, and issue 11's hostile files of two sets of classes
+    # four manifests: the damaged files, and issue 11's hostile files (code, bounds, .dcz v2)
     assert total < 400_000, f"the corpus holds {total} bytes"
 
 

@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inspector.errors import InputError
-from inspector.format import container, spec
+from inspector.format import container, metadata, spec
+from inspector.format import header as v1_header
 from inspector.format.header import LayerRecord
 from inspector.format.header_v2 import decode_header, encode_header
 from inspector.io import caffe, read_model, reader_formats, safetensors_file, sniff
@@ -52,6 +53,19 @@ def seed(name: str) -> bytes:
 
 
 DCZ = seed("any_dcz_named.pt")
+
+
+def with_metadata(data: bytes, block: bytes) -> bytes:
+    """``data`` (a version-2 .dcz) with metadata ``block`` after its header CRC, flag 1 set."""
+    start = spec.PREFIX_NBYTES + struct.unpack_from("<I", data, 6)[0] + spec.CRC_NBYTES
+    return data[:5] + bytes([metadata.F_METADATA]) + data[6:start] + block + data[start:]
+
+
+# version 2: a layer of each position code and codebook form, and a metadata block
+DCZ_V2 = with_metadata(
+    (CORPUS.parent / "format" / "golden" / "v2" / "positions.dcz").read_bytes(),
+    metadata.encode({"format": "pt", "note": "fuzz seed"}),
+)
 SEEDS = {
     "pt": seed("any_pt_named.npz"),
     "pt_legacy": seed("any_pt_legacy_named.bin"),
@@ -142,19 +156,26 @@ def forged(data: bytes) -> bytes:
     if len(header) != hlen:
         return data
     payloads = data[end + spec.CRC_NBYTES :]
+    block = b""
+    if data[5] & metadata.F_METADATA and len(payloads) >= 8:  # its CRC made right too
+        (n,) = struct.unpack_from("<I", payloads)
+        if n + 8 <= len(payloads):
+            text = payloads[4 : 4 + n]
+            block = payloads[:4] + text + struct.pack("<I", zlib.crc32(text))
+            payloads = payloads[n + 8 :]
     try:
-        records = decode_header(header)
+        records = decode_header(header, data[4])
     except ValueError:
-        return data[:end] + struct.pack("<I", zlib.crc32(header)) + payloads
+        return data[:end] + struct.pack("<I", zlib.crc32(header)) + block + payloads
     fixed: list[LayerRecord] = []
     pos = 0
     for r in records:
         crc = zlib.crc32(payloads[pos : pos + r.payload_nbytes])
         fixed.append(LayerRecord(r.name, r.dtype, r.shape, r.payload_nbytes, crc, r.deep))
         pos += r.payload_nbytes
-    header = encode_header(fixed)
+    header = encode_header(fixed) if data[4] != 1 else v1_header.encode_header(fixed)
     prefix = data[:6] + struct.pack("<I", len(header))
-    return prefix + header + struct.pack("<I", zlib.crc32(header)) + payloads
+    return prefix + header + struct.pack("<I", zlib.crc32(header)) + block + payloads
 
 
 def read_container(path: Path, data: bytes) -> None:
@@ -168,7 +189,8 @@ def read_container(path: Path, data: bytes) -> None:
 
 
 @FUZZ
-@given(data=mutated(DCZ, keep=spec.PREFIX_NBYTES), forge=st.booleans())
+@given(data=st.one_of(mutated(DCZ, keep=spec.PREFIX_NBYTES), mutated(DCZ_V2, keep=6)),
+       forge=st.booleans())
 def test_dcz_damage_gives_input_error(tmp_path: Path, data: bytes, forge: bool) -> None:
     data = forged(data) if forge else data
     read_container(tmp_path / "fuzz.dcz", data)
@@ -176,9 +198,12 @@ def test_dcz_damage_gives_input_error(tmp_path: Path, data: bytes, forge: bool) 
 
 
 @FUZZ
-@given(body=st.binary(max_size=600), version=st.sampled_from([spec.VERSION, 0, 2, 255]))
-def test_random_dcz_gives_input_error(tmp_path: Path, body: bytes, version: int) -> None:
-    data = spec.MAGIC + bytes([version, 0]) + struct.pack("<I", len(body)) + body
+@given(body=st.binary(max_size=600), version=st.sampled_from([spec.VERSION, 0, 1, 255]),
+       flags=st.sampled_from([0, metadata.F_METADATA]))
+def test_random_dcz_gives_input_error(
+    tmp_path: Path, body: bytes, version: int, flags: int
+) -> None:
+    data = spec.MAGIC + bytes([version, flags]) + struct.pack("<I", len(body)) + body
     read_container(tmp_path / "random.dcz", forged(data))
 
 

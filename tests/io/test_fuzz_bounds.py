@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import struct
 import sys
 import zipfile
 from pathlib import Path
@@ -46,7 +47,9 @@ SLOW = settings(FUZZ, max_examples=max(20, EXAMPLES // 5))  # torch.save per exa
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
 DCZ = (CORPUS / "any_dcz_named.pt").read_bytes()
-RECORDS, PAYLOADS = corpus_bounds.dcz_parts(DCZ)
+# version 2, a layer of each position code, constant streams, float16 and delta-coded codebooks
+DCZ_V2 = (ROOT / "tests" / "format" / "golden" / "v2" / "positions.dcz").read_bytes()
+SOURCES = {1: (DCZ, *corpus_bounds.dcz_parts(DCZ)), 2: (DCZ_V2, *corpus_bounds.dcz_parts(DCZ_V2))}
 
 
 # --------------------------------------------------------------------------- .dcz fields
@@ -54,14 +57,18 @@ RECORDS, PAYLOADS = corpus_bounds.dcz_parts(DCZ)
 
 @st.composite
 def edited_dcz(draw: st.DrawFn) -> bytes:
-    """The valid .dcz with record fields moved and payload bytes changed, CRCs made right."""
-    records, payloads = list(RECORDS), list(PAYLOADS)
+    """A valid .dcz (version 1 or 2) with record fields moved and payload bytes changed, CRCs
+    made right."""
+    version = draw(st.sampled_from([1, 2]))
+    original, records, payloads = SOURCES[version]
+    records, payloads = list(records), list(payloads)
     for _ in range(draw(st.integers(1, 3))):
         i = draw(st.integers(0, len(records) - 1))
         r = records[i]
         delta = draw(st.sampled_from([-2, -1, 1, 2, 7]))
         field = draw(st.sampled_from(["name", "shape", "payload", "survivors", "entries",
-                                      "weight_nbytes", "codebook_size", "index_bits"]))  # fmt: skip
+                                      "weight_nbytes", "codebook_size", "index_bits",
+                                      "position_entries"]))  # fmt: skip
         if field == "name":
             r = dataclasses.replace(r, name=records[draw(st.integers(0, len(records) - 1))].name)
         elif field == "shape" and r.shape:
@@ -76,14 +83,15 @@ def edited_dcz(draw: st.DrawFn) -> bytes:
         elif r.deep is not None and field != "shape":
             lay = r.deep.layout
             value = max(0, getattr(lay, field, 0) + delta)
-            if field in ("entries", "weight_nbytes", "codebook_size", "index_bits"):
+            if field in ("entries", "weight_nbytes", "codebook_size", "index_bits",
+                         "position_entries"):
                 layout = dataclasses.replace(lay, **{field: value})
                 r = dataclasses.replace(r, deep=dataclasses.replace(r.deep, layout=layout))
         records[i] = r
     try:
-        return corpus_bounds.dcz_from(records, payloads)
-    except (ValueError, KeyError, OverflowError):  # not encodable: the unedited file
-        return DCZ
+        return corpus_bounds.dcz_from(records, payloads, version)
+    except (ValueError, KeyError, OverflowError, struct.error):  # not encodable: unedited
+        return original
 
 
 @FUZZ
