@@ -203,11 +203,17 @@ static int deep_tables_read(const dcz_layer *L, deep_tables *t, uint16_t *sym, d
             key = i ? key + step : step;
             bits16 = (uint16_t)((key & 0x8000) ? key ^ 0x8000 : key ^ 0xFFFF); /* its pattern */
             t->cb[i] = f32_of(dcz__half_to_f32(bits16));
+            if (L->strict && !finite32(bits_of(t->cb[i])))
+                FAIL(L, "is inconsistent: its codebook holds a value that is not finite");
         }
     } else if (L->half) {
         if (2 * (uint64_t)k > n)
             FAIL(L, "cannot be decoded: codebook runs past the end of the layer");
-        for (i = 0; i < k; i++) t->cb[i] = f32_of(dcz__half_to_f32(get_u16le(p + 2 * i)));
+        for (i = 0; i < k; i++) {
+            t->cb[i] = f32_of(dcz__half_to_f32(get_u16le(p + 2 * i)));
+            if (L->strict && !finite32(bits_of(t->cb[i])))
+                FAIL(L, "is inconsistent: its codebook holds a value that is not finite");
+        }
         off = 2 * (uint64_t)k;
     } else {
         if (4 * (uint64_t)k > n) FAIL(L, "its codebook runs past the end of the layer");
@@ -297,8 +303,16 @@ int dcz__method_deep(const dcz_file *f, const dcz_layer *L, float *out, dcz_erro
         }
         return DCZ_OK;
     }
+#define WEIGHTS_EXACT()                                                                  \
+    do {                                                                                 \
+        if (L->strict && stream_nbytes(&t.w, t.wstart) != L->weight_nbytes)               \
+            FAIL(L, "is inconsistent: its weight stream length disagrees with the record"); \
+    } while (0)
     if (L->positions == DENSE) {
         for (e = 0; e < size; e++) WEIGHT_AT(e);
+        WEIGHTS_EXACT();
+        if (L->strict && t.gstart / 8 != L->payload_len)
+            FAIL(L, "is inconsistent: its payload does not end with its weight codes");
         return DCZ_OK;
     }
     if (L->positions == BITMAP) {
@@ -314,6 +328,9 @@ int dcz__method_deep(const dcz_file *f, const dcz_layer *L, float *out, dcz_erro
         }
         if (kept != L->entries)
             FAIL(L, "cannot be decoded: position bitmap disagrees with the count of kept weights");
+        WEIGHTS_EXACT();
+        if (L->strict && at + (size + 7) / 8 != L->payload_len)
+            FAIL(L, "is inconsistent: its position bitmap does not end where the payload ends");
         return DCZ_OK;
     }
     { /* HOLES: the stream lists the pruned positions; every other one is kept */
@@ -341,8 +358,12 @@ int dcz__method_deep(const dcz_file *f, const dcz_layer *L, float *out, dcz_erro
         if (nholes != size - L->entries)
             FAIL(L, "cannot be decoded: position holes disagree with the layer's size");
         for (; p < size; p++) WEIGHT_AT(p);
+        WEIGHTS_EXACT();
+        if (L->strict && t.gstart / 8 + stream_nbytes(&t.g, t.gstart) != L->payload_len)
+            FAIL(L, "is inconsistent: its position stream does not end where the payload ends");
         return DCZ_OK;
     }
+#undef WEIGHTS_EXACT
 #undef WEIGHT_AT
 }
 

@@ -8,6 +8,7 @@ promise. SIGTERM stops a command as Ctrl-C does, removing its temporary files (e
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
