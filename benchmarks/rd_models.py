@@ -33,8 +33,8 @@ from forwards import (
 )
 
 from inspector.io import read_model
-from inspector.runtime.eval_data import EvalInputs
 from inspector.io.model_file import LoadedModel
+from inspector.runtime.eval_data import EvalInputs
 from inspector.runtime.runnable_open import open_runnable
 from inspector.tasks.accuracy import Evaluator, open_evaluator
 

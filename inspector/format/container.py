@@ -98,8 +98,8 @@ def sniff(head: bytes) -> bool:
 
 
 class _Kept:
-    """Checked symbols (or a registered method's values) by layer index, at most :data:`KEEP_NBYTES` of them (a running total:
-    a file of many layers stays linear)."""
+    """Checked symbols (or a registered method's values) by layer index, at most
+    :data:`KEEP_NBYTES` of them (a running total: a file of many layers stays linear)."""
 
     __slots__ = ("by_index", "nbytes")
 
