@@ -202,8 +202,11 @@ class HistogramWidget(PlotPanelWidget):
     def _on_session_settings_changed(self) -> None:
         """Band, lines, centroids and title from the session (lines stay put while dragged)."""
         stats, name = self.stats, self.name
-        compressed = stats is not None and not self.session.layer_settings(name).excluded
-        if not compressed:
+        s = self.session.layer_settings(name) if name is not None else None
+        compressed = stats is not None and s is not None and not s.excluded
+        # Another method has no pruning threshold or codebook of deep's to draw (its title
+        # says what it made); the lines and band would show deep's settings, unused.
+        if not compressed or s.method != "deep":
             self._show_codebook(None)
             self._show_band(None)
             self._show_title()

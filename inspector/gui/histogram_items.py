@@ -52,6 +52,16 @@ def title_text(session: Session, name: str | None, dragged: float | None = None)
     if stats is None or s.layer_settings(name).excluded:
         why = "" if stats is not None else f" ({info.kind}: not compressible)"
         return f"{head}, stored losslessly{why}"
+    method = s.layer_settings(name).method
+    if method != "deep":  # no threshold or codebook of deep's: say what the method made
+        layer = s.estimate.layer(name) if s.estimate else None
+        if layer is not None and layer.coded is None and layer.note:  # stored raw instead
+            return f"{head}, method {method}: {layer.note}"
+        if layer is None or layer.coded is None:  # no estimate yet, or the previous method's
+            return f"{head}, method {method} (estimating…)"
+        nonzero = 100.0 * (info.size - layer.coded.zeros) / info.size if info.size else 0.0
+        return (f"{head}, method {method}: {layer.coded.payload_nbytes:,} bytes, "
+                f"{nonzero:.2f}% nonzero")
     plan = None if dragged is not None else s.current_plan(name)
     if plan is not None:
         kept = 100.0 * plan.survivors / plan.size if plan.size else 0.0

@@ -477,3 +477,20 @@ def test_a_layer_with_nothing_pruned_shows_no_band(qtbot) -> None:
     assert widget.band.getRegion() == (0.0, 0.0)
     assert [line.value() for line in widget.lines] == [0.0, 0.0]
     assert controls.prune_info.text().startswith("prunes nothing")
+
+
+def test_a_layer_of_another_method_shows_no_deep_band(histogram) -> None:
+    """Deep's threshold lines and codebook belong to deep: for a uniform layer the panel draws
+    neither and its title says what the method made (it showed deep's band, "estimating")."""
+    w, session, codec = histogram
+    session.set_method((LAYER,), "uniform", "uniform")
+    assert not w.band.isVisible() and not any(line.isVisible() for line in w.lines)
+    assert "method uniform (estimating" in w.title.text()
+    settle(session, codec)
+    layer = session.estimate.layer(LAYER)
+    assert layer.coded is not None
+    assert f"method uniform: {layer.coded.payload_nbytes:,} bytes" in w.title.text()
+    assert len(w.centroids.data) == 0 and "kept" not in w.title.text()
+    session.undo()
+    settle(session, codec)
+    assert w.band.isVisible() and "kept" in w.title.text()
