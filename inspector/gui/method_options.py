@@ -157,18 +157,27 @@ class MethodOptionsWidget(QWidget):
             combo.currentIndexChanged.connect(
                 lambda _i: self._on_option_changed(o, combo.currentData()))
             return combo
+        # A nullable number's "none" is one step below its range, shown as the word (Qt's
+        # special value text): a None option must not look like its smallest value.
         if o.kind is int:
             spin = QSpinBox()
-            spin.setRange(int(o.lo if o.lo is not None else -_BIG),
-                          int(o.hi if o.hi is not None else _BIG))
+            low = int(o.lo if o.lo is not None else -_BIG) - int(o.nullable)
+            spin.setRange(low, int(o.hi if o.hi is not None else _BIG))
             spin.setKeyboardTracking(False)
-            spin.valueChanged.connect(lambda v: self._on_option_changed(o, int(v)))
+            if o.nullable:
+                spin.setSpecialValueText("none")
+            spin.valueChanged.connect(lambda v: self._on_option_changed(
+                o, None if o.nullable and v == spin.minimum() else int(v)))
             return spin
         dspin = QDoubleSpinBox()
         dspin.setDecimals(6)
-        dspin.setRange(o.lo if o.lo is not None else -_BIG, o.hi if o.hi is not None else _BIG)
+        low = o.lo if o.lo is not None else -_BIG
+        dspin.setRange(low - 1e-6 if o.nullable else low, o.hi if o.hi is not None else _BIG)
         dspin.setKeyboardTracking(False)
-        dspin.valueChanged.connect(lambda v: self._on_option_changed(o, float(v)))
+        if o.nullable:
+            dspin.setSpecialValueText("none")
+        dspin.valueChanged.connect(lambda v: self._on_option_changed(
+            o, None if o.nullable and v == dspin.minimum() else float(v)))
         return dspin
 
 
@@ -177,5 +186,8 @@ def _show(editor: QWidget, value: Any) -> None:
         editor.setChecked(bool(value))
     elif isinstance(editor, QComboBox):
         editor.setCurrentIndex(editor.findData(value))
-    elif isinstance(editor, QSpinBox | QDoubleSpinBox) and value is not None:
-        editor.setValue(value)
+    elif isinstance(editor, QSpinBox | QDoubleSpinBox):
+        if value is not None:
+            editor.setValue(value)
+        elif editor.specialValueText():  # a nullable option's "none"
+            editor.setValue(editor.minimum())

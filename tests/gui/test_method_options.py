@@ -91,3 +91,21 @@ def test_editors_follow_the_declared_options_and_write_them(qtbot, opened, toy_m
     assert session.layer_settings("ip1.weight").options["step"] == 0.5
     widget.method_combo.setCurrentIndex(widget.method_combo.findData("fp16"))
     assert "step" not in session.settings.layers["ip1.weight"]  # toy's options dropped
+
+
+def test_an_unset_option_reads_none_not_its_smallest_value(qtbot, opened) -> None:
+    """uniform's step and int_bits are None by default: their editors say "none" (they showed
+    0.000000 and 2, which read as settings in force), and stepping down to it writes None."""
+    session, _ = opened
+    widget = MethodOptionsWidget(session)
+    qtbot.addWidget(widget)
+    session.select(["ip2.weight"])
+    session.set_method(["ip2.weight"], "uniform", "uniform")
+    for name in ("step", "int_bits"):
+        editor = widget.editors[name]
+        assert editor.text() == "none", (name, editor.text())
+    bits = widget.editors["int_bits"]
+    bits.setValue(4)  # the user
+    assert session.layer_settings("ip2.weight").options["int_bits"] == 4
+    bits.setValue(bits.minimum())  # and back to none
+    assert session.layer_settings("ip2.weight").options["int_bits"] is None
