@@ -9,16 +9,11 @@ from inspector.gui.method_options import MethodOptionsWidget
 from inspector.gui.model_bytes import layer_parts
 from inspector.model.session import Session
 from inspector.tasks.codec import compress
+from inspector.tasks.drive import run_to_end as drain
 
 WAIT_MS = 20000
 
 
-def drain(gen):
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
 
 
 def test_choosing_fp16_makes_the_estimate_the_bytes_written(qtbot, save_model, tmp_path) -> None:

@@ -8,17 +8,12 @@ from inspector.gui.controller import Controller
 from inspector.gui.target_widget import TargetWidget
 from inspector.model.session import Session
 from inspector.tasks.codec import compress
+from inspector.tasks.drive import run_to_end as drain
 from inspector.tasks.target import Target, fp32_nbytes
 
 WAIT_MS = 20000
 
 
-def drain(gen):
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
 
 
 def _open(qtbot, save_model) -> tuple[Session, Controller, TargetWidget]:

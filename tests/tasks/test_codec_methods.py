@@ -18,15 +18,8 @@ from inspector.io.kinds import layer_kind
 from inspector.io.model_file import LoadedModel, TensorInfo
 from inspector.model.settings import ModelSettings
 from inspector.tasks.codec import ModelCodec, compress
+from inspector.tasks.drive import run_to_end as drain
 from inspector.tasks.export import decompress_file
-
-
-def drain(gen):
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
 
 
 def model_of(path: Path, tensors: dict[str, np.ndarray]) -> LoadedModel:
