@@ -55,6 +55,9 @@ EARLY = frozenset({"hashed"})  # shared from the start of stage 1
 RULES: dict[str, Rule] = {
     "uniform": "ste", "int8": "ste", "int4": "ste", "ternary": "ste", "binary": "ste",
     "fp16": "ste", "bf16": "ste", "pq": "shared", "hashed": "shared",
+    # Not yet its own rule (issue 13.7 asks to train the factors): the float weights train and
+    # the layer is factorised again at the end.
+    "lowrank": "float",
 }
 
 
