@@ -111,7 +111,14 @@ def decode_kept(
 
 def decode_payload(payload: bytes | memoryview, layout: Layout) -> np.ndarray:
     """The flat float32 weights of a payload (ValueError on any inconsistency)."""
-    codebook, wsym, gsym = decode_symbols(payload, layout)
+    return values_of_symbols(*decode_symbols(payload, layout), layout)
+
+
+def values_of_symbols(
+    codebook: np.ndarray, wsym: np.ndarray, gsym: np.ndarray, layout: Layout
+) -> np.ndarray:
+    """The flat float32 weights of decoded streams: the codebook, the weight symbols and the
+    position symbols ``decode_symbols`` gives (ValueError on any inconsistency)."""
     out = np.zeros(layout.size, dtype=np.float32)
     if layout.positions == GAPS:
         filler = layout.codebook_size if layout.has_filler else -1

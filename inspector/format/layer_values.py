@@ -2,9 +2,9 @@
 
 :func:`inspector.format.verify.check_deep_payload` decodes a layer's streams to check them; the
 container keeps what it decoded, and a read that follows builds the values here instead of
-decoding the streams again (the costly part of a read: Huffman decoding). This is the second
-half of :func:`inspector.core.decode.decode_payload`, whose first half the check replaces, and
-gives the same array (``tests/format/test_decode_once.py``).
+decoding the streams again (the costly part of a read: Huffman decoding), through
+:func:`inspector.core.decode.values_of_symbols`, the second half of ``decode_payload``; the
+array is the same (``tests/format/test_decode_once.py``).
 """
 
 from __future__ import annotations
@@ -21,23 +21,10 @@ if TYPE_CHECKING:
 def values_of(symbols: Symbols, layout: Layout) -> np.ndarray:
     """The flat float32 weights the checked ``symbols`` describe (ValueError on any
     inconsistency, as the decoder would raise)."""
-    from inspector.core import kernels, positions
+    from inspector.core import positions
+    from inspector.core.decode import values_of_symbols
 
-    codebook, wsym = symbols.codebook, symbols.weights
-    out = np.zeros(layout.size, dtype=np.float32)
-    if layout.positions == positions.GAPS:
-        filler = layout.codebook_size if layout.has_filler else -1
-        bad = kernels.scatter_entries(
-            wsym, symbols.positions, codebook, filler, layout.index_bits, out)
-        if bad:
-            raise ValueError(f"entry {-bad - 1} of the sparse index is inconsistent")
-        return out
     psym = symbols.positions
-    if layout.positions == positions.BITMAP:
+    if layout.positions == positions.BITMAP:  # the check keeps the bitmap packed
         psym = np.unpackbits(psym, count=layout.size).astype(np.uint32)
-    kept = positions.decode_positions(
-        layout.positions, psym, layout.size, layout.entries, layout.index_bits)
-    if wsym.size and int(wsym.max()) >= codebook.size:
-        raise ValueError("a weight symbol lies outside the codebook")
-    out[kept] = codebook[wsym]
-    return out
+    return values_of_symbols(symbols.codebook, symbols.weights, psym, layout)
